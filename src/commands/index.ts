@@ -1,0 +1,12 @@
+import type { Command } from 'commander';
+
+/** Each command lives in its own module and registers itself here. */
+type Register = (program: Command) => void;
+
+const commands: Register[] = [
+  // Keep one line per command module, e.g. `convert.register`.
+];
+
+export function registerCommands(program: Command): void {
+  for (const register of commands) register(program);
+}

@@ -1,0 +1,3 @@
+// Library entry point: the same pieces the CLI uses.
+export * from './types.js';
+export * from './errors.js';
