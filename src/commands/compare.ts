@@ -1,0 +1,79 @@
+// `uit compare --offline A --api B`: how far offline instructions are from API ones.
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { compareOutputs, reportToJson } from '../compare/report.js';
+import { readCompareSide } from '../compare/read.js';
+import { renderTable } from '../compare/table.js';
+import { renderHtml } from '../compare/html.js';
+import { loadDefinitionScorer } from '../compare/scorer.js';
+import { writeFileAtomic } from '../io/atomic.js';
+
+interface CompareOptions {
+  offline: string;
+  api: string;
+  scorer?: string;
+  instances: number;
+  seed: number;
+  json?: boolean;
+  html?: string;
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function integer(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('expected an integer');
+  return n;
+}
+
+export async function runCompare(opts: CompareOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  const offline = readCompareSide(opts.offline);
+  const api = readCompareSide(opts.api);
+  const scorer = opts.scorer
+    ? await loadDefinitionScorer(opts.scorer, { maxInstances: opts.instances, seed: opts.seed, quiet: opts.json === true })
+    : undefined;
+  const report = await compareOutputs({ offlinePath: opts.offline, apiPath: opts.api, offline: offline.tasks, api: api.tasks, scorer });
+  if (opts.html) writeFileAtomic(opts.html, renderHtml(report));
+  if (opts.json) out.write(JSON.stringify(reportToJson(report), null, 2) + '\n');
+  else {
+    out.write(renderTable(report));
+    if (opts.html) out.write(`\nHTML report written to ${opts.html}\n`);
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('compare')
+    .description(
+      'Compare two uit outputs task by task (offline vs API instructions): ROUGE-L, BLEU, exact match, ' +
+        'lengths, and with --scorer which instruction better predicts the gold outputs (lower perplexity).',
+    )
+    .requiredOption('--offline <path>', 'offline output: a folder of Ni-v2 task files, one Ni-v2 JSON file, or JSONL of Ni-v2-shaped tasks')
+    .requiredOption('--api <path>', 'API output, same forms as --offline')
+    .option('--scorer <dir>', 'a model folder that scores both instructions by perplexity (UIT scoring prompt)')
+    .option('--instances <m>', 'instances scored per task with --scorer', positiveInt, 32)
+    .option('--seed <n>', 'seed of the instance sample with --scorer', integer, 0)
+    .option('--json', 'print the comparison as JSON: {"tasks", "only_offline", "only_api", "summary"}')
+    .option('--html <file>', 'also write a self-contained HTML report (histogram, sortable side-by-side table)')
+    .addHelpText(
+      'after',
+      `
+Tasks are matched by id (a task file's name without .json; "id", "task" or "name" in JSONL).
+ROUGE-L is rouge-score's default (lowercase, alphanumeric tokens, no stemming); BLEU is sacrebleu's
+sentence BLEU (13a tokens, exp smoothing) of the offline instruction against the API one; both in [0, 1].
+Exact match ignores differences in whitespace only.
+
+Examples:
+  $ uit compare --offline out/offline --api out/api
+  $ uit compare --offline offline.jsonl --api api.jsonl --json | jq .summary
+  $ uit compare --offline out/offline --api out/api --html report.html
+  $ uit compare --offline out/offline --api out/api --scorer models/uit-tiny --instances 8`,
+    )
+    .action(async (opts: CompareOptions) => {
+      await runCompare(opts);
+    });
+}
