@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
+import * as compare from './compare.js';
 
 /** Each command lives in its own module and registers itself here. */
 type Register = (program: Command) => void;
 
 const commands: Register[] = [
   // Keep one line per command module, e.g. `convert.register`.
+  compare.register,
 ];
 
 export function registerCommands(program: Command): void {
