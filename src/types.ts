@@ -14,12 +14,16 @@ export interface Example {
   input: string;
   output: string;
   explanation?: string;
+  /** Format-specific data kept for lossless writing (docs/formats.md, "extra"). */
+  extra?: Record<string, unknown>;
 }
 
 export interface Instance {
   id: string;
   input: string;
   outputs: string[];
+  /** Format-specific data kept for lossless writing, e.g. a template format's dataset row. */
+  extra?: Record<string, unknown>;
 }
 
 export interface TaskSource {
