@@ -1,0 +1,40 @@
+// The cache's public API (docs/cache.md, "API").
+export {
+  openCache,
+  Cache,
+  EXPORT_TABLES,
+  EXPORT_COLUMNS,
+  MERGE_TABLES,
+  type OpenCacheOptions,
+  type ModelRecord,
+  type StoredModel,
+  type GenerationRecord,
+  type CachedGeneration,
+  type ScoreRecord,
+  type CachedScore,
+  type Counter,
+  type CacheCounters,
+  type CacheStats,
+  type ModelCount,
+  type RunStatus,
+  type RunSummary,
+  type MergeResult,
+  type MergeTable,
+  type ExportTable,
+  type ExportRow,
+} from './cache.js';
+export {
+  canonicalJson,
+  generationKey,
+  scoreKey,
+  sha256Hex,
+  KEY_VERSION,
+  type GenerationInput,
+  type ScoreInput,
+  type JsonObject,
+  type JsonValue,
+} from './keys.js';
+export { defaultCachePath } from './location.js';
+export { modelIdentity, modelFiles, sha256File, type DigestMemo } from './identity.js';
+export { APPLICATION_ID, SCHEMA_VERSION, MIGRATIONS, type Migration } from './schema.js';
+export { formatExportRow, csvHeader, type ExportFormat } from './export.js';

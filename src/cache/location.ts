@@ -1,0 +1,15 @@
+// Where the cache lives when the user does not say: one file per user, shared by every command.
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+
+/**
+ * `$UIT_CACHE` if set, else `$XDG_CACHE_HOME/uit/cache.sqlite` (XDG requires an absolute path;
+ * a relative one is ignored), else `~/.cache/uit/cache.sqlite`.
+ */
+export function defaultCachePath(env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = env.UIT_CACHE;
+  if (explicit !== undefined && explicit !== '') return resolve(explicit);
+  const xdg = env.XDG_CACHE_HOME;
+  if (xdg !== undefined && isAbsolute(xdg)) return join(xdg, 'uit', 'cache.sqlite');
+  return join(homedir(), '.cache', 'uit', 'cache.sqlite');
+}
