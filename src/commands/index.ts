@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import * as cache from './cache.js';
 import * as compare from './compare.js';
 
 /** Each command lives in its own module and registers itself here. */
@@ -7,6 +8,7 @@ type Register = (program: Command) => void;
 const commands: Register[] = [
   // Keep one line per command module, e.g. `convert.register`.
   compare.register,
+  cache.register,
 ];
 
 export function registerCommands(program: Command): void {

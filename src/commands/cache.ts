@@ -1,0 +1,271 @@
+// `uit cache stats|export|merge|vacuum`: look into and look after the SQLite cache.
+import { once } from 'node:events';
+import { Command, Option } from 'commander';
+import {
+  EXPORT_COLUMNS,
+  EXPORT_TABLES,
+  csvHeader,
+  defaultCachePath,
+  formatExportRow,
+  openCache,
+  type CacheStats,
+  type ExportFormat,
+  type ExportTable,
+  type MergeResult,
+  type MergeTable,
+} from '../cache/index.js';
+import { ExitCode } from '../errors.js';
+import { AtomicWriter } from '../io/atomic.js';
+import { createProgress } from '../progress.js';
+
+interface CacheOption {
+  cache?: string;
+}
+
+function cacheOption(): Option {
+  return new Option('--cache <file>', 'the cache file (default: $UIT_CACHE, else $XDG_CACHE_HOME/uit/cache.sqlite, else ~/.cache/uit/cache.sqlite)');
+}
+
+function cachePath(opts: CacheOption): string {
+  return opts.cache ?? defaultCachePath();
+}
+
+export function register(program: Command): void {
+  const cache = program
+    .command('cache')
+    .description('inspect and maintain the SQLite cache of generations and scores')
+    .addHelpText(
+      'after',
+      `
+Every generation and score goes through one SQLite file, so reruns make no model calls.
+Default file: ${defaultCachePath()}
+
+Examples:
+  $ uit cache stats
+  $ uit cache export --table scores --format csv -o scores.csv
+  $ uit cache merge shard-*.sqlite --cache all.sqlite
+  $ uit cache vacuum`,
+    );
+
+  cache
+    .command('stats')
+    .description('rows per table and per model, size on disk, oldest and newest rows')
+    .addOption(cacheOption())
+    .option('--check', "also run SQLite's integrity check (reads the whole file)")
+    .option('--json', 'print the statistics as JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ uit cache stats
+  $ uit cache stats --cache shard-3.sqlite --json | jq .rows`,
+    )
+    .action((opts: CacheOption & { json?: boolean; check?: boolean }) => {
+      const c = openCache(cachePath(opts), { readonly: true });
+      try {
+        const stats = c.stats();
+        const problems = opts.check ? c.check() : undefined;
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(problems === undefined ? stats : { ...stats, integrity: problems.length === 0 ? 'ok' : problems }, null, 2)}\n`);
+        } else {
+          process.stdout.write(formatStats(stats));
+          if (problems !== undefined) {
+            process.stdout.write(problems.length === 0 ? 'integrity   ok\n' : `integrity   ${problems.length} problem(s):\n${problems.map((p) => `  ${p}\n`).join('')}`);
+          }
+        }
+        if (problems !== undefined && problems.length > 0) process.exitCode = ExitCode.CACHE;
+      } finally {
+        c.close();
+      }
+    });
+
+  cache
+    .command('export')
+    .description('write a table as JSON Lines or CSV, prompts reassembled (streamed)')
+    .addOption(cacheOption())
+    .addOption(new Option('--table <table>', 'the table to export').choices(EXPORT_TABLES).default('generations'))
+    .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
+    .option('-o, --output <file>', 'write to FILE (atomically: all or nothing) instead of stdout')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ uit cache export --table scores | head -n 3
+  $ uit cache export --table generations --format csv -o generations.csv
+  $ uit cache export --table runs | jq -r '[.command, .status, .started_at] | @tsv'`,
+    )
+    .action(async (opts: CacheOption & { table: ExportTable; format: ExportFormat; output?: string }) => {
+      await exportTable(cachePath(opts), opts.table, opts.format, opts.output);
+    });
+
+  cache
+    .command('merge')
+    .description("add the rows of other caches (e.g. shards' caches) that this cache lacks")
+    .argument('<other...>', 'cache files to merge from (read-only)')
+    .addOption(cacheOption())
+    .option('--json', 'print what was added as JSON')
+    .addHelpText(
+      'after',
+      `
+Rows are matched by content key: a row already in the cache is kept, so merging is
+idempotent and the order of the files does not matter for keys that agree.
+
+Examples:
+  $ uit cache merge shard-0.sqlite shard-1.sqlite shard-2.sqlite --cache merged.sqlite
+  $ uit cache merge /scratch/job-*/cache.sqlite`,
+    )
+    .action((others: string[], opts: CacheOption & { json?: boolean }) => {
+      const c = openCache(cachePath(opts));
+      const results: MergeResult[] = [];
+      const progress = createProgress({ label: 'merging', total: others.length, quiet: opts.json });
+      try {
+        c.startRun('cache merge', { from: others });
+        for (const other of others) {
+          const r = c.mergeFrom(other);
+          results.push(r);
+          progress.tick();
+          if (!opts.json) process.stdout.write(`merged ${other}: ${formatAdded(r.added)}\n`);
+        }
+        progress.stop();
+        const total = sumAdded(results);
+        c.finishRun('ok', { added: total });
+        if (opts.json) process.stdout.write(`${JSON.stringify({ cache: c.path, merged: results, added: total }, null, 2)}\n`);
+        else process.stdout.write(`${c.path}: ${formatAdded(total)} added from ${others.length} file(s)\n`);
+      } catch (err) {
+        progress.stop();
+        try {
+          c.finishRun('failed');
+        } catch {
+          // The original failure is what the user needs to see.
+        }
+        throw err;
+      } finally {
+        c.close();
+      }
+    });
+
+  cache
+    .command('vacuum')
+    .description('rewrite the cache file compactly and truncate its write-ahead log')
+    .addOption(cacheOption())
+    .option('--json', 'print the sizes as JSON')
+    .addHelpText(
+      'after',
+      `
+Needs free disk space about the size of the cache while it runs, and waits for other
+processes writing the cache.
+
+Example:
+  $ uit cache vacuum --cache merged.sqlite`,
+    )
+    .action((opts: CacheOption & { json?: boolean }) => {
+      const c = openCache(cachePath(opts));
+      try {
+        const { before, after } = c.vacuum();
+        if (opts.json) process.stdout.write(`${JSON.stringify({ cache: c.path, bytesBefore: before, bytesAfter: after })}\n`);
+        else process.stdout.write(`vacuumed ${c.path}: ${formatBytes(before)} -> ${formatBytes(after)}\n`);
+      } finally {
+        c.close();
+      }
+    });
+}
+
+async function exportTable(path: string, table: ExportTable, format: ExportFormat, output?: string): Promise<void> {
+  const c = openCache(path, { readonly: true });
+  const writer = output === undefined ? undefined : new AtomicWriter(output);
+  const progress = createProgress({ label: `exporting ${table}`, total: c.count(table) });
+  let broken = false;
+  let streamError: Error | undefined;
+  // stdout may be a pipe that closes early (`| head`): stop quietly then, as other CLIs do.
+  const onError = (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') broken = true;
+    else streamError = err;
+    process.stdout.emit('drain');
+  };
+  if (writer === undefined) process.stdout.on('error', onError);
+  let buffer = '';
+  const flush = async () => {
+    if (buffer === '') return;
+    const chunk = buffer;
+    buffer = '';
+    if (writer !== undefined) writer.write(chunk);
+    else if (!process.stdout.write(chunk)) await Promise.race([once(process.stdout, 'drain'), once(process.stdout, 'close')]);
+    if (streamError !== undefined) throw streamError;
+  };
+  try {
+    if (format === 'csv') buffer += csvHeader(EXPORT_COLUMNS[table]);
+    let n = 0;
+    for (const row of c.exportRows(table)) {
+      buffer += formatExportRow(row, format);
+      if (++n % 256 === 0) progress.tick(256);
+      if (buffer.length >= 1 << 16) await flush();
+      if (broken) break;
+    }
+    await flush();
+    progress.stop();
+    writer?.commit();
+  } catch (err) {
+    progress.stop();
+    writer?.abort();
+    throw err;
+  } finally {
+    if (writer === undefined) process.stdout.off('error', onError);
+    c.close();
+  }
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function shortId(id: string): string {
+  return /^[0-9a-f]{64}$/.test(id) ? `${id.slice(0, 12)}…` : id;
+}
+
+function formatStats(s: CacheStats): string {
+  const lines: string[] = [];
+  const row = (label: string, value: string) => lines.push(`${label.padEnd(11)} ${value}`);
+  row('cache', `${s.path} (schema v${s.schemaVersion}, journal ${s.journalMode})`);
+  row('size', `${formatBytes(s.bytes.total)} (db ${formatBytes(s.bytes.db)}, wal ${formatBytes(s.bytes.wal)}, shm ${formatBytes(s.bytes.shm)})`);
+  row(
+    'rows',
+    `generations ${s.rows.generations}, scores ${s.rows.scores}, models ${s.rows.models}, runs ${s.rows.runs}, ` +
+      `text pieces ${s.rows.texts} (${s.textChars} chars)`,
+  );
+  const section = (label: string, range: { oldest: string | null; newest: string | null }, byModel: CacheStats['scores']['byScorer']) => {
+    row(label, range.oldest === null ? 'none' : `${range.oldest} .. ${range.newest}`);
+    for (const m of byModel) {
+      const who = m.name === null ? `${shortId(m.id)} (not registered)` : `${m.name} (${m.kind}, ${shortId(m.id)})`;
+      lines.push(`  ${String(m.rows).padStart(9)}  ${who}`);
+    }
+  };
+  section('generations', s.generations, s.generations.byModel);
+  section('scores', s.scores, s.scores.byScorer);
+  const last = s.runs.last;
+  row(
+    'runs',
+    last === null
+      ? 'none'
+      : `${s.rows.runs} (${s.runs.running} marked running); last: ${last.command}, ${last.status}, started ${last.startedAt}` +
+          (last.finishedAt === null ? '' : `, finished ${last.finishedAt}`),
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function formatAdded(a: Record<MergeTable, number>): string {
+  return `+${a.generations} generations, +${a.scores} scores, +${a.models} models, +${a.runs} runs, +${a.texts} text pieces`;
+}
+
+function sumAdded(results: MergeResult[]): Record<MergeTable, number> {
+  const total: Record<MergeTable, number> = { models: 0, texts: 0, runs: 0, generations: 0, scores: 0 };
+  for (const r of results) for (const k of Object.keys(total) as MergeTable[]) total[k] += r.added[k];
+  return total;
+}
