@@ -1,0 +1,258 @@
+// The one place that talks to onnxruntime-node. The engine above it owns the KV cache and asks for
+// "run these ids with this mask/positions/past, give me X and the new KV entries". Keeping this
+// interface small lets a better device backend (IO binding, GPU-resident KV) replace it later.
+import ort from 'onnxruntime-node';
+import { ModelError } from '../errors.js';
+import { checkCompatible, readGraphSpec, type GraphKind, type GraphSpec } from './graph-spec.js';
+import type { KvArray, KvShape } from './kv-cache.js';
+import type { ModelConfig, ModelFolder } from './model-folder.js';
+import { createSession, type SessionConfig } from './session.js';
+import { halfToFloat32 } from './half.js';
+
+export interface ForwardInput {
+  rows: number;
+  /** New positions per row. */
+  seq: number;
+  /** int64 [rows, seq] */
+  inputIds: BigInt64Array;
+  /** int64 [rows, pastLength + seq] */
+  attentionMask: BigInt64Array;
+  /** int64 [rows, seq] */
+  positionIds: BigInt64Array;
+  /** Slots per row in the past buffers (0 on a first step). */
+  pastLength: number;
+  /** Per layer, [rows, heads, pastLength, headDim]. */
+  pastKeys: readonly KvArray[];
+  pastValues: readonly KvArray[];
+}
+
+/**
+ * - `last`: next-token logits at the last position, [rows, vocab] (generation);
+ * - `logprobs`: log p(inputIds[r, t+1] | ..t) for t < seq-1, [rows, seq-1] (scoring);
+ * - `logits`: all logits, [rows, seq, vocab] (only the decoder graph has them).
+ */
+export type ForwardWant = 'last' | 'logprobs' | 'logits';
+
+export interface ForwardOutput {
+  vocabSize: number;
+  last?: Float32Array;
+  logprobs?: Float32Array;
+  logits?: Float32Array;
+  /**
+   * The KV entries, when asked for: `new` holds only the seq new positions [rows, heads, seq, headDim];
+   * `present` holds past + new [rows, heads, pastLength + seq, headDim] (the optimum decoder).
+   */
+  kv?: { kind: 'new' | 'present'; keys: KvArray[]; values: KvArray[] };
+}
+
+export interface Backend {
+  readonly shape: KvShape;
+  readonly hasPositionIds: boolean;
+  /** Which outputs come from a fast graph (only what is needed leaves the graph). */
+  readonly fast: { generation: boolean; scoring: boolean };
+  readonly device: 'cpu' | 'cuda';
+  forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput>;
+  dispose(): Promise<void>;
+}
+
+interface Graph {
+  spec: GraphSpec;
+  session: ort.InferenceSession;
+}
+
+export interface OrtBackendOptions extends SessionConfig {
+  /** Use model.gen.onnx / model.score.onnx when the folder has them (default true). */
+  fastGraphs?: boolean;
+}
+
+/** Backend over onnxruntime-node sessions; graphs other than the primary one load on first use. */
+export class OrtBackend implements Backend {
+  readonly shape: KvShape;
+  readonly hasPositionIds: boolean;
+  readonly fast: { generation: boolean; scoring: boolean };
+  device: 'cpu' | 'cuda';
+  deviceNote?: string;
+  private readonly graphs = new Map<GraphKind, Promise<Graph>>();
+  private readonly paths: Partial<Record<GraphKind, string>>;
+
+  private constructor(
+    private readonly folder: ModelFolder,
+    private readonly options: OrtBackendOptions,
+    primary: Graph,
+  ) {
+    const s = primary.spec;
+    this.shape = { numLayers: s.numLayers, numKvHeads: s.numKvHeads, headDim: s.headDim, dtype: s.kvDtype };
+    this.hasPositionIds = s.hasPositionIds;
+    const fast = options.fastGraphs ?? true;
+    this.paths = {
+      decoder: folder.files.decoder,
+      gen: fast ? folder.files.gen : undefined,
+      score: fast ? folder.files.score : undefined,
+    };
+    this.fast = { generation: this.paths.gen !== undefined, scoring: this.paths.score !== undefined };
+    this.graphs.set(primary.spec.kind, Promise.resolve(primary));
+    this.device = 'cpu';
+  }
+
+  /** Opens the generation graph (the fast one when present) and reads the model's facts from it. */
+  static async open(folder: ModelFolder, options: OrtBackendOptions): Promise<OrtBackend> {
+    const fast = options.fastGraphs ?? true;
+    const kind: GraphKind = fast && folder.files.gen ? 'gen' : 'decoder';
+    const path = kind === 'gen' ? folder.files.gen : folder.files.decoder;
+    if (!path) throw new ModelError(`${folder.dir}: onnx/model.onnx is missing (needed when the fast graphs are off)`);
+    const created = await createSession(path, options);
+    const spec = readGraphSpec(kind, path, created.session, folder.config);
+    const backend = new OrtBackend(folder, options, { spec, session: created.session });
+    backend.device = created.device;
+    backend.deviceNote = created.note;
+    return backend;
+  }
+
+  /** The session for a graph kind, loading it (and checking it against the primary graph) if needed. */
+  graph(kind: GraphKind): Promise<Graph> {
+    let g = this.graphs.get(kind);
+    if (!g) {
+      const path = this.paths[kind];
+      if (!path) return Promise.reject(new ModelError(`${this.folder.dir}: no ${kind} graph`));
+      g = (async () => {
+        const created = await createSession(path, { ...this.options, device: this.device });
+        const spec = readGraphSpec(kind, path, created.session, this.folder.config as ModelConfig);
+        const primary = await this.graphs.values().next().value!;
+        checkCompatible(primary.spec, spec);
+        return { spec, session: created.session };
+      })();
+      this.graphs.set(kind, g);
+      g.catch(() => this.graphs.delete(kind));
+    }
+    return g;
+  }
+
+  /** Specs of the graphs loaded so far. */
+  async loadedSpecs(): Promise<GraphSpec[]> {
+    return Promise.all([...this.graphs.values()].map(async (g) => (await g).spec));
+  }
+
+  async forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
+    if (want === 'last' && this.fast.generation) return this.runFast('gen', input, want, fetchKv);
+    if (want === 'logprobs' && this.fast.scoring) return this.runFast('score', input, want, fetchKv);
+    if (!this.paths.decoder) {
+      throw new ModelError(
+        `${this.folder.dir}: ${want === 'logprobs' ? 'scoring needs onnx/model.score.onnx or onnx/model.onnx' : 'full logits need onnx/model.onnx'}`,
+      );
+    }
+    return this.runDecoder(input, want, fetchKv);
+  }
+
+  private feeds(spec: GraphSpec, input: ForwardInput): Record<string, ort.Tensor> {
+    const { rows, seq, pastLength } = input;
+    const { numKvHeads: H, headDim: D, dtype } = this.shape;
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', input.inputIds, [rows, seq]),
+      attention_mask: new ort.Tensor('int64', input.attentionMask, [rows, pastLength + seq]),
+    };
+    if (spec.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', input.positionIds, [rows, seq]);
+    if (spec.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLength > 0 ? 1 : 0]), [1]);
+    const dims = [rows, H, pastLength, D];
+    for (let l = 0; l < spec.numLayers; l++) {
+      feeds[spec.pastKeys[l]] = new ort.Tensor(dtype, input.pastKeys[l], dims);
+      feeds[spec.pastValues[l]] = new ort.Tensor(dtype, input.pastValues[l], dims);
+    }
+    return feeds;
+  }
+
+  private async runFast(kind: 'gen' | 'score', input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
+    const { spec, session } = await this.graph(kind);
+    const fetches = [spec.mainOutput, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
+    const out = await session.run(this.feeds(spec, input), fetches);
+    const main = out[spec.mainOutput];
+    const data = toFloat32(main);
+    const result: ForwardOutput = {
+      vocabSize: kind === 'gen' ? data.length / input.rows : 0,
+      ...(want === 'last' ? { last: data } : { logprobs: data }),
+    };
+    if (fetchKv) {
+      result.kv = {
+        kind: 'new',
+        keys: spec.outKeys.map((n) => kvData(out[n])),
+        values: spec.outValues.map((n) => kvData(out[n])),
+      };
+    }
+    return result;
+  }
+
+  private async runDecoder(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
+    const { spec, session } = await this.graph('decoder');
+    const fetches = [spec.mainOutput, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
+    const out = await session.run(this.feeds(spec, input), fetches);
+    const logits = toFloat32(out[spec.mainOutput]);
+    const { rows, seq } = input;
+    const vocabSize = logits.length / (rows * seq);
+    const result: ForwardOutput = { vocabSize };
+    if (want === 'logits') result.logits = logits;
+    else if (want === 'last') {
+      const last = new Float32Array(rows * vocabSize);
+      for (let r = 0; r < rows; r++) {
+        last.set(logits.subarray(((r + 1) * seq - 1) * vocabSize, (r + 1) * seq * vocabSize), r * vocabSize);
+      }
+      result.last = last;
+    } else result.logprobs = gatherLogprobs(logits, input.inputIds, rows, seq, vocabSize);
+    if (fetchKv) {
+      result.kv = {
+        kind: 'present',
+        keys: spec.outKeys.map((n) => kvData(out[n])),
+        values: spec.outValues.map((n) => kvData(out[n])),
+      };
+    }
+    return result;
+  }
+
+  async dispose(): Promise<void> {
+    const graphs = [...this.graphs.values()];
+    this.graphs.clear();
+    for (const g of graphs) {
+      try {
+        await (await g).session.release();
+      } catch {
+        // a graph that failed to load has nothing to release
+      }
+    }
+  }
+}
+
+/** log p(ids[r, t+1] | logits[r, t]) for t < seq-1, computed in float64 for a stable log-sum-exp. */
+export function gatherLogprobs(logits: Float32Array, ids: BigInt64Array, rows: number, seq: number, vocab: number): Float32Array {
+  const out = new Float32Array(rows * Math.max(0, seq - 1));
+  for (let r = 0; r < rows; r++) {
+    for (let t = 0; t < seq - 1; t++) {
+      const base = (r * seq + t) * vocab;
+      out[r * (seq - 1) + t] = logSoftmaxAt(logits, base, vocab, Number(ids[r * seq + t + 1]));
+    }
+  }
+  return out;
+}
+
+/** log softmax(logits[base .. base+vocab])[index]. */
+export function logSoftmaxAt(logits: Float32Array, base: number, vocab: number, index: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < vocab; i++) if (logits[base + i] > max) max = logits[base + i];
+  let sum = 0;
+  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[base + i] - max);
+  return logits[base + index] - max - Math.log(sum);
+}
+
+function toFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  if (t.type === 'float16') return halfToFloat32(rawHalf(t.data));
+  throw new ModelError(`unexpected output type ${t.type}`);
+}
+
+function rawHalf(data: ort.Tensor['data']): Uint16Array {
+  if (data instanceof Uint16Array) return data;
+  const view = data as ArrayBufferView; // Float16Array where the platform has it
+  return new Uint16Array(view.buffer, view.byteOffset, view.byteLength / 2);
+}
+
+function kvData(t: ort.Tensor): KvArray {
+  if (t.type === 'float32') return t.data as Float32Array;
+  return rawHalf(t.data);
+}

@@ -1,0 +1,136 @@
+// Forward passes on top of an engine-owned KV cache: one step helper used by generation, and the
+// prefix-reuse pieces the scorer builds on (prefill a shared prefix once, then score many
+// continuations on top of copies of its KV cache).
+import type { Backend, ForwardWant } from './backend.js';
+import { logSoftmaxAt } from './backend.js';
+import { KvCache } from './kv-cache.js';
+
+export interface StepResult {
+  vocabSize: number;
+  /** [rows, vocab] when `want` is `last`. */
+  last?: Float32Array;
+  /** [rows, seq-1] when `want` is `logprobs`. */
+  logprobs?: Float32Array;
+  /** [rows, seq, vocab] when `want` is `logits`. */
+  logits?: Float32Array;
+}
+
+/**
+ * Runs `ids` ([cache.rows, seq], row-major) on top of `cache`. `newValid` ([rows, seq]) marks real
+ * tokens (0 for padding; default all real). With `writeKv` the new positions are added to the cache.
+ */
+export async function step(
+  backend: Backend,
+  cache: KvCache,
+  ids: ArrayLike<number>,
+  seq: number,
+  want: ForwardWant,
+  opts: { newValid?: Uint8Array; writeKv?: boolean } = {},
+): Promise<StepResult> {
+  const rows = cache.rows;
+  if (ids.length !== rows * seq) throw new RangeError(`step: ${ids.length} ids for ${rows} rows x ${seq}`);
+  const inputIds = new BigInt64Array(rows * seq);
+  for (let i = 0; i < ids.length; i++) inputIds[i] = BigInt(ids[i]);
+  const writeKv = opts.writeKv ?? true;
+  const out = await backend.forward(
+    {
+      rows,
+      seq,
+      inputIds,
+      attentionMask: cache.attentionMask(seq, opts.newValid),
+      positionIds: cache.positionIds(seq, opts.newValid),
+      pastLength: cache.capacity,
+      pastKeys: cache.pastKeys(),
+      pastValues: cache.pastValues(),
+    },
+    want,
+    writeKv,
+  );
+  if (writeKv) {
+    if (!out.kv) throw new Error('backend returned no KV entries');
+    if (out.kv.kind === 'new') cache.append(out.kv.keys, out.kv.values, seq, opts.newValid);
+    else cache.adopt(out.kv.keys, out.kv.values, seq, opts.newValid);
+  }
+  return { vocabSize: out.vocabSize, last: out.last, logprobs: out.logprobs, logits: out.logits };
+}
+
+/** A prefilled token sequence: its one-row KV cache and the next-token logits after it. */
+export interface Prefix {
+  ids: readonly number[];
+  kv: KvCache;
+  /** Next-token logits after the last id, [vocab]. */
+  lastLogits: Float32Array;
+}
+
+/**
+ * Runs `ids` once and keeps its KV cache; with `base`, runs only `ids` on top of `base` (whose cache
+ * is copied, not changed), so a prefix can be built in stages and shared.
+ */
+export async function prefill(backend: Backend, ids: readonly number[], base?: Prefix): Promise<Prefix> {
+  if (ids.length === 0) {
+    if (base) return base;
+    throw new RangeError('prefill: no tokens');
+  }
+  // The copy has no free slots: passing empty (masked) slots as past would cost attention work.
+  const kv = base ? KvCache.gather(base.kv, [0], base.kv.used) : KvCache.create(backend.shape, 1, 0);
+  const out = await step(backend, kv, ids, ids.length, 'last');
+  return { ids: [...(base?.ids ?? []), ...ids], kv, lastLogits: out.last! };
+}
+
+export interface ScoreOptions {
+  /** Continuations run together (rows of one forward). Default 8. */
+  batchSize?: number;
+}
+
+/**
+ * log p(token | prefix, earlier tokens of the continuation) for every token of every continuation,
+ * in input order. The prefix's KV cache is copied into each row of a batch (once per call), and only
+ * the continuations run: this is the prefix reuse of perplexity scoring. The first token's
+ * log-prob comes from the prefix's `lastLogits`; without a prefix it is NaN (nothing predicts it).
+ */
+export async function scoreContinuations(
+  backend: Backend,
+  prefix: Prefix | undefined,
+  continuations: readonly (readonly number[])[],
+  opts: ScoreOptions = {},
+): Promise<Float32Array[]> {
+  const batchSize = Math.max(1, opts.batchSize ?? 8);
+  const results: Float32Array[] = continuations.map((c) => new Float32Array(c.length));
+  // Longest first, so each batch pads little.
+  const order = continuations
+    .map((c, i) => i)
+    .filter((i) => continuations[i].length > 0)
+    .sort((a, b) => continuations[b].length - continuations[a].length || a - b);
+  if (order.length === 0) return results;
+  const rowsMax = Math.min(batchSize, order.length);
+  const shared = prefix
+    ? KvCache.gather(prefix.kv, new Array<number>(rowsMax).fill(0), prefix.kv.used)
+    : KvCache.create(backend.shape, rowsMax, 0);
+  const base = { used: shared.used, capacity: shared.capacity };
+
+  for (let start = 0; start < order.length; start += batchSize) {
+    const batch = order.slice(start, start + batchSize);
+    const seq = continuations[batch[0]].length;
+    const rows = batch.length;
+    shared.rows = rows; // every row is the same prefix, so the first `rows` rows serve any batch
+    const ids = new Int32Array(rows * seq);
+    const valid = new Uint8Array(rows * seq);
+    batch.forEach((ci, r) => {
+      const c = continuations[ci];
+      for (let t = 0; t < c.length; t++) {
+        ids[r * seq + t] = c[t];
+        valid[r * seq + t] = 1;
+      }
+    });
+    const out = await step(backend, shared, ids, seq, 'logprobs', { newValid: valid, writeKv: false });
+    if (shared.used !== base.used || shared.capacity !== base.capacity) throw new Error('scoring changed the shared prefix');
+    const lp = out.logprobs!;
+    batch.forEach((ci, r) => {
+      const c = continuations[ci];
+      const res = results[ci];
+      res[0] = prefix ? logSoftmaxAt(prefix.lastLogits, 0, prefix.lastLogits.length, c[0]) : NaN;
+      for (let t = 1; t < c.length; t++) res[t] = lp[r * (seq - 1) + t - 1];
+    });
+  }
+  return results;
+}

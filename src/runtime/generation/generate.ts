@@ -1,0 +1,294 @@
+// Batched, KV-cached generation. A batch is a group of rows (one row = one sample of one prompt):
+// the group's distinct prompts are prefilled once (left-padded together), each prompt's KV cache is
+// copied into its rows, and then every step runs one token per live row, fetching only the last
+// position's logits. Finished rows leave the batch. Each row samples from its own seeded stream.
+import { ExitCode, UitError } from '../../errors.js';
+import { IncrementalDecoder } from '../../tokenizer/index.js';
+import type { Backend } from '../backend.js';
+import { step } from '../forward.js';
+import { KvCache } from '../kv-cache.js';
+import type { Model } from '../model.js';
+import { buildProcessors, isGreedy, type SamplingParams } from './processors.js';
+import { sampleRng, type Rng } from './prng.js';
+import { argmax, sampleMultinomial } from './sampler.js';
+import { StopMatcher } from './stop.js';
+
+export type FinishReason = 'stop' | 'eos' | 'length';
+
+export interface GenerateRequest {
+  /** Text to continue; or `promptIds` to pass tokens directly. */
+  prompt?: string;
+  promptIds?: readonly number[];
+  /** Samples to draw (default 1). */
+  numSamples?: number;
+  /** Index of the first sample (default 0): sample i is the same whichever call draws it. */
+  firstSample?: number;
+  /** Overrides the options' seed for this request. */
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingParams {
+  maxNewTokens: number;
+  /** Default 0. Sample i of a prompt draws from the stream (seed, i). */
+  seed?: number;
+  /** Text is cut before the first occurrence of any of these. */
+  stop?: readonly string[];
+  /** Stop at the tokenizer's EOS ids (default true). */
+  stopOnEos?: boolean;
+  /** Most rows decoded together (default 16). */
+  batchSize?: number;
+  /** Add the tokenizer's special tokens to the prompt (default false). */
+  addSpecialTokens?: boolean;
+  /** Called after every decoding step with the number of new tokens produced in it. */
+  onTokens?: (count: number) => void;
+}
+
+export interface GeneratedSample {
+  /** Sample index (firstSample + position). */
+  index: number;
+  text: string;
+  /** Generated ids, including a final EOS and any tokens past a stop string. */
+  tokenIds: number[];
+  finishReason: FinishReason;
+}
+
+export interface GenerationOutput {
+  promptTokens: number;
+  samples: GeneratedSample[];
+}
+
+export interface GenerationTimings {
+  /** Wall time of the prompt forwards. */
+  prefillMs: number;
+  /** Wall time of the decoding steps (forward + sampling). */
+  decodeMs: number;
+  totalMs: number;
+  promptTokens: number;
+  newTokens: number;
+  /** Forward passes run for decoding. */
+  steps: number;
+}
+
+export interface GenerateResult {
+  /** One entry per request, in request order. */
+  outputs: GenerationOutput[];
+  timings: GenerationTimings;
+}
+
+interface Row {
+  request: number;
+  sample: number;
+  prompt: readonly number[];
+  rng: Rng | undefined;
+  /** Prompt then generated ids, for the repetition penalty. */
+  tokens: number[];
+  generated: number[];
+  decoder: IncrementalDecoder;
+  text: string;
+  finish?: FinishReason;
+}
+
+function validate(opts: GenerateOptions): void {
+  const bad = (msg: string): never => {
+    throw new UitError(msg, ExitCode.USAGE);
+  };
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) bad(`max new tokens must be a positive integer, got ${opts.maxNewTokens}`);
+  if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)) bad(`batch size must be a positive integer`);
+  if (opts.seed !== undefined && !Number.isSafeInteger(opts.seed)) bad(`seed must be an integer, got ${opts.seed}`);
+  try {
+    buildProcessors(opts);
+  } catch (err) {
+    bad((err as Error).message);
+  }
+}
+
+/** Generates `numSamples` continuations of every request's prompt. */
+export async function generate(model: Model, requests: readonly GenerateRequest[], opts: GenerateOptions): Promise<GenerateResult> {
+  validate(opts);
+  const t0 = performance.now();
+  const tok = model.tokenizer;
+  const prompts = requests.map((r, i) => {
+    let ids = r.promptIds ? [...r.promptIds] : tok.encode(r.prompt ?? '', { addSpecialTokens: opts.addSpecialTokens });
+    if (ids.length === 0) {
+      if (tok.bosTokenId === undefined) {
+        throw new UitError(`request ${i}: the prompt is empty and the tokenizer has no BOS token to start from`, ExitCode.BAD_INPUT);
+      }
+      ids = [tok.bosTokenId];
+    }
+    const max = model.info.maxPositions;
+    if (max !== undefined && ids.length >= max) {
+      throw new UitError(`request ${i}: the prompt has ${ids.length} tokens; the model takes at most ${max} positions`, ExitCode.BAD_INPUT);
+    }
+    return ids;
+  });
+
+  const greedy = isGreedy(opts);
+  const rows: Row[] = [];
+  requests.forEach((r, i) => {
+    const n = r.numSamples ?? 1;
+    const first = r.firstSample ?? 0;
+    if (!Number.isInteger(n) || n < 0) throw new UitError(`request ${i}: numSamples must be a non-negative integer`, ExitCode.USAGE);
+    for (let s = first; s < first + n; s++) {
+      rows.push({
+        request: i,
+        sample: s,
+        prompt: prompts[i],
+        rng: greedy ? undefined : sampleRng(r.seed ?? opts.seed ?? 0, s),
+        tokens: [...prompts[i]],
+        generated: [],
+        decoder: new IncrementalDecoder(tok, prompts[i]),
+        text: '',
+      });
+    }
+  });
+
+  const timings: GenerationTimings = { prefillMs: 0, decodeMs: 0, totalMs: 0, promptTokens: 0, newTokens: 0, steps: 0 };
+  const engine = new Engine(model, opts, timings);
+  for (const group of groupRows(rows, opts.batchSize ?? 16, model.backend.hasPositionIds)) await engine.run(group);
+
+  const stop = new StopMatcher(opts.stop ?? []);
+  const outputs: GenerationOutput[] = prompts.map((p) => ({ promptTokens: p.length, samples: [] }));
+  for (const row of rows) {
+    outputs[row.request].samples.push({
+      index: row.sample,
+      text: finalText(model, row, stop),
+      tokenIds: row.generated,
+      finishReason: row.finish ?? 'length',
+    });
+  }
+  timings.totalMs = performance.now() - t0;
+  return { outputs, timings };
+}
+
+/**
+ * The text of a finished row: the generated ids (without a final EOS) decoded with the tokenizer's
+ * own settings, cut before the first stop string. If space clean-up hid a stop string that the
+ * streaming text saw, the streaming text is cut instead.
+ */
+function finalText(model: Model, row: Row, stop: StopMatcher): string {
+  const ids = row.finish === 'eos' ? row.generated.slice(0, -1) : row.generated;
+  const full = stop.cut(model.tokenizer.decode(ids));
+  if (row.finish === 'stop' && !full.stopped) return stop.cut(row.text).text;
+  return full.text;
+}
+
+/**
+ * Splits rows into batches of at most `batchSize`, in order. A graph without position_ids computes
+ * positions itself and cannot take left padding, so there each batch holds one prompt length.
+ */
+function groupRows(rows: Row[], batchSize: number, positionIds: boolean): Row[][] {
+  const groups: Row[][] = [];
+  let cur: Row[] = [];
+  for (const row of rows) {
+    const mismatch = !positionIds && cur.length > 0 && cur[0].prompt.length !== row.prompt.length;
+    if (cur.length === batchSize || mismatch) {
+      groups.push(cur);
+      cur = [];
+    }
+    cur.push(row);
+  }
+  if (cur.length) groups.push(cur);
+  return groups;
+}
+
+class Engine {
+  private readonly backend: Backend;
+  private readonly processors;
+  private readonly greedy: boolean;
+  private readonly stop: StopMatcher;
+
+  constructor(
+    private readonly model: Model,
+    private readonly opts: GenerateOptions,
+    private readonly timings: GenerationTimings,
+  ) {
+    this.backend = model.backend;
+    this.processors = buildProcessors(opts);
+    this.greedy = isGreedy(opts);
+    this.stop = new StopMatcher(opts.stop ?? []);
+  }
+
+  async run(group: Row[]): Promise<void> {
+    // Distinct prompts of the group (rows of one request share its prompt array).
+    const prompts: (readonly number[])[] = [];
+    const promptOf = group.map((row) => {
+      let i = prompts.indexOf(row.prompt);
+      if (i === -1) i = prompts.push(row.prompt) - 1;
+      return i;
+    });
+    const maxLen = Math.max(...prompts.map((p) => p.length));
+    const maxPositions = this.model.info.maxPositions;
+    const budget = Math.min(this.opts.maxNewTokens, maxPositions !== undefined ? maxPositions - maxLen : Infinity);
+
+    // Prefill: all distinct prompts in one left-padded batch.
+    const tp = performance.now();
+    const promptCache = KvCache.create(this.backend.shape, prompts.length, 0);
+    const ids = new Int32Array(prompts.length * maxLen);
+    const valid = new Uint8Array(prompts.length * maxLen);
+    prompts.forEach((p, r) => {
+      const pad = maxLen - p.length;
+      for (let t = 0; t < p.length; t++) {
+        ids[r * maxLen + pad + t] = p[t];
+        valid[r * maxLen + pad + t] = 1;
+      }
+    });
+    const pre = await step(this.backend, promptCache, ids, maxLen, 'last', { newValid: valid });
+    const vocab = pre.vocabSize;
+    this.timings.prefillMs += performance.now() - tp;
+    this.timings.promptTokens += prompts.reduce((n, p) => n + p.length, 0);
+
+    // Each row starts from a copy of its prompt's cache, with room for the whole generation on
+    // the fast path (the slow path's cache is replaced by `present` every step anyway).
+    const capacity = this.backend.fast.generation ? maxLen + budget : maxLen;
+    const cache = KvCache.gather(promptCache, promptOf, capacity);
+    let live = group.slice();
+    let logits: Float32Array = new Float32Array(group.length * vocab);
+    promptOf.forEach((p, r) => logits.set(pre.last!.subarray(p * vocab, (p + 1) * vocab), r * vocab));
+
+    const td = performance.now();
+    for (;;) {
+      // Pick the next token of every live row.
+      const next = new Int32Array(live.length);
+      const keep: number[] = [];
+      live.forEach((row, r) => {
+        const rowLogits = logits.subarray(r * vocab, (r + 1) * vocab);
+        for (const p of this.processors) p(rowLogits, row);
+        const t = this.greedy ? argmax(rowLogits) : sampleMultinomial(rowLogits, row.rng!);
+        next[r] = t;
+        this.accept(row, t, budget);
+        if (!row.finish) keep.push(r);
+      });
+      this.timings.newTokens += live.length;
+      this.opts.onTokens?.(live.length);
+      if (keep.length === 0) break;
+      if (keep.length < live.length) {
+        cache.compact(keep);
+        live = keep.map((r) => live[r]);
+      }
+      const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last');
+      this.timings.steps++;
+      logits = out.last!;
+    }
+    this.timings.decodeMs += performance.now() - td;
+  }
+
+  /** Records a token and decides whether the row is done. */
+  private accept(row: Row, token: number, budget: number): void {
+    row.generated.push(token);
+    row.tokens.push(token);
+    const tok = this.model.tokenizer;
+    if ((this.opts.stopOnEos ?? true) && tok.isEos(token)) {
+      row.finish = 'eos';
+      return;
+    }
+    if (!this.stop.empty) {
+      const before = row.text.length;
+      row.text += row.decoder.push(token);
+      if (row.text.length > before && this.stop.find(row.text, before) !== -1) {
+        row.finish = 'stop';
+        return;
+      }
+    }
+    if (row.generated.length >= budget) row.finish = 'length';
+  }
+}

@@ -1,0 +1,149 @@
+// Logits processors: small in-place steps applied to one row's next-token logits, in the order
+// Hugging Face transformers applies them (repetition penalty, temperature, top-k, top-p), so the
+// same parameters mean the same thing here as there. Removed tokens are set to -Infinity.
+
+export interface ProcessContext {
+  /** The tokens seen so far in this row: prompt followed by generated tokens. */
+  readonly tokens: readonly number[];
+}
+
+export type LogitsProcessor = (logits: Float32Array, ctx: ProcessContext) => void;
+
+/** CTRL's penalty: a seen token's logit is divided by `penalty` when positive, multiplied when negative. */
+export function repetitionPenalty(penalty: number): LogitsProcessor {
+  if (!(penalty > 0)) throw new RangeError(`repetition penalty must be > 0, got ${penalty}`);
+  return (logits, ctx) => {
+    const seen = new Set<number>();
+    for (const t of ctx.tokens) {
+      if (seen.has(t) || t < 0 || t >= logits.length) continue;
+      seen.add(t);
+      const v = logits[t];
+      logits[t] = v < 0 ? v * penalty : v / penalty;
+    }
+  };
+}
+
+export function temperature(t: number): LogitsProcessor {
+  if (!(t > 0)) throw new RangeError(`temperature must be > 0 (use greedy decoding for 0), got ${t}`);
+  const inv = 1 / t;
+  return (logits) => {
+    for (let i = 0; i < logits.length; i++) logits[i] *= inv;
+  };
+}
+
+/** The k-th largest value of `values` (k >= 1), by quickselect on a copy. */
+export function kthLargest(values: Float32Array, k: number): number {
+  const a = Float32Array.from(values);
+  let lo = 0;
+  let hi = a.length - 1;
+  const target = k - 1; // index in descending order
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        const tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+  return a[target];
+}
+
+/** Keeps the k most likely tokens (ties with the k-th are kept, as in transformers). */
+export function topK(k: number): LogitsProcessor {
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`top-k must be a positive integer, got ${k}`);
+  return (logits) => {
+    if (k >= logits.length) return;
+    const threshold = kthLargest(logits, k);
+    for (let i = 0; i < logits.length; i++) if (logits[i] < threshold) logits[i] = -Infinity;
+  };
+}
+
+/**
+ * Nucleus filtering: keeps the most likely tokens until their probabilities reach `p` (a token is
+ * kept when the tokens ranked above it sum to less than `p`). Only tokens above a probability floor
+ * are sorted; the floor is lowered until the candidates alone reach `p`, which proves that no token
+ * below it can belong to the nucleus.
+ */
+export function topP(p: number): LogitsProcessor {
+  if (!(p > 0 && p <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${p}`);
+  return (logits) => {
+    if (p >= 1) return;
+    const probs = softmax(logits);
+    let floor = 1e-3;
+    let candidates: number[] = [];
+    for (;;) {
+      candidates = [];
+      let mass = 0;
+      for (let i = 0; i < probs.length; i++) {
+        if (probs[i] >= floor) {
+          candidates.push(i);
+          mass += probs[i];
+        }
+      }
+      if (mass >= p || floor === 0) break;
+      floor = floor < 1e-12 ? 0 : floor / 64;
+    }
+    candidates.sort((a, b) => probs[b] - probs[a] || a - b);
+    const keep = new Uint8Array(logits.length);
+    let before = 0;
+    for (const i of candidates) {
+      if (before >= p) break;
+      keep[i] = 1;
+      before += probs[i];
+    }
+    for (let i = 0; i < logits.length; i++) if (!keep[i]) logits[i] = -Infinity;
+  };
+}
+
+/** Softmax into a fresh array (max-shifted; -Infinity entries get probability 0). */
+export function softmax(logits: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  const out = new Float64Array(logits.length);
+  if (max === -Infinity) return out;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const e = Math.exp(logits[i] - max);
+    out[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < out.length; i++) out[i] /= sum;
+  return out;
+}
+
+export interface SamplingParams {
+  /** Argmax decoding; temperature, top-k and top-p are then ignored. */
+  greedy?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+}
+
+/** The processor chain for a set of sampling parameters, in transformers' order. */
+export function buildProcessors(params: SamplingParams): LogitsProcessor[] {
+  const chain: LogitsProcessor[] = [];
+  if (params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1) {
+    chain.push(repetitionPenalty(params.repetitionPenalty));
+  }
+  if (isGreedy(params)) return chain;
+  if (params.temperature !== undefined && params.temperature !== 1) chain.push(temperature(params.temperature));
+  if (params.topK !== undefined && params.topK > 0) chain.push(topK(params.topK));
+  if (params.topP !== undefined && params.topP < 1) chain.push(topP(params.topP));
+  return chain;
+}
+
+export function isGreedy(params: SamplingParams): boolean {
+  return params.greedy === true || params.temperature === 0;
+}

@@ -1,0 +1,32 @@
+// The runtime's public API (docs/runtime-api.md).
+export { loadModel, Model, type LoadModelOptions, type ModelInfo } from './model.js';
+export { inspectModelFolder, type ModelFolder, type ModelConfig } from './model-folder.js';
+export { modelIdentity, identityFiles, userCacheDir, type IdentityOptions } from './identity.js';
+export {
+  createSession,
+  providerReport,
+  parseDevice,
+  ortVersion,
+  type Device,
+  type GraphOptimizationLevel,
+  type ProviderReport,
+} from './session.js';
+export { readGraphSpec, type GraphSpec, type GraphKind, type KvDtype } from './graph-spec.js';
+export { OrtBackend, gatherLogprobs, logSoftmaxAt, type Backend, type ForwardInput, type ForwardOutput, type ForwardWant } from './backend.js';
+export { KvCache, allocKv, type KvArray, type KvShape } from './kv-cache.js';
+export { step, prefill, scoreContinuations, type Prefix, type StepResult, type ScoreOptions } from './forward.js';
+export {
+  generate,
+  type GenerateRequest,
+  type GenerateOptions,
+  type GenerateResult,
+  type GeneratedSample,
+  type GenerationOutput,
+  type GenerationTimings,
+  type FinishReason,
+} from './generation/generate.js';
+export { buildProcessors, repetitionPenalty, temperature, topK, topP, softmax, isGreedy, type SamplingParams, type LogitsProcessor } from './generation/processors.js';
+export { argmax, sampleMultinomial } from './generation/sampler.js';
+export { sampleRng, Rng } from './generation/prng.js';
+export { StopMatcher } from './generation/stop.js';
+export { halfToFloat32, float32ToHalf } from './half.js';

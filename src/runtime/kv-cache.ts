@@ -1,0 +1,235 @@
+// The engine's KV cache. onnxruntime-node copies every fetched output into a fresh JS buffer, so
+// fetching the whole cache each step costs many times the step's compute. Instead the engine owns
+// one buffer per layer for keys and one for values, shaped [rows, heads, capacity, headDim], passes
+// the whole buffer as `past` (a zero-copy tensor over it; unused slots are masked with 0), fetches
+// only the new positions' entries and writes them into the next slots.
+//
+// Rows are the outermost dimension, so the first r rows are a contiguous prefix: dropping finished
+// rows means moving the survivors to the front and passing a shorter view.
+import type { KvDtype } from './graph-spec.js';
+
+/** float32 caches are Float32Array; float16 caches hold the raw IEEE half bits in a Uint16Array. */
+export type KvArray = Float32Array | Uint16Array;
+
+export interface KvShape {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  dtype: KvDtype;
+}
+
+export function allocKv(dtype: KvDtype, length: number): KvArray {
+  return dtype === 'float16' ? new Uint16Array(length) : new Float32Array(length);
+}
+
+export class KvCache {
+  /** Rows in use (a prefix of the allocated rows). */
+  rows: number;
+  /** Slots per row in the buffers. */
+  capacity: number;
+  /** Slots filled so far, the same for every row (a row's padding slots count, masked). */
+  used: number;
+  keys: KvArray[];
+  values: KvArray[];
+  /** 1 where a slot holds a real token, per row: [rows, capacity]. */
+  mask: Uint8Array;
+  /** Real tokens per row: the next token's position id. */
+  validCount: Int32Array;
+  /** Rows the buffers have room for (rows in use can be fewer after compaction). */
+  private allocatedRows: number;
+
+  private constructor(
+    readonly shape: KvShape,
+    rows: number,
+    capacity: number,
+    buffers?: { keys: KvArray[]; values: KvArray[] },
+  ) {
+    this.rows = rows;
+    this.allocatedRows = rows;
+    this.capacity = capacity;
+    this.used = 0;
+    const n = rows * shape.numKvHeads * capacity * shape.headDim;
+    this.keys = buffers?.keys ?? Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
+    this.values = buffers?.values ?? Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
+    this.mask = new Uint8Array(rows * capacity);
+    this.validCount = new Int32Array(rows);
+  }
+
+  /** An empty cache of `rows` rows with room for `capacity` positions each. */
+  static create(shape: KvShape, rows: number, capacity: number): KvCache {
+    return new KvCache(shape, rows, capacity);
+  }
+
+  /**
+   * A new cache whose row i is a copy of `src` row `rowIndex[i]` (rows may repeat: N samples of one
+   * prefilled prompt), with room for `capacity` positions (at least `src.used`).
+   */
+  static gather(src: KvCache, rowIndex: readonly number[], capacity = src.used): KvCache {
+    if (capacity < src.used) throw new RangeError(`capacity ${capacity} < used ${src.used}`);
+    const dst = new KvCache(src.shape, rowIndex.length, capacity);
+    const { numKvHeads: H, headDim: D } = src.shape;
+    const span = src.used * D;
+    for (let l = 0; l < src.shape.numLayers; l++) {
+      for (const [from, to] of [
+        [src.keys[l], dst.keys[l]],
+        [src.values[l], dst.values[l]],
+      ] as const) {
+        rowIndex.forEach((s, i) => {
+          if (capacity === src.capacity) {
+            const rowSize = H * capacity * D;
+            to.set(from.subarray(s * rowSize, (s + 1) * rowSize), i * rowSize);
+            return;
+          }
+          for (let h = 0; h < H; h++) {
+            const so = (s * H + h) * src.capacity * D;
+            to.set(from.subarray(so, so + span), (i * H + h) * capacity * D);
+          }
+        });
+      }
+    }
+    rowIndex.forEach((s, i) => {
+      dst.mask.set(src.mask.subarray(s * src.capacity, s * src.capacity + src.used), i * capacity);
+      dst.validCount[i] = src.validCount[s];
+    });
+    dst.used = src.used;
+    return dst;
+  }
+
+  /** Elements per row in the buffers. */
+  private get rowSize(): number {
+    return this.shape.numKvHeads * this.capacity * this.shape.headDim;
+  }
+
+  /** The past tensors' data for the rows in use: [rows, heads, capacity, headDim] per layer. */
+  pastKeys(): KvArray[] {
+    const n = this.rows * this.rowSize;
+    return this.keys.map((k) => (k.length === n ? k : k.subarray(0, n)));
+  }
+
+  pastValues(): KvArray[] {
+    const n = this.rows * this.rowSize;
+    return this.values.map((v) => (v.length === n ? v : v.subarray(0, n)));
+  }
+
+  /**
+   * The attention mask for a step that adds `seq` positions: this cache's slot mask followed by
+   * `newValid` ([rows, seq], 1 for real tokens), as int64 [rows, capacity + seq].
+   */
+  attentionMask(seq: number, newValid?: Uint8Array): BigInt64Array {
+    const width = this.capacity + seq;
+    const out = new BigInt64Array(this.rows * width);
+    for (let r = 0; r < this.rows; r++) {
+      const base = r * width;
+      const m = r * this.capacity;
+      for (let j = 0; j < this.used; j++) if (this.mask[m + j]) out[base + j] = 1n;
+      for (let t = 0; t < seq; t++) out[base + this.capacity + t] = newValid ? BigInt(newValid[r * seq + t]) : 1n;
+    }
+    return out;
+  }
+
+  /**
+   * Position ids of `seq` new positions: each real token gets its row's count of real tokens before
+   * it; padding gets 1 (as transformers does), so a padding query never sees an empty key set.
+   */
+  positionIds(seq: number, newValid?: Uint8Array): BigInt64Array {
+    const out = new BigInt64Array(this.rows * seq);
+    for (let r = 0; r < this.rows; r++) {
+      let p = this.validCount[r];
+      for (let t = 0; t < seq; t++) {
+        if (!newValid || newValid[r * seq + t]) out[r * seq + t] = BigInt(p++);
+        else out[r * seq + t] = 1n;
+      }
+    }
+    return out;
+  }
+
+  /** Grows every row to at least `minCapacity` slots (in chunks, so growth is rare). */
+  ensureCapacity(minCapacity: number, chunk = 64): void {
+    if (minCapacity <= this.capacity) return;
+    // An empty cache (a prefill) gets exactly what it needs; a full one grows by a chunk.
+    const capacity = this.capacity === 0 ? minCapacity : Math.max(minCapacity, this.capacity + chunk);
+    const { numKvHeads: H, headDim: D } = this.shape;
+    const n = this.allocatedRows;
+    const regrow = (old: KvArray): KvArray => {
+      const next = allocKv(this.shape.dtype, n * H * capacity * D);
+      for (let rh = 0; rh < this.rows * H; rh++) {
+        next.set(old.subarray(rh * this.capacity * D, rh * this.capacity * D + this.used * D), rh * capacity * D);
+      }
+      return next;
+    };
+    this.keys = this.keys.map(regrow);
+    this.values = this.values.map(regrow);
+    const mask = new Uint8Array(n * capacity);
+    for (let r = 0; r < this.rows; r++) mask.set(this.mask.subarray(r * this.capacity, r * this.capacity + this.used), r * capacity);
+    this.mask = mask;
+    this.capacity = capacity;
+  }
+
+  /**
+   * Writes a step's new entries ([rows, heads, seq, headDim] per layer) into slots
+   * `used .. used+seq` and marks them valid where `newValid` says so.
+   */
+  append(newKeys: readonly KvArray[], newValues: readonly KvArray[], seq: number, newValid?: Uint8Array): void {
+    this.ensureCapacity(this.used + seq);
+    const { numKvHeads: H, headDim: D } = this.shape;
+    const C = this.capacity;
+    const span = seq * D;
+    for (let l = 0; l < this.shape.numLayers; l++) {
+      const k = this.keys[l];
+      const v = this.values[l];
+      const nk = newKeys[l];
+      const nv = newValues[l];
+      if (nk.length !== this.rows * H * span || nv.length !== nk.length) {
+        throw new Error(`layer ${l}: got ${nk.length} new KV elements, expected ${this.rows * H * span}`);
+      }
+      for (let rh = 0; rh < this.rows * H; rh++) {
+        const dst = (rh * C + this.used) * D;
+        k.set(nk.subarray(rh * span, rh * span + span), dst);
+        v.set(nv.subarray(rh * span, rh * span + span), dst);
+      }
+    }
+    this.markNew(seq, newValid);
+  }
+
+  /**
+   * Slow path: the graph returned `present` = past (this cache's `capacity` slots) + `seq` new
+   * positions; it becomes the cache's buffers as is (it is already a fresh JS copy).
+   */
+  adopt(presentKeys: KvArray[], presentValues: KvArray[], seq: number, newValid?: Uint8Array): void {
+    const oldC = this.capacity;
+    const capacity = oldC + seq;
+    const mask = new Uint8Array(this.rows * capacity);
+    for (let r = 0; r < this.rows; r++) mask.set(this.mask.subarray(r * oldC, r * oldC + this.used), r * capacity);
+    this.mask = mask;
+    this.keys = presentKeys;
+    this.values = presentValues;
+    this.allocatedRows = this.rows;
+    this.capacity = capacity;
+    this.used = oldC; // holes between used and oldC stay masked
+    this.markNew(seq, newValid);
+  }
+
+  private markNew(seq: number, newValid?: Uint8Array): void {
+    for (let r = 0; r < this.rows; r++) {
+      for (let t = 0; t < seq; t++) {
+        const ok = newValid ? newValid[r * seq + t] : 1;
+        this.mask[r * this.capacity + this.used + t] = ok;
+        this.validCount[r] += ok;
+      }
+    }
+    this.used += seq;
+  }
+
+  /** Keeps only the listed rows (ascending), moved to the front in that order. */
+  compact(keep: readonly number[]): void {
+    const rowSize = this.rowSize;
+    keep.forEach((src, dst) => {
+      if (dst > src || (dst > 0 && src <= keep[dst - 1])) throw new RangeError('compact: rows must be ascending');
+      if (src === dst) return;
+      for (const arr of [...this.keys, ...this.values]) arr.copyWithin(dst * rowSize, src * rowSize, (src + 1) * rowSize);
+      this.mask.copyWithin(dst * this.capacity, src * this.capacity, (src + 1) * this.capacity);
+      this.validCount[dst] = this.validCount[src];
+    });
+    this.rows = keep.length;
+  }
+}

@@ -1,0 +1,114 @@
+// A model folder in the Hugging Face / optimum / transformers.js layout. This module only looks at
+// files; what the graphs accept is checked from the sessions' metadata (graph-spec.ts).
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ModelError } from '../errors.js';
+
+/** Decoder graphs in optimum's text-generation-with-past layout, in order of preference. */
+const DECODER_GRAPHS = ['model.onnx', 'decoder_model_merged.onnx'];
+/** The fast graphs (scripts/add-fast-graphs.py): only new KV entries and only needed logits leave them. */
+const GEN_GRAPH = 'model.gen.onnx';
+const SCORE_GRAPH = 'model.score.onnx';
+
+export type ModelConfig = Record<string, unknown>;
+
+export interface ModelFolder {
+  /** Absolute path of the folder. */
+  dir: string;
+  config: ModelConfig;
+  /** `config.json`'s model_type, e.g. "gptj", "gpt2", "llama". */
+  modelType: string;
+  files: {
+    config: string;
+    tokenizer: string;
+    tokenizerConfig?: string;
+    generationConfig?: string;
+    /** The optimum decoder (slow path: full logits and whole `present` KV come out). */
+    decoder?: string;
+    /** Fast generation graph: `logits_last` + `new_key_values.*`. */
+    gen?: string;
+    /** Fast scoring graph: `token_logprobs` + `new_key_values.*`. */
+    score?: string;
+    /** Other files in onnx/ (external data such as model.onnx_data), sorted. */
+    externalData: string[];
+  };
+}
+
+function readConfig(file: string): ModelConfig {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ModelError(`${file}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ModelError(`${file}: expected a JSON object`);
+  }
+  return value as ModelConfig;
+}
+
+/**
+ * Checks that `dir` looks like a model folder and lists its files. Throws a ModelError that names
+ * the folder and the first missing piece.
+ */
+export function inspectModelFolder(dirArg: string): ModelFolder {
+  const dir = resolve(dirArg);
+  if (!existsSync(dir)) throw new ModelError(`model folder ${dirArg} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new ModelError(`model folder ${dirArg} is not a directory`);
+  const file = (name: string): string | undefined => (existsSync(join(dir, name)) ? join(dir, name) : undefined);
+
+  const config = file('config.json');
+  if (!config) {
+    throw new ModelError(
+      `${dirArg} is not a model folder: config.json is missing (expected the Hugging Face layout: ` +
+        'config.json, tokenizer.json, tokenizer_config.json, onnx/model.onnx)',
+    );
+  }
+  const tokenizer = file('tokenizer.json');
+  if (!tokenizer) throw new ModelError(`${dirArg}: tokenizer.json is missing`);
+
+  const onnxDir = join(dir, 'onnx');
+  if (!existsSync(onnxDir) || !statSync(onnxDir).isDirectory()) {
+    throw new ModelError(`${dirArg}: the onnx/ folder is missing (expected onnx/model.onnx)`);
+  }
+  const onnxFiles = readdirSync(onnxDir).sort();
+  const decoderName = DECODER_GRAPHS.find((n) => onnxFiles.includes(n));
+  const gen = onnxFiles.includes(GEN_GRAPH) ? join(onnxDir, GEN_GRAPH) : undefined;
+  const score = onnxFiles.includes(SCORE_GRAPH) ? join(onnxDir, SCORE_GRAPH) : undefined;
+  if (!decoderName && !gen) {
+    const found = onnxFiles.filter((n) => n.endsWith('.onnx'));
+    throw new ModelError(
+      `${dirArg}: onnx/model.onnx is missing` +
+        (found.length ? ` (found ${found.join(', ')}; uit reads model.onnx, or model.gen.onnx for generation)` : ''),
+    );
+  }
+  const externalData = onnxFiles
+    .filter((n) => !n.endsWith('.onnx') && !n.startsWith('.') && statSync(join(onnxDir, n)).isFile())
+    .map((n) => join(onnxDir, n));
+
+  const cfg = readConfig(config);
+  return {
+    dir,
+    config: cfg,
+    modelType: typeof cfg.model_type === 'string' ? cfg.model_type : 'unknown',
+    files: {
+      config,
+      tokenizer,
+      tokenizerConfig: file('tokenizer_config.json'),
+      generationConfig: file('generation_config.json'),
+      decoder: decoderName ? join(onnxDir, decoderName) : undefined,
+      gen,
+      score,
+      externalData,
+    },
+  };
+}
+
+/** A number from config.json under the first of several names (models name the same fact differently). */
+export function configNumber(config: ModelConfig, ...names: string[]): number | undefined {
+  for (const n of names) {
+    const v = config[n];
+    if (typeof v === 'number' && Number.isFinite(v)) return v;
+  }
+  return undefined;
+}

@@ -1,0 +1,91 @@
+// loadModel: a model folder turned into a tokenizer, a backend and the facts about both.
+import { loadTokenizer, type UitTokenizer } from '../tokenizer/index.js';
+import { OrtBackend, type Backend } from './backend.js';
+import type { KvDtype } from './graph-spec.js';
+import { modelIdentity, type IdentityOptions } from './identity.js';
+import { configNumber, inspectModelFolder, type ModelFolder } from './model-folder.js';
+import type { Device, GraphOptimizationLevel } from './session.js';
+
+export interface LoadModelOptions {
+  /** `cpu` (default), `cuda`, or `auto` (CUDA when it works, else the CPU). */
+  device?: Device;
+  /** Intra-op threads; default: onnxruntime's choice (the physical cores). */
+  threads?: number;
+  graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Use onnx/model.gen.onnx and onnx/model.score.onnx when present (default true). */
+  fastGraphs?: boolean;
+}
+
+export interface ModelInfo {
+  dir: string;
+  modelType: string;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  kvDtype: KvDtype;
+  hasPositionIds: boolean;
+  /** Largest number of positions the model was built for (config.json), if it says. */
+  maxPositions?: number;
+  graphs: { decoder?: string; gen?: string; score?: string };
+  /** Generation runs on model.gen.onnx (only logits_last and new KV entries leave the graph). */
+  fastGeneration: boolean;
+  /** Scoring runs on model.score.onnx (only token log-probs leave the graph). */
+  fastScoring: boolean;
+  device: 'cpu' | 'cuda';
+  /** Why `auto` chose the CPU, when it did. */
+  deviceNote?: string;
+}
+
+export class Model {
+  private identityPromise?: Promise<string>;
+
+  constructor(
+    readonly folder: ModelFolder,
+    readonly info: ModelInfo,
+    readonly tokenizer: UitTokenizer,
+    readonly backend: Backend,
+  ) {}
+
+  /** `sha256:<hex>` over the decoder graph, external data and tokenizer.json (memoised on disk). */
+  identity(opts?: IdentityOptions): Promise<string> {
+    if (opts) return modelIdentity(this.folder, opts);
+    this.identityPromise ??= modelIdentity(this.folder);
+    return this.identityPromise;
+  }
+
+  async dispose(): Promise<void> {
+    await this.backend.dispose();
+  }
+}
+
+export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
+  const folder = inspectModelFolder(dir);
+  const tokenizer = loadTokenizer(folder.dir);
+  const backend = await OrtBackend.open(folder, {
+    device: opts.device ?? 'cpu',
+    threads: opts.threads,
+    graphOptimizationLevel: opts.graphOptimizationLevel,
+    fastGraphs: opts.fastGraphs,
+  });
+  const fast = opts.fastGraphs ?? true;
+  const info: ModelInfo = {
+    dir: folder.dir,
+    modelType: folder.modelType,
+    numLayers: backend.shape.numLayers,
+    numKvHeads: backend.shape.numKvHeads,
+    headDim: backend.shape.headDim,
+    kvDtype: backend.shape.dtype,
+    hasPositionIds: backend.hasPositionIds,
+    maxPositions: configNumber(folder.config, 'n_positions', 'max_position_embeddings', 'n_ctx'),
+    graphs: {
+      decoder: folder.files.decoder,
+      gen: fast ? folder.files.gen : undefined,
+      score: fast ? folder.files.score : undefined,
+    },
+    fastGeneration: backend.fast.generation,
+    fastScoring: backend.fast.scoring,
+    device: backend.device,
+    deviceNote: backend.deviceNote,
+  };
+  return new Model(folder, info, tokenizer, backend);
+}

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { KvCache, float32ToHalf, halfToFloat32, type KvShape } from '../../src/runtime/index.js';
+
+const shape: KvShape = { numLayers: 2, numKvHeads: 2, headDim: 3, dtype: 'float32' };
+
+/** new entries [rows, heads, seq, dim] whose values encode (layer, row, head, t, d). */
+function entries(rows: number, seq: number, layer: number, tag: number): Float32Array {
+  const a = new Float32Array(rows * shape.numKvHeads * seq * shape.headDim);
+  let i = 0;
+  for (let r = 0; r < rows; r++)
+    for (let h = 0; h < shape.numKvHeads; h++)
+      for (let t = 0; t < seq; t++) for (let d = 0; d < shape.headDim; d++) a[i++] = tag * 10000 + layer * 1000 + r * 100 + h * 10 + t + d / 10;
+  return a;
+}
+
+function at(c: KvCache, layer: number, row: number, head: number, slot: number): number {
+  return c.keys[layer][((row * shape.numKvHeads + head) * c.capacity + slot) * shape.headDim];
+}
+
+describe('KvCache', () => {
+  it('appends new entries into the next slots and tracks masks and positions', () => {
+    const c = KvCache.create(shape, 2, 0);
+    const valid = Uint8Array.from([0, 1, 1, 1, 1, 1]); // row 0 left-padded by one
+    expect(Array.from(c.positionIds(3, valid))).toEqual([1, 0, 1, 0, 1, 2].map(BigInt));
+    c.append([entries(2, 3, 0, 1), entries(2, 3, 1, 1)], [entries(2, 3, 0, 2), entries(2, 3, 1, 2)], 3, valid);
+    expect(c.capacity).toBe(3);
+    expect(c.used).toBe(3);
+    expect(Array.from(c.validCount)).toEqual([2, 3]);
+    expect(at(c, 1, 1, 1, 2)).toBe(10000 + 1000 + 100 + 10 + 2);
+    expect(Array.from(c.attentionMask(1))).toEqual([0, 1, 1, 1, 1, 1, 1, 1].map(BigInt));
+    expect(Array.from(c.positionIds(1))).toEqual([2n, 3n]);
+  });
+
+  it('gathers rows into a larger capacity (N copies of one prefilled row) and keeps free slots masked', () => {
+    const src = KvCache.create(shape, 2, 0);
+    src.append([entries(2, 2, 0, 1), entries(2, 2, 1, 1)], [entries(2, 2, 0, 2), entries(2, 2, 1, 2)], 2);
+    const g = KvCache.gather(src, [1, 1, 0], 5);
+    expect(g.rows).toBe(3);
+    expect(g.capacity).toBe(5);
+    expect(g.used).toBe(2);
+    expect(at(g, 0, 0, 1, 1)).toBe(at(src, 0, 1, 1, 1));
+    expect(at(g, 0, 1, 1, 1)).toBe(at(src, 0, 1, 1, 1));
+    expect(at(g, 0, 2, 0, 0)).toBe(at(src, 0, 0, 0, 0));
+    expect(Array.from(g.attentionMask(1).subarray(0, 6))).toEqual([1, 1, 0, 0, 0, 1].map(BigInt));
+    // the next step writes slot 2 of every row
+    g.append([entries(3, 1, 0, 3), entries(3, 1, 1, 3)], [entries(3, 1, 0, 4), entries(3, 1, 1, 4)], 1);
+    expect(at(g, 0, 2, 1, 2)).toBe(30000 + 200 + 10);
+    expect(g.pastKeys()[0].length).toBe(3 * 2 * 5 * 3);
+  });
+
+  it('compacts surviving rows to the front and passes a shorter view', () => {
+    const c = KvCache.create(shape, 3, 0);
+    c.append([entries(3, 2, 0, 1), entries(3, 2, 1, 1)], [entries(3, 2, 0, 2), entries(3, 2, 1, 2)], 2);
+    const row2 = at(c, 1, 2, 1, 1);
+    c.compact([2]);
+    expect(c.rows).toBe(1);
+    expect(at(c, 1, 0, 1, 1)).toBe(row2);
+    expect(c.pastKeys()[1].length).toBe(1 * 2 * 2 * 3);
+    expect(c.pastKeys()[1].byteOffset).toBe(0);
+    expect(() => c.compact([0, 0])).toThrow(/ascending/);
+  });
+
+  it('grows in chunks and keeps what it held', () => {
+    const c = KvCache.create(shape, 2, 0);
+    c.append([entries(2, 2, 0, 1), entries(2, 2, 1, 1)], [entries(2, 2, 0, 2), entries(2, 2, 1, 2)], 2);
+    const before = at(c, 0, 1, 1, 1);
+    c.append([entries(2, 1, 0, 5), entries(2, 1, 1, 5)], [entries(2, 1, 0, 6), entries(2, 1, 1, 6)], 1);
+    expect(c.capacity).toBe(2 + 64);
+    expect(at(c, 0, 1, 1, 1)).toBe(before);
+    expect(at(c, 0, 1, 1, 2)).toBe(50000 + 100 + 10);
+  });
+
+  it('adopts the slow path present tensors', () => {
+    const c = KvCache.create(shape, 1, 0);
+    c.adopt([entries(1, 4, 0, 1), entries(1, 4, 1, 1)], [entries(1, 4, 0, 2), entries(1, 4, 1, 2)], 4);
+    expect(c.capacity).toBe(4);
+    expect(c.used).toBe(4);
+    expect(at(c, 1, 0, 1, 3)).toBe(10000 + 1000 + 10 + 3);
+    c.adopt([entries(1, 5, 0, 1), entries(1, 5, 1, 1)], [entries(1, 5, 0, 2), entries(1, 5, 1, 2)], 1);
+    expect(c.capacity).toBe(5);
+    expect(Array.from(c.validCount)).toEqual([5]);
+  });
+});
+
+describe('half floats', () => {
+  it('round-trip exactly representable values and round to nearest', () => {
+    const values = [0, 1, -2, 0.5, 65504, 6.103515625e-5, 5.960464477539063e-8];
+    const halves = Uint16Array.from(values.map(float32ToHalf));
+    expect(Array.from(halfToFloat32(halves))).toEqual(values);
+    expect(halfToFloat32(Uint16Array.of(float32ToHalf(1 + 1 / 4096)))[0]).toBe(1);
+    expect(halfToFloat32(Uint16Array.of(float32ToHalf(1e6)))[0]).toBe(Infinity);
+  });
+});

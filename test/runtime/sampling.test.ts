@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import {
+  argmax,
+  buildProcessors,
+  repetitionPenalty,
+  sampleMultinomial,
+  sampleRng,
+  softmax,
+  temperature,
+  topK,
+  topP,
+} from '../../src/runtime/index.js';
+import { kthLargest } from '../../src/runtime/generation/processors.js';
+
+const ctx = (tokens: number[] = []) => ({ tokens });
+
+describe('seeded streams', () => {
+  it('give the same numbers for the same (seed, sample) and different ones otherwise', () => {
+    const draw = (seed: number, sample: number) => {
+      const rng = sampleRng(seed, sample);
+      return Array.from({ length: 5 }, () => rng.nextFloat());
+    };
+    expect(draw(42, 3)).toEqual(draw(42, 3));
+    expect(draw(42, 3)).not.toEqual(draw(42, 4));
+    expect(draw(42, 3)).not.toEqual(draw(43, 3));
+    // seeds beyond 32 bits are distinct too
+    expect(draw(2 ** 40, 0)).not.toEqual(draw(0, 0));
+  });
+
+  it('are uniform in [0, 1)', () => {
+    const rng = sampleRng(7, 0);
+    const bins = new Array(10).fill(0);
+    let lo = 1;
+    let hi = 0;
+    for (let i = 0; i < 20000; i++) {
+      const u = rng.nextFloat();
+      lo = Math.min(lo, u);
+      hi = Math.max(hi, u);
+      bins[Math.floor(u * 10)]++;
+    }
+    expect(lo).toBeGreaterThanOrEqual(0);
+    expect(hi).toBeLessThan(1);
+    for (const b of bins) expect(Math.abs(b - 2000)).toBeLessThan(200);
+  });
+
+  it('reject seeds that are not safe integers', () => {
+    expect(() => sampleRng(1.5, 0)).toThrow(/seed/);
+  });
+});
+
+describe('logits processors (transformers semantics)', () => {
+  it('repetition penalty divides positive and multiplies negative logits of seen tokens, once each', () => {
+    const l = Float32Array.from([2, -2, 1, 4]);
+    repetitionPenalty(2)(l, ctx([0, 1, 1, 9]));
+    expect(Array.from(l)).toEqual([1, -4, 1, 4]);
+  });
+
+  it('temperature scales logits', () => {
+    const l = Float32Array.from([2, -1]);
+    temperature(0.5)(l, ctx());
+    expect(Array.from(l)).toEqual([4, -2]);
+    expect(() => temperature(0)).toThrow(/greedy/);
+  });
+
+  it('top-k keeps the k largest and ties with the k-th', () => {
+    const l = Float32Array.from([1, 5, 3, 3, 0]);
+    topK(2)(l, ctx());
+    expect(Array.from(l)).toEqual([-Infinity, 5, 3, 3, -Infinity]);
+    expect(kthLargest(Float32Array.from([4, 9, 1, 7, 7, 2]), 3)).toBe(7);
+    expect(kthLargest(Float32Array.from([4, 9, 1, 7, 7, 2]), 6)).toBe(1);
+  });
+
+  it('top-p keeps tokens whose better-ranked mass is below p', () => {
+    // probabilities 0.5, 0.3, 0.15, 0.05
+    const probs = [0.5, 0.3, 0.15, 0.05];
+    const mk = () => Float32Array.from(probs.map(Math.log));
+    let l = mk();
+    topP(0.5)(l, ctx());
+    expect(Array.from(l).map(Number.isFinite)).toEqual([true, false, false, false]);
+    l = mk();
+    topP(0.51)(l, ctx());
+    expect(Array.from(l).map(Number.isFinite)).toEqual([true, true, false, false]);
+    l = mk();
+    topP(0.9)(l, ctx());
+    expect(Array.from(l).map(Number.isFinite)).toEqual([true, true, true, false]);
+  });
+
+  it('top-p finds the nucleus in a flat 50k vocabulary (below the first probability floor)', () => {
+    const v = 50000;
+    const l = new Float32Array(v); // uniform: every p = 2e-5
+    topP(0.1)(l, ctx());
+    const kept = Array.from(l).filter(Number.isFinite).length;
+    expect(kept).toBe(5000);
+  });
+
+  it('the chain follows transformers order and greedy skips the sampling warpers', () => {
+    expect(buildProcessors({ greedy: true, temperature: 0.5, topK: 3 })).toHaveLength(0);
+    expect(buildProcessors({ greedy: true, repetitionPenalty: 1.2 })).toHaveLength(1);
+    expect(buildProcessors({ temperature: 0.7, topK: 40, topP: 0.9, repetitionPenalty: 1.1 })).toHaveLength(4);
+    expect(buildProcessors({ temperature: 0 })).toHaveLength(0);
+  });
+});
+
+describe('samplers', () => {
+  it('argmax takes the first maximum', () => {
+    expect(argmax(Float32Array.from([1, 3, 3, 2]))).toBe(1);
+  });
+
+  it('multinomial follows the softmax and never picks removed tokens', () => {
+    const logits = Float32Array.from([Math.log(0.7), Math.log(0.2), Math.log(0.1), -Infinity]);
+    const rng = sampleRng(1, 0);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 20000; i++) counts[sampleMultinomial(logits, rng)]++;
+    expect(counts[3]).toBe(0);
+    expect(counts[0] / 20000).toBeCloseTo(0.7, 1);
+    expect(counts[1] / 20000).toBeCloseTo(0.2, 1);
+    expect(counts[2] / 20000).toBeCloseTo(0.1, 1);
+  });
+
+  it('softmax gives zero to -Infinity', () => {
+    const p = softmax(Float32Array.from([0, -Infinity, 0]));
+    expect(Array.from(p)).toEqual([0.5, 0, 0.5]);
+  });
+});

@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { StopMatcher } from '../../src/runtime/index.js';
+
+describe('StopMatcher', () => {
+  it('finds the earliest stop string and cuts before it', () => {
+    const m = new StopMatcher(['\n\n', 'END']);
+    expect(m.cut('abc END x\n\n')).toEqual({ text: 'abc ', stopped: true });
+    expect(m.cut('no stop here')).toEqual({ text: 'no stop here', stopped: false });
+  });
+
+  it('sees a stop string that spans the old and the new text', () => {
+    const m = new StopMatcher(['\n\n']);
+    const text = 'Definition: x\n\n';
+    // the first newline came in an earlier chunk, the second one just now
+    expect(m.find(text, text.length - 1)).toBe(13);
+    // and nothing when only older text is searched again
+    expect(new StopMatcher(['zz']).find('zz abc', 6)).toBe(-1);
+  });
+
+  it('ignores empty stop strings', () => {
+    const m = new StopMatcher(['']);
+    expect(m.empty).toBe(true);
+    expect(m.find('abc')).toBe(-1);
+  });
+});
