@@ -1,3 +1,5 @@
 // Library entry point: the same pieces the CLI uses.
 export * from './types.js';
 export * from './errors.js';
+export * as compare from './compare/index.js';
+export * as remote from './remote/index.js';
