@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import * as cache from './cache.js';
 import * as compare from './compare.js';
+import * as doctor from './doctor.js';
+import * as generate from './generate.js';
 
 /** Each command lives in its own module and registers itself here. */
 type Register = (program: Command) => void;
@@ -9,6 +11,8 @@ const commands: Register[] = [
   // Keep one line per command module, e.g. `convert.register`.
   compare.register,
   cache.register,
+  generate.register,
+  doctor.register,
 ];
 
 export function registerCommands(program: Command): void {

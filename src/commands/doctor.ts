@@ -1,0 +1,196 @@
+// `uit doctor`: what this machine can run, and whether a model folder works, before a long job.
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
+import { Command, Option } from 'commander';
+import { ExitCode, UitError } from '../errors.js';
+import {
+  OrtBackend,
+  generate,
+  inspectModelFolder,
+  loadModel,
+  prefill,
+  providerReport,
+  scoreContinuations,
+  type Device,
+  type Model,
+  type ModelFolder,
+  type ProviderReport,
+} from '../runtime/index.js';
+import { loadTokenizer } from '../tokenizer/index.js';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface DoctorReport {
+  node: string;
+  platform: string;
+  onnxruntime: ProviderReport;
+  model?: { dir: string; ok: boolean; checks: Check[] };
+}
+
+/** Both paths are compared only for folders this small (it loads the weights twice). */
+const COMPARE_LIMIT_BYTES = 2 ** 31;
+const SMOKE_PROMPT = 'Hello';
+
+function folderBytes(folder: ModelFolder): number {
+  const f = folder.files;
+  return [f.decoder, f.gen, f.score, ...f.externalData]
+    .filter((p): p is string => p !== undefined)
+    .reduce((n, p) => n + statSync(p).size, 0);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+async function checkModel(dir: string, device: Device, threads: number | undefined): Promise<{ ok: boolean; checks: Check[] }> {
+  const checks: Check[] = [];
+  const add = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
+  const failed = () => ({ ok: false, checks });
+  const msg = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+  let folder: ModelFolder;
+  try {
+    folder = inspectModelFolder(dir);
+    const f = folder.files;
+    const graphs = [f.decoder, f.gen, f.score].filter((p): p is string => p !== undefined).map((p) => basename(p));
+    add('files', true, `model_type ${folder.modelType}; graphs: ${graphs.join(', ')}; external data: ${f.externalData.map((p) => basename(p)).join(', ') || 'none'}`);
+  } catch (err) {
+    add('files', false, msg(err));
+    return failed();
+  }
+  try {
+    const tok = loadTokenizer(folder.dir);
+    add('tokenizer', true, `${tok.vocabSize} ids; EOS ${tok.eosTokenIds.join(', ') || 'none (generation stops only at max tokens or stop strings)'}`);
+  } catch (err) {
+    add('tokenizer', false, msg(err));
+    return failed();
+  }
+
+  let model: Model;
+  try {
+    model = await loadModel(folder.dir, { device, threads });
+  } catch (err) {
+    add('graph', false, msg(err));
+    return failed();
+  }
+  try {
+    const i = model.info;
+    add(
+      'graph',
+      true,
+      `${i.numLayers} layers, ${i.numKvHeads} KV heads x ${i.headDim}, KV ${i.kvDtype}, ` +
+        `position_ids ${i.hasPositionIds ? 'yes' : 'no'}; device ${i.device}${i.deviceNote ? ` (${i.deviceNote})` : ''}`,
+    );
+    const backend = model.backend as OrtBackend;
+    for (const kind of ['decoder', 'gen', 'score'] as const) {
+      if (!i.graphs[kind]) continue;
+      try {
+        await backend.graph(kind);
+      } catch (err) {
+        add(`graph ${kind}`, false, msg(err));
+      }
+    }
+    add('fast generation', true, i.fastGeneration ? 'yes (model.gen.onnx)' : 'no: model.onnx only, every step copies the whole KV cache out (run scripts/add-fast-graphs.py)');
+    add('fast scoring', true, i.fastScoring ? 'yes (model.score.onnx)' : 'no: scoring fetches full logits (run scripts/add-fast-graphs.py)');
+
+    const t0 = performance.now();
+    const gen = await generate(model, [{ prompt: SMOKE_PROMPT }], { maxNewTokens: 1, greedy: true });
+    const sample = gen.outputs[0].samples[0];
+    add('smoke run', true, `"${SMOKE_PROMPT}" -> token ${sample.tokenIds[0]} ${JSON.stringify(model.tokenizer.tokenText(sample.tokenIds[0]))} in ${Math.round(performance.now() - t0)} ms`);
+
+    const ids = model.tokenizer.encode(`${SMOKE_PROMPT}, world. This is a test.`);
+    if (ids.length >= 3 && (i.graphs.score || i.graphs.decoder)) {
+      const prefix = await prefill(model.backend, ids.slice(0, 2));
+      const [lp] = await scoreContinuations(model.backend, prefix, [ids.slice(2)]);
+      const finite = Array.from(lp).every(Number.isFinite);
+      add('scoring', finite, finite ? `${lp.length} token log-probs, mean ${(lp.reduce((a, b) => a + b, 0) / lp.length).toFixed(3)}` : 'non-finite log-probs');
+      if ((i.fastGeneration || i.fastScoring) && i.graphs.decoder) {
+        if (folderBytes(folder) > COMPARE_LIMIT_BYTES) {
+          add('fast = slow', true, 'skipped (model over 2 GiB: comparing would load the weights twice)');
+        } else {
+          const slow = await loadModel(folder.dir, { device, threads, fastGraphs: false });
+          try {
+            const sp = await prefill(slow.backend, ids.slice(0, 2));
+            const [slp] = await scoreContinuations(slow.backend, sp, [ids.slice(2)]);
+            const d = Math.max(maxAbsDiff(prefix.lastLogits, sp.lastLogits), maxAbsDiff(lp, slp));
+            add('fast = slow', d < 1e-3, `fast graphs agree with model.onnx: max |diff| ${d.toExponential(1)}`);
+          } finally {
+            await slow.dispose();
+          }
+        }
+      }
+    }
+  } catch (err) {
+    add('smoke run', false, msg(err));
+  } finally {
+    await model.dispose();
+  }
+  return { ok: checks.every((c) => c.ok), checks };
+}
+
+export async function doctor(opts: { model?: string; device?: Device; threads?: number }): Promise<DoctorReport> {
+  const report: DoctorReport = {
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+    onnxruntime: providerReport(),
+  };
+  if (opts.model) report.model = { dir: opts.model, ...(await checkModel(opts.model, opts.device ?? 'cpu', opts.threads)) };
+  return report;
+}
+
+export function formatReport(r: DoctorReport): string {
+  const o = r.onnxruntime;
+  const lines = [
+    `node          ${r.node} (${r.platform})`,
+    `onnxruntime   onnxruntime-node ${o.onnxruntimeVersion}`,
+    `providers     ${o.backends.map((b) => `${b.name}${b.bundled ? '' : ' (separate install)'}`).join(', ')}`,
+    `cuda          ${
+      !o.cuda.supportedPlatform
+        ? `not available on ${o.platform} (prebuilt CUDA support is linux/x64 only)`
+        : o.cuda.installed
+          ? `provider library installed (${o.cuda.providerLibrary}); needs CUDA 12 + cuDNN 9`
+          : `provider library not installed; to use --device cuda run:\n              ${o.cuda.installCommand}`
+    }`,
+  ];
+  if (r.model) {
+    lines.push('', `model         ${r.model.dir}`);
+    for (const c of r.model.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(16)}${c.detail}`);
+    lines.push(r.model.ok ? 'model ok' : 'model has problems (see FAIL lines)');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('doctor')
+    .description('show Node, onnxruntime and execution providers, and check a model folder')
+    .option('-m, --model <dir>', 'also check this model folder: files, graphs, a one-token smoke run')
+    .addOption(new Option('--device <device>', 'execution provider for the model check').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .option('--threads <n>', 'onnxruntime intra-op threads', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new UitError('--threads must be a positive integer', ExitCode.USAGE);
+      return n;
+    })
+    .option('--json', 'print the report as JSON')
+    .addHelpText(
+      'after',
+      `
+Exit code 0 when everything checked works, 4 when the model folder has a problem.
+
+Examples:
+  $ uit doctor
+  $ uit doctor --model models/uit-tiny
+  $ uit doctor --model ./gpt-j-6b-onnx --device cuda --json`,
+    )
+    .action(async (opts: { model?: string; device: Device; threads?: number; json?: boolean }) => {
+      const report = await doctor(opts);
+      process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      if (report.model && !report.model.ok) process.exitCode = ExitCode.MODEL;
+    });
+}
