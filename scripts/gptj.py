@@ -101,6 +101,51 @@ class GPTJConfig:
         return out
 
 
+class _CastLike(torch.autograd.Function):
+    """x cast to like's dtype, exported as the marker op uit::CastLike.
+
+    Tracing runs in float32, where a cast to float32 is a no-op that the tracer
+    drops; the marker keeps the place in the graph, so the fp16 pass
+    (scripts/onnx_passes.py) knows where the model returns to the compute
+    dtype. The pass always removes the markers."""
+
+    @staticmethod
+    def forward(ctx, x, like):  # type: ignore[override]
+        return x.to(like.dtype) if x.dtype != like.dtype else x.clone()
+
+    @staticmethod
+    def symbolic(g, x, like):
+        out = g.op("uit::CastLike", x, like)
+        out.setType(x.type())
+        return out
+
+
+class _ToFloat32(torch.autograd.Function):
+    """x.float(), exported as the marker op uit::ToFloat32 (see _CastLike)."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return x.float() if x.dtype != torch.float32 else x.clone()
+
+    @staticmethod
+    def symbolic(g, x):
+        out = g.op("uit::ToFloat32", x)
+        out.setType(x.type())
+        return out
+
+
+def cast_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    if torch.onnx.is_in_onnx_export():
+        return _CastLike.apply(x, like)
+    return x.to(like.dtype)
+
+
+def to_float32(x: torch.Tensor) -> torch.Tensor:
+    if torch.onnx.is_in_onnx_export():
+        return _ToFloat32.apply(x)
+    return x.float()
+
+
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
     # Same formula as HF's NewGELUActivation (tanh approximation).
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
@@ -148,17 +193,21 @@ class GPTJAttention(nn.Module):
         self.register_buffer("rot_matrix", rotate_every_two_matrix(self.rot_dim), persistent=False)
         self.scale = math.sqrt(self.head_dim)
 
-    def _rotary(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-        # x [b, s, H, D]; sin/cos [b, s, 1, rot_dim]. Rotary math runs in float32
-        # (as in HF, where the float32 tables promote fp16 q/k).
-        dtype = x.dtype
+    def _rotary(self, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, back_to_dtype: bool) -> torch.Tensor:
+        # x [b, s, H, D]; sin/cos [b, s, 1, rot_dim] float32. The rotation runs
+        # in float32 as in HF (its float32 tables promote fp16 q/k); keys go
+        # back to the compute dtype for the cache, queries stay float32 for the
+        # float32 scores.
         if self.rot_dim == self.head_dim:
-            xr = x.float()
-            return (xr * cos + torch.matmul(xr, self.rot_matrix) * sin).to(dtype)
-        x_rot = x[:, :, :, : self.rot_dim].float()
+            xr = to_float32(x)
+            out = xr * cos + torch.matmul(xr, self.rot_matrix) * sin
+            return cast_like(out, x) if back_to_dtype else out
+        x_rot = to_float32(x[:, :, :, : self.rot_dim])
         x_pass = x[:, :, :, self.rot_dim :]
         x_rot = x_rot * cos + torch.matmul(x_rot, self.rot_matrix) * sin
-        return torch.cat([x_rot.to(dtype), x_pass], dim=3)
+        if back_to_dtype:
+            return torch.cat([cast_like(x_rot, x), x_pass], dim=3)
+        return torch.cat([x_rot, to_float32(x_pass)], dim=3)
 
     def forward(
         self,
@@ -173,8 +222,8 @@ class GPTJAttention(nn.Module):
         q = self.q_proj(h).view(b, s, self.n_head, self.head_dim)
         k = self.k_proj(h).view(b, s, self.n_head, self.head_dim)
         v = self.v_proj(h).view(b, s, self.n_head, self.head_dim)
-        q = self._rotary(q, sin, cos).transpose(1, 2)  # [b, H, s, D]
-        k = self._rotary(k, sin, cos).transpose(1, 2)
+        q = self._rotary(q, sin, cos, back_to_dtype=False).transpose(1, 2)  # [b, H, s, D] float32
+        k = self._rotary(k, sin, cos, back_to_dtype=True).transpose(1, 2)
         v = v.transpose(1, 2)
         if past is not None:
             # present = Concat(past, new) on axis 2: the graph pass relies on this shape.
@@ -182,9 +231,9 @@ class GPTJAttention(nn.Module):
             v = torch.cat([past[1], v], dim=2)
         present = (k, v)
         # Scores and softmax in float32 (HF GPT-J upcasts query and key too).
-        scores = torch.matmul(q.float(), k.float().transpose(2, 3)) / self.scale  # [b, H, s, T]
+        scores = torch.matmul(q, to_float32(k).transpose(2, 3)) / self.scale  # [b, H, s, T]
         scores = torch.where(visible, scores, torch.tensor(torch.finfo(torch.float32).min, dtype=torch.float32))
-        probs = torch.softmax(scores, dim=3).to(v.dtype)
+        probs = cast_like(torch.softmax(scores, dim=3), v)
         out = torch.matmul(probs, v)  # [b, H, s, D]
         out = out.transpose(1, 2).reshape(b, s, self.n_head * self.head_dim)
         return self.out_proj(out), present
@@ -266,7 +315,7 @@ class GPTJForCausalLM(nn.Module):
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask, input_ids.size(1))
         h, presents = self.transformer(input_ids, attention_mask, position_ids, past_key_values)
-        return self.lm_head(h).float(), presents
+        return to_float32(self.lm_head(h)), presents
 
     def init_weights(self, std: Optional[float] = None, randomize_all: bool = False, generator: Optional[torch.Generator] = None) -> None:
         """HF's init (normal(0, initializer_range) for matrices, zero biases,

@@ -1,0 +1,200 @@
+#!/usr/bin/env node
+// Check an exported model folder against its onnx/parity.json with onnxruntime-node:
+// model.onnx, model.gen.onnx and model.score.onnx on the recorded inputs (feeding the
+// KV cache back for the cached steps), within the recorded tolerance, and the fast
+// graphs against model.onnx. Run after exporting on the machine that will use the model:
+//   node scripts/check-parity.mjs out/gpt-j-6b-onnx
+// Also imported by test/export/*.test.ts (types in check-parity.d.mts).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as ort from 'onnxruntime-node';
+
+const i64 = (rows) => {
+  const b = rows.length;
+  const s = rows[0].length;
+  return new ort.Tensor('int64', BigInt64Array.from(rows.flat().map((v) => BigInt(v))), [b, s]);
+};
+
+/** Concat two [b, h, t, d] tensors' data on axis 2 (raw element copy, any dtype). */
+export function concatKv(past, fresh) {
+  const [b, h, tp, d] = past.dims;
+  const tn = fresh.dims[2];
+  const Out = past.data.constructor;
+  const out = new Out(b * h * (tp + tn) * d);
+  for (let bh = 0; bh < b * h; bh++) {
+    out.set(past.data.subarray(bh * tp * d, (bh + 1) * tp * d), bh * (tp + tn) * d);
+    out.set(fresh.data.subarray(bh * tn * d, (bh + 1) * tn * d), bh * (tp + tn) * d + tp * d);
+  }
+  return new ort.Tensor(past.type, out, [b, h, tp + tn, d]);
+}
+
+/** The trailing `n` positions (axis 2) of a [b, h, t, d] tensor. */
+export function tailKv(t, n) {
+  const [b, h, tt, d] = t.dims;
+  const out = new t.data.constructor(b * h * n * d);
+  for (let bh = 0; bh < b * h; bh++) out.set(t.data.subarray((bh * tt + tt - n) * d, (bh + 1) * tt * d), bh * n * d);
+  return new ort.Tensor(t.type, out, [b, h, n, d]);
+}
+
+function emptyPast(session, batch) {
+  const past = {};
+  for (const name of session.inputNames) {
+    if (!name.startsWith('past_key_values.')) continue;
+    const meta = session.inputMetadata.find((m) => m.name === name);
+    const type = meta.type; // 'float32' | 'float16'
+    const [, heads, , headDim] = meta.shape;
+    const data = type === 'float16' ? new Uint16Array(0) : new Float32Array(0);
+    past[name] = new ort.Tensor(type, data, [batch, heads, 0, headDim]);
+  }
+  return past;
+}
+
+/** IEEE half bits to a number (onnxruntime-node hands float16 data out as Uint16Array). */
+function halfToNumber(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+const valueAt = (t, j) => (t.type === 'float16' ? halfToNumber(t.data[j]) : Number(t.data[j]));
+
+function logSoftmaxAt(row, idx) {
+  let max = -Infinity;
+  for (const v of row) if (v > max) max = v;
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  return row[idx] - max - Math.log(sum);
+}
+
+function logSumExp(row) {
+  let max = -Infinity;
+  for (const v of row) if (v > max) max = v;
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  return max + Math.log(sum);
+}
+
+class Diff {
+  constructor(tol) { this.tol = tol; this.max = 0; this.worst = 0; this.count = 0; this.failures = []; }
+  add(what, got, want) {
+    const d = Math.abs(got - want);
+    const allowed = this.tol.atol + this.tol.rtol * Math.abs(want);
+    this.count++;
+    if (d > this.max) this.max = d;
+    if (!(d <= allowed)) this.failures.push(`${what}: got ${got}, want ${want} (|diff| ${d.toExponential(2)} > ${allowed.toExponential(2)})`);
+  }
+}
+
+/**
+ * Run the three graphs of `modelDir` on parity.json's steps.
+ * @returns report with per-graph max |diff|, counts, failures and an `ok` flag.
+ */
+export async function checkParity(modelDir, { threads = 1 } = {}) {
+  const onnxDir = join(modelDir, 'onnx');
+  const parity = JSON.parse(readFileSync(join(onnxDir, 'parity.json'), 'utf8'));
+  const opts = { intraOpNumThreads: threads, interOpNumThreads: 1 };
+  const tol = parity.tolerance;
+  // Fast graphs vs model.onnx: the same math, only kernel order differs (fp16 rounds each MatMul output: allow ~2 ulps).
+  const tight = parity.dtype === 'fp16' ? { atol: 5e-3, rtol: 5e-3 } : { atol: 1e-5, rtol: 1e-5 };
+  const report = { dtype: parity.dtype, tolerance: tol, graphs: {}, consistency: {}, ok: true };
+
+  const main = await ort.InferenceSession.create(join(onnxDir, 'model.onnx'), opts);
+  const gen = await ort.InferenceSession.create(join(onnxDir, 'model.gen.onnx'), opts);
+  const score = await ort.InferenceSession.create(join(onnxDir, 'model.score.onnx'), opts);
+  const layers = main.outputNames.filter((n) => n.startsWith('present.'));
+  const vsMain = { main: new Diff(tol), gen: new Diff(tol), score: new Diff(tol) };
+  const consistency = { logits_last: new Diff(tight), token_logprobs: new Diff(tight), new_key_values: new Diff(tight) };
+
+  let pastMain = emptyPast(main, 2);
+  let pastGen = emptyPast(gen, 2);
+  let pastScore = emptyPast(score, 2);
+  for (const [k, step] of parity.steps.entries()) {
+    const feeds = {
+      input_ids: i64(step.input_ids),
+      attention_mask: i64(step.attention_mask),
+      position_ids: i64(step.position_ids),
+    };
+    const s = step.input_ids[0].length;
+    const exp = step.expected;
+    const outMain = await main.run({ ...feeds, ...pastMain });
+    const outGen = await gen.run({ ...feeds, ...pastGen });
+    const outScore = await score.run({ ...feeds, ...pastScore });
+    const logits = outMain.logits;
+    const V = logits.dims[2];
+    const rowAt = (b, t) => logits.data.subarray((b * s + t) * V, (b * s + t + 1) * V);
+    for (let b = 0; b < 2; b++) {
+      const last = rowAt(b, s - 1);
+      const lastGen = outGen.logits_last.data.subarray(b * V, (b + 1) * V);
+      exp.logits_last_head[b].forEach((want, j) => {
+        vsMain.main.add(`step ${k} row ${b} logits[last][${j}]`, last[j], want);
+        vsMain.gen.add(`step ${k} row ${b} logits_last[${j}]`, lastGen[j], want);
+      });
+      vsMain.main.add(`step ${k} row ${b} logsumexp`, logSumExp(last), exp.logsumexp_last[b]);
+      // The reference's argmax must be a top logit here too (ties within tolerance allowed).
+      const top = last.reduce((m, v) => (v > m ? v : m), -Infinity);
+      vsMain.main.add(`step ${k} row ${b} logit of the reference argmax ${exp.argmax_last[b]} vs the top logit`, last[exp.argmax_last[b]], top);
+      vsMain.gen.add(`step ${k} row ${b} logsumexp`, logSumExp(lastGen), exp.logsumexp_last[b]);
+      for (let j = 0; j < V; j++) consistency.logits_last.add(`step ${k} row ${b} logits_last[${j}] vs logits`, lastGen[j], last[j]);
+      exp.logits_probe[b].forEach((vals, t) => {
+        if (vals === null) return;
+        vals.forEach((want, j) => vsMain.main.add(`step ${k} row ${b} pos ${t} logits[${exp.logits_probe_ids[j]}]`, rowAt(b, t)[exp.logits_probe_ids[j]], want));
+      });
+      for (let t = 0; t < s - 1; t++) {
+        const got = outScore.token_logprobs.data[b * (s - 1) + t];
+        const fromMain = logSoftmaxAt(rowAt(b, t), step.input_ids[b][t + 1]);
+        const want = exp.token_logprobs[b][t];
+        if (want !== null) {
+          vsMain.score.add(`step ${k} row ${b} token_logprobs[${t}]`, got, want);
+          consistency.token_logprobs.add(`step ${k} row ${b} token_logprobs[${t}] vs log_softmax(logits)`, got, fromMain);
+        }
+      }
+    }
+    if (outScore.token_logprobs.dims[1] !== s - 1) throw new Error(`token_logprobs has shape ${outScore.token_logprobs.dims}, want [2, ${s - 1}]`);
+    for (const name of layers) {
+      const newName = name.replace('present.', 'new_key_values.');
+      const tail = tailKv(outMain[name], s);
+      for (const out of [outGen[newName], outScore[newName]]) {
+        if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
+        for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
+      }
+    }
+    const nextMain = {};
+    const nextGen = {};
+    const nextScore = {};
+    for (const name of layers) {
+      const pastName = name.replace('present.', 'past_key_values.');
+      const newName = name.replace('present.', 'new_key_values.');
+      nextMain[pastName] = outMain[name];
+      nextGen[pastName] = concatKv(pastGen[pastName], outGen[newName]);
+      nextScore[pastName] = concatKv(pastScore[pastName], outScore[newName]);
+    }
+    pastMain = nextMain;
+    pastGen = nextGen;
+    pastScore = nextScore;
+  }
+  for (const [g, d] of Object.entries(vsMain)) {
+    report.graphs[g] = { maxAbsDiff: d.max, compared: d.count, failures: d.failures.slice(0, 10) };
+    if (d.failures.length) report.ok = false;
+  }
+  for (const [g, d] of Object.entries(consistency)) {
+    report.consistency[g] = { maxAbsDiff: d.max, compared: d.count, failures: d.failures.slice(0, 10) };
+    if (d.failures.length) report.ok = false;
+  }
+  await Promise.all([main.release(), gen.release(), score.release()]);
+  return report;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const dir = process.argv[2];
+  if (!dir || dir === '--help' || dir === '-h') {
+    console.log('usage: node scripts/check-parity.mjs MODEL_DIR\n  checks MODEL_DIR/onnx/{model,model.gen,model.score}.onnx against MODEL_DIR/onnx/parity.json');
+    process.exit(dir ? 0 : 2);
+  }
+  const report = await checkParity(dir, { threads: Number(process.env.UIT_THREADS ?? 2) });
+  console.log(JSON.stringify(report, null, 2));
+  process.exit(report.ok ? 0 : 1);
+}

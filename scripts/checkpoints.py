@@ -1,0 +1,298 @@
+"""Read GPT-J checkpoints into a Hugging Face-named float32 state dict.
+
+Sources:
+- a Hugging Face folder: config.json (model_type gptj) and model.safetensors,
+  pytorch_model.bin, or shards listed in model.safetensors.index.json /
+  pytorch_model.bin.index.json;
+- a single file: .safetensors, or a torch state dict (.bin/.pt/.pth) with HF
+  names or ModelCenter names (the UIT release format).
+
+safetensors is parsed by hand (8-byte little-endian header length, JSON
+header, raw little-endian data), since the package is not available.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from gptj import HF_IGNORED_SUFFIXES, GPTJConfig, expected_hf_names
+
+StateDict = Dict[str, torch.Tensor]
+
+
+class CheckpointError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- safetensors
+
+_ST_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def read_safetensors(path: str) -> StateDict:
+    """All tensors of one .safetensors file (BF16 is widened to float32)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise CheckpointError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+        (n,) = struct.unpack("<Q", head)
+        size = os.fstat(f.fileno()).st_size
+        if n > size - 8:
+            raise CheckpointError(f"{path}: header length {n} exceeds the file size")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: header is not JSON ({e})") from e
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+    out: StateDict = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        raw = data[begin:end]
+        if dtype == "BF16":
+            arr = (np.frombuffer(raw.tobytes(), dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dtype in _ST_DTYPES:
+            arr = np.frombuffer(raw.tobytes(), dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<"))
+        else:
+            raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {dtype}")
+        expect = int(np.prod(shape)) if shape else 1
+        if arr.size != expect:
+            raise CheckpointError(f"{path}: tensor {name} holds {arr.size} values, shape {shape} needs {expect}")
+        out[name] = torch.from_numpy(arr.reshape(shape).copy())
+    return out
+
+
+def write_safetensors(path: str, tensors: StateDict, metadata: Optional[Dict[str, str]] = None) -> None:
+    """Minimal writer (F32/F16/I64), for tests and fixtures."""
+    names = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
+    header: Dict[str, object] = {}
+    blobs = []
+    pos = 0
+    for name, t in tensors.items():
+        b = t.detach().contiguous().cpu().numpy().tobytes()
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [pos, pos + len(b)]}
+        blobs.append(b)
+        pos += len(b)
+    if metadata:
+        header["__metadata__"] = metadata
+    hj = json.dumps(header).encode("utf-8")
+    hj += b" " * ((-len(hj)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hj)))
+        f.write(hj)
+        for b in blobs:
+            f.write(b)
+
+
+# ---------------------------------------------------------------- files
+
+def _load_torch(path: str) -> StateDict:
+    obj = torch.load(path, map_location="cpu")
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    return obj
+
+
+def load_weight_file(path: str) -> StateDict:
+    if path.endswith(".safetensors"):
+        return read_safetensors(path)
+    return _load_torch(path)
+
+
+def load_folder_weights(folder: str) -> StateDict:
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        p = os.path.join(folder, index_name)
+        if os.path.isfile(p):
+            with open(p, encoding="utf-8") as f:
+                weight_map = json.load(f).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{p}: no weight_map")
+            sd: StateDict = {}
+            for shard in sorted(set(weight_map.values())):
+                part = load_weight_file(os.path.join(folder, shard))
+                sd.update(part)
+            missing = [k for k in weight_map if k not in sd]
+            if missing:
+                raise CheckpointError(f"{p}: tensors listed but not in their shard: {_names_list(missing)}")
+            return sd
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        p = os.path.join(folder, name)
+        if os.path.isfile(p):
+            return load_weight_file(p)
+    raise CheckpointError(f"{folder}: no model.safetensors, pytorch_model.bin or *.index.json")
+
+
+# ---------------------------------------------------------------- names
+
+_MC_LAYER = re.compile(r"^(?:encoder|decoder)\.layers\.(\d+)\.(.+)$")
+_MC_LAYER_MAP = {
+    "self_att.layernorm_before_attention.weight": "ln_1.weight",
+    "self_att.layernorm_before_attention.bias": "ln_1.bias",
+    "self_att.self_attention.project_q.weight": "attn.q_proj.weight",
+    "self_att.self_attention.project_k.weight": "attn.k_proj.weight",
+    "self_att.self_attention.project_v.weight": "attn.v_proj.weight",
+    "self_att.self_attention.attention_out.weight": "attn.out_proj.weight",
+    "ffn.ffn.w_in.w.weight": "mlp.fc_in.weight",
+    "ffn.ffn.w_in.w.bias": "mlp.fc_in.bias",
+    "ffn.ffn.w_out.weight": "mlp.fc_out.weight",
+    "ffn.ffn.w_out.bias": "mlp.fc_out.bias",
+}
+_MC_FFN_LN = {"ffn.layernorm_before_ffn.weight": "ln_1.weight", "ffn.layernorm_before_ffn.bias": "ln_1.bias"}
+_MC_TOP = {
+    "input_embedding.weight": "transformer.wte.weight",
+    "output_projection.w.weight": "lm_head.weight",
+    "output_projection.w.bias": "lm_head.bias",
+    "encoder.output_layernorm.weight": "transformer.ln_f.weight",
+    "encoder.output_layernorm.bias": "transformer.ln_f.bias",
+    "decoder.output_layernorm.weight": "transformer.ln_f.weight",
+    "decoder.output_layernorm.bias": "transformer.ln_f.bias",
+}
+
+
+def is_modelcenter(sd: StateDict) -> bool:
+    return "input_embedding.weight" in sd or any(_MC_LAYER.match(k) for k in sd)
+
+
+def _names_list(names: Iterable[str], limit: int = 12) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def modelcenter_to_hf(sd: StateDict) -> StateDict:
+    """Rename ModelCenter GPT-J tensors to HF names. Unknown names are an error
+    (listed); the FFN LayerNorm must equal the attention one (GPT-J has one)."""
+    out: StateDict = {}
+    unknown: List[str] = []
+    ffn_ln: Dict[str, Tuple[str, torch.Tensor]] = {}
+    for k, v in sd.items():
+        k0 = k[len("module."):] if k.startswith("module.") else k
+        if k0 in _MC_TOP:
+            out[_MC_TOP[k0]] = v
+            continue
+        m = _MC_LAYER.match(k0)
+        if m and m.group(2) in _MC_LAYER_MAP:
+            out[f"transformer.h.{m.group(1)}.{_MC_LAYER_MAP[m.group(2)]}"] = v
+        elif m and m.group(2) in _MC_FFN_LN:
+            ffn_ln[f"transformer.h.{m.group(1)}.{_MC_FFN_LN[m.group(2)]}"] = (k, v)
+        else:
+            unknown.append(k)
+    if unknown:
+        raise CheckpointError(
+            f"unknown ModelCenter tensor names: {_names_list(unknown)}. Known per layer under "
+            "{encoder|decoder}.layers.{i}.: " + ", ".join(list(_MC_LAYER_MAP) + list(_MC_FFN_LN))
+            + "; top level: " + ", ".join(_MC_TOP)
+        )
+    for hf_name, (mc_name, v) in ffn_ln.items():
+        if hf_name in out:
+            if not torch.equal(out[hf_name].float(), v.float()):
+                raise CheckpointError(f"{mc_name} differs from the attention LayerNorm; GPT-J has one LayerNorm per block (ln_1)")
+        else:
+            out[hf_name] = v
+    return out
+
+
+def normalize_hf_names(sd: StateDict, config: GPTJConfig) -> StateDict:
+    """Drop known non-weight buffers, add a missing `transformer.` prefix, and
+    check the names against GPTJForCausalLM's: a clear error lists unknown and
+    missing ones. Returns float32 tensors."""
+    out: StateDict = {}
+    for k, v in sd.items():
+        if k.startswith("module."):
+            k = k[len("module."):]
+        if k.endswith(HF_IGNORED_SUFFIXES):
+            continue
+        if not k.startswith(("transformer.", "lm_head.")):
+            k = "transformer." + k
+        out[k] = v
+    expected = expected_hf_names(config)
+    exp_set = set(expected)
+    missing = [k for k in expected if k not in out]
+    unknown = [k for k in out if k not in exp_set]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing: {_names_list(missing)}")
+        if unknown:
+            parts.append(f"unknown: {_names_list(unknown)}")
+        raise CheckpointError("checkpoint does not match a GPT-J of this config; " + "; ".join(parts))
+    return {k: out[k].float() for k in expected}
+
+
+def infer_config(sd: StateDict, base: Optional[dict] = None) -> GPTJConfig:
+    """A GPTJConfig from HF-named tensor shapes. n_head and rotary_dim cannot be
+    read from shapes: they come from `base`, or GPT-J 6B's (16, 64) when
+    n_embd is 4096."""
+    base = dict(base or {})
+    try:
+        vocab, n_embd = sd["transformer.wte.weight"].shape
+        n_inner = sd["transformer.h.0.mlp.fc_in.weight"].shape[0]
+    except KeyError as e:
+        raise CheckpointError(f"cannot infer the shape: tensor {e.args[0]} is missing") from e
+    n_layer = 1 + max(int(m.group(1)) for k in sd for m in [re.match(r"transformer\.h\.(\d+)\.", k)] if m)
+    if "n_head" not in base:
+        if n_embd != 4096:
+            raise CheckpointError("cannot infer n_head and rotary_dim from the weights: pass --config with a GPT-J config.json")
+        base.update(n_head=16, rotary_dim=64)
+    base.update(vocab_size=int(vocab), n_embd=int(n_embd), n_inner=int(n_inner), n_layer=n_layer)
+    base.setdefault("n_positions", 2048)
+    return GPTJConfig.from_dict(base)
+
+
+def modelcenter_config_to_hf(d: dict) -> dict:
+    """Map ModelCenter GPTjConfig keys to HF GPTJConfig keys (unverified without a real config)."""
+    if "dim_model" not in d:
+        return d
+    m = {"dim_model": "n_embd", "num_heads": "n_head", "num_layers": "n_layer", "dim_ff": "n_inner",
+         "vocab_size": "vocab_size", "pos_rotary_dim": "rotary_dim", "norm_eps": "layer_norm_epsilon"}
+    out = {hf: d[mc] for mc, hf in m.items() if mc in d}
+    out["model_type"] = "gptj"
+    return out
+
+
+def load_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[StateDict, GPTJConfig, str]:
+    """(HF-named float32 state dict, config, kind) from a folder or a file."""
+    cfg_dict: Optional[dict] = None
+    if config_path:
+        with open(config_path, encoding="utf-8") as f:
+            cfg_dict = modelcenter_config_to_hf(json.load(f))
+    if os.path.isdir(src):
+        cp = os.path.join(src, "config.json")
+        if cfg_dict is None:
+            if not os.path.isfile(cp):
+                raise CheckpointError(f"{src}: no config.json (pass --config)")
+            with open(cp, encoding="utf-8") as f:
+                cfg_dict = json.load(f)
+        if cfg_dict.get("model_type") != "gptj":
+            raise CheckpointError(f"{src}: config.json model_type is {cfg_dict.get('model_type')!r}, expected 'gptj'")
+        sd = load_folder_weights(src)
+        kind = "hf-folder"
+    elif os.path.isfile(src):
+        sd = load_weight_file(src)
+        kind = "file"
+    else:
+        raise CheckpointError(f"{src}: no such file or folder")
+    if is_modelcenter(sd):
+        sd = modelcenter_to_hf(sd)
+        kind = "modelcenter"
+    if cfg_dict is None or "n_embd" not in cfg_dict:
+        config = infer_config(normalize_prefix(sd), cfg_dict)
+    else:
+        config = GPTJConfig.from_dict(cfg_dict)
+    return normalize_hf_names(sd, config), config, kind
+
+
+def normalize_prefix(sd: StateDict) -> StateDict:
+    return {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v for k, v in sd.items()}

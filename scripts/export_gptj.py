@@ -1,0 +1,347 @@
+"""GPT-J checkpoint -> ONNX model folder (the logic behind scripts/export-gptj.py).
+
+OUT/
+  config.json, generation_config.json, tokenizer.json, tokenizer_config.json, ...
+  onnx/model.onnx        optimum text-generation-with-past contract
+  onnx/model.gen.onnx    logits_last + new_key_values.*   (scripts/fast_graphs.py)
+  onnx/model.score.onnx  token_logprobs + new_key_values.*
+  onnx/model.onnx_data   the weights, once, shared by the three graphs
+  onnx/parity.json       PyTorch reference outputs on fixed inputs
+
+Steps: build the PyTorch GPT-J (scripts/gptj.py) from a checkpoint or random
+weights; trace it to ONNX in float32 (Debian's torch has no fp16 CPU kernels,
+so fp16 is a graph pass: scripts/onnx_passes.py); move the weights to one
+external data file; add the fast graphs with the same pass users run on
+optimum exports; run the PyTorch model on fixed inputs and write parity.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fast_graphs  # noqa: E402
+import onnx_passes as P  # noqa: E402
+import tokenizer_files as T  # noqa: E402
+from checkpoints import CheckpointError, load_checkpoint  # noqa: E402
+from gptj import GPTJConfig, GPTJForCausalLM  # noqa: E402
+
+DEFAULT_OPSET = 17  # LayerNormalization is one op from 17 (fp16-safe, and ORT runs it fused)
+TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "fp16": {"atol": 5e-2, "rtol": 2e-2}}
+
+
+class ExportError(Exception):
+    pass
+
+
+class _ExportWrapper(torch.nn.Module):
+    """Flat inputs/outputs in optimum's order for torch.onnx.export."""
+
+    def __init__(self, model: GPTJForCausalLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids, *past_flat):
+        past = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
+        logits, presents = self.model(input_ids, attention_mask, position_ids, past)
+        out = [logits]
+        for k, v in presents:
+            out += [k, v]
+        return tuple(out)
+
+
+def io_names(n_layer: int):
+    inputs = ["input_ids", "attention_mask", "position_ids"]
+    outputs = ["logits"]
+    for i in range(n_layer):
+        for kv in ("key", "value"):
+            inputs.append(f"past_key_values.{i}.{kv}")
+            outputs.append(f"present.{i}.{kv}")
+    return inputs, outputs
+
+
+TOTAL = "past_sequence_length + sequence_length"
+
+
+def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, device: str, log=print) -> None:
+    """Trace to onnx_dir/model.onnx with weights in onnx_dir/model.onnx_data."""
+    cfg = model.config
+    inputs, outputs = io_names(cfg.n_layer)
+    dyn: Dict[str, Dict[int, str]] = {
+        "input_ids": {0: "batch_size", 1: "sequence_length"},
+        "attention_mask": {0: "batch_size", 1: TOTAL},
+        "position_ids": {0: "batch_size", 1: "sequence_length"},
+        "logits": {0: "batch_size", 1: "sequence_length"},
+    }
+    for name in inputs[3:]:
+        dyn[name] = {0: "batch_size", 2: "past_sequence_length"}
+    for name in outputs[1:]:
+        dyn[name] = {0: "batch_size", 2: TOTAL}
+    b, s, past = 2, 3, 2  # a non-empty past, so the Concat is traced
+    ids = torch.zeros(b, s, dtype=torch.int64, device=device)
+    mask = torch.ones(b, past + s, dtype=torch.int64, device=device)
+    pos = torch.arange(past, past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
+    kv = [torch.zeros(b, cfg.n_head, past, cfg.head_dim, device=device) for _ in range(2 * cfg.n_layer)]
+    raw_dir = tempfile.mkdtemp(prefix="trace-", dir=onnx_dir)
+    raw = os.path.join(raw_dir, "model.onnx")
+    t0 = time.time()
+    with torch.no_grad():
+        torch.onnx.export(
+            _ExportWrapper(model), (ids, mask, pos, *kv), raw,
+            input_names=inputs, output_names=outputs, dynamic_axes=dyn,
+            opset_version=opset, do_constant_folding=True, custom_opsets={"uit": 1},
+        )
+    log(f"traced in {time.time() - t0:.1f}s")
+    m = P.load_graph_only(raw)
+    to_fp16 = P.resolve_dtype_markers(m, fp16=fp16, fp16_inputs=inputs[3:])
+    P.constants_to_initializers(m.graph)
+    P.prune(m.graph)
+    _set_io_shapes(m, cfg, fp16)
+    # Read tensors from the trace folder, write the one shared data file.
+    P.consolidate_external_data(m, raw_dir, fast_graphs.DATA_NAME, to_fp16=to_fp16)
+    os.replace(os.path.join(raw_dir, fast_graphs.DATA_NAME), os.path.join(onnx_dir, fast_graphs.DATA_NAME))
+    m.producer_name = "uit scripts/export-gptj.py"
+    P.save_proto_atomic(m, os.path.join(onnx_dir, "model.onnx"))
+    shutil.rmtree(raw_dir)
+
+
+def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
+    kv_type = P.FLOAT16 if fp16 else P.FLOAT
+    for vi in m.graph.output:
+        if vi.name == "logits":
+            P.set_output_shape(vi, P.FLOAT, ["batch_size", "sequence_length", cfg.vocab_size])
+        else:
+            P.set_output_shape(vi, kv_type, ["batch_size", cfg.n_head, TOTAL, cfg.head_dim])
+
+
+# ---------------------------------------------------------------- parity
+
+def parity_inputs(cfg: GPTJConfig, pad_id: int, seed: int = 1234) -> List[dict]:
+    """Prefill of batch 2 (row 1 left-padded by 3), two cached decode steps,
+    then a cached 3-token chunk (how the scorer extends a cached prefix)."""
+    g = torch.Generator().manual_seed(seed)
+    high = min(cfg.vocab_size, 50257)
+    steps = []
+    prefill = torch.randint(0, high, (2, 7), generator=g)
+    mask = torch.ones(2, 7, dtype=torch.int64)
+    prefill[1, :3] = pad_id
+    mask[1, :3] = 0
+    chunks = [prefill, torch.randint(0, high, (2, 1), generator=g), torch.randint(0, high, (2, 1), generator=g), torch.randint(0, high, (2, 3), generator=g)]
+    for i, ids in enumerate(chunks):
+        if i > 0:
+            mask = torch.cat([mask, torch.ones(2, ids.size(1), dtype=torch.int64)], dim=1)
+        # HF's convention: cumsum(mask) - 1, padding slots filled with 1.
+        pos_all = torch.cumsum(mask, dim=1) - 1
+        pos_all = pos_all.masked_fill(mask == 0, 1)
+        pos = pos_all[:, mask.size(1) - ids.size(1):]
+        steps.append({"input_ids": ids, "attention_mask": mask.clone(), "position_ids": pos, "past": "none" if i == 0 else "previous"})
+    return steps
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.7g}")
+
+
+def compute_parity(model: GPTJForCausalLM, cfg: GPTJConfig, dtype: str, pad_id: int, device: str) -> dict:
+    steps = parity_inputs(cfg, pad_id)
+    probe_ids = sorted({0, 1, cfg.vocab_size // 2, cfg.vocab_size - 1})
+    past = None
+    out_steps = []
+    for st in steps:
+        ids, mask, pos = (st[k].to(device) for k in ("input_ids", "attention_mask", "position_ids"))
+        with torch.no_grad():
+            logits, presents = model(ids, mask, pos, past)
+        logits = logits.double().cpu()
+        past = presents
+        s = ids.size(1)
+        new_mask = st["attention_mask"][:, st["attention_mask"].size(1) - s:]
+        logp = torch.log_softmax(logits, dim=2)
+        last = logits[:, s - 1, :]
+        token_lp = []
+        probe = []
+        for b in range(2):
+            row = []
+            for t in range(s - 1):
+                ok = bool(new_mask[b, t]) and bool(new_mask[b, t + 1])
+                row.append(_round(logp[b, t, int(ids[b, t + 1])].item()) if ok else None)
+            token_lp.append(row)
+            probe.append([[_round(logits[b, t, v].item()) for v in probe_ids] if new_mask[b, t] else None for t in range(s)])
+        out_steps.append({
+            "input_ids": st["input_ids"].tolist(),
+            "attention_mask": st["attention_mask"].tolist(),
+            "position_ids": st["position_ids"].tolist(),
+            "past": st["past"],
+            "expected": {
+                "logits_last_head": [[_round(v) for v in last[b, :32].tolist()] for b in range(2)],
+                "argmax_last": [int(last[b].argmax()) for b in range(2)],
+                "logsumexp_last": [_round(torch.logsumexp(last[b], 0).item()) for b in range(2)],
+                "token_logprobs": token_lp,
+                "logits_probe_ids": probe_ids,
+                "logits_probe": probe,
+            },
+        })
+    return {
+        "format": 1,
+        "dtype": dtype,
+        "tolerance": TOLERANCE[dtype],
+        "reference": f"scripts/gptj.py (PyTorch {torch.__version__}) in float32 on {device}",
+        "model": {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size},
+        "pad_token_id": pad_id,
+        "steps": out_steps,
+    }
+
+
+def check_hf(model: GPTJForCausalLM, cfg: GPTJConfig, parity: dict, device: str) -> dict:
+    """Compare our module with transformers' GPTJForCausalLM on the parity prefill."""
+    try:
+        import transformers  # noqa: F401
+        from transformers import GPTJConfig as HFConfig
+        from transformers import GPTJForCausalLM as HFModel
+    except ImportError:
+        raise ExportError("--check-hf needs the transformers package, which is not importable here")
+    hf_cfg = HFConfig(**{k: v for k, v in cfg.to_hf_dict().items() if k not in ("architectures", "torch_dtype", "model_type")})
+    hf = HFModel(hf_cfg)
+    missing, unexpected = hf.load_state_dict(model.state_dict(), strict=False)
+    real_missing = [k for k in missing if not k.endswith(("attn.bias", "attn.masked_bias"))]
+    if real_missing or unexpected:
+        raise ExportError(f"--check-hf: name mismatch with transformers (missing {real_missing}, unexpected {unexpected})")
+    hf.to(device).eval()
+    st = parity["steps"][0]
+    ids = torch.tensor(st["input_ids"], device=device)
+    mask = torch.tensor(st["attention_mask"], device=device)
+    pos = torch.tensor(st["position_ids"], device=device)
+    with torch.no_grad():
+        ours, _ = model(ids, mask, pos)
+        theirs = hf(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
+    valid = mask.bool()
+    diff = (ours - theirs).abs()[valid].max().item()
+    return {"transformers": transformers.__version__, "max_abs_diff_prefill_logits": diff}
+
+
+# ---------------------------------------------------------------- main
+
+def build_model(args) -> tuple:
+    if args.random_init:
+        cfg = GPTJConfig.from_json_file(args.random_init)
+        model = GPTJForCausalLM(cfg)
+        gen = torch.Generator().manual_seed(args.seed)
+        model.init_weights(std=args.init_std, randomize_all=True, generator=gen)
+        return model, cfg, "random-init"
+    sd, cfg, kind = load_checkpoint(args.src, args.config)
+    model = GPTJForCausalLM(cfg)
+    model.load_state_dict(sd, strict=True)
+    return model, cfg, kind
+
+
+def export(args, log=print) -> str:
+    if args.random_init and args.src:
+        raise ExportError("give either SRC or --random-init, not both")
+    if not args.random_init and not args.src:
+        raise ExportError("give SRC (a GPT-J folder or checkpoint file) or --random-init CONFIG_JSON")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ExportError("--device cuda: torch sees no CUDA device")
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and os.listdir(out) and not args.force:
+        raise ExportError(f"{out} exists and is not empty (use --force to replace it)")
+    model, cfg, kind = build_model(args)
+    if args.max_seq:
+        cfg.n_positions = args.max_seq
+        # Rotary tables follow n_positions; rebuild them for the new length.
+        model_sd = model.state_dict()
+        model = GPTJForCausalLM(cfg)
+        model.load_state_dict(model_sd)
+    model.eval().to(args.device)
+    log(f"GPT-J ({kind}): {cfg.n_layer} layers, n_embd {cfg.n_embd}, {cfg.n_head} heads, rotary_dim {cfg.rot_dim}, "
+        f"vocab {cfg.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    os.chmod(work, 0o755)
+    try:
+        onnx_dir = os.path.join(work, "onnx")
+        os.makedirs(onnx_dir)
+        # Tokenizer first: it gives eos and the pad id for the parity inputs.
+        tok_src = args.tokenizer or (args.src if args.src and os.path.isdir(args.src) else None)
+        if tok_src:
+            T.copy_tokenizer(tok_src, work, cfg.n_positions)
+        elif args.random_init:
+            T.write_byte_tokenizer(work, cfg.n_positions)
+        else:
+            raise ExportError("the checkpoint is a single file: pass --tokenizer DIR (a folder with tokenizer.json, or vocab.json + merges.txt)")
+        eos = T.eos_from_tokenizer(work)
+        if args.random_init and eos is not None:
+            cfg.bos_token_id = cfg.eos_token_id = eos
+        fp16 = args.dtype == "fp16"
+        export_onnx(model, onnx_dir, args.opset, fp16, args.device, log)
+        fast_graphs.add_fast_graphs(work, log=lambda msg: log(msg.replace(work, out)))
+        pad_id = cfg.eos_token_id if 0 <= cfg.eos_token_id < cfg.vocab_size else 0
+        parity = compute_parity(model, cfg, args.dtype, pad_id, args.device)
+        if args.check_hf:
+            parity["hf_check"] = check_hf(model, cfg, parity, args.device)
+            log(f"--check-hf: {parity['hf_check']}")
+        T.write_json(os.path.join(onnx_dir, "parity.json"), parity)
+        hf_cfg = cfg.to_hf_dict()
+        hf_cfg["torch_dtype"] = "float16" if fp16 else "float32"
+        hf_cfg["transformers.js_config"] = {"use_external_data_format": True}
+        if fp16:
+            hf_cfg["transformers.js_config"]["dtype"] = "fp16"
+        T.write_json(os.path.join(work, "config.json"), hf_cfg)
+        T.write_json(os.path.join(work, "generation_config.json"), {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id})
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    log(f"wrote {out}")
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="export-gptj.py",
+        description="Export a GPT-J checkpoint (Hugging Face folder, safetensors, sharded, or a ModelCenter .pt state dict) "
+        "to an ONNX model folder with past key values, fast generation/scoring graphs and a PyTorch parity record. "
+        "Needs torch and onnx only (no network, no transformers).",
+        epilog="examples:\n"
+        "  /usr/bin/python3 scripts/export-gptj.py ~/models/gpt-j-6b out/gpt-j-6b-onnx --dtype fp16\n"
+        "  /usr/bin/python3 scripts/export-gptj.py uit-gptj.pt out/uit-gptj --tokenizer ~/models/gpt-j-6b --config gptj-config.json\n"
+        "  /usr/bin/python3 scripts/export-gptj.py --random-init tiny.json out/tiny",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("src", nargs="?", help="GPT-J folder (config.json + weights + tokenizer) or a weights file")
+    ap.add_argument("out", nargs="?", help="output model folder")
+    ap.add_argument("--random-init", metavar="CONFIG_JSON", help="random weights for a GPT-J of this config (fixtures, benchmarks); then only OUT is given")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --random-init (default 0)")
+    ap.add_argument("--init-std", type=float, default=None, help="std of --random-init weights (default: config initializer_range)")
+    ap.add_argument("--config", help="config.json for a checkpoint file (HF GPTJConfig, or ModelCenter keys)")
+    ap.add_argument("--tokenizer", help="folder with the tokenizer files (default: SRC when it is a folder)")
+    ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weights and KV cache type (logits stay float32)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for tracing and the parity reference")
+    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}; 14 to 17 work)")
+    ap.add_argument("--max-seq", type=int, default=None, help="longest sequence (sets n_positions, the rotary table size)")
+    ap.add_argument("--check-hf", action="store_true", help="also compare with transformers' GPTJForCausalLM (needs transformers)")
+    ap.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    args = ap.parse_args(argv)
+    if args.random_init and args.out is None:
+        args.out, args.src = args.src, None
+    if args.out is None:
+        ap.error("OUT is required")
+    torch.set_num_threads(min(torch.get_num_threads(), int(os.environ.get("UIT_TORCH_THREADS", torch.get_num_threads()))))
+    try:
+        export(args)
+    except (ExportError, CheckpointError, fast_graphs.GraphPassError, FileNotFoundError, ValueError) as e:
+        print(f"export-gptj: error: {e}", file=sys.stderr)
+        return 2
+    return 0

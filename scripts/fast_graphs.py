@@ -1,0 +1,283 @@
+"""Add the two fast graphs next to an optimum-style decoder export.
+
+Given MODEL_DIR/onnx/model.onnx (optimum's text-generation-with-past contract:
+inputs input_ids, attention_mask, [position_ids], past_key_values.{i}.key|value;
+outputs logits, present.{i}.key|value), write:
+
+- onnx/model.gen.onnx: outputs `logits_last` float32 [batch, vocab] (the LM
+  head runs on the last position only) and `new_key_values.{i}.key|value`
+  [batch, heads, seq, head_dim] (only the new positions: the second input of
+  the Concat that makes present.{i}.*).
+- onnx/model.score.onnx: outputs `token_logprobs` float32 [batch, seq-1],
+  token_logprobs[b, t] = log_softmax(logits[b, t])[input_ids[b, t+1]], and the
+  same new_key_values.
+
+All three graphs point at the same tensors of one onnx/model.onnx_data (the
+pass moves embedded or scattered weights there first), so weights are stored
+once. Works on any such export (GPT-2, GPT-J, Llama, Qwen); merged exports with
+`use_cache_branch` (an If node) are refused with a clear message.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, List, Optional, Tuple
+
+import onnx
+from onnx import TensorProto, helper
+
+import onnx_passes as P
+
+PRESENT_RE = re.compile(r"^present\.(\d+)\.(key|value)$")
+INT64_MAX = 2**63 - 1
+DATA_NAME = "model.onnx_data"
+
+
+class GraphPassError(Exception):
+    pass
+
+
+def _producers(graph: onnx.GraphProto) -> Dict[str, onnx.NodeProto]:
+    return {o: n for n in graph.node for o in n.output}
+
+
+def _walk_back(name: str, producers: Dict[str, onnx.NodeProto], through=("Identity", "Cast")) -> str:
+    while name in producers and producers[name].op_type in through:
+        name = producers[name].input[0]
+    return name
+
+
+def find_new_kv(graph: onnx.GraphProto) -> List[Tuple[str, str]]:
+    """[(present output name, tensor of the new positions' keys/values)]."""
+    producers = _producers(graph)
+    inputs = {i.name for i in graph.input}
+    found = []
+    for out in graph.output:
+        m = PRESENT_RE.match(out.name)
+        if not m:
+            continue
+        layer, kind = m.group(1), m.group(2)
+        src = _walk_back(out.name, producers, through=("Identity",))
+        node = producers.get(src)
+        if node is None or node.op_type != "Concat" or len(node.input) != 2:
+            raise GraphPassError(f"{out.name} is not made by a two-input Concat (found {node.op_type if node else 'a graph input'})")
+        past = f"past_key_values.{layer}.{kind}"
+        first = _walk_back(node.input[0], producers)
+        if first != past or past not in inputs:
+            raise GraphPassError(f"the Concat making {out.name} does not start from {past} (starts from {first})")
+        found.append((out.name, node.input[1]))
+    if not found:
+        raise GraphPassError("no present.{i}.key|value outputs: not a decoder export with past key values")
+    return found
+
+
+def find_lm_head(graph: onnx.GraphProto, logits: str = "logits") -> Tuple[onnx.NodeProto, List[onnx.NodeProto]]:
+    """The MatMul of the LM head and the nodes from it to `logits` (Add for a
+    bias, Cast, Identity), in graph order."""
+    producers = _producers(graph)
+    inits = {t.name for t in graph.initializer}
+    chain: List[onnx.NodeProto] = []
+    name = logits
+    while True:
+        node = producers.get(name)
+        if node is None:
+            raise GraphPassError(f"could not find the LM head MatMul behind {logits}")
+        if node.op_type == "MatMul":
+            return node, list(reversed(chain))
+        if node.op_type in ("Identity", "Cast"):
+            chain.append(node)
+            name = node.input[0]
+        elif node.op_type == "Add":
+            chain.append(node)
+            a, b = node.input[0], node.input[1]
+            a_main = a not in inits and a in producers and producers[a].op_type in ("MatMul", "Add", "Cast", "Identity")
+            name = a if a_main else b
+        else:
+            raise GraphPassError(f"the LM head path from {logits} meets {node.op_type} ({node.name}); expected MatMul [+ Add] [+ Cast]")
+
+
+def _axes_input(graph_nodes: List[onnx.NodeProto], opset: int, op: str, data: str, axis: int, out: str, prefix: str) -> None:
+    if opset >= 13:
+        axes = f"{prefix}/{op}_axes"
+        graph_nodes.append(helper.make_node("Constant", [], [axes], value=helper.make_tensor(axes, TensorProto.INT64, [1], [axis]), name=f"{prefix}/{op}_axes_const"))
+        graph_nodes.append(helper.make_node(op, [data, axes], [out], name=f"{prefix}/{op}"))
+    else:
+        graph_nodes.append(helper.make_node(op, [data], [out], axes=[axis], name=f"{prefix}/{op}"))
+
+
+def _const_i64(nodes: List[onnx.NodeProto], name: str, values: List[int]) -> str:
+    nodes.append(helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [len(values)], values), name=f"{name}_const"))
+    return name
+
+
+def _input_dims(graph: onnx.GraphProto, name: str) -> List[Optional[object]]:
+    for vi in graph.input:
+        if vi.name == name:
+            return P.dims_of(vi)
+    raise GraphPassError(f"graph has no input {name}")
+
+
+def _output_vi(graph: onnx.GraphProto, name: str) -> onnx.ValueInfoProto:
+    for vi in graph.output:
+        if vi.name == name:
+            return vi
+    raise GraphPassError(f"graph has no output {name}")
+
+
+def _fast_outputs_common(base: onnx.ModelProto) -> Tuple[onnx.ModelProto, List[onnx.ValueInfoProto]]:
+    """A copy of base whose outputs are replaced by new_key_values.* (callers add theirs)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(base)
+    g = m.graph
+    seq_dim = _input_dims(g, "input_ids")[1] or "sequence_length"
+    outs = []
+    for present, new in find_new_kv(g):
+        pvi = _output_vi(g, present)
+        dims = P.dims_of(pvi)
+        name = present.replace("present.", "new_key_values.", 1)
+        g.node.append(helper.make_node("Identity", [new], [name], name=f"uit_fast/{name}"))
+        vi = onnx.ValueInfoProto()
+        vi.name = name
+        P.set_output_shape(vi, pvi.type.tensor_type.elem_type, [dims[0], dims[1], seq_dim, dims[3]])
+        outs.append(vi)
+    return m, outs
+
+
+def make_gen_graph(base: onnx.ModelProto) -> onnx.ModelProto:
+    m, kv_outs = _fast_outputs_common(base)
+    g = m.graph
+    opset = P.default_opset(m)
+    matmul, chain = find_lm_head(g)
+    logits_vi = _output_vi(g, "logits")
+    ldims = P.dims_of(logits_vi)
+    nodes: List[onnx.NodeProto] = []
+    last_idx = "uit_fast/last_index"
+    nodes.append(helper.make_node("Constant", [], [last_idx], value=helper.make_tensor(last_idx, TensorProto.INT64, [], [-1]), name="uit_fast/last_index_const"))
+    hidden_last = "uit_fast/hidden_last"
+    nodes.append(helper.make_node("Gather", [matmul.input[0], last_idx], [hidden_last], axis=1, name="uit_fast/gather_last"))
+    cur = "uit_fast/lm_head_last"
+    nodes.append(helper.make_node("MatMul", [hidden_last, matmul.input[1]], [cur], name="uit_fast/lm_head_matmul"))
+    prev_out = matmul.output[0]
+    for k, node in enumerate(chain):
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.name = f"uit_fast/lm_head_{k}_{node.op_type}"
+        ins = [cur if i == prev_out else i for i in node.input]
+        del new.input[:]
+        new.input.extend(ins)
+        out = f"uit_fast/lm_head_{k}"
+        del new.output[:]
+        new.output.append(out)
+        nodes.append(new)
+        prev_out, cur = node.output[0], out
+    if logits_vi.type.tensor_type.elem_type != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", [cur], ["logits_last"], to=TensorProto.FLOAT, name="uit_fast/logits_last_cast"))
+    else:
+        nodes.append(helper.make_node("Identity", [cur], ["logits_last"], name="uit_fast/logits_last"))
+    g.node.extend(nodes)
+    out = onnx.ValueInfoProto()
+    out.name = "logits_last"
+    P.set_output_shape(out, TensorProto.FLOAT, [ldims[0], ldims[2]])
+    del g.output[:]
+    g.output.extend([out] + kv_outs)
+    P.prune(g)
+    return m
+
+
+def make_score_graph(base: onnx.ModelProto) -> onnx.ModelProto:
+    m, kv_outs = _fast_outputs_common(base)
+    g = m.graph
+    opset = P.default_opset(m)
+    logits_vi = _output_vi(g, "logits")
+    ldims = P.dims_of(logits_vi)
+    nodes: List[onnx.NodeProto] = []
+    logits = "logits"
+    if logits_vi.type.tensor_type.elem_type != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", [logits], ["uit_fast/logits_f32"], to=TensorProto.FLOAT, name="uit_fast/logits_cast"))
+        logits = "uit_fast/logits_f32"
+    # Positions 0..seq-2 predict tokens 1..seq-1.
+    ax1 = _const_i64(nodes, "uit_fast/axis1", [1])
+    nodes.append(helper.make_node("Slice", [logits, _const_i64(nodes, "uit_fast/zero", [0]), _const_i64(nodes, "uit_fast/minus1", [-1]), ax1], ["uit_fast/logits_head"], name="uit_fast/slice_logits"))
+    nodes.append(helper.make_node("LogSoftmax", ["uit_fast/logits_head"], ["uit_fast/logprobs"], axis=2, name="uit_fast/log_softmax"))
+    nodes.append(helper.make_node("Slice", ["input_ids", _const_i64(nodes, "uit_fast/one", [1]), _const_i64(nodes, "uit_fast/int64max", [INT64_MAX]), ax1], ["uit_fast/targets"], name="uit_fast/slice_targets"))
+    _axes_input(nodes, opset, "Unsqueeze", "uit_fast/targets", 2, "uit_fast/targets3", "uit_fast/targets")
+    nodes.append(helper.make_node("GatherElements", ["uit_fast/logprobs", "uit_fast/targets3"], ["uit_fast/gathered"], axis=2, name="uit_fast/gather_targets"))
+    _axes_input(nodes, opset, "Squeeze", "uit_fast/gathered", 2, "token_logprobs", "uit_fast/gathered")
+    g.node.extend(nodes)
+    seq = _input_dims(g, "input_ids")[1]
+    out = onnx.ValueInfoProto()
+    out.name = "token_logprobs"
+    P.set_output_shape(out, TensorProto.FLOAT, [ldims[0], f"{seq} - 1" if isinstance(seq, str) else None])
+    del g.output[:]
+    g.output.extend([out] + kv_outs)
+    P.prune(g)
+    return m
+
+
+def _check_supported(model: onnx.ModelProto) -> None:
+    names = {i.name for i in model.graph.input}
+    if "use_cache_branch" in names or any(n.op_type == "If" for n in model.graph.node):
+        raise GraphPassError(
+            "this is a merged export (use_cache_branch / If node); export without merging "
+            "(optimum-cli ... --no-post-process, or task text-generation-with-past) and run the pass on that"
+        )
+    for required in ("input_ids", "attention_mask"):
+        if required not in names:
+            raise GraphPassError(f"graph has no input {required}")
+    if "logits" not in {o.name for o in model.graph.output}:
+        raise GraphPassError("graph has no output logits")
+
+
+def onnx_dir_of(model_dir: str) -> str:
+    d = os.path.join(model_dir, "onnx")
+    if os.path.isfile(os.path.join(d, "model.onnx")):
+        return d
+    if os.path.isfile(os.path.join(model_dir, "model.onnx")):
+        return model_dir
+    raise GraphPassError(f"no onnx/model.onnx under {model_dir}")
+
+
+def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> Dict[str, str]:
+    """Run the pass on MODEL_DIR; returns the paths written."""
+    onnx_dir = onnx_dir_of(model_dir)
+    main_path = os.path.join(onnx_dir, "model.onnx")
+    model = P.load_graph_only(main_path)
+    _check_supported(model)
+    if P.needs_consolidation(model, DATA_NAME):
+        log(f"moving weights to {os.path.join(onnx_dir, DATA_NAME)}")
+        old = P.consolidate_external_data(model, onnx_dir, DATA_NAME)
+        P.save_proto_atomic(model, main_path)
+        if delete_old_data:
+            for f in old:
+                p = os.path.join(onnx_dir, f)
+                if os.path.isfile(p):
+                    os.remove(p)
+    written = {"model": main_path}
+    for kind, make in (("gen", make_gen_graph), ("score", make_score_graph)):
+        fast = make(model)
+        path = os.path.join(onnx_dir, f"model.{kind}.onnx")
+        P.save_proto_atomic(fast, path)
+        written[kind] = path
+        log(f"wrote {path} ({len(fast.graph.node)} nodes, outputs {', '.join(o.name for o in fast.graph.output[:3])}{', ...' if len(fast.graph.output) > 3 else ''})")
+    return written
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(
+        prog="add-fast-graphs.py",
+        description="Add model.gen.onnx (last-position logits, new KV only) and model.score.onnx "
+        "(target-token log-probs, new KV only) to an optimum decoder export, sharing onnx/model.onnx_data.",
+        epilog="example: /usr/bin/python3 scripts/add-fast-graphs.py ./gpt2-onnx   (a folder from: optimum-cli export onnx --model gpt2 --task text-generation-with-past ./gpt2-onnx)",
+    )
+    ap.add_argument("model_dir", help="model folder with onnx/model.onnx (or model.onnx at its top)")
+    ap.add_argument("--keep-old-data", action="store_true", help="do not delete external data files the weights were moved out of")
+    args = ap.parse_args(argv)
+    try:
+        add_fast_graphs(args.model_dir, delete_old_data=not args.keep_old_data)
+    except GraphPassError as e:
+        print(f"add-fast-graphs: {e}", file=sys.stderr)
+        return 2
+    return 0

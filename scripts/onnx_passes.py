@@ -1,0 +1,379 @@
+"""Graph passes on ONNX decoder exports, with the `onnx` package only.
+
+- prune: drop nodes, initializers and value_info that no graph output needs.
+- resolve_dtype_markers: turn scripts/gptj.py's uit::ToFloat32 / uit::CastLike
+  markers into Casts, and (for fp16) retype the float32 trace to float16 with
+  PyTorch-like promotion, so fp16 exports need no fp16 kernels in PyTorch.
+- constants_to_initializers: large Constant nodes become initializers (so they
+  go to the shared external data file too).
+- consolidate_external_data: every initializer of at least `min_bytes` goes to
+  ONE external data file, read tensor by tensor (a 6B model is never in memory
+  twice), deduplicated by content hash, offsets aligned.
+
+Models are handled loaded WITHOUT their external data (onnx.load(...,
+load_external_data=False)): the proto then stays small whatever the model size.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Dict, Iterable, List, Optional, Set
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+FLOAT = TensorProto.FLOAT
+FLOAT16 = TensorProto.FLOAT16
+FLOAT_TYPES = (FLOAT, FLOAT16)
+MARKER_DOMAIN = "uit"
+
+
+def load_graph_only(path: str) -> onnx.ModelProto:
+    return onnx.load(path, load_external_data=False)
+
+
+def save_proto_atomic(model: onnx.ModelProto, path: str) -> None:
+    """Serialize the proto as is (external data references untouched)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(model.SerializeToString())
+    os.replace(tmp, path)
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return o.version
+    raise ValueError("model has no default-domain opset")
+
+
+def _subgraph_inputs(node: onnx.NodeProto) -> Set[str]:
+    """Names a node's subgraphs (If/Loop/Scan) read from the outer scope (over-approximated)."""
+    names: Set[str] = set()
+    for attr in node.attribute:
+        graphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
+        for g in graphs:
+            for n in g.node:
+                names.update(i for i in n.input if i)
+                names.update(_subgraph_inputs(n))
+    return names
+
+
+def prune(graph: onnx.GraphProto) -> None:
+    """Remove what no graph output depends on. Graph inputs stay (the contract fixes them)."""
+    needed = {o.name for o in graph.output}
+    kept: List[onnx.NodeProto] = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+            needed.update(_subgraph_inputs(node))
+    kept.reverse()
+    del graph.node[:]
+    graph.node.extend(kept)
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    produced = {o for n in graph.node for o in n.output}
+    vis = [v for v in graph.value_info if v.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(vis)
+
+
+def remove_identities(graph: onnx.GraphProto) -> None:
+    """Bypass Identity nodes whose output is not a graph output."""
+    outputs = {o.name for o in graph.output}
+    alias: Dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        node_inputs = [alias.get(i, i) for i in node.input]
+        del node.input[:]
+        node.input.extend(node_inputs)
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.output[0] not in outputs:
+            alias[node.output[0]] = node.input[0]
+            continue
+        kept.append(node)
+    for node in kept:
+        for attr in node.attribute:
+            for g in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                _rename_in_subgraph(g, alias)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _rename_in_subgraph(g: onnx.GraphProto, alias: Dict[str, str]) -> None:
+    for n in g.node:
+        new = [alias.get(i, i) for i in n.input]
+        del n.input[:]
+        n.input.extend(new)
+
+
+def _float_types_fp32(model: onnx.ModelProto) -> Dict[str, int]:
+    """elem_type of every tensor in the float32 trace (markers read as Identity)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for node in m.graph.node:
+        if node.domain == MARKER_DOMAIN:
+            del node.input[1:]
+            node.op_type = "Identity"
+            node.domain = ""
+    del m.opset_import[:]
+    m.opset_import.extend([o for o in model.opset_import if o.domain != MARKER_DOMAIN])
+    inferred = onnx.shape_inference.infer_shapes(m)
+    types: Dict[str, int] = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    for t in inferred.graph.initializer:
+        types[t.name] = t.data_type
+    return types
+
+
+def resolve_dtype_markers(model: onnx.ModelProto, fp16: bool, fp16_inputs: Iterable[str] = ()) -> Set[str]:
+    """Replace the uit:: markers and, if fp16, retype the graph to float16.
+
+    fp16 rules, PyTorch's type promotion: float initializers become float16;
+    the named graph inputs become float16; Constant outputs are "weak" (like
+    Python scalars: they take the type of the strong operand, or stay float32
+    with none, e.g. the rotary tables); an op mixing float16 and float32 strong
+    inputs computes in float32 (Casts inserted); uit::ToFloat32 gives float32;
+    uit::CastLike(x, like) gives like's type. Returns the names of initializers
+    whose data must be converted to float16 (see consolidate_external_data).
+    """
+    g = model.graph
+    if not fp16:
+        for node in g.node:
+            if node.domain == MARKER_DOMAIN:
+                del node.input[1:]
+                node.op_type, node.domain = "Identity", ""
+        _drop_marker_opset(model)
+        remove_identities(g)
+        return set()
+
+    fp32_types = _float_types_fp32(model)
+    ty: Dict[str, int] = {}
+    weak: Set[str] = set()
+    to_convert: Set[str] = set()
+    fp16_inputs = set(fp16_inputs)
+    for vi in g.input:
+        et = vi.type.tensor_type.elem_type
+        if vi.name in fp16_inputs and et == FLOAT:
+            vi.type.tensor_type.elem_type = FLOAT16
+            et = FLOAT16
+        ty[vi.name] = et
+    for t in g.initializer:
+        if t.data_type == FLOAT:
+            to_convert.add(t.name)
+            ty[t.name] = FLOAT16
+        else:
+            ty[t.name] = t.data_type
+
+    new_nodes: List[onnx.NodeProto] = []
+    counter = [0]
+
+    def cast(name: str, to: int) -> str:
+        counter[0] += 1
+        out = f"{name}/uit_cast_{counter[0]}"
+        new_nodes.append(helper.make_node("Cast", [name], [out], to=to, name=f"uit_fp16/Cast_{counter[0]}"))
+        ty[out] = to
+        return out
+
+    for node in g.node:
+        if node.domain == MARKER_DOMAIN:
+            src = node.input[0]
+            target = FLOAT if node.op_type == "ToFloat32" else ty.get(node.input[1], FLOAT)
+            if ty.get(src) == target:
+                new_nodes.append(helper.make_node("Identity", [src], [node.output[0]], name=node.name))
+            else:
+                new_nodes.append(helper.make_node("Cast", [src], [node.output[0]], to=target, name=node.name))
+            ty[node.output[0]] = target
+            continue
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and a.t.data_type == FLOAT:
+                    weak.add(node.output[0])
+            ty[node.output[0]] = next((a.t.data_type for a in node.attribute if a.name == "value"), fp32_types.get(node.output[0], FLOAT))
+            new_nodes.append(node)
+            continue
+        if node.op_type == "Cast":
+            to = next(a.i for a in node.attribute if a.name == "to")
+            ty[node.output[0]] = to
+            new_nodes.append(node)
+            continue
+        float_ins = [i for i in node.input if i and ty.get(i) in FLOAT_TYPES]
+        strong = [i for i in float_ins if i not in weak]
+        if strong:
+            target = FLOAT if any(ty[i] == FLOAT for i in strong) else FLOAT16
+            all_weak = False
+        else:
+            target = FLOAT
+            all_weak = bool(float_ins)
+        # Float inputs of one op share one type (ONNX's T): cast the odd ones.
+        new_inputs = []
+        for i in node.input:
+            if i and i in float_ins and ty[i] != target:
+                i = cast(i, target)
+            new_inputs.append(i)
+        del node.input[:]
+        node.input.extend(new_inputs)
+        for o in node.output:
+            orig = fp32_types.get(o)
+            if orig is None or orig == FLOAT:
+                ty[o] = target if float_ins else (orig or FLOAT)
+                if all_weak:
+                    weak.add(o)
+            else:
+                ty[o] = orig
+        new_nodes.append(node)
+
+    del g.node[:]
+    g.node.extend(new_nodes)
+    for vi in g.output:
+        if vi.name in ty:
+            vi.type.tensor_type.elem_type = ty[vi.name]
+    del g.value_info[:]
+    _drop_marker_opset(model)
+    remove_identities(g)
+    return to_convert
+
+
+def _drop_marker_opset(model: onnx.ModelProto) -> None:
+    keep = [o for o in model.opset_import if o.domain != MARKER_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
+def constants_to_initializers(graph: onnx.GraphProto, min_bytes: int = 1024) -> None:
+    """Constant nodes holding at least min_bytes become initializers."""
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            t = node.attribute[0].t
+            arr = numpy_helper.to_array(t)
+            if arr.nbytes >= min_bytes:
+                init = numpy_helper.from_array(arr, node.output[0])
+                graph.initializer.append(init)
+                continue
+        kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _external_info(t: onnx.TensorProto) -> Dict[str, str]:
+    return {e.key: e.value for e in t.external_data}
+
+
+def read_tensor_bytes(t: onnx.TensorProto, base_dir: str) -> bytes:
+    """The tensor's little-endian bytes, whether embedded or external."""
+    if t.data_location == TensorProto.EXTERNAL:
+        info = _external_info(t)
+        path = os.path.join(base_dir, info["location"])
+        offset = int(info.get("offset", 0))
+        with open(path, "rb") as f:
+            f.seek(offset)
+            if "length" in info:
+                data = f.read(int(info["length"]))
+            else:
+                data = f.read()
+        return data
+    if t.HasField("raw_data"):
+        return t.raw_data
+    arr = numpy_helper.to_array(t)
+    return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+
+
+def consolidate_external_data(
+    model: onnx.ModelProto,
+    base_dir: str,
+    data_name: str = "model.onnx_data",
+    to_fp16: Iterable[str] = (),
+    min_bytes: int = 1024,
+) -> Set[str]:
+    """Write every initializer of >= min_bytes into base_dir/data_name (one
+    file) and point the proto at it; smaller ones are embedded. Identical
+    tensors (same type, shape-independent bytes) are stored once. Offsets are
+    aligned to 4096 bytes for large tensors (page aligned, mmap friendly) and
+    64 for small ones. Returns the other external files the model referenced
+    before (the caller may delete them)."""
+    to_fp16 = set(to_fp16)
+    tmp_path = os.path.join(base_dir, f"{data_name}.tmp-{os.getpid()}")
+    old_files: Set[str] = set()
+    seen: Dict[bytes, tuple] = {}
+    pos = 0
+    with open(tmp_path, "wb") as out:
+        for t in model.graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL:
+                old_files.add(_external_info(t)["location"])
+            data = read_tensor_bytes(t, base_dir)
+            if t.name in to_fp16 and t.data_type == FLOAT:
+                data = np.frombuffer(data, dtype="<f4").astype("<f2").tobytes()
+                t.data_type = FLOAT16
+            _clear_data(t)
+            if len(data) < min_bytes:
+                t.raw_data = data
+                continue
+            key = hashlib.sha256(bytes([t.data_type]) + data).digest()
+            if key in seen:
+                offset, length = seen[key]
+            else:
+                align = 4096 if len(data) >= 65536 else 64
+                pad = (-pos) % align
+                if pad:
+                    out.write(b"\0" * pad)
+                    pos += pad
+                offset, length = pos, len(data)
+                out.write(data)
+                pos += length
+                seen[key] = (offset, length)
+            t.data_location = TensorProto.EXTERNAL
+            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(length))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+    os.replace(tmp_path, os.path.join(base_dir, data_name))
+    old_files.discard(data_name)
+    return old_files
+
+
+def _clear_data(t: onnx.TensorProto) -> None:
+    for f in ("raw_data", "float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data"):
+        t.ClearField(f)
+    del t.external_data[:]
+    t.data_location = TensorProto.DEFAULT
+
+
+def needs_consolidation(model: onnx.ModelProto, data_name: str = "model.onnx_data", min_bytes: int = 1024) -> bool:
+    """True when some large initializer is embedded or lives in another file."""
+    for t in model.graph.initializer:
+        if t.data_location == TensorProto.EXTERNAL:
+            if _external_info(t).get("location") != data_name:
+                return True
+        else:
+            n = len(t.raw_data) if t.HasField("raw_data") else numpy_helper.to_array(t).nbytes
+            if n >= min_bytes:
+                return True
+    return False
+
+
+def set_output_shape(vi: onnx.ValueInfoProto, elem_type: int, dims: List[object]) -> None:
+    vi.type.tensor_type.elem_type = elem_type
+    shape = vi.type.tensor_type.shape
+    shape.ClearField("dim")
+    for d in dims:
+        dim = shape.dim.add()
+        if isinstance(d, int):
+            dim.dim_value = d
+        elif d is not None:
+            dim.dim_param = str(d)
+
+
+def dims_of(vi: onnx.ValueInfoProto) -> List[Optional[object]]:
+    out: List[Optional[object]] = []
+    for d in vi.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
