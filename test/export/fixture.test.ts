@@ -1,0 +1,233 @@
+// The committed fixture test/fixtures/tiny-gptj (made by scripts/export-gptj.py --random-init):
+// its three ONNX graphs against the PyTorch outputs in onnx/parity.json, the graph contract
+// the runtime is written against, and the masking properties the runtime relies on.
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkParity, concatKv } from '../../scripts/check-parity.mjs';
+
+const FIXTURE = fileURLToPath(new URL('../fixtures/tiny-gptj', import.meta.url));
+const ONNX = join(FIXTURE, 'onnx');
+const config = JSON.parse(readFileSync(join(FIXTURE, 'config.json'), 'utf8')) as {
+  n_layer: number;
+  n_head: number;
+  n_embd: number;
+  vocab_size: number;
+  eos_token_id: number;
+};
+const HEAD_DIM = config.n_embd / config.n_head;
+
+const i64 = (rows: number[][]) =>
+  new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
+
+function emptyPast(batch: number): Record<string, ort.Tensor> {
+  const past: Record<string, ort.Tensor> = {};
+  for (let i = 0; i < config.n_layer; i++)
+    for (const kv of ['key', 'value'])
+      past[`past_key_values.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [batch, config.n_head, 0, HEAD_DIM]);
+  return past;
+}
+
+/** Insert `n` slots of garbage after position `at` of every past tensor (axis 2). */
+function withGarbageSlots(past: Record<string, ort.Tensor>, at: number, n: number): Record<string, ort.Tensor> {
+  const out: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(past)) {
+    const [b, h, tp, d] = t.dims;
+    const src = t.data as Float32Array;
+    const data = new Float32Array(b * h * (tp + n) * d);
+    for (let bh = 0; bh < b * h; bh++) {
+      const o = bh * (tp + n) * d;
+      data.set(src.subarray(bh * tp * d, bh * tp * d + at * d), o);
+      for (let j = 0; j < n * d; j++) data[o + at * d + j] = 1000 * Math.sin(j + bh); // large, so a leak shows
+      data.set(src.subarray(bh * tp * d + at * d, (bh + 1) * tp * d), o + (at + n) * d);
+    }
+    out[name] = new ort.Tensor('float32', data, [b, h, tp + n, d]);
+  }
+  return out;
+}
+
+function newKvAsPast(out: ort.InferenceSession.OnnxValueMapType): Record<string, ort.Tensor> {
+  const past: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(out))
+    if (name.startsWith('new_key_values.')) past[name.replace('new_key_values.', 'past_key_values.')] = t as ort.Tensor;
+  return past;
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+let gen: ort.InferenceSession;
+let score: ort.InferenceSession;
+let main: ort.InferenceSession;
+
+beforeAll(async () => {
+  const opts = { intraOpNumThreads: 1, interOpNumThreads: 1 };
+  [main, gen, score] = await Promise.all(
+    ['model.onnx', 'model.gen.onnx', 'model.score.onnx'].map((f) => ort.InferenceSession.create(join(ONNX, f), opts)),
+  );
+});
+
+afterAll(async () => {
+  await Promise.all([main?.release(), gen?.release(), score?.release()]);
+});
+
+describe('tiny-gptj fixture', () => {
+  it('matches PyTorch on parity.json (prefill with left padding, 3 cached steps) in all three graphs', async () => {
+    const report = await checkParity(FIXTURE);
+    expect(report.graphs.main.failures).toEqual([]);
+    expect(report.graphs.gen.failures).toEqual([]);
+    expect(report.graphs.score.failures).toEqual([]);
+    expect(report.consistency.logits_last.failures).toEqual([]);
+    expect(report.consistency.token_logprobs.failures).toEqual([]);
+    expect(report.consistency.new_key_values.failures).toEqual([]);
+    expect(report.ok).toBe(true);
+    // Something was compared in every check (a check that compares nothing cannot fail).
+    expect(report.graphs.main.compared).toBeGreaterThan(300);
+    expect(report.graphs.score.compared).toBeGreaterThan(10);
+    expect(report.consistency.new_key_values.compared).toBeGreaterThan(1000);
+    expect(report.graphs.main.maxAbsDiff).toBeLessThan(1e-4);
+  });
+
+  it('has the optimum text-generation-with-past inputs and outputs', () => {
+    const past = Array.from({ length: config.n_layer }, (_, i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]).flat();
+    const present = past.map((n) => n.replace('past_key_values.', 'present.'));
+    const fresh = past.map((n) => n.replace('past_key_values.', 'new_key_values.'));
+    const inputs = ['input_ids', 'attention_mask', 'position_ids', ...past];
+    expect(main.inputNames).toEqual(inputs);
+    expect(main.outputNames).toEqual(['logits', ...present]);
+    expect(gen.inputNames).toEqual(inputs);
+    expect(gen.outputNames).toEqual(['logits_last', ...fresh]);
+    expect(score.inputNames).toEqual(inputs);
+    expect(score.outputNames).toEqual(['token_logprobs', ...fresh]);
+    const meta = (s: ort.InferenceSession, name: string) => {
+      const m = [...s.inputMetadata, ...s.outputMetadata].find((x) => x.name === name);
+      if (!m || !m.isTensor) throw new Error(`no tensor ${name}`);
+      return m;
+    };
+    expect(meta(main, 'input_ids').type).toBe('int64');
+    expect(meta(main, 'position_ids').type).toBe('int64');
+    expect(meta(main, 'past_key_values.0.key').type).toBe('float32');
+    expect(meta(main, 'past_key_values.0.key').shape).toEqual(['batch_size', config.n_head, 'past_sequence_length', HEAD_DIM]);
+    expect(meta(main, 'logits').shape).toEqual(['batch_size', 'sequence_length', config.vocab_size]);
+    expect(meta(gen, 'logits_last').shape).toEqual(['batch_size', config.vocab_size]);
+    expect(meta(gen, 'new_key_values.1.value').shape).toEqual(['batch_size', config.n_head, 'sequence_length', HEAD_DIM]);
+    expect(meta(score, 'token_logprobs').type).toBe('float32');
+  });
+
+  it('stores the weights once, in onnx/model.onnx_data', () => {
+    const data = statSync(join(ONNX, 'model.onnx_data')).size;
+    const params =
+      config.vocab_size * config.n_embd * 2 +
+      config.vocab_size +
+      config.n_layer * (4 * config.n_embd ** 2 + 2 * 4 * config.n_embd ** 2 + 4 * config.n_embd + 3 * config.n_embd);
+    expect(data).toBeGreaterThanOrEqual(params * 4);
+    // Each graph file is far smaller than the weights: none embeds them.
+    for (const f of ['model.onnx', 'model.gen.onnx', 'model.score.onnx']) expect(statSync(join(ONNX, f)).size).toBeLessThan(data / 5);
+    const cfg = JSON.parse(readFileSync(join(FIXTURE, 'config.json'), 'utf8'));
+    expect(cfg.model_type).toBe('gptj');
+    expect(cfg['transformers.js_config']).toEqual({ use_external_data_format: true });
+  });
+
+  it('ignores masked past slots, whatever they hold (a preallocated KV buffer)', async () => {
+    const prompt = [[72, 101, 108, 108, 111, 44, 32]];
+    const pre = await gen.run({
+      input_ids: i64(prompt),
+      attention_mask: i64([prompt[0].map(() => 1)]),
+      position_ids: i64([prompt[0].map((_, i) => i)]),
+      ...emptyPast(1),
+    });
+    const past = newKvAsPast(pre);
+    const step = { input_ids: i64([[119]]), position_ids: i64([[7]]) };
+    const plain = await gen.run({ ...step, attention_mask: i64([[1, 1, 1, 1, 1, 1, 1, 1]]), ...past });
+    // Three unused slots in the middle, then two at the end of the past buffer.
+    const gapped = withGarbageSlots(withGarbageSlots(past, 4, 3), 10, 2);
+    const mask = [[1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1]];
+    const viaGap = await gen.run({ ...step, attention_mask: i64(mask), ...gapped });
+    const a = plain.logits_last.data as Float32Array;
+    const b = viaGap.logits_last.data as Float32Array;
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);
+    // The garbage is large enough to matter when it is NOT masked.
+    const leaky = await gen.run({ ...step, attention_mask: i64([mask[0].map(() => 1)]), position_ids: i64([[12]]), ...gapped });
+    expect(maxAbsDiff(a, leaky.logits_last.data as Float32Array)).toBeGreaterThan(1e-2);
+  });
+
+  it('gives a left-padded row the same results as the row alone, and rows do not mix', async () => {
+    const a = [10, 20, 30, 40, 50, 60];
+    const b = [70, 80, 90];
+    const pad = config.eos_token_id;
+    const batch = await score.run({
+      input_ids: i64([a, [pad, pad, pad, ...b]]),
+      attention_mask: i64([[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]]),
+      position_ids: i64([[0, 1, 2, 3, 4, 5], [1, 1, 1, 0, 1, 2]]),
+      ...emptyPast(2),
+    });
+    const alone = await score.run({
+      input_ids: i64([b]),
+      attention_mask: i64([[1, 1, 1]]),
+      position_ids: i64([[0, 1, 2]]),
+      ...emptyPast(1),
+    });
+    const lp = batch.token_logprobs.data as Float32Array; // [2, 5]
+    const lpAlone = alone.token_logprobs.data as Float32Array; // [1, 2]
+    expect(maxAbsDiff(lp.subarray(5 + 3, 10), lpAlone)).toBeLessThan(1e-5);
+    const first = await score.run({
+      input_ids: i64([a]),
+      attention_mask: i64([[1, 1, 1, 1, 1, 1]]),
+      position_ids: i64([[0, 1, 2, 3, 4, 5]]),
+      ...emptyPast(1),
+    });
+    expect(maxAbsDiff(lp.subarray(0, 5), first.token_logprobs.data as Float32Array)).toBeLessThan(1e-5);
+    for (const v of lp) expect(v).toBeLessThan(0);
+  });
+
+  it('continues a cached prefix with concatenated new_key_values like one full pass', async () => {
+    const ids = [5, 6, 7, 8, 9, 10, 11, 12];
+    const full = await score.run({
+      input_ids: i64([ids]),
+      attention_mask: i64([ids.map(() => 1)]),
+      position_ids: i64([ids.map((_, i) => i)]),
+      ...emptyPast(1),
+    });
+    const head = await score.run({
+      input_ids: i64([ids.slice(0, 5)]),
+      attention_mask: i64([[1, 1, 1, 1, 1]]),
+      position_ids: i64([[0, 1, 2, 3, 4]]),
+      ...emptyPast(1),
+    });
+    // token_logprobs covers transitions inside one call: ids[5] given the prefix is the prefix
+    // pass's last-position distribution (what logits_last gives), so f[4] is in neither call.
+    const tail = await score.run({
+      input_ids: i64([ids.slice(5)]),
+      attention_mask: i64([ids.map(() => 1)]),
+      position_ids: i64([[5, 6, 7]]),
+      ...newKvAsPast(head),
+    });
+    const f = full.token_logprobs.data as Float32Array; // 7 values
+    expect(maxAbsDiff((head.token_logprobs.data as Float32Array), f.subarray(0, 4))).toBeLessThan(1e-5);
+    expect(maxAbsDiff((tail.token_logprobs.data as Float32Array), f.subarray(5, 7))).toBeLessThan(1e-5);
+    const concatenated = concatKv(newKvAsPast(head)['past_key_values.1.key'], tail['new_key_values.1.key'] as ort.Tensor);
+    expect(maxAbsDiff(concatenated.data as Float32Array, full['new_key_values.1.key'].data as Float32Array)).toBeLessThan(1e-5);
+  });
+
+  it('ships a byte-level tokenizer that @huggingface/tokenizers loads and round-trips', () => {
+    const tj = JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8'));
+    const tc = JSON.parse(readFileSync(join(FIXTURE, 'tokenizer_config.json'), 'utf8'));
+    const tok = new Tokenizer(tj, tc);
+    const text = 'Definition: héllo 日本 🙂\n\n  Output: x';
+    const enc = tok.encode(text);
+    expect(enc.ids).toEqual([...Buffer.from(text, 'utf8')]);
+    expect(tok.decode(enc.ids)).toBe(text);
+    expect(tok.encode('a<|endoftext|>').ids).toEqual([97, 256]);
+    expect(tc.eos_token).toBe('<|endoftext|>');
+    expect(config.eos_token_id).toBe(256);
+    const genCfg = JSON.parse(readFileSync(join(FIXTURE, 'generation_config.json'), 'utf8'));
+    expect(genCfg.eos_token_id).toBe(256);
+  });
+});
