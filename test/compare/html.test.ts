@@ -178,8 +178,8 @@ describe.skipIf(!haveChromium && !REQUIRE)('HTML report in headless Chromium', (
 
     const hist = await page.$eval('#histogram', (svg) => ({
       kind: svg.getAttribute('data-kind'),
-      counts: Array.from(svg.querySelectorAll('rect.bar')).map((r) => Number(r.getAttribute('data-count'))),
-      visible: (svg as SVGSVGElement).getBoundingClientRect().width > 0,
+      counts: Array.from(svg.querySelectorAll('rect.bar')).map((r) => Number((r as typeof svg).getAttribute('data-count'))),
+      visible: svg.getBoundingClientRect().width > 0,
     }));
     expect(hist.kind).toBe('perplexity-difference');
     expect(hist.counts.reduce((a, b) => a + b, 0)).toBe(json.summary.perplexity.scored);
