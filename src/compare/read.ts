@@ -18,9 +18,26 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Sidecars the writers put next to task files: not tasks. */
+/** Sidecars the writers put next to task files (src/formats conventions): not tasks. */
 function isSidecar(name: string): boolean {
-  return /\.provenance\.json$/.test(name) || name.startsWith('.');
+  return (
+    name.startsWith('.') ||
+    name === 'provenance.jsonl' ||
+    name === 'uit-summary.json' ||
+    /\.provenance\.jsonl?$/.test(name)
+  );
+}
+
+/** Task files under a folder, recursively: ids like `p3/ag_news/x` are written as nested paths. */
+function listTaskFiles(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(dir, rel)).sort()) {
+    if (isSidecar(name)) continue;
+    const r = rel ? `${rel}/${name}` : name;
+    if (statSync(join(dir, r)).isDirectory()) out.push(...listTaskFiles(dir, r));
+    else if (/\.jsonl?$/i.test(name)) out.push(r);
+  }
+  return out;
 }
 
 function definitionOf(obj: Json, file: string, line?: number): string {
@@ -89,22 +106,21 @@ function add(tasks: Map<string, Task>, task: Task, file: string, line?: number):
   tasks.set(task.id, task);
 }
 
-function readJsonl(file: string, tasks: Map<string, Task>): void {
+/** A line without an id gets `<file id>/<line>`, as the formats reader names it. */
+function readJsonl(file: string, tasks: Map<string, Task>, fileId: string): void {
   const lines = readFileSync(file, 'utf8').split('\n');
   lines.forEach((text, i) => {
     if (text.trim() === '') return;
     const line = i + 1;
     const obj = parseJson(text, file, line);
     if (!isObject(obj)) throw new InputError({ file, line }, 'expected a JSON object per line');
-    const id = idField(obj);
-    if (id === undefined) {
-      throw new InputError({ file, line, field: 'id' }, 'a JSONL task needs an "id", "task" or "name" string');
-    }
+    const id = idField(obj) ?? `${fileId}/${line}`;
     add(tasks, toTask(obj, id, file, line), file, line);
   });
 }
 
-function readJsonFile(file: string, tasks: Map<string, Task>, idFromName: boolean): void {
+/** A task file's id is its path under the folder (or its name) without .json, as the release names them. */
+function readJsonFile(file: string, tasks: Map<string, Task>, id: string): void {
   const doc = parseJson(readFileSync(file, 'utf8'), file);
   if (Array.isArray(doc)) {
     doc.forEach((obj, i) => {
@@ -117,8 +133,6 @@ function readJsonFile(file: string, tasks: Map<string, Task>, idFromName: boolea
     return;
   }
   if (!isObject(doc)) throw new InputError({ file }, 'expected a Ni-v2 task object');
-  // A Ni-v2 task file is named after its task; the file name is the id the release uses.
-  const id = idFromName ? basename(file).replace(/\.json$/i, '') : (idField(doc) ?? basename(file).replace(/\.json$/i, ''));
   add(tasks, toTask(doc, id, file), file);
 }
 
@@ -131,19 +145,17 @@ export function readCompareSide(path: string): CompareSide {
   }
   const tasks = new Map<string, Task>();
   if (st.isDirectory()) {
-    const names = readdirSync(path)
-      .filter((n) => /\.json$/i.test(n) && !isSidecar(n))
-      .sort();
-    const jsonl = readdirSync(path).filter((n) => /\.jsonl$/i.test(n) && !n.includes('provenance'));
-    if (names.length === 0 && jsonl.length === 0) {
-      throw new InputError({ file: path }, 'the folder has no .json task files or .jsonl files');
+    const files = listTaskFiles(path);
+    if (files.length === 0) throw new InputError({ file: path }, 'the folder has no .json task files or .jsonl files');
+    for (const rel of files) {
+      const id = rel.replace(/\.jsonl?$/i, '');
+      if (/\.jsonl$/i.test(rel)) readJsonl(join(path, rel), tasks, id);
+      else readJsonFile(join(path, rel), tasks, id);
     }
-    for (const n of names) readJsonFile(join(path, n), tasks, true);
-    for (const n of jsonl.sort()) readJsonl(join(path, n), tasks);
   } else if (/\.jsonl$/i.test(path)) {
-    readJsonl(path, tasks);
+    readJsonl(path, tasks, basename(path).replace(/\.jsonl$/i, ''));
   } else {
-    readJsonFile(path, tasks, false);
+    readJsonFile(path, tasks, basename(path).replace(/\.json$/i, ''));
   }
   return { path, tasks };
 }

@@ -131,9 +131,9 @@ describe('input errors', () => {
   };
 
   it('names file and line for JSONL problems', () => {
-    const noId = write('noid.jsonl', '{"id":"a","Definition":["x"]}\n{"Definition":["y"]}\n');
-    expect(() => readCompareSide(noId)).toThrow(InputError);
-    expect(() => readCompareSide(noId)).toThrow(`${noId}:2: id:`);
+    const noObj = write('noobj.jsonl', '{"id":"a","Definition":["x"]}\n["y"]\n');
+    expect(() => readCompareSide(noObj)).toThrow(InputError);
+    expect(() => readCompareSide(noObj)).toThrow(`${noObj}:2: expected a JSON object per line`);
     const bad = write('bad.jsonl', '{"id":"a","Definition":["x"]}\n\n{"id":"b",\n');
     expect(() => readCompareSide(bad)).toThrow(`${bad}:3: invalid JSON`);
     const dup = write('dup.jsonl', '{"id":"a","Definition":["x"]}\n{"task":"a","definition":"y"}\n');
@@ -155,11 +155,19 @@ describe('input errors', () => {
     expect(() => readCompareSide(empty)).toThrow('no .json task files');
   });
 
-  it('skips provenance sidecars in a folder', () => {
+  it('skips sidecars, reads nested folders as ids with slashes, names id-less JSONL lines by file and line', () => {
     const d = join(dir, 'withside');
-    mkdirSync(d);
+    mkdirSync(join(d, 'p3', 'ag_news'), { recursive: true });
     writeFileSync(join(d, 't1.json'), JSON.stringify({ Definition: ['x'] }));
     writeFileSync(join(d, 't1.provenance.json'), JSON.stringify({ source: {} }));
-    expect([...readCompareSide(d).tasks.keys()]).toEqual(['t1']);
+    writeFileSync(join(d, 'provenance.jsonl'), '{"source":{}}\n');
+    writeFileSync(join(d, 'uit-summary.json'), '{}');
+    writeFileSync(join(d, 'p3', 'ag_news', 'classify.json'), JSON.stringify({ Definition: ['y'] }));
+    writeFileSync(join(d, 'more.jsonl'), '{"Definition":["z"]}\n\n{"id":"named","Definition":["w"]}\n');
+    const tasks = readCompareSide(d).tasks;
+    expect([...tasks.keys()].sort()).toEqual(['more/1', 'named', 'p3/ag_news/classify', 't1']);
+    expect(tasks.get('p3/ag_news/classify')!.definition).toBe('y');
+    // A single file: its name is the id.
+    expect([...readCompareSide(join(d, 'p3', 'ag_news', 'classify.json')).tasks.keys()]).toEqual(['classify']);
   });
 });
