@@ -196,7 +196,10 @@ export class JsonHttpClient {
     } catch (err) {
       if (err instanceof RemoteError || err instanceof Retryable) throw err;
       if (controller.signal.aborted) throw new Retryable(`timeout after ${o.timeoutMs} ms${status ? ` (HTTP ${status}, reading the body)` : ''}`);
-      throw new Retryable(networkReason(err), undefined, undefined, true);
+      const reason = networkReason(err);
+      // fetch refuses some ports outright (the Fetch spec's "bad port" list): no retry can help.
+      if (reason === 'bad port') throw new RemoteError(`${method} ${url}: fetch refuses this port ("bad port"); use another port`, { url }, { cause: err });
+      throw new Retryable(reason, undefined, undefined, true);
     } finally {
       clearTimeout(timer);
     }

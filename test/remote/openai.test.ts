@@ -224,6 +224,20 @@ describe('retries, timeouts and errors', () => {
     expect(e.message).toContain('failed after 2 attempts: timeout after 150 ms');
   });
 
+  it('times out a body that stalls after the headers', async () => {
+    server.setHandler((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"choices": [');
+    });
+    const e = await remoteError(generator({ timeoutMs: 150, retries: 0 }).generate([{ prompt: 'p', numSamples: 1 }], PARAMS));
+    expect(e.message).toContain('failed after 1 attempt: timeout after 150 ms (HTTP 200, reading the body)');
+  });
+
+  it('does not retry a port that fetch refuses', async () => {
+    const e = await remoteError(generator({ baseUrl: 'http://127.0.0.1:6000/v1' }).generate([{ prompt: 'p', numSamples: 1 }], PARAMS));
+    expect(e.message).toContain('bad port');
+  });
+
   it('recovers when only the first response is slow', async () => {
     server.setHandler((req, res, n) => {
       if (n === 1) {
