@@ -138,6 +138,8 @@ export function brevityPenalty(hypLen: number, refLen: number): number {
  */
 export function bleuFromStats(s: BleuStats, effectiveOrder = true): number {
   if (s.hypLen === 0) return 0;
+  // sacrebleu >= 2.0 stops early when nothing matches at all: 0, not a smoothed small number.
+  if (s.matches.every((m) => m === 0)) return 0;
   const logPrecisions: number[] = [];
   let smooth = 1;
   let order = BLEU_MAX_ORDER;
