@@ -66,7 +66,8 @@ const TOK13A_RULES: [RegExp, string][] = [
 ];
 
 export function tokenize13a(text: string): string[] {
-  let line = text.replaceAll('<skipped>', '').replaceAll('-\n', '').replaceAll('\n', ' ');
+  // sacrebleu right-strips each segment before tokenizing.
+  let line = text.trimEnd().replaceAll('<skipped>', '').replaceAll('-\n', '').replaceAll('\n', ' ');
   if (line.includes('&')) {
     line = line
       .replaceAll('&quot;', '"')

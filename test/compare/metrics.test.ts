@@ -57,6 +57,7 @@ describe('BLEU (sacrebleu sentence_bleu defaults)', () => {
     expect(tokenize13a("Hello, world! It's 3.5-4 (x).")).toEqual(['Hello', ',', 'world', '!', "It's", '3.5', '-', '4', '(', 'x', ')', '.']);
     expect(tokenize13a('a &amp; b &lt;tag&gt;')).toEqual(['a', '&', 'b', '<', 'tag', '>']);
     expect(tokenize13a('line-\nbreak\nend')).toEqual(['linebreak', 'end']);
+    expect(tokenize13a('end-\n')).toEqual(['end-']); // right-stripped first, so no join
     expect(tokenize13a('1,000 and 2.')).toEqual(['1,000', 'and', '2', '.']);
   });
 
