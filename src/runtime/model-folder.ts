@@ -29,7 +29,7 @@ export interface ModelFolder {
     gen?: string;
     /** Fast scoring graph: `token_logprobs` + `new_key_values.*`. */
     score?: string;
-    /** Other files in onnx/ (external data such as model.onnx_data), sorted. */
+    /** Other files in onnx/ (external data such as model.onnx_data; not parity.json), sorted. */
     externalData: string[];
   };
 }
@@ -83,7 +83,7 @@ export function inspectModelFolder(dirArg: string): ModelFolder {
     );
   }
   const externalData = onnxFiles
-    .filter((n) => !n.endsWith('.onnx') && !n.startsWith('.') && statSync(join(onnxDir, n)).isFile())
+    .filter((n) => !/\.(onnx|json|md|txt)$/.test(n) && !n.startsWith('.') && statSync(join(onnxDir, n)).isFile())
     .map((n) => join(onnxDir, n));
 
   const cfg = readConfig(config);

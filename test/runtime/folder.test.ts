@@ -1,0 +1,166 @@
+// Model folders: clear errors for what is missing or malformed, the slow-only and gen-only
+// layouts, execution provider errors, and the memoised model identity.
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ExitCode, ModelError } from '../../src/errors.js';
+import {
+  generate,
+  inspectModelFolder,
+  loadModel,
+  modelIdentity,
+  prefill,
+  providerReport,
+  scoreContinuations,
+} from '../../src/runtime/index.js';
+import { FIXTURE, copyFixture, tempDir } from './helpers.js';
+
+const BAD = resolve('test/runtime/fixtures');
+
+let tmp: ReturnType<typeof tempDir>;
+beforeEach(() => {
+  tmp = tempDir();
+});
+afterEach(() => tmp.cleanup());
+
+async function modelError(dir: string, opts = {}): Promise<ModelError> {
+  const err = await loadModel(dir, { threads: 1, ...opts }).then(
+    async (m) => {
+      await m.dispose();
+      return undefined;
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ModelError);
+  expect((err as ModelError).exitCode).toBe(ExitCode.MODEL);
+  return err as ModelError;
+}
+
+describe('bad model folders', () => {
+  it('name the missing folder or file', async () => {
+    expect((await modelError(join(tmp.dir, 'nope'))).message).toMatch(/nope does not exist/);
+    writeFileSync(join(tmp.dir, 'file'), 'x');
+    expect((await modelError(join(tmp.dir, 'file'))).message).toMatch(/is not a directory/);
+    expect((await modelError(tmp.dir)).message).toMatch(/is not a model folder: config\.json is missing/);
+  });
+
+  it('name a missing tokenizer.json, onnx/ folder or graph', async () => {
+    const noTok = copyFixture(join(tmp.dir, 'a'), { drop: ['tokenizer.json'] });
+    expect((await modelError(noTok)).message).toMatch(/tokenizer\.json is missing/);
+    const noOnnx = copyFixture(join(tmp.dir, 'b'), { drop: ['onnx'] });
+    expect((await modelError(noOnnx)).message).toMatch(/the onnx\/ folder is missing/);
+    const noGraph = copyFixture(join(tmp.dir, 'c'), { drop: ['onnx/model.onnx', 'onnx/model.gen.onnx'] });
+    expect((await modelError(noGraph)).message).toMatch(/onnx\/model\.onnx is missing \(found model\.score\.onnx/);
+  });
+
+  it('report malformed JSON with the file name', async () => {
+    const dir = copyFixture(tmp.dir);
+    writeFileSync(join(dir, 'config.json'), '{"n_layer": 2,');
+    expect((await modelError(dir)).message).toMatch(/config\.json: not valid JSON/);
+  });
+
+  it('explain a graph without past key values', async () => {
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.gen.onnx', 'onnx/model.score.onnx'] });
+    copyFileSync(join(BAD, 'no-past.onnx'), join(dir, 'onnx', 'model.onnx'));
+    const msg = (await modelError(dir)).message;
+    expect(msg).toMatch(/model\.onnx: it has no past_key_values\.\{i\}\.key inputs/);
+    expect(msg).toMatch(/text-generation-with-past/);
+  });
+
+  it('explain an input of the wrong type', async () => {
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.gen.onnx', 'onnx/model.score.onnx'] });
+    copyFileSync(join(BAD, 'int32-mask.onnx'), join(dir, 'onnx', 'model.onnx'));
+    expect((await modelError(dir)).message).toMatch(/input "attention_mask" is int32, expected int64/);
+  });
+
+  it.skipIf(providerReport().cuda.installed)('say what to install for --device cuda (no silent CPU fallback)', async () => {
+    const msg = (await modelError(FIXTURE, { device: 'cuda' })).message;
+    expect(msg).toMatch(/CUDA execution provider|only for linux\/x64/);
+    if (providerReport().cuda.supportedPlatform) {
+      expect(msg).toContain('--onnxruntime-node-install=cuda12');
+      expect(msg).toContain('docs/runtime.md');
+    }
+    // `auto` falls back to the CPU and says so
+    const m = await loadModel(FIXTURE, { device: 'auto', threads: 1 });
+    expect(m.info.device).toBe('cpu');
+    expect(m.info.deviceNote).toMatch(/using the CPU/);
+    await m.dispose();
+  });
+});
+
+describe('layouts', () => {
+  it('an optimum export without the fast graphs runs on the slow path', async () => {
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.gen.onnx', 'onnx/model.score.onnx'] });
+    const m = await loadModel(dir, { threads: 1 });
+    try {
+      expect(m.info.fastGeneration).toBe(false);
+      expect(m.info.fastScoring).toBe(false);
+      const r = await generate(m, [{ prompt: 'abc' }], { maxNewTokens: 4, greedy: true });
+      expect(r.outputs[0].samples[0].tokenIds).toHaveLength(4);
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('a folder with only model.gen.onnx generates, and scoring says what it needs', async () => {
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.onnx', 'onnx/model.score.onnx'] });
+    const m = await loadModel(dir, { threads: 1 });
+    try {
+      expect(m.info.fastGeneration).toBe(true);
+      const r = await generate(m, [{ prompt: 'abc' }], { maxNewTokens: 4, greedy: true });
+      expect(r.outputs[0].samples[0].tokenIds).toHaveLength(4);
+      const p = await prefill(m.backend, m.tokenizer.encode('abc'));
+      await expect(scoreContinuations(m.backend, p, [[1, 2]])).rejects.toThrow(/scoring needs onnx\/model\.score\.onnx or onnx\/model\.onnx/);
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('lists the external data but not parity.json', () => {
+    const f = inspectModelFolder(FIXTURE);
+    expect(f.files.externalData.map((p) => p.split('/').pop())).toEqual(['model.onnx_data']);
+    expect(f.modelType).toBe('gptj');
+  });
+});
+
+describe('model identity', () => {
+  it('is a sha256 over graph, weights and tokenizer, memoised by path, size and mtime', async () => {
+    const dir = copyFixture(tmp.dir);
+    const memoFile = join(tmp.dir, 'memo', 'identity.json');
+    const folder = inspectModelFolder(dir);
+    const id = await modelIdentity(folder, { memoFile });
+    expect(id).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(await modelIdentity(folder, { memoFile })).toBe(id);
+
+    // The memo is what answers a second call: a planted value comes back until a refresh.
+    const memo = JSON.parse(readFileSync(memoFile, 'utf8')) as Record<string, { sha256: string }>;
+    memo[folder.dir].sha256 = 'sha256:planted';
+    writeFileSync(memoFile, JSON.stringify(memo));
+    expect(await modelIdentity(folder, { memoFile })).toBe('sha256:planted');
+    expect(await modelIdentity(folder, { memoFile, refresh: true })).toBe(id);
+
+    // The fast graphs are views of the same weights: they do not change the identity.
+    rmSync(join(dir, 'onnx', 'model.gen.onnx'));
+    expect(await modelIdentity(inspectModelFolder(dir), { memoFile })).toBe(id);
+
+    // Another tokenizer is another model.
+    appendFileSync(join(dir, 'tokenizer.json'), '\n');
+    expect(await modelIdentity(inspectModelFolder(dir), { memoFile })).not.toBe(id);
+  });
+
+  it('lives under $XDG_CACHE_HOME/uit by default', async () => {
+    const old = process.env.XDG_CACHE_HOME;
+    process.env.XDG_CACHE_HOME = join(tmp.dir, 'xdg');
+    try {
+      mkdirSync(process.env.XDG_CACHE_HOME);
+      const m = await loadModel(FIXTURE, { threads: 1 });
+      const id = await m.identity();
+      await m.dispose();
+      const memo = JSON.parse(readFileSync(join(tmp.dir, 'xdg', 'uit', 'model-identity.json'), 'utf8')) as Record<string, { sha256: string }>;
+      expect(memo[FIXTURE].sha256).toBe(id);
+    } finally {
+      if (old === undefined) delete process.env.XDG_CACHE_HOME;
+      else process.env.XDG_CACHE_HOME = old;
+    }
+  });
+});

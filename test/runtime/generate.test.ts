@@ -1,0 +1,185 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode, UitError } from '../../src/errors.js';
+import { KvCache, generate, loadModel, step, type GenerateOptions, type Model } from '../../src/runtime/index.js';
+import { FIXTURE, copyFixture, maxAbsDiff, tempDir } from './helpers.js';
+
+const PROMPTS = ['Definition: In this task, you are given', 'Input: What is 2+2?\nOutput:', 'x'];
+const SAMPLED: GenerateOptions = { maxNewTokens: 12, temperature: 0.9, topK: 50, topP: 0.95, seed: 7 };
+
+let model: Model;
+let slow: Model;
+beforeAll(async () => {
+  model = await loadModel(FIXTURE, { threads: 1 });
+  slow = await loadModel(FIXTURE, { threads: 1, fastGraphs: false });
+});
+afterAll(async () => {
+  await model.dispose();
+  await slow.dispose();
+});
+
+const ids = (r: Awaited<ReturnType<typeof generate>>) => r.outputs.map((o) => o.samples.map((s) => s.tokenIds));
+
+describe('seeded sampling', () => {
+  it('gives the same samples at batch sizes 1, 4 and 16', async () => {
+    const requests = PROMPTS.map((prompt) => ({ prompt, numSamples: 3 }));
+    const b1 = await generate(model, requests, { ...SAMPLED, batchSize: 1 });
+    const b4 = await generate(model, requests, { ...SAMPLED, batchSize: 4 });
+    const b16 = await generate(model, requests, { ...SAMPLED, batchSize: 16 });
+    expect(ids(b4)).toEqual(ids(b1));
+    expect(ids(b16)).toEqual(ids(b1));
+    // the samples of one prompt really are sampled (not all the same)
+    for (const o of b1.outputs) expect(new Set(o.samples.map((s) => s.tokenIds.join())).size).toBeGreaterThan(1);
+    expect(b1.outputs[0].samples.map((s) => s.index)).toEqual([0, 1, 2]);
+    expect(b16.timings.newTokens).toBe(9 * 12);
+  });
+
+  it('N samples in one call equal N calls that draw one sample each', async () => {
+    const all = await generate(model, [{ prompt: PROMPTS[1], numSamples: 4 }], SAMPLED);
+    for (let i = 0; i < 4; i++) {
+      const one = await generate(model, [{ prompt: PROMPTS[1], numSamples: 1, firstSample: i }], SAMPLED);
+      expect(one.outputs[0].samples[0]).toEqual(all.outputs[0].samples[i]);
+    }
+  });
+
+  it('does not depend on the prompt order or on the other prompts in the batch', async () => {
+    const a = await generate(model, [{ prompt: PROMPTS[0], numSamples: 2 }, { prompt: PROMPTS[2], numSamples: 2 }], SAMPLED);
+    const b = await generate(model, [{ prompt: PROMPTS[2], numSamples: 2 }, { prompt: PROMPTS[0], numSamples: 2 }], SAMPLED);
+    expect(ids(a)[0]).toEqual(ids(b)[1]);
+    expect(ids(a)[1]).toEqual(ids(b)[0]);
+  });
+
+  it('changes with the seed', async () => {
+    const a = await generate(model, [{ prompt: PROMPTS[0], numSamples: 2 }], SAMPLED);
+    const b = await generate(model, [{ prompt: PROMPTS[0], numSamples: 2 }], { ...SAMPLED, seed: 8 });
+    expect(ids(a)).not.toEqual(ids(b));
+  });
+
+  it('gives the same tokens on the fast graphs and on model.onnx', async () => {
+    const requests = PROMPTS.map((prompt) => ({ prompt, numSamples: 2 }));
+    expect(ids(await generate(slow, requests, SAMPLED))).toEqual(ids(await generate(model, requests, SAMPLED)));
+    const greedy = { maxNewTokens: 10, greedy: true };
+    expect(ids(await generate(slow, requests, greedy))).toEqual(ids(await generate(model, requests, greedy)));
+  });
+});
+
+describe('left padding', () => {
+  it('does not change a prompt: greedy tokens identical, prefill logits within 1e-4', async () => {
+    const short = PROMPTS[2];
+    const long = PROMPTS[0];
+    const alone = await generate(model, [{ prompt: short }], { maxNewTokens: 16, greedy: true });
+    const padded = await generate(model, [{ prompt: long }, { prompt: short }], { maxNewTokens: 16, greedy: true });
+    expect(padded.outputs[1].samples[0].tokenIds).toEqual(alone.outputs[0].samples[0].tokenIds);
+
+    const s = model.tokenizer.encode(short);
+    const l = model.tokenizer.encode(long);
+    expect(l.length).toBeGreaterThan(s.length + 10);
+    const one = KvCache.create(model.backend.shape, 1, 0);
+    const a = await step(model.backend, one, s, s.length, 'last');
+    const two = KvCache.create(model.backend.shape, 2, 0);
+    const pad = l.length - s.length;
+    const batchIds = [...l, ...new Array(pad).fill(0), ...s];
+    const valid = Uint8Array.from([...l.map(() => 1), ...new Array(pad).fill(0), ...s.map(() => 1)]);
+    const b = await step(model.backend, two, batchIds, l.length, 'last', { newValid: valid });
+    const V = a.vocabSize;
+    expect(maxAbsDiff(a.last!, b.last!.subarray(V, 2 * V))).toBeLessThan(1e-4);
+  });
+});
+
+describe('finishing', () => {
+  it('stops at max new tokens with finish reason "length"', async () => {
+    const r = await generate(model, [{ prompt: PROMPTS[0], numSamples: 2 }], { ...SAMPLED, maxNewTokens: 5 });
+    for (const s of r.outputs[0].samples) {
+      expect(s.finishReason).toBe('length');
+      expect(s.tokenIds).toHaveLength(5);
+      expect(s.text).toBe(model.tokenizer.decode(s.tokenIds));
+    }
+  });
+
+  it('cuts at a stop string, and rows that stop leave the batch without disturbing the others', async () => {
+    const opts = { ...SAMPLED, maxNewTokens: 24, temperature: 1.2, topK: undefined, topP: undefined };
+    // Two prompts of different lengths (so rows differ in padding), three samples each: rows that
+    // stop are compacted away and the other prompt's rows move into their places.
+    const requests = [{ prompt: PROMPTS[2], numSamples: 3 }, { prompt: PROMPTS[1], numSamples: 3 }];
+    const base = await generate(model, requests, opts);
+    const all = base.outputs.flatMap((o) => o.samples);
+    const texts = all.map((s) => s.text);
+    // a printable two-character string that some samples contain (after their 2nd char) and some do not
+    let stop: string | undefined;
+    for (const t of texts) {
+      for (let i = 2; i + 2 <= t.length && !stop; i++) {
+        const c = t.slice(i, i + 2);
+        const hits = texts.filter((x) => x.includes(c)).length;
+        if (/^[\x20-\x7e]{2}$/.test(c) && hits > 0 && hits < texts.length) stop = c;
+      }
+    }
+    expect(stop, `no usable stop string in ${JSON.stringify(texts)}`).toBeDefined();
+    const r = await generate(model, requests, { ...opts, stop: [stop!] });
+    let stopped = 0;
+    r.outputs.flatMap((o) => o.samples).forEach((s, i) => {
+      const orig = all[i];
+      const at = orig.text.indexOf(stop!);
+      if (at === -1) {
+        expect(s).toEqual(orig);
+      } else {
+        stopped++;
+        expect(s.finishReason).toBe('stop');
+        expect(s.text).toBe(orig.text.slice(0, at));
+        expect(orig.tokenIds.slice(0, s.tokenIds.length)).toEqual(s.tokenIds);
+        expect(s.tokenIds.length).toBeLessThan(orig.tokenIds.length);
+      }
+    });
+    expect(stopped).toBeGreaterThan(0);
+  });
+
+  it('ends a row at EOS (generation_config.json) and leaves EOS out of the text', async () => {
+    const base = await generate(model, [{ prompt: PROMPTS[0], numSamples: 3 }], { ...SAMPLED, maxNewTokens: 16 });
+    const sample = base.outputs[0].samples[1].tokenIds;
+    const eos = sample[4];
+    const cut = sample.indexOf(eos);
+    const tmp = tempDir();
+    try {
+      const dir = copyFixture(tmp.dir);
+      writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 256, eos_token_id: [eos] }));
+      const m = await loadModel(dir, { threads: 1 });
+      try {
+        expect(m.tokenizer.eosTokenIds).toEqual([eos]);
+        const r = await generate(m, [{ prompt: PROMPTS[0], numSamples: 3 }], { ...SAMPLED, maxNewTokens: 16 });
+        const s = r.outputs[0].samples[1];
+        expect(s.finishReason).toBe('eos');
+        expect(s.tokenIds).toEqual(sample.slice(0, cut + 1));
+        expect(s.text).toBe(m.tokenizer.decode(sample.slice(0, cut)));
+        // and with stopOnEos: false it runs to the end
+        const r2 = await generate(m, [{ prompt: PROMPTS[0], numSamples: 3 }], { ...SAMPLED, maxNewTokens: 16, stopOnEos: false });
+        expect(r2.outputs[0].samples[1].tokenIds).toEqual(sample);
+      } finally {
+        await m.dispose();
+      }
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('options', () => {
+  it('repetition penalty changes greedy output', async () => {
+    const plain = await generate(model, [{ prompt: PROMPTS[0] }], { maxNewTokens: 12, greedy: true });
+    const penal = await generate(model, [{ prompt: PROMPTS[0] }], { maxNewTokens: 12, greedy: true, repetitionPenalty: 3 });
+    expect(ids(penal)).not.toEqual(ids(plain));
+  });
+
+  it('rejects impossible options with a usage error', async () => {
+    for (const bad of [{ maxNewTokens: 0 }, { maxNewTokens: 4, temperature: -1 }, { maxNewTokens: 4, topP: 0 }, { maxNewTokens: 4, topK: 0.5 }]) {
+      const err = await generate(model, [{ prompt: 'x' }], bad).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UitError);
+      expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+    }
+  });
+
+  it('starts an empty prompt from BOS', async () => {
+    const r = await generate(model, [{ prompt: '' }], { maxNewTokens: 3, greedy: true });
+    expect(r.outputs[0].promptTokens).toBe(1);
+    expect(r.outputs[0].samples[0].tokenIds).toHaveLength(3);
+  });
+});
