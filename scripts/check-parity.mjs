@@ -5,7 +5,7 @@
 // graphs against model.onnx. Run after exporting on the machine that will use the model:
 //   node scripts/check-parity.mjs out/gpt-j-6b-onnx
 // Also imported by test/export/*.test.ts (types in check-parity.d.mts).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -94,7 +94,8 @@ class Diff {
  * @returns report with per-graph max |diff|, counts, failures and an `ok` flag.
  */
 export async function checkParity(modelDir, { threads = 1 } = {}) {
-  const onnxDir = join(modelDir, 'onnx');
+  // transformers.js layout (onnx/model.onnx) or optimum-cli's (model.onnx at the top).
+  const onnxDir = existsSync(join(modelDir, 'onnx', 'model.onnx')) ? join(modelDir, 'onnx') : modelDir;
   const parity = JSON.parse(readFileSync(join(onnxDir, 'parity.json'), 'utf8'));
   const opts = { intraOpNumThreads: threads, interOpNumThreads: 1 };
   const tol = parity.tolerance;
@@ -116,8 +117,9 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
     const feeds = {
       input_ids: i64(step.input_ids),
       attention_mask: i64(step.attention_mask),
-      position_ids: i64(step.position_ids),
     };
+    // Exports without a position_ids input derive positions from the mask.
+    if (main.inputNames.includes('position_ids')) feeds.position_ids = i64(step.position_ids);
     const s = step.input_ids[0].length;
     const exp = step.expected;
     const outMain = await main.run({ ...feeds, ...pastMain });

@@ -126,11 +126,11 @@ def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
 
 # ---------------------------------------------------------------- parity
 
-def parity_inputs(cfg: GPTJConfig, pad_id: int, seed: int = 1234) -> List[dict]:
+def parity_inputs(vocab_size: int, pad_id: int, seed: int = 1234) -> List[dict]:
     """Prefill of batch 2 (row 1 left-padded by 3), two cached decode steps,
     then a cached 3-token chunk (how the scorer extends a cached prefix)."""
     g = torch.Generator().manual_seed(seed)
-    high = min(cfg.vocab_size, 50257)
+    high = min(vocab_size, 50257)
     steps = []
     prefill = torch.randint(0, high, (2, 7), generator=g)
     mask = torch.ones(2, 7, dtype=torch.int64)
@@ -152,15 +152,18 @@ def _round(x: float) -> float:
     return float(f"{x:.7g}")
 
 
-def compute_parity(model: GPTJForCausalLM, cfg: GPTJConfig, dtype: str, pad_id: int, device: str) -> dict:
-    steps = parity_inputs(cfg, pad_id)
-    probe_ids = sorted({0, 1, cfg.vocab_size // 2, cfg.vocab_size - 1})
+def compute_parity(forward, meta: dict, dtype: str, pad_id: int, device: str) -> dict:
+    """Run forward(ids, mask, positions, past) -> (logits, presents) on the
+    parity inputs; meta holds vocab_size, n_layer, n_head, head_dim."""
+    vocab = meta["vocab_size"]
+    steps = parity_inputs(vocab, pad_id)
+    probe_ids = sorted({0, 1, vocab // 2, vocab - 1})
     past = None
     out_steps = []
     for st in steps:
         ids, mask, pos = (st[k].to(device) for k in ("input_ids", "attention_mask", "position_ids"))
         with torch.no_grad():
-            logits, presents = model(ids, mask, pos, past)
+            logits, presents = forward(ids, mask, pos, past)
         logits = logits.double().cpu()
         past = presents
         s = ids.size(1)
@@ -194,8 +197,8 @@ def compute_parity(model: GPTJForCausalLM, cfg: GPTJConfig, dtype: str, pad_id: 
         "format": 1,
         "dtype": dtype,
         "tolerance": TOLERANCE[dtype],
-        "reference": f"scripts/gptj.py (PyTorch {torch.__version__}) in float32 on {device}",
-        "model": {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size},
+        "reference": f"PyTorch {torch.__version__} in float32 on {device}",
+        "model": meta,
         "pad_token_id": pad_id,
         "steps": out_steps,
     }
@@ -286,7 +289,8 @@ def export(args, log=print) -> str:
         export_onnx(model, onnx_dir, args.opset, fp16, args.device, log)
         fast_graphs.add_fast_graphs(work, log=lambda msg: log(msg.replace(work, out)))
         pad_id = cfg.eos_token_id if 0 <= cfg.eos_token_id < cfg.vocab_size else 0
-        parity = compute_parity(model, cfg, args.dtype, pad_id, args.device)
+        meta = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size}
+        parity = compute_parity(model, meta, args.dtype, pad_id, args.device)
         if args.check_hf:
             parity["hf_check"] = check_hf(model, cfg, parity, args.device)
             log(f"--check-hf: {parity['hf_check']}")

@@ -1,0 +1,113 @@
+// Fresh exports made by the Python scripts during the test, checked from Node with
+// onnxruntime-node against the PyTorch outputs they record (parity.json):
+// - a random GPT-J of a shape no other test uses (3 heads, rotary over the whole head,
+//   padded vocabulary, odd MLP width), fp32 at opset 14 and fp16 at the default opset;
+// - two decoders NOT made by export-gptj.py (Llama-like with grouped-query attention and
+//   per-tensor external files; GPT-2-like with a tied head, weights embedded, no
+//   position_ids input, model.onnx at the top as optimum-cli writes it), through
+//   scripts/add-fast-graphs.py.
+// Needs Debian's /usr/bin/python3 with torch and onnx: skipped with the reason when they
+// are missing, a failure when UIT_REQUIRE_SYSTEM_DEPS=1.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { checkParity } from '../../scripts/check-parity.mjs';
+
+const PY = '/usr/bin/python3';
+const SCRIPTS = fileURLToPath(new URL('../../scripts/', import.meta.url));
+const REQUIRE = process.env.UIT_REQUIRE_SYSTEM_DEPS === '1';
+
+function probe(): string | null {
+  if (!existsSync(PY)) return `${PY} not found`;
+  const r = spawnSync(PY, ['-c', 'import torch, onnx'], { encoding: 'utf8' });
+  return r.status === 0 ? null : `${PY} cannot import torch and onnx: ${(r.stderr || '').trim().split('\n').pop()}`;
+}
+
+const missing = probe();
+const tmp = mkdtempSync(join(tmpdir(), 'uit-export-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function py(args: string[]): string {
+  const r = spawnSync(PY, args, {
+    encoding: 'utf8',
+    env: { ...process.env, UIT_TORCH_THREADS: '2', OMP_NUM_THREADS: '2' },
+    timeout: 300_000,
+  });
+  if (r.status !== 0) throw new Error(`${PY} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
+  return r.stdout;
+}
+
+const SHAPE = {
+  model_type: 'gptj',
+  vocab_size: 300, // a padded vocabulary, as GPT-J's 50400 for 50257 tokens
+  n_positions: 96,
+  n_embd: 48,
+  n_layer: 3,
+  n_head: 3,
+  rotary_dim: 16, // = head_dim: no pass-through dims
+  n_inner: 100,
+  activation_function: 'gelu_new',
+  layer_norm_epsilon: 1e-5,
+  initializer_range: 0.15,
+  bos_token_id: 256,
+  eos_token_id: 256,
+  tie_word_embeddings: false,
+};
+
+function expectParity(report: Awaited<ReturnType<typeof checkParity>>) {
+  for (const d of [...Object.values(report.graphs), ...Object.values(report.consistency)]) expect(d.failures).toEqual([]);
+  expect(report.graphs.main.compared).toBeGreaterThan(300);
+  expect(report.ok).toBe(true);
+}
+
+const suite = missing && !REQUIRE ? describe.skip : describe;
+
+suite(`Python exports checked from Node${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  it('has torch and onnx in /usr/bin/python3', () => {
+    expect(missing).toBeNull();
+  });
+
+  it('exports a fresh random GPT-J (fp32, opset 14) that matches PyTorch', async () => {
+    const cfg = join(tmp, 'shape.json');
+    writeFileSync(cfg, JSON.stringify(SHAPE));
+    const out = join(tmp, 'fresh-fp32');
+    py([join(SCRIPTS, 'export-gptj.py'), '--random-init', cfg, out, '--seed', '11', '--opset', '14']);
+    const report = await checkParity(out);
+    expectParity(report);
+    expect(report.graphs.main.maxAbsDiff).toBeLessThan(1e-4);
+    const parity = JSON.parse(readFileSync(join(out, 'onnx', 'parity.json'), 'utf8'));
+    expect(parity.model).toEqual({ n_layer: 3, n_head: 3, head_dim: 16, vocab_size: 300 });
+    expect(parity.steps.map((s: { input_ids: number[][] }) => s.input_ids[0].length)).toEqual([7, 1, 1, 3]);
+  });
+
+  it('exports the same shape in fp16: float16 weights and KV cache, float32 logits, close to PyTorch', async () => {
+    const out = join(tmp, 'fresh-fp16');
+    py([join(SCRIPTS, 'export-gptj.py'), '--random-init', join(tmp, 'shape.json'), out, '--seed', '11', '--dtype', 'fp16']);
+    const report = await checkParity(out);
+    expectParity(report);
+    const s = await ort.InferenceSession.create(join(out, 'onnx', 'model.gen.onnx'));
+    const meta = (name: string) => [...s.inputMetadata, ...s.outputMetadata].find((m) => m.name === name) as { type: string };
+    expect(meta('past_key_values.0.key').type).toBe('float16');
+    expect(meta('new_key_values.2.value').type).toBe('float16');
+    expect(meta('logits_last').type).toBe('float32');
+    await s.release();
+    const fp32 = readFileSync(join(tmp, 'fresh-fp32', 'onnx', 'model.onnx_data')).length;
+    const fp16 = readFileSync(join(out, 'onnx', 'model.onnx_data')).length;
+    expect(fp16).toBeLessThan(fp32 * 0.6);
+  });
+
+  it.each(['llama', 'gpt2'])('adds the fast graphs to a %s-like export not made by export-gptj.py', async (kind) => {
+    const out = join(tmp, `foreign-${kind}`);
+    const onnxDir = py([join(SCRIPTS, 'tests', 'foreign_decoder.py'), kind, out]).trim().split('\n').pop() as string;
+    const before = readdirSync(onnxDir);
+    if (kind === 'llama') expect(before.length).toBeGreaterThan(5); // one file per tensor
+    if (kind === 'gpt2') expect(before).not.toContain('model.onnx_data'); // weights embedded
+    py([join(SCRIPTS, 'add-fast-graphs.py'), out]);
+    expect(readdirSync(onnxDir).filter((f) => f !== 'config.json').sort()).toEqual(['model.gen.onnx', 'model.onnx', 'model.onnx_data', 'model.score.onnx', 'parity.json']);
+    expectParity(await checkParity(out));
+  });
+});
