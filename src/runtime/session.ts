@@ -80,13 +80,15 @@ function cudaMissingError(report: ProviderReport): ModelError {
 }
 
 function baseOptions(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
-  return {
+  const options: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: cfg.graphOptimizationLevel ?? 'all',
-    intraOpNumThreads: cfg.threads && cfg.threads > 0 ? cfg.threads : undefined,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     logSeverityLevel: 3,
   };
+  // The binding rejects a present-but-undefined key, so leave it out for onnxruntime's default.
+  if (cfg.threads && cfg.threads > 0) options.intraOpNumThreads = cfg.threads;
+  return options;
 }
 
 export interface CreatedSession {

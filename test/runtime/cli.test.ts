@@ -1,0 +1,126 @@
+// `uit generate` and `uit doctor` through the real binary (bin/uit.js -> dist/).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generate, loadModel, providerReport, type Model } from '../../src/runtime/index.js';
+import { FIXTURE, tempDir } from './helpers.js';
+
+function uit(...args: string[]) {
+  const r = spawnSync(process.execPath, ['bin/uit.js', ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let model: Model;
+const tmp = tempDir('uit-cli-generate-');
+beforeAll(async () => {
+  for (const cmd of ['generate', 'doctor']) {
+    const built = `dist/commands/${cmd}.js`;
+    if (!existsSync(built) || statSync(built).mtimeMs < statSync(`src/commands/${cmd}.ts`).mtimeMs) {
+      throw new Error(`${built} is missing or older than its source: run \`npm run build\` first (npm test does)`);
+    }
+  }
+  model = await loadModel(FIXTURE, { threads: 1 });
+});
+afterAll(async () => {
+  await model.dispose();
+  tmp.cleanup();
+});
+
+describe('uit generate', () => {
+  it('prints only the generated text (no prompt echo), the same as the API', async () => {
+    const r = uit('generate', '--model', FIXTURE, '--greedy', '-n', '8', '--threads', '1', 'Hello', 'world');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const api = await generate(model, [{ prompt: 'Hello world' }], { maxNewTokens: 8, greedy: true });
+    expect(r.stdout).toBe(`${api.outputs[0].samples[0].text}\n`);
+  });
+
+  it('--input JSONL with samples and --json gives structured results equal to the API', async () => {
+    const input = join(tmp.dir, 'prompts.jsonl');
+    writeFileSync(input, '{"prompt": "Definition: "}\n\n{"prompt": "Input: 2+2", "num_samples": 3}\n');
+    const r = uit('generate', '-m', FIXTURE, '-i', input, '--num-samples', '2', '-t', '0.8', '--top-k', '40', '--seed', '3', '-n', '6', '--json');
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout) as {
+      model: { fast_generation: boolean };
+      results: { prompt_index: number; sample_index: number; text: string; tokens: number[]; finish_reason: string }[];
+      timings: { new_tokens: number; prompt_tokens: number };
+    };
+    expect(Object.keys(doc)).toEqual(['model', 'results', 'timings']);
+    expect(doc.model.fast_generation).toBe(true);
+    expect(doc.results.map((x) => [x.prompt_index, x.sample_index])).toEqual([[0, 0], [0, 1], [1, 0], [1, 1], [1, 2]]);
+    const api = await generate(model, [{ prompt: 'Definition: ', numSamples: 2 }, { prompt: 'Input: 2+2', numSamples: 3 }], {
+      maxNewTokens: 6,
+      temperature: 0.8,
+      topK: 40,
+      seed: 3,
+    });
+    expect(doc.results.map((x) => x.tokens)).toEqual(api.outputs.flatMap((o) => o.samples.map((s) => s.tokenIds)));
+    expect(doc.results.map((x) => x.text)).toEqual(api.outputs.flatMap((o) => o.samples.map((s) => s.text)));
+    expect(doc.results.every((x) => x.finish_reason === 'length')).toBe(true);
+    expect(doc.timings.new_tokens).toBe(30);
+  });
+
+  it('separates several plain outputs and writes -o files', () => {
+    const out = join(tmp.dir, 'sub', 'out.txt');
+    const r = uit('generate', '-m', FIXTURE, '--num-samples', '2', '-n', '4', '--stop', '\\n', '-o', out, 'abc');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(readFileSync(out, 'utf8').split('----\n')).toHaveLength(2);
+  });
+
+  it('reports a bad JSONL line with file:line and exit code 3', () => {
+    const input = join(tmp.dir, 'bad.jsonl');
+    writeFileSync(input, '{"prompt": "ok"}\n{"text": "no prompt"}\n');
+    const r = uit('generate', '-m', FIXTURE, '-i', input);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${input}:2: prompt:`);
+  });
+
+  it('exits 4 with a clear message for a missing model folder', () => {
+    const r = uit('generate', '-m', join(tmp.dir, 'missing'), 'x');
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/model folder .*missing does not exist/);
+  });
+
+  it.skipIf(providerReport().cuda.installed)('exits 4 and says what to install for --device cuda', () => {
+    const r = uit('generate', '-m', FIXTURE, '--device', 'cuda', 'x');
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/CUDA/);
+  });
+
+  it('rejects bad option values with a usage error', () => {
+    expect(uit('generate', '-m', FIXTURE, '--top-p', '1.5', 'x').code).toBe(2);
+    expect(uit('generate', '-m', FIXTURE, '-n', '0', 'x').code).toBe(2);
+    expect(uit('generate', '-m', FIXTURE).code).toBe(2);
+    expect(uit('generate', '--help').stdout).toContain('Examples:');
+  });
+});
+
+describe('uit doctor', () => {
+  it('reports onnxruntime and providers', () => {
+    const r = uit('doctor');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/onnxruntime\s+onnxruntime-node 1\.30/);
+    expect(r.stdout).toMatch(/providers\s+cpu/);
+  });
+
+  it('checks a model folder: graphs, fast paths, smoke run, fast = slow', () => {
+    const r = uit('doctor', '--model', FIXTURE, '--json', '--threads', '1');
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout) as { onnxruntime: { onnxruntimeVersion: string }; model: { ok: boolean; checks: { name: string; ok: boolean; detail: string }[] } };
+    expect(doc.onnxruntime.onnxruntimeVersion).toBe('1.30.0');
+    expect(doc.model.ok).toBe(true);
+    const byName = Object.fromEntries(doc.model.checks.map((c) => [c.name, c]));
+    expect(byName.graph.detail).toMatch(/2 layers, 4 KV heads x 16, KV float32/);
+    expect(byName['fast generation'].detail).toMatch(/^yes/);
+    expect(byName['smoke run'].ok).toBe(true);
+    expect(byName['fast = slow'].ok).toBe(true);
+  });
+
+  it('exits 4 for a broken model folder', () => {
+    const r = uit('doctor', '--model', tmp.dir);
+    expect(r.code).toBe(4);
+    expect(r.stdout).toMatch(/FAIL files/);
+  });
+});
