@@ -1,0 +1,108 @@
+// Alpaca-style records {instruction, input, output} in a JSON array or JSONL.
+// Each record carries its own instruction, so a task is a run of consecutive records with the
+// same instruction (usually one record); its Definition is that instruction. Unknown record
+// fields are kept in the instance's `extra` and written back by the Alpaca writer.
+import { basename } from 'node:path';
+import { AtomicWriter } from '../io/atomic.js';
+import { dumps } from '../io/pyjson.js';
+import { ExitCode, UitError } from '../errors.js';
+import type { Instance, Task } from '../types.js';
+import { DEFAULT_HEAD, groupConsecutive, type FormatModule, type FormatWriter, type OpenOptions, type Sniff, type TaskWriter } from './api.js';
+import { outputLayout, provenancePathFor } from './niv2.js';
+import { openRecords, type SourceRecord } from './records.js';
+import { firstJsonRecordKeys } from './sniff.js';
+
+const KNOWN = ['instruction', 'input', 'output'];
+
+function stem(file: string): string {
+  return basename(file).replace(/\.(jsonl?|json)$/i, '');
+}
+
+function parse(r: SourceRecord): { instruction: string; input: string; output: string; extra?: Record<string, unknown> } {
+  const c = r.check;
+  const o = r.value;
+  const instruction = c.str(c.field(o, 'instruction', []), ['instruction']);
+  const input = o.input === undefined || o.input === null ? '' : c.str(o.input, ['input']);
+  const output = c.str(c.field(o, 'output', []), ['output']);
+  const unknown = Object.entries(o).filter(([k]) => !KNOWN.includes(k));
+  return { instruction, input, output, ...(unknown.length ? { extra: Object.fromEntries(unknown) } : {}) };
+}
+
+export const alpaca: FormatModule = {
+  name: 'alpaca',
+  description: 'Alpaca-style {instruction, input, output} records, a JSON array or JSONL',
+  detect(s: Sniff): boolean {
+    const keys = firstJsonRecordKeys(s);
+    return !!keys && keys.includes('instruction') && keys.includes('output') && !keys.includes('instances');
+  },
+  read(file, opts) {
+    const name = stem(file);
+    const open = openRecords(file);
+    // the head pass validates every record it reads; later records are validated when streamed
+    return groupConsecutive(
+      open,
+      (r) => parse(r).instruction,
+      (first, index): Omit<Task, 'instances'> => ({
+        id: `alpaca/${name}/${index}`,
+        source: { format: 'alpaca', file, extra: { dataset: name } },
+        definition: parse(first).instruction,
+        positiveExamples: [],
+        negativeExamples: [],
+      }),
+      (r, index): Instance => {
+        const p = parse(r);
+        return { id: `${name}-${index}`, input: p.input, outputs: [p.output], ...(p.extra ? { extra: p.extra } : {}) };
+      },
+      opts.head ?? DEFAULT_HEAD,
+    );
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+
+function* records(task: Task, instances: Iterable<Instance>): Generator<Record<string, unknown>> {
+  for (const inst of instances) yield alpacaRecord(task, inst);
+}
+
+export function alpacaRecord(task: Task, inst: Instance): Record<string, unknown> {
+  const rec: Record<string, unknown> = { instruction: task.definition, input: inst.input, output: inst.outputs[0] ?? '' };
+  if (task.source.format === 'alpaca' && inst.extra) Object.assign(rec, inst.extra);
+  return rec;
+}
+
+export const alpacaWriter: FormatWriter = {
+  name: 'alpaca',
+  description: 'Alpaca records: a .json array (indent 4) or .jsonl (default on stdout)',
+  open(opts: OpenOptions): TaskWriter {
+    const layout = outputLayout(opts.out);
+    if (layout === 'dir') {
+      throw new UitError(`--to alpaca writes a .json or .jsonl file, not a folder: ${opts.out}`, ExitCode.USAGE);
+    }
+    const out = opts.out ?? '-';
+    const w = layout === 'stdout' ? null : new AtomicWriter(out);
+    const stdout = opts.stdout ?? process.stdout;
+    let count = 0;
+    if (w && layout === 'json') w.write('[');
+    return {
+      provenancePath: w ? provenancePathFor(out, layout) : undefined,
+      async write(t) {
+        const first = count + 1;
+        for await (const inst of t.instances()) {
+          for (const rec of records(t.task, [inst])) {
+            if (layout === 'json') w!.write((count ? ',' : '') + '\n    ' + dumps(rec, { indent: 4 }, 1));
+            else if (w) w.write(dumps(rec) + '\n');
+            else stdout.write(dumps(rec) + '\n');
+            count++;
+          }
+        }
+        return `${out}#${first}`;
+      },
+      commit() {
+        if (!w) return;
+        if (layout === 'json') w.write(count ? '\n]\n' : ']\n');
+        w.commit();
+      },
+      abort: () => w?.abort(),
+    };
+  },
+};

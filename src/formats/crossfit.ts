@@ -1,0 +1,68 @@
+// CrossFit TSV: one instance per line, `input<TAB>output[<TAB>more answers]`, optionally with the
+// task name in front of the input as at training time (` [anli] premise: ...`). Inputs are field
+// prefixes joined by " [SEP] " (`premise: ... [SEP] hypothesis: ...`). A run of lines with the
+// same task name is one task (a file without prefixes is one task named after the file); its
+// source instruction is the task name and the field layout, e.g.
+// `[anli] premise: {premise} [SEP] hypothesis: {hypothesis}`.
+import { basename } from 'node:path';
+import { readLines } from '../io/jsonl.js';
+import { InputError } from '../errors.js';
+import type { Instance, Task } from '../types.js';
+import { DEFAULT_HEAD, groupConsecutive, type FormatModule, type Sniff } from './api.js';
+
+const PREFIX = /^ ?\[([^\]\t]+)\] /;
+
+interface Line {
+  task: string | null;
+  input: string;
+  outputs: string[];
+  line: number;
+}
+
+async function* lines(file: string): AsyncGenerator<Line> {
+  for await (const { text, line } of readLines(file)) {
+    if (text.trim() === '') continue;
+    const cols = text.split('\t');
+    if (cols.length < 2) throw new InputError({ file, line, field: 'output' }, 'expected input<TAB>output');
+    const m = PREFIX.exec(cols[0]);
+    yield { task: m ? m[1] : null, input: m ? cols[0].slice(m[0].length) : cols[0], outputs: cols.slice(1), line };
+  }
+}
+
+/** `premise: a [SEP] hypothesis: b` -> `premise: {premise} [SEP] hypothesis: {hypothesis}`. */
+export function crossfitLayout(input: string): string {
+  const parts = input.split(' [SEP] ').map((p) => {
+    const m = /^([A-Za-z][\w ]{0,30}?):\s/.exec(p);
+    return m ? `${m[1]}: {${m[1].trim().replace(/\s+/g, '_')}}` : '{input}';
+  });
+  return parts.join(' [SEP] ');
+}
+
+export const crossfit: FormatModule = {
+  name: 'crossfit',
+  description: 'CrossFit TSV: input<TAB>output per line, optionally with a " [task] " prefix',
+  detect(s: Sniff): boolean {
+    if (s.ext === '.tsv') return true;
+    const first = s.head.split('\n').find((l) => l.trim() !== '');
+    return !!first && first.includes('\t') && !/^\s*[[{]/.test(first);
+  },
+  read(file, opts) {
+    const name = basename(file).replace(/\.(tsv|txt)$/i, '');
+    return groupConsecutive(
+      () => lines(file),
+      (l) => l.task ?? '',
+      (first): Omit<Task, 'instances'> => {
+        const taskName = first.task ?? name;
+        return {
+          id: `crossfit/${taskName}`,
+          source: { format: 'crossfit', file, extra: { dataset: taskName, prefixed: first.task !== null } },
+          definition: `[${taskName}] ${crossfitLayout(first.input)}`,
+          positiveExamples: [],
+          negativeExamples: [],
+        };
+      },
+      (l): Instance => ({ id: `${l.task ?? name}-${l.line}`, input: l.input, outputs: l.outputs }),
+      opts.head ?? DEFAULT_HEAD,
+    );
+  },
+};

@@ -1,0 +1,963 @@
+// PromptSource templates are Jinja2 (Python). @huggingface/jinja parses the same syntax but
+// renders with JavaScript habits: `None` prints as "", `True` as "true", lists as JSON, its
+// Template class trims blocks, and it lacks filters PromptSource uses (`choice`,
+// `most_frequent`, `unique`, `round`, `select`, `random`, `truncate`, ...). So we use its
+// tokenizer, parser and interpreter, and rewrite the syntax tree before running it:
+//   - every filter `x | f(a)` becomes a call `__filter_f(x, a)` to our Jinja2-faithful filter;
+//   - every method call on a value (`s.split()`, `l.append(x)`, `d.update(...)`) whose name we
+//     know becomes `__method(s, "split")` with Python semantics (and in-place mutation);
+//   - every `{{ expr }}` output becomes `__str(expr)`, Python's str();
+// and tokenize without trim_blocks/lstrip_blocks, Jinja2's defaults.
+// Helpers receive the library's runtime values (objects with `type` and `value`); we unwrap
+// and wrap them here, nowhere else.
+import { Environment, Interpreter, parse, tokenize } from '@huggingface/jinja';
+import { IntegralFloat } from '../io/located-json.js';
+import { dumpNumber } from '../io/pyjson.js';
+
+/** The library's runtime value, structurally. */
+export interface RV {
+  type: string;
+  value: unknown;
+  __bool__(): { value: boolean };
+}
+
+export class TemplateError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime value construction. The library exports no value classes; Environment.set returns the
+// value it made, which gives us each constructor once.
+
+type Ctor = new (value?: unknown) => RV;
+const probe = new Environment();
+const make = (name: string, v: unknown): Ctor => (probe.set(name, v) as unknown as RV).constructor as Ctor;
+const C = {
+  Str: make('s', ''),
+  Int: make('i', 1),
+  Float: make('f', 0.5),
+  Bool: make('b', true),
+  Null: make('n', null),
+  Undef: make('u', undefined),
+  Arr: make('a', []),
+  Obj: make('o', {}),
+  Fn: make('fn', () => null),
+};
+
+const str = (s: string): RV => new C.Str(s);
+const int = (n: number): RV => new C.Int(n);
+const float = (n: number): RV => new C.Float(n);
+const bool = (b: boolean): RV => new C.Bool(b);
+const none = (): RV => new C.Null(null);
+const undef = (): RV => new C.Undef(undefined);
+const arr = (items: RV[]): RV => new C.Arr(items);
+const obj = (m: Map<string, RV>): RV => new C.Obj(m);
+const fn = (f: (args: RV[]) => RV): RV => new C.Fn((args: RV[]) => f(args));
+
+/** JavaScript data (a dataset row) to runtime values; an IntegralFloat stays a float. */
+export function toRV(v: unknown): RV {
+  if (v === null) return none();
+  if (v === undefined) return undef();
+  if (v instanceof IntegralFloat) return float(v.value);
+  switch (typeof v) {
+    case 'string':
+      return str(v);
+    case 'number':
+      return Number.isInteger(v) ? int(v) : float(v);
+    case 'boolean':
+      return bool(v);
+    case 'object':
+      if (Array.isArray(v)) return arr(v.map(toRV));
+      return obj(new Map(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, toRV(x)])));
+    default:
+      throw new TemplateError(`cannot use a ${typeof v} in a template`);
+  }
+}
+
+const isStr = (x: RV): x is RV & { value: string } => x.type === 'StringValue';
+const isNum = (x: RV): x is RV & { value: number } => x.type === 'IntegerValue' || x.type === 'FloatValue';
+const isArr = (x: RV): x is RV & { value: RV[] } => x.type === 'ArrayValue' || x.type === 'TupleValue';
+const isMap = (x: RV): x is RV & { value: Map<string, RV> } =>
+  x.type === 'ObjectValue' || x.type === 'NamespaceValue' || x.type === 'KeywordArgumentsValue';
+const isUndef = (x: RV | undefined): boolean => x === undefined || x.type === 'UndefinedValue';
+const truthy = (x: RV): boolean => x.__bool__().value;
+
+// ---------------------------------------------------------------------------------------------
+// Python str() and repr()
+
+function reprStr(s: string): string {
+  const q = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = q;
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (ch === '\\') out += '\\\\';
+    else if (ch === q) out += '\\' + q;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
+    else out += ch;
+  }
+  return out + q;
+}
+
+export function pyRepr(x: RV): string {
+  if (isStr(x)) return reprStr(x.value);
+  if (isArr(x)) {
+    const items = x.value.map(pyRepr);
+    if (x.type === 'TupleValue') return items.length === 1 ? `(${items[0]},)` : `(${items.join(', ')})`;
+    return `[${items.join(', ')}]`;
+  }
+  if (isMap(x)) return `{${[...x.value].map(([k, v]) => `${reprStr(k)}: ${pyRepr(v)}`).join(', ')}}`;
+  return pyStr(x);
+}
+
+/** Python's str() of a runtime value, which is what Jinja2 prints for `{{ x }}`. */
+export function pyStr(x: RV): string {
+  switch (x.type) {
+    case 'StringValue':
+      return x.value as string;
+    case 'IntegerValue':
+      return String(x.value);
+    case 'FloatValue':
+      return dumpNumber(x.value as number).replace(/^NaN$/, 'nan').replace(/Infinity$/, 'inf');
+    case 'BooleanValue':
+      return x.value ? 'True' : 'False';
+    case 'NullValue':
+      return 'None';
+    case 'UndefinedValue':
+      return '';
+    case 'FunctionValue':
+      return '<function>';
+    default:
+      return pyRepr(x);
+  }
+}
+
+// Python's str.isspace() characters (JavaScript's \s differs: \x1c-\x1f, \x85 are Python whitespace).
+const PY_WS = '\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const LEAD_WS = new RegExp(`^[${PY_WS}]+`);
+const TRAIL_WS = new RegExp(`[${PY_WS}]+$`);
+const WS_RUN = new RegExp(`[${PY_WS}]+`);
+
+/** Python's str.strip() with no argument. */
+export function pyStrip(s: string): string {
+  return s.replace(LEAD_WS, '').replace(TRAIL_WS, '');
+}
+
+function stripChars(s: string, chars: string | undefined, left: boolean, right: boolean): string {
+  if (chars === undefined) {
+    let r = s;
+    if (left) r = r.replace(LEAD_WS, '');
+    if (right) r = r.replace(TRAIL_WS, '');
+    return r;
+  }
+  const set = new Set(Array.from(chars));
+  const cps = Array.from(s);
+  let a = 0;
+  let b = cps.length;
+  if (left) while (a < b && set.has(cps[a])) a++;
+  if (right) while (b > a && set.has(cps[b - 1])) b--;
+  return cps.slice(a, b).join('');
+}
+
+function pySplit(s: string, sep: string | undefined, maxsplit: number): string[] {
+  if (sep === undefined) {
+    const out: string[] = [];
+    let rest = s.replace(LEAD_WS, '');
+    while (rest.length > 0) {
+      if (maxsplit >= 0 && out.length === maxsplit) {
+        out.push(rest.replace(TRAIL_WS, ''));
+        break;
+      }
+      const m = WS_RUN.exec(rest);
+      if (!m) {
+        out.push(rest);
+        break;
+      }
+      out.push(rest.slice(0, m.index));
+      rest = rest.slice(m.index + m[0].length);
+    }
+    return out;
+  }
+  if (sep === '') throw new TemplateError('ValueError: empty separator');
+  const parts = s.split(sep);
+  if (maxsplit < 0 || parts.length <= maxsplit + 1) return parts;
+  return [...parts.slice(0, maxsplit), parts.slice(maxsplit).join(sep)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python equality, ordering and iteration
+
+function pyEq(a: RV, b: RV): boolean {
+  if (isNum(a) && isNum(b)) return a.value === b.value;
+  if (a.type === 'BooleanValue' && isNum(b)) return Number(a.value) === b.value;
+  if (isNum(a) && b.type === 'BooleanValue') return a.value === Number(b.value);
+  if (isArr(a) && isArr(b)) return a.value.length === b.value.length && a.value.every((x, i) => pyEq(x, b.value[i]));
+  if (isMap(a) && isMap(b)) {
+    if (a.value.size !== b.value.size) return false;
+    for (const [k, v] of a.value) {
+      const w = b.value.get(k);
+      if (!w || !pyEq(v, w)) return false;
+    }
+    return true;
+  }
+  if (a.type !== b.type) return false;
+  return a.value === b.value;
+}
+
+function sortKey(x: RV, caseSensitive: boolean): string | number {
+  if (isStr(x)) return caseSensitive ? x.value : x.value.toLowerCase();
+  if (isNum(x)) return x.value;
+  if (x.type === 'BooleanValue') return Number(x.value);
+  throw new TemplateError(`cannot compare ${x.type}`);
+}
+
+function compare(a: RV, b: RV, caseSensitive = true): number {
+  const ka = sortKey(a, caseSensitive);
+  const kb = sortKey(b, caseSensitive);
+  if (typeof ka !== typeof kb) throw new TemplateError(`TypeError: cannot compare ${a.type} and ${b.type}`);
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+/** Python iter(): strings give characters, dicts give keys. */
+function items(x: RV, what: string): RV[] {
+  if (isArr(x)) return x.value;
+  if (isStr(x)) return Array.from(x.value, (c) => str(c));
+  if (isMap(x)) return [...x.value.keys()].map(str);
+  throw new TemplateError(`TypeError: '${x.type}' is not iterable (${what})`);
+}
+
+function asStr(x: RV, what: string): string {
+  if (!isStr(x)) throw new TemplateError(`${what} expects a string, got ${pyRepr(x)}`);
+  return x.value;
+}
+
+function asInt(x: RV | undefined, what: string, dflt?: number): number {
+  if (isUndef(x)) {
+    if (dflt === undefined) throw new TemplateError(`${what}: missing argument`);
+    return dflt;
+  }
+  if (x!.type === 'IntegerValue') return x!.value as number;
+  if (x!.type === 'BooleanValue') return Number(x!.value);
+  throw new TemplateError(`${what} expects an integer, got ${pyRepr(x!)}`);
+}
+
+/** Splits trailing keyword arguments off a call's arguments. */
+function splitKw(args: RV[]): [RV[], Map<string, RV>] {
+  const last = args[args.length - 1];
+  if (last && last.type === 'KeywordArgumentsValue') return [args.slice(0, -1), last.value as Map<string, RV>];
+  return [args, new Map()];
+}
+
+function arg(pos: RV[], kw: Map<string, RV>, i: number, name: string): RV | undefined {
+  return pos[i] ?? kw.get(name);
+}
+
+function getAttr(x: RV, path: string): RV {
+  let v: RV = x;
+  for (const part of path.split('.')) {
+    if (isMap(v)) v = v.value.get(part) ?? undef();
+    else if (isArr(v) && /^-?\d+$/.test(part)) v = v.value.at(Number(part)) ?? undef();
+    else return undef();
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random choices: PromptSource used Python's unseeded `random`; we use a seeded generator so
+// a conversion is reproducible.
+
+export type Rng = () => number;
+
+export function seededRng(...parts: Array<string | number>): Rng {
+  // xmur3 hash of the parts -> mulberry32
+  let h = 1779033703 ^ 0;
+  const s = parts.join('\u0000');
+  for (let i = 0; i < s.length; i++) {
+    h = Math.imul(h ^ s.charCodeAt(i), 3432918353);
+    h = (h << 13) | (h >>> 19);
+  }
+  let a = h >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests (for select/reject/selectattr and `is`)
+
+function runTest(name: string, x: RV, args: RV[]): boolean {
+  const a = args[0];
+  switch (name) {
+    case 'defined':
+      return !isUndef(x);
+    case 'undefined':
+      return isUndef(x);
+    case 'none':
+      return x.type === 'NullValue';
+    case 'true':
+      return x.type === 'BooleanValue' && x.value === true;
+    case 'false':
+      return x.type === 'BooleanValue' && x.value === false;
+    case 'string':
+      return isStr(x);
+    case 'number':
+      return isNum(x);
+    case 'integer':
+      return x.type === 'IntegerValue';
+    case 'float':
+      return x.type === 'FloatValue';
+    case 'mapping':
+      return isMap(x);
+    case 'sequence':
+    case 'iterable':
+      return isArr(x) || isStr(x) || isMap(x);
+    case 'lower':
+      return isStr(x) && x.value === x.value.toLowerCase();
+    case 'upper':
+      return isStr(x) && x.value === x.value.toUpperCase();
+    case 'even':
+      return asInt(x, 'even') % 2 === 0;
+    case 'odd':
+      return asInt(x, 'odd') % 2 !== 0;
+    case 'divisibleby':
+      return asInt(x, 'divisibleby') % asInt(a, 'divisibleby') === 0;
+    case 'eq':
+    case 'equalto':
+    case '==':
+    case 'sameas':
+      return pyEq(x, a);
+    case 'ne':
+    case '!=':
+      return !pyEq(x, a);
+    case 'gt':
+    case 'greaterthan':
+    case '>':
+      return compare(x, a) > 0;
+    case 'ge':
+    case '>=':
+      return compare(x, a) >= 0;
+    case 'lt':
+    case 'lessthan':
+    case '<':
+      return compare(x, a) < 0;
+    case 'le':
+    case '<=':
+      return compare(x, a) <= 0;
+    case 'in':
+      return items(a, 'in').some((y) => pyEq(x, y)) || (isStr(a) && isStr(x) && a.value.includes(x.value));
+    default:
+      throw new TemplateError(`unknown test '${name}'`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters, as Jinja2 defines them (jinja2/filters.py), plus PromptSource's choice and most_frequent.
+
+type Filter = (x: RV, args: RV[], rng: Rng) => RV;
+
+function pyRound(x: number, precision: number): number {
+  const m = 10 ** precision;
+  const y = x * m;
+  const r = Math.round(y);
+  // Python rounds exact halves to even
+  const exactHalf = Math.abs(y - Math.trunc(y)) === 0.5;
+  const v = exactHalf && r % 2 !== 0 ? r - 1 : r;
+  return v / m;
+}
+
+function toInt(x: RV, dflt: RV): RV {
+  if (x.type === 'IntegerValue') return x;
+  if (x.type === 'BooleanValue') return int(Number(x.value));
+  if (x.type === 'FloatValue') return Number.isFinite(x.value as number) ? int(Math.trunc(x.value as number)) : dflt;
+  if (isStr(x)) {
+    const s = pyStrip(x.value).replace(/_/g, '');
+    if (/^[+-]?\d+$/.test(s)) return int(parseInt(s, 10));
+    if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return int(Math.trunc(parseFloat(s)));
+    return dflt;
+  }
+  return dflt;
+}
+
+function toFloat(x: RV, dflt: RV): RV {
+  if (isNum(x)) return float(x.value);
+  if (x.type === 'BooleanValue') return float(Number(x.value));
+  if (isStr(x)) {
+    const s = pyStrip(x.value).toLowerCase();
+    if (/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/.test(s)) return float(parseFloat(s));
+    if (/^[+-]?(inf|infinity)$/.test(s)) return float(s.startsWith('-') ? -Infinity : Infinity);
+    if (/^[+-]?nan$/.test(s)) return float(NaN);
+  }
+  return dflt;
+}
+
+/** Python %-formatting, enough for `"%s (%d)" | format(a, b)`. */
+function percentFormat(fmt: string, pos: RV[], kw: Map<string, RV>): string {
+  let i = 0;
+  return fmt.replace(/%(\([^)]*\))?([-+ 0#]*)(\d+|\*)?(?:\.(\d+))?([sdifrxXeEgGc%])/g, (_m, key, flags, width, prec, conv) => {
+    if (conv === '%') return '%';
+    const v = key ? kw.get(key.slice(1, -1)) : pos[i++];
+    if (v === undefined) throw new TemplateError('TypeError: not enough arguments for format string');
+    let s: string;
+    switch (conv) {
+      case 's':
+        s = pyStr(v);
+        break;
+      case 'r':
+        s = pyRepr(v);
+        break;
+      case 'd':
+      case 'i':
+        s = String(Math.trunc(Number(v.value)));
+        break;
+      case 'f':
+        s = Number(v.value).toFixed(prec === undefined ? 6 : Number(prec));
+        break;
+      case 'e':
+      case 'E':
+        s = Number(v.value).toExponential(prec === undefined ? 6 : Number(prec)).replace(/e([+-])(\d)$/, 'e$10$2');
+        if (conv === 'E') s = s.toUpperCase();
+        break;
+      case 'x':
+        s = Math.trunc(Number(v.value)).toString(16);
+        break;
+      case 'X':
+        s = Math.trunc(Number(v.value)).toString(16).toUpperCase();
+        break;
+      case 'c':
+        s = isStr(v) ? v.value : String.fromCodePoint(Number(v.value));
+        break;
+      default:
+        s = pyStr(v);
+    }
+    if (conv === 's' && prec !== undefined) s = s.slice(0, Number(prec));
+    if (width && width !== '*') {
+      const w = Number(width);
+      if (s.length < w) s = flags.includes('-') ? s.padEnd(w) : s.padStart(w, flags.includes('0') && conv !== 's' ? '0' : ' ');
+    }
+    return s;
+  });
+}
+
+function uniqueBy(list: RV[], caseSensitive: boolean, attribute: string | undefined): RV[] {
+  const seen: RV[] = [];
+  const out: RV[] = [];
+  for (const item of list) {
+    let key = attribute ? getAttr(item, attribute) : item;
+    if (!caseSensitive && isStr(key)) key = str(key.value.toLowerCase());
+    if (!seen.some((s) => pyEq(s, key))) {
+      seen.push(key);
+      out.push(item);
+    }
+  }
+  return out;
+}
+
+function selectOrReject(x: RV, args: RV[], select: boolean, byAttr: boolean): RV {
+  const [pos] = splitKw(args);
+  let attr: string | undefined;
+  let rest = pos;
+  if (byAttr) {
+    attr = asStr(pos[0], 'selectattr');
+    rest = pos.slice(1);
+  }
+  const testName = rest[0] ? asStr(rest[0], 'select') : undefined;
+  const testArgs = rest.slice(1);
+  return arr(
+    items(x, 'select').filter((item) => {
+      const v = attr ? getAttr(item, attr) : item;
+      const ok = testName === undefined ? truthy(v) : runTest(testName, v, testArgs);
+      return ok === select;
+    }),
+  );
+}
+
+const FILTERS: Record<string, Filter> = {
+  abs: (x) => (x.type === 'FloatValue' ? float(Math.abs(x.value as number)) : int(Math.abs(asInt(x, 'abs')))),
+  capitalize: (x) => {
+    const s = pyStr(x);
+    return str(s.charAt(0).toUpperCase() + s.slice(1).toLowerCase());
+  },
+  choice: (x, _a, rng) => {
+    const list = items(x, 'choice');
+    if (list.length === 0) throw new TemplateError('IndexError: choice from an empty sequence');
+    return list[Math.floor(rng() * list.length)];
+  },
+  count: (x) => int(items(x, 'length').length),
+  default: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    const dflt = arg(pos, kw, 0, 'default_value') ?? str('');
+    const boolean = arg(pos, kw, 1, 'boolean');
+    if (isUndef(x) || (boolean && truthy(boolean) && !truthy(x))) return dflt;
+    return x;
+  },
+  first: (x) => items(x, 'first')[0] ?? undef(),
+  float: (x, args) => toFloat(x, splitKw(args)[0][0] ?? float(0)),
+  format: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    return str(percentFormat(asStr(x, 'format'), pos, kw));
+  },
+  int: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    return toInt(x, arg(pos, kw, 0, 'default') ?? int(0));
+  },
+  join: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    const sep = arg(pos, kw, 0, 'd');
+    const attribute = arg(pos, kw, 1, 'attribute');
+    let list = items(x, 'join');
+    if (attribute && !isUndef(attribute)) list = list.map((i) => getAttr(i, pyStr(attribute)));
+    return str(list.map(pyStr).join(sep ? pyStr(sep) : ''));
+  },
+  last: (x) => {
+    const list = items(x, 'last');
+    return list[list.length - 1] ?? undef();
+  },
+  length: (x) => {
+    if (isStr(x)) return int(Array.from(x.value).length);
+    if (isMap(x)) return int(x.value.size);
+    return int(items(x, 'length').length);
+  },
+  list: (x) => arr([...items(x, 'list')]),
+  lower: (x) => str(pyStr(x).toLowerCase()),
+  map: (x, args, rng) => {
+    const [pos, kw] = splitKw(args);
+    const list = items(x, 'map');
+    if (pos.length === 0) {
+      const attribute = kw.get('attribute');
+      if (!attribute) throw new TemplateError('map needs a filter name or attribute=');
+      const dflt = kw.get('default');
+      return arr(list.map((i) => {
+        const v = getAttr(i, pyStr(attribute));
+        return isUndef(v) && dflt ? dflt : v;
+      }));
+    }
+    const name = asStr(pos[0], 'map');
+    const f = FILTERS[name];
+    if (!f) throw new TemplateError(`no filter named '${name}'`);
+    const rest = pos.slice(1);
+    const extra = kw.size ? [...rest, new C.Obj(kw)] : rest;
+    return arr(list.map((i) => f(i, extra, rng)));
+  },
+  max: (x, args) => minMax(x, args, 1),
+  min: (x, args) => minMax(x, args, -1),
+  most_frequent: (x) => {
+    const list = items(x, 'most_frequent');
+    if (list.length === 0) return none();
+    const counts: Array<[RV, number]> = [];
+    for (const item of list) {
+      const c = counts.find(([k]) => pyEq(k, item));
+      if (c) c[1]++;
+      else counts.push([item, 1]);
+    }
+    // Counter.most_common: by count, ties in first-seen order
+    const max = Math.max(...counts.map(([, n]) => n));
+    return arr(counts.filter(([, n]) => n === max).map(([k]) => k));
+  },
+  random: (x, _a, rng) => {
+    const list = items(x, 'random');
+    if (list.length === 0) throw new TemplateError('IndexError: choice from an empty sequence');
+    return list[Math.floor(rng() * list.length)];
+  },
+  reject: (x, args) => selectOrReject(x, args, false, false),
+  rejectattr: (x, args) => selectOrReject(x, args, false, true),
+  replace: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    const old = pyStr(arg(pos, kw, 0, 'old') ?? str(''));
+    const rep = pyStr(arg(pos, kw, 1, 'new') ?? str(''));
+    const count = asInt(arg(pos, kw, 2, 'count'), 'replace', -1);
+    return str(pyReplace(pyStr(x), old, rep, count));
+  },
+  reverse: (x) => (isStr(x) ? str(Array.from(x.value).reverse().join('')) : arr([...items(x, 'reverse')].reverse())),
+  round: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    const precision = asInt(arg(pos, kw, 0, 'precision'), 'round', 0);
+    const method = arg(pos, kw, 1, 'method');
+    const m = method ? pyStr(method) : 'common';
+    const v = Number(x.value);
+    const p = 10 ** precision;
+    if (m === 'common') return float(pyRound(v, precision));
+    if (m === 'ceil') return float(Math.ceil(v * p) / p);
+    if (m === 'floor') return float(Math.floor(v * p) / p);
+    throw new TemplateError('round: method must be common, ceil or floor');
+  },
+  safe: (x) => x,
+  select: (x, args) => selectOrReject(x, args, true, false),
+  selectattr: (x, args) => selectOrReject(x, args, true, true),
+  sort: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    const reverse = arg(pos, kw, 0, 'reverse');
+    const cs = arg(pos, kw, 1, 'case_sensitive');
+    const attribute = arg(pos, kw, 2, 'attribute');
+    const key = (i: RV): RV => (attribute && !isUndef(attribute) ? getAttr(i, pyStr(attribute)) : i);
+    const sorted = [...items(x, 'sort')].sort((a, b) => compare(key(a), key(b), !!cs && truthy(cs)));
+    return arr(reverse && truthy(reverse) ? sorted.reverse() : sorted);
+  },
+  string: (x) => str(pyStr(x)),
+  sum: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    const attribute = arg(pos, kw, 0, 'attribute');
+    const start = arg(pos, kw, 1, 'start');
+    let total = start ? Number(start.value) : 0;
+    let isFloat = start?.type === 'FloatValue';
+    for (const i of items(x, 'sum')) {
+      const v = attribute && !isUndef(attribute) ? getAttr(i, pyStr(attribute)) : i;
+      if (v.type === 'FloatValue') isFloat = true;
+      total += Number(v.value);
+    }
+    return isFloat ? float(total) : int(total);
+  },
+  title: (x) => str(pyStr(x).replace(/[A-Za-z]+('[A-Za-z]+)?/g, (w) => w.charAt(0).toUpperCase() + w.slice(1).toLowerCase())),
+  tojson: (x) => str(JSON.stringify(toJs(x))),
+  trim: (x, args) => {
+    const chars = splitKw(args)[0][0];
+    return str(stripChars(pyStr(x), chars ? pyStr(chars) : undefined, true, true));
+  },
+  truncate: (x, args) => {
+    // jinja2.filters.do_truncate with the default policy leeway of 5
+    const [pos, kw] = splitKw(args);
+    const length = asInt(arg(pos, kw, 0, 'length'), 'truncate', 255);
+    const killwords = arg(pos, kw, 1, 'killwords');
+    const end = pyStr(arg(pos, kw, 2, 'end') ?? str('...'));
+    const leewayArg = arg(pos, kw, 3, 'leeway');
+    const leeway = leewayArg && leewayArg.type !== 'NullValue' ? asInt(leewayArg, 'truncate') : 5;
+    const cps = Array.from(pyStr(x));
+    const endLen = Array.from(end).length;
+    if (cps.length <= length + leeway) return str(cps.join(''));
+    if (killwords && truthy(killwords)) return str(cps.slice(0, length - endLen).join('') + end);
+    const head = cps.slice(0, length - endLen).join('');
+    const cut = head.lastIndexOf(' ');
+    return str((cut === -1 ? head : head.slice(0, cut)) + end);
+  },
+  unique: (x, args) => {
+    const [pos, kw] = splitKw(args);
+    const cs = arg(pos, kw, 0, 'case_sensitive');
+    const attribute = arg(pos, kw, 1, 'attribute');
+    return arr(uniqueBy(items(x, 'unique'), !!cs && truthy(cs), attribute && !isUndef(attribute) ? pyStr(attribute) : undefined));
+  },
+  upper: (x) => str(pyStr(x).toUpperCase()),
+  wordcount: (x) => int((pyStr(x).match(/\w+/gu) ?? []).length),
+};
+FILTERS.d = FILTERS.default;
+FILTERS.e = (x) => str(pyStr(x).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&#34;').replace(/'/g, '&#39;'));
+FILTERS.escape = FILTERS.e;
+
+function minMax(x: RV, args: RV[], sign: 1 | -1): RV {
+  const [pos, kw] = splitKw(args);
+  const cs = arg(pos, kw, 0, 'case_sensitive');
+  const attribute = arg(pos, kw, 1, 'attribute');
+  const list = items(x, sign > 0 ? 'max' : 'min');
+  if (list.length === 0) return undef();
+  const key = (i: RV): RV => (attribute && !isUndef(attribute) ? getAttr(i, pyStr(attribute)) : i);
+  let best = list[0];
+  for (const i of list.slice(1)) if (sign * compare(key(i), key(best), !!cs && truthy(cs)) > 0) best = i;
+  return best;
+}
+
+function pyReplace(s: string, old: string, rep: string, count: number): string {
+  if (count < 0) return old === '' ? Array.from(s).map((c) => rep + c).join('') + rep : s.split(old).join(rep);
+  let out = '';
+  let rest = s;
+  for (let n = 0; n < count; n++) {
+    const i = rest.indexOf(old);
+    if (i === -1) break;
+    out += rest.slice(0, i) + rep;
+    rest = rest.slice(i + old.length);
+  }
+  return out + rest;
+}
+
+/** Runtime value to plain data (for tojson and error messages). */
+export function toJs(x: RV): unknown {
+  if (isArr(x)) return x.value.map(toJs);
+  if (isMap(x)) return Object.fromEntries([...x.value].map(([k, v]) => [k, toJs(v)]));
+  if (isUndef(x)) return undefined;
+  return x.value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Methods on values, with Python semantics. Unknown names fall through to the library.
+
+type Method = (self: RV, args: RV[]) => RV;
+
+function strFormat(fmt: string, pos: RV[], kw: Map<string, RV>): string {
+  let auto = 0;
+  return fmt.replace(/\{\{|\}\}|\{([^{}]*)\}/g, (m, field: string | undefined) => {
+    if (m === '{{') return '{';
+    if (m === '}}') return '}';
+    const [name, spec] = (field ?? '').split(':', 2);
+    let v: RV | undefined;
+    if (name === '') v = pos[auto++];
+    else if (/^\d+$/.test(name)) v = pos[Number(name)];
+    else v = kw.get(name);
+    if (v === undefined) throw new TemplateError(`IndexError/KeyError in str.format: {${field}}`);
+    if (spec && /^\.\d+f$/.test(spec)) return Number(v.value).toFixed(Number(spec.slice(1, -1)));
+    return pyStr(v);
+  });
+}
+
+const STR_METHODS: Record<string, Method> = {
+  split: (s, a) => {
+    const [pos, kw] = splitKw(a);
+    const sep = arg(pos, kw, 0, 'sep');
+    const max = asInt(arg(pos, kw, 1, 'maxsplit'), 'split', -1);
+    return arr(pySplit(s.value as string, sep && sep.type !== 'NullValue' ? pyStr(sep) : undefined, max).map(str));
+  },
+  rsplit: (s, a) => {
+    const [pos, kw] = splitKw(a);
+    const sepArg = arg(pos, kw, 0, 'sep');
+    const sep = sepArg && sepArg.type !== 'NullValue' ? pyStr(sepArg) : undefined;
+    const max = asInt(arg(pos, kw, 1, 'maxsplit'), 'rsplit', -1);
+    const parts = sep === undefined ? pySplit(s.value as string, undefined, -1) : (s.value as string).split(sep);
+    if (max < 0 || parts.length <= max + 1) return arr(parts.map(str));
+    // (with no separator the kept left part is re-joined with single spaces)
+    const left = parts.slice(0, parts.length - max).join(sep ?? ' ');
+    return arr([left, ...parts.slice(parts.length - max)].map(str));
+  },
+  strip: (s, a) => str(stripChars(s.value as string, a[0] && a[0].type !== 'NullValue' ? pyStr(a[0]) : undefined, true, true)),
+  lstrip: (s, a) => str(stripChars(s.value as string, a[0] && a[0].type !== 'NullValue' ? pyStr(a[0]) : undefined, true, false)),
+  rstrip: (s, a) => str(stripChars(s.value as string, a[0] && a[0].type !== 'NullValue' ? pyStr(a[0]) : undefined, false, true)),
+  lower: (s) => str((s.value as string).toLowerCase()),
+  upper: (s) => str((s.value as string).toUpperCase()),
+  title: (s) => FILTERS.title(s, [], Math.random),
+  capitalize: (s) => FILTERS.capitalize(s, [], Math.random),
+  replace: (s, a) => str(pyReplace(s.value as string, pyStr(a[0]), pyStr(a[1]), asInt(a[2], 'replace', -1))),
+  startswith: (s, a) => {
+    const p = a[0];
+    const prefixes = isArr(p) ? p.value.map(pyStr) : [pyStr(p)];
+    return bool(prefixes.some((x) => (s.value as string).startsWith(x)));
+  },
+  endswith: (s, a) => {
+    const p = a[0];
+    const suffixes = isArr(p) ? p.value.map(pyStr) : [pyStr(p)];
+    return bool(suffixes.some((x) => (s.value as string).endsWith(x)));
+  },
+  join: (s, a) => str(items(a[0], 'join').map((i) => asStr(i, 'str.join')).join(s.value as string)),
+  format: (s, a) => {
+    const [pos, kw] = splitKw(a);
+    return str(strFormat(s.value as string, pos, kw));
+  },
+  find: (s, a) => int((s.value as string).indexOf(pyStr(a[0]))),
+  index: (s, a) => {
+    const i = (s.value as string).indexOf(pyStr(a[0]));
+    if (i === -1) throw new TemplateError('ValueError: substring not found');
+    return int(i);
+  },
+  count: (s, a) => {
+    const sub = pyStr(a[0]);
+    return int(sub === '' ? Array.from(s.value as string).length + 1 : (s.value as string).split(sub).length - 1);
+  },
+  isdigit: (s) => bool(/^\d+$/u.test(s.value as string)),
+  isalpha: (s) => bool(/^\p{L}+$/u.test(s.value as string)),
+  isnumeric: (s) => bool(/^\p{N}+$/u.test(s.value as string)),
+  splitlines: (s) => arr((s.value as string).split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/).filter((_, i, all) => i < all.length - 1 || all[i] !== '').map(str)),
+  zfill: (s, a) => str((s.value as string).padStart(asInt(a[0], 'zfill'), '0')),
+};
+
+const LIST_METHODS: Record<string, Method> = {
+  append: (l, a) => {
+    (l.value as RV[]).push(a[0]);
+    return none();
+  },
+  extend: (l, a) => {
+    (l.value as RV[]).push(...items(a[0], 'extend'));
+    return none();
+  },
+  insert: (l, a) => {
+    const list = l.value as RV[];
+    let i = asInt(a[0], 'insert');
+    if (i < 0) i = Math.max(0, list.length + i);
+    list.splice(i, 0, a[1]);
+    return none();
+  },
+  index: (l, a) => {
+    const i = (l.value as RV[]).findIndex((x) => pyEq(x, a[0]));
+    if (i === -1) throw new TemplateError(`ValueError: ${pyRepr(a[0])} is not in list`);
+    return int(i);
+  },
+  count: (l, a) => int((l.value as RV[]).filter((x) => pyEq(x, a[0])).length),
+  pop: (l, a) => {
+    const list = l.value as RV[];
+    if (list.length === 0) throw new TemplateError('IndexError: pop from empty list');
+    let i = asInt(a[0], 'pop', -1);
+    if (i < 0) i += list.length;
+    if (i < 0 || i >= list.length) throw new TemplateError('IndexError: pop index out of range');
+    return list.splice(i, 1)[0];
+  },
+  remove: (l, a) => {
+    const list = l.value as RV[];
+    const i = list.findIndex((x) => pyEq(x, a[0]));
+    if (i === -1) throw new TemplateError('ValueError: list.remove(x): x not in list');
+    list.splice(i, 1);
+    return none();
+  },
+  reverse: (l) => {
+    (l.value as RV[]).reverse();
+    return none();
+  },
+  sort: (l, a) => {
+    const [, kw] = splitKw(a);
+    const rev = kw.get('reverse');
+    (l.value as RV[]).sort((x, y) => compare(x, y));
+    if (rev && truthy(rev)) (l.value as RV[]).reverse();
+    return none();
+  },
+};
+
+const DICT_METHODS: Record<string, Method> = {
+  update: (d, a) => {
+    const [pos, kw] = splitKw(a);
+    const m = d.value as Map<string, RV>;
+    if (pos[0]) {
+      if (!isMap(pos[0])) throw new TemplateError('dict.update expects a dict');
+      for (const [k, v] of pos[0].value) m.set(k, v);
+    }
+    for (const [k, v] of kw) m.set(k, v);
+    return none();
+  },
+  pop: (d, a) => {
+    const m = d.value as Map<string, RV>;
+    const k = pyStr(a[0]);
+    const v = m.get(k);
+    if (v === undefined) {
+      if (a.length > 1) return a[1];
+      throw new TemplateError(`KeyError: ${reprStr(k)}`);
+    }
+    m.delete(k);
+    return v;
+  },
+  get: (d, a) => (d.value as Map<string, RV>).get(pyStr(a[0])) ?? a[1] ?? none(),
+  keys: (d) => arr([...(d.value as Map<string, RV>).keys()].map(str)),
+  values: (d) => arr([...(d.value as Map<string, RV>).values()]),
+  items: (d) => arr([...(d.value as Map<string, RV>)].map(([k, v]) => arr([str(k), v]))),
+};
+
+const METHOD_NAMES = new Set([...Object.keys(STR_METHODS), ...Object.keys(LIST_METHODS), ...Object.keys(DICT_METHODS)]);
+
+function callMethod(self: RV, name: string, args: RV[]): RV {
+  const table = isStr(self) ? STR_METHODS : isArr(self) ? LIST_METHODS : self.type === 'ObjectValue' ? DICT_METHODS : undefined;
+  const m = table?.[name];
+  if (m) return m(self, args);
+  if (isMap(self)) {
+    // an attribute that holds a function (namespace members, macros)
+    const f = self.value.get(name);
+    if (f && f.type === 'FunctionValue') return (f.value as (a: RV[], e: unknown) => RV)(args, undefined);
+  }
+  throw new TemplateError(`'${self.type.replace('Value', '').toLowerCase()}' object has no method '${name}'`);
+}
+
+function pyRange(args: RV[]): RV {
+  const n = args.map((a) => asInt(a, 'range'));
+  const [start, stop, step] = n.length === 1 ? [0, n[0], 1] : [n[0], n[1], n[2] ?? 1];
+  if (step === 0) throw new TemplateError('ValueError: range() arg 3 must not be zero');
+  const out: RV[] = [];
+  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(int(i));
+  return arr(out);
+}
+
+function pyZip(args: RV[]): RV {
+  const lists = args.map((a) => items(a, 'zip'));
+  const n = lists.length ? Math.min(...lists.map((l) => l.length)) : 0;
+  const out: RV[] = [];
+  for (let i = 0; i < n; i++) out.push(arr(lists.map((l) => l[i])));
+  return arr(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The syntax-tree rewrite
+
+interface Node {
+  type: string;
+  [k: string]: unknown;
+}
+
+const STATEMENTS = new Set(['Set', 'If', 'For', 'Macro', 'Comment', 'Break', 'Continue', 'CallStatement', 'FilterStatement', 'StringLiteral']);
+
+const ident = (value: string): Node => ({ type: 'Identifier', value });
+const strLit = (value: string): Node => ({ type: 'StringLiteral', value });
+const call = (callee: string, args: Node[]): Node => ({ type: 'CallExpression', callee: ident(callee), args });
+
+function isNode(x: unknown): x is Node {
+  return typeof x === 'object' && x !== null && typeof (x as Node).type === 'string';
+}
+
+function rewrite(n: Node, used: Set<string>): Node {
+  // children first
+  for (const [k, v] of Object.entries(n)) {
+    if (k === 'type') continue;
+    if (Array.isArray(v)) n[k] = v.map((c) => (isNode(c) ? rewrite(c, used) : c));
+    else if (v instanceof Map) {
+      const m = new Map<unknown, unknown>();
+      for (const [a, b] of v) m.set(isNode(a) ? rewrite(a, used) : a, isNode(b) ? rewrite(b, used) : b);
+      n[k] = m;
+    } else if (isNode(v)) n[k] = rewrite(v, used);
+  }
+  if (n.type === 'FilterExpression') {
+    const f = n.filter as Node;
+    const name = f.type === 'Identifier' ? (f.value as string) : ((f.callee as Node).value as string);
+    if (!FILTERS[name]) throw new TemplateError(`unsupported filter '${name}'`);
+    used.add(name);
+    const args = f.type === 'CallExpression' ? (f.args as Node[]) : [];
+    return call(`__filter_${name}`, [n.operand as Node, ...args]);
+  }
+  if (n.type === 'CallExpression') {
+    const callee = n.callee as Node;
+    if (callee.type === 'MemberExpression' && !callee.computed) {
+      const name = (callee.property as Node).value as string;
+      if (METHOD_NAMES.has(name)) return call('__method', [callee.object as Node, strLit(name), ...(n.args as Node[])]);
+    }
+  }
+  if (n.type === 'FilterStatement') throw new TemplateError('{% filter %} blocks are not supported');
+  // output expressions in statement bodies print Python's str()
+  for (const key of ['body', 'alternate', 'defaultBlock']) {
+    const list = n[key];
+    if (Array.isArray(list)) n[key] = list.map((c: Node) => (STATEMENTS.has(c.type) ? c : call('__str', [c])));
+  }
+  return n;
+}
+
+export interface CompiledTemplate {
+  render(context: Record<string, unknown>, rng: Rng): string;
+}
+
+/** Compiles Jinja2 source (Jinja2 defaults: no block trimming). Throws TemplateError. */
+export function compileTemplate(source: string): CompiledTemplate {
+  let program: Node;
+  try {
+    program = parse(tokenize(source, { lstrip_blocks: false, trim_blocks: false })) as unknown as Node;
+  } catch (err) {
+    throw new TemplateError(`template syntax error: ${(err as Error).message}`);
+  }
+  const used = new Set<string>();
+  program = rewrite(program, used);
+  return {
+    render(context, rng) {
+      const env = new Environment();
+      const globals: Record<string, RV> = {
+        true: bool(true),
+        false: bool(false),
+        none: none(),
+        True: bool(true),
+        False: bool(false),
+        None: none(),
+        range: fn(pyRange),
+        zip: fn(pyZip),
+        __str: fn(([x]) => str(pyStr(x))),
+        __method: fn(([self, name, ...args]) => callMethod(self, name.value as string, args)),
+      };
+      for (const name of used) globals[`__filter_${name}`] = fn(([x, ...args]) => FILTERS[name](x ?? undef(), args, rng));
+      for (const [k, v] of Object.entries(globals)) env.variables.set(k, v as never);
+      for (const [k, v] of Object.entries(context)) env.variables.set(k, toRV(v) as never);
+      try {
+        const result = new Interpreter(env).run(program as never) as unknown as RV;
+        return result.value as string;
+      } catch (err) {
+        if (err instanceof TemplateError) throw err;
+        throw new TemplateError((err as Error).message);
+      }
+    },
+  };
+}

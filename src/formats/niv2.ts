@@ -1,0 +1,387 @@
+// Super-NaturalInstructions (Ni-v2) task files: read and written losslessly.
+//
+// A released task file is a JSON object (Python json.dump, indent 4, ensure_ascii=False) with
+// `Definition` (list of strings), `Positive Examples` / `Negative Examples` ({input, output,
+// explanation}), `Instances` ({id, input, output: [..]}) and metadata keys. The reader keeps
+// every key it does not model in `source.extra`, with the modeled keys as position markers,
+// and the writer puts everything back in the same order with the same bytes.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, extname, join, relative } from 'node:path';
+import { InputError, UitError, ExitCode } from '../errors.js';
+import { readJsonl } from '../io/jsonl.js';
+import { JsonSyntaxError, parseLocatedJson, type JsonLocator } from '../io/located-json.js';
+import { AtomicWriter } from '../io/atomic.js';
+import { StagedDir } from '../io/staged-dir.js';
+import { dumps } from '../io/pyjson.js';
+import type { Example, Instance, Task } from '../types.js';
+import {
+  idToRelPath,
+  lazyFromTask,
+  type FormatModule,
+  type FormatWriter,
+  type LazyTask,
+  type OpenOptions,
+  type Sniff,
+  type TaskWriter,
+} from './api.js';
+import { Checker, type FieldPath } from './check.js';
+
+export const DEFINITION = 'Definition';
+export const POSITIVE = 'Positive Examples';
+export const NEGATIVE = 'Negative Examples';
+export const INSTANCES = 'Instances';
+const MODELED = new Set([DEFINITION, POSITIVE, NEGATIVE, INSTANCES]);
+
+/** The key order of released task files, used for tasks that come from other formats. */
+export const NIV2_KEY_ORDER = [
+  'Contributors',
+  'Source',
+  'URL',
+  'Categories',
+  'Reasoning',
+  DEFINITION,
+  'Input_language',
+  'Output_language',
+  'Instruction_language',
+  'Domains',
+  POSITIVE,
+  NEGATIVE,
+  INSTANCES,
+  'Instance License',
+];
+
+const EXAMPLE_KEYS = ['input', 'output', 'explanation'];
+const INSTANCE_KEYS = ['id', 'input', 'output'];
+
+/** A record's layout when it differs from the canonical keys in canonical order. */
+function recordExtra(rec: Record<string, unknown>, canonical: string[]): Record<string, unknown> | undefined {
+  const keys = Object.keys(rec);
+  const standard = keys.length <= canonical.length && keys.every((k, i) => k === canonical[i]);
+  if (standard) return undefined;
+  const extra: Record<string, unknown> = {};
+  for (const k of keys) extra[k] = canonical.includes(k) ? null : rec[k];
+  return extra;
+}
+
+function readExample(c: Checker, v: unknown, path: FieldPath): Example {
+  const o = c.obj(v, path);
+  const ex: Example = {
+    input: c.str(c.field(o, 'input', path), [...path, 'input']),
+    output: c.str(c.field(o, 'output', path), [...path, 'output']),
+  };
+  const explanation = c.optStr(o.explanation, [...path, 'explanation']);
+  if (explanation !== undefined) ex.explanation = explanation;
+  const extra = recordExtra(o, EXAMPLE_KEYS);
+  if (extra) ex.extra = extra;
+  return ex;
+}
+
+function readInstance(c: Checker, v: unknown, path: FieldPath): Instance {
+  const o = c.obj(v, path);
+  const inst: Instance = {
+    id: c.str(c.field(o, 'id', path), [...path, 'id']),
+    input: c.str(c.field(o, 'input', path), [...path, 'input']),
+    outputs: c.strList(c.field(o, 'output', path), [...path, 'output']),
+  };
+  const extra = recordExtra(o, INSTANCE_KEYS);
+  if (extra) inst.extra = extra;
+  return inst;
+}
+
+/** Turns one parsed Ni-v2 document into a Task (validating it). */
+export function niv2DocToTask(c: Checker, doc: unknown, id: string, file: string): Task {
+  const o = c.obj(doc, []);
+  const defs = c.strList(c.field(o, DEFINITION, []), [DEFINITION]);
+  if (defs.length === 0) c.fail([DEFINITION], 'expected at least one definition');
+  const list = (key: string): unknown[] => (key in o ? c.arr(o[key], [key]) : []);
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    // Modeled keys stay as position markers; Definition keeps any definitions after the first.
+    extra[k] = k === DEFINITION ? defs.slice(1) : MODELED.has(k) ? null : v;
+  }
+  return {
+    id,
+    source: { format: 'niv2', file, extra },
+    definition: defs[0],
+    positiveExamples: list(POSITIVE).map((e, i) => readExample(c, e, [POSITIVE, i])),
+    negativeExamples: list(NEGATIVE).map((e, i) => readExample(c, e, [NEGATIVE, i])),
+    instances: list(INSTANCES).map((e, i) => readInstance(c, e, [INSTANCES, i])),
+  };
+}
+
+function parseJsonFile(file: string, label: string): { value: unknown; locator: JsonLocator } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new InputError({ file: label }, `cannot read: ${(err as Error).message}`);
+  }
+  try {
+    return parseLocatedJson(text);
+  } catch (err) {
+    if (err instanceof JsonSyntaxError) {
+      throw new InputError({ file: label, line: err.line }, `malformed JSON at column ${err.column}: ${err.reason}`);
+    }
+    throw err;
+  }
+}
+
+export { parseJsonFile };
+
+function isHidden(name: string): boolean {
+  return name.startsWith('.');
+}
+
+/** The task files of a folder, recursively, in a stable order (sidecars and hidden files left out). */
+export function listTaskFiles(dir: string, exts: string[]): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d).sort()) {
+      if (isHidden(name)) continue;
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (exts.includes(extname(name).toLowerCase()) && !isSidecar(name)) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+export function isSidecar(name: string): boolean {
+  return name === 'provenance.jsonl' || name.endsWith('.provenance.jsonl') || name === 'uit-summary.json';
+}
+
+async function* readNiv2(path: string): AsyncGenerator<LazyTask> {
+  let isDir = false;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {
+    throw new InputError({ file: path }, 'cannot read: no such file or folder');
+  }
+  if (isDir) {
+    for (const f of listTaskFiles(path, ['.json', '.jsonl'])) {
+      const rel = relative(path, f).split('\\').join('/');
+      yield* readNiv2File(f, rel.replace(/\.jsonl?$/i, ''));
+    }
+    return;
+  }
+  yield* readNiv2File(path, basename(path).replace(/\.jsonl?$/i, ''));
+}
+
+async function* readNiv2File(file: string, id: string): AsyncGenerator<LazyTask> {
+  if (extname(file).toLowerCase() === '.jsonl') {
+    // One task per line, as our JSONL writer produces: {"id": ..., <task keys>}.
+    for await (const { value, line } of readJsonl(file)) {
+      const c = new Checker(file, value, undefined, line);
+      const o = c.obj(value, []);
+      const { id: lineId, ...doc } = o;
+      const taskId = lineId === undefined ? `${id}/${line}` : c.str(lineId, ['id']);
+      yield lazyFromTask(niv2DocToTask(c, doc, taskId, file));
+    }
+    return;
+  }
+  const { value, locator } = parseJsonFile(file, file);
+  yield lazyFromTask(niv2DocToTask(new Checker(file, value, locator), value, id, file));
+}
+
+export const niv2: FormatModule = {
+  name: 'niv2',
+  description: 'Super-NaturalInstructions task JSON (a file, a folder of files, or JSONL of tasks)',
+  detect(s: Sniff): boolean {
+    if (s.ext === '.jsonl') {
+      const first = s.head.split('\n', 1)[0];
+      return /"Definition"\s*:\s*\[/.test(first);
+    }
+    // Definition precedes the examples and instances in released files, so it is in the head.
+    return /^\s*\{/.test(s.head) && /"Definition"\s*:\s*\[/.test(s.head);
+  },
+  read: (file) => readNiv2(file),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/** Puts a record's fields back in its source layout; canonical keys missing there go last. */
+function writeRecord(
+  canonical: Record<string, unknown>,
+  extra: Record<string, unknown> | undefined,
+  canonicalKeys: string[],
+): Record<string, unknown> {
+  if (!extra) return canonical;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(extra)) {
+    if (!canonicalKeys.includes(k)) out[k] = v;
+    else if (k in canonical) out[k] = canonical[k];
+  }
+  for (const [k, v] of Object.entries(canonical)) if (!(k in out)) out[k] = v;
+  return out;
+}
+
+export function exampleToRecord(ex: Example): Record<string, unknown> {
+  const canonical: Record<string, unknown> = { input: ex.input, output: ex.output };
+  if (ex.explanation !== undefined) canonical.explanation = ex.explanation;
+  return writeRecord(canonical, ex.extra, EXAMPLE_KEYS);
+}
+
+export function instanceToRecord(inst: Instance, fromNiv2: boolean): Record<string, unknown> {
+  return writeRecord({ id: inst.id, input: inst.input, output: inst.outputs }, fromNiv2 ? inst.extra : undefined, INSTANCE_KEYS);
+}
+
+const STREAM = Symbol('instances');
+
+/** The document's entries in order; the Instances value is streamed by the writer. */
+export function niv2Layout(task: Task, datasetName: string): Array<[string, unknown]> {
+  const examples = (list: Example[]): unknown[] => list.map(exampleToRecord);
+  if (task.source.format === 'niv2') {
+    const extra = task.source.extra;
+    const entries: Array<[string, unknown]> = [];
+    const seen = new Set<string>();
+    for (const [k, v] of Object.entries(extra)) {
+      seen.add(k);
+      if (k === DEFINITION) entries.push([k, [task.definition, ...((v as string[] | undefined) ?? [])]]);
+      else if (k === POSITIVE) entries.push([k, examples(task.positiveExamples)]);
+      else if (k === NEGATIVE) entries.push([k, examples(task.negativeExamples)]);
+      else if (k === INSTANCES) entries.push([k, STREAM]);
+      else entries.push([k, v]);
+    }
+    // Modeled keys the source lacked appear only when there is something to put in them.
+    if (!seen.has(POSITIVE) && task.positiveExamples.length) entries.push([POSITIVE, examples(task.positiveExamples)]);
+    if (!seen.has(NEGATIVE) && task.negativeExamples.length) entries.push([NEGATIVE, examples(task.negativeExamples)]);
+    if (!seen.has(INSTANCES) && task.instances.length) entries.push([INSTANCES, STREAM]);
+    return entries;
+  }
+  const values: Record<string, unknown> = {
+    Source: [datasetName],
+    [DEFINITION]: [task.definition],
+    [POSITIVE]: examples(task.positiveExamples),
+    [NEGATIVE]: examples(task.negativeExamples),
+    [INSTANCES]: STREAM,
+  };
+  return NIV2_KEY_ORDER.map((k) => [k, k in values ? values[k] : []]);
+}
+
+/** A short dataset name for the `Source` field of tasks that come from other formats. */
+export function datasetNameOf(task: Task): string {
+  const d = task.source.extra.dataset;
+  if (typeof d === 'string' && d) return d;
+  const parts = task.id.split('/');
+  return parts.length > 1 ? parts[1] : parts[0];
+}
+
+/**
+ * Serializes a task document, streaming instances through `emit`. `indent` 4 gives the
+ * released file layout; undefined gives one line (JSONL).
+ */
+export async function emitNiv2(
+  t: LazyTask,
+  emit: (chunk: string) => void,
+  indent: number | undefined,
+  leading: Array<[string, unknown]> = [],
+): Promise<number> {
+  const entries = [...leading, ...niv2Layout(t.task, datasetNameOf(t.task))];
+  const opts = indent === undefined ? { separators: [', ', ': '] as [string, string] } : { indent };
+  const nl = indent === undefined ? '' : '\n';
+  const pad = (level: number): string => (indent === undefined ? '' : ' '.repeat(indent * level));
+  const itemSep = indent === undefined ? ', ' : ',';
+  const fromNiv2 = t.task.source.format === 'niv2';
+  let count = 0;
+  emit('{');
+  for (let e = 0; e < entries.length; e++) {
+    const [k, v] = entries[e];
+    emit((e === 0 ? '' : itemSep) + nl + pad(1) + dumps(k) + ': ');
+    if (v !== STREAM) {
+      emit(dumps(v, opts, 1));
+      continue;
+    }
+    emit('[');
+    for await (const inst of t.instances()) {
+      emit((count === 0 ? '' : itemSep) + nl + pad(2) + dumps(instanceToRecord(inst, fromNiv2), opts, 2));
+      count++;
+    }
+    emit(count === 0 ? ']' : nl + pad(1) + ']');
+  }
+  emit(entries.length ? nl + '}' : '}');
+  return count;
+}
+
+function usage(message: string): UitError {
+  return new UitError(message, ExitCode.USAGE);
+}
+
+export type OutputLayout = 'dir' | 'json' | 'jsonl' | 'stdout';
+
+export function outputLayout(out: string | undefined): OutputLayout {
+  if (out === undefined || out === '-') return 'stdout';
+  const ext = extname(out).toLowerCase();
+  if (ext === '.jsonl') return 'jsonl';
+  if (ext === '.json') return 'json';
+  return 'dir';
+}
+
+export function provenancePathFor(out: string, layout: OutputLayout): string {
+  if (layout === 'dir') return join(out, 'provenance.jsonl');
+  return out.replace(/\.jsonl?$/i, '') + '.provenance.jsonl';
+}
+
+export const niv2Writer: FormatWriter = {
+  name: 'niv2',
+  description: 'Ni-v2 task JSON: a folder of <task>.json files, one .json file (one task), or .jsonl (a task per line)',
+  open(opts: OpenOptions): TaskWriter {
+    const layout = outputLayout(opts.out);
+    const out = opts.out ?? '-';
+    if (layout === 'dir') {
+      const dir = new StagedDir(out);
+      return {
+        provenancePath: provenancePathFor(out, layout),
+        async write(t) {
+          const rel = idToRelPath(t.task.id, '.json');
+          if (dir.has(rel)) throw new InputError({ file: t.task.source.file }, `two tasks would be written to ${rel} (task id ${t.task.id})`);
+          const f = dir.openFile(rel);
+          await emitNiv2(t, (s) => f.write(s), 4);
+          f.write('\n');
+          f.close();
+          return join(out, rel);
+        },
+        commit: () => dir.commit(),
+        abort: () => dir.abort(),
+      };
+    }
+    if (layout === 'json') {
+      let w: AtomicWriter | null = null;
+      return {
+        provenancePath: provenancePathFor(out, layout),
+        async write(t) {
+          if (w) throw usage(`${out}: a .json output holds one task; this input has more (write to a folder or a .jsonl file)`);
+          w = new AtomicWriter(out);
+          const aw = w;
+          await emitNiv2(t, (s) => aw.write(s), 4);
+          aw.write('\n');
+          return out;
+        },
+        commit: () => {
+          if (!w) w = new AtomicWriter(out); // no task: an empty output is still an output
+          w.commit();
+        },
+        abort: () => w?.abort(),
+      };
+    }
+    // JSONL, to a file or stdout: one task per line, with its id first.
+    const aw = layout === 'jsonl' ? new AtomicWriter(out) : null;
+    const stdout = opts.stdout ?? process.stdout;
+    let line = 0;
+    return {
+      provenancePath: layout === 'jsonl' ? provenancePathFor(out, layout) : undefined,
+      async write(t) {
+        let buf = '';
+        const emit = aw ? (s: string) => aw.write(s) : (s: string) => void (buf += s);
+        await emitNiv2(t, emit, undefined, [['id', t.task.id]]);
+        if (aw) aw.write('\n');
+        else stdout.write(buf + '\n');
+        line++;
+        return layout === 'jsonl' ? `${out}#${line}` : `-#${line}`;
+      },
+      commit: () => aw?.commit(),
+      abort: () => aw?.abort(),
+    };
+  },
+};

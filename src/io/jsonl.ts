@@ -1,0 +1,95 @@
+// Line-oriented input and output: JSONL and TSV are read one line at a time (node:readline), so
+// a file larger than memory streams through; JSONL output is appended record by record to a
+// temp file that is renamed into place only when everything succeeded.
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { InputError } from '../errors.js';
+import { AtomicWriter } from './atomic.js';
+import { JsonSyntaxError, parseLocatedJson, type JsonValue } from './located-json.js';
+import { dumps } from './pyjson.js';
+
+export interface TextLine {
+  text: string;
+  /** 1-based. */
+  line: number;
+}
+
+/** Streams the lines of a UTF-8 text file (without their line endings). */
+export async function* readLines(file: string, label = file): AsyncGenerator<TextLine> {
+  const stream = createReadStream(file, { encoding: 'utf8' });
+  const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  let line = 0;
+  try {
+    for await (const text of rl) {
+      line++;
+      // A BOM on the first line is an editor artifact, not data.
+      yield { text: line === 1 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, line };
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
+      throw new InputError({ file: label }, `cannot read: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    }
+    throw err;
+  } finally {
+    rl.close();
+    stream.destroy();
+  }
+}
+
+export interface JsonlRecord {
+  value: JsonValue;
+  line: number;
+}
+
+/** Parses one JSONL line; the error names the file, line and column. NaN/Infinity are accepted. */
+export function parseJsonLine(text: string, file: string, line: number): JsonValue {
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch {
+    try {
+      return parseLocatedJson(text).value;
+    } catch (err) {
+      if (err instanceof JsonSyntaxError) {
+        throw new InputError({ file, line }, `malformed JSON at column ${err.column}: ${err.reason}`);
+      }
+      throw err;
+    }
+  }
+}
+
+/** Streams the records of a JSONL file; blank lines are skipped. */
+export async function* readJsonl(file: string, label = file): AsyncGenerator<JsonlRecord> {
+  for await (const { text, line } of readLines(file, label)) {
+    if (text.trim() === '') continue;
+    yield { value: parseJsonLine(text, label, line), line };
+  }
+}
+
+/** Appends one JSON document per line; nothing appears at `target` until `commit()`. */
+export class JsonlWriter {
+  private readonly out: AtomicWriter;
+  count = 0;
+
+  constructor(readonly target: string) {
+    this.out = new AtomicWriter(target);
+  }
+
+  /** Writes a record already serialized (one line, no newline). */
+  writeRaw(json: string): void {
+    this.out.write(json + '\n');
+    this.count++;
+  }
+
+  write(value: unknown): void {
+    this.writeRaw(dumps(value, { separators: [', ', ': '] }));
+  }
+
+  commit(): void {
+    this.out.commit();
+  }
+
+  abort(): void {
+    this.out.abort();
+  }
+}

@@ -1,0 +1,245 @@
+// The "instruction" of an instance-level task is what its template says around the fields.
+// This module turns each kind of template into that readable text, with the fields as {field}
+// placeholders: the source instruction a transfer model rewrites, and the material of the
+// heuristic Definition.
+//   - PromptSource: Jinja2 source -> text, `{{ premise }}` -> {premise}, `{{ answer_choices[label] }}` -> {answer}
+//   - FLAN: already `{premise}` placeholders; `{options_}` is the answer-options block
+//   - P3 (rendered prompts only): the text shared by every prompt, found by aligning instances
+import { parse, tokenize } from '@huggingface/jinja';
+
+export interface TemplateText {
+  /** The prompt side with {field} placeholders, whitespace as in the template. */
+  prompt: string;
+  /** The target side, e.g. "{answer}". */
+  target: string;
+  /** Placeholder names in the prompt, in order of first appearance. */
+  fields: string[];
+}
+
+interface Node {
+  type: string;
+  [k: string]: unknown;
+}
+
+const PLACEHOLDER = /\{([A-Za-z_][\w.]*(?:\[[^\]]*\])?)\}/g;
+
+/** The name a Jinja expression gets as a placeholder (filters and method calls are presentation). */
+function placeholderName(n: Node): string | null {
+  switch (n.type) {
+    case 'StringLiteral':
+      return null; // printed literally
+    case 'Identifier':
+      return n.value as string;
+    case 'MemberExpression': {
+      const objName = placeholderName(n.object as Node);
+      const prop = n.property as Node;
+      if (objName === 'answer_choices') return 'answer';
+      if (!n.computed) return objName ? `${objName}.${prop.value as string}` : (prop.value as string);
+      return objName;
+    }
+    case 'FilterExpression':
+      return placeholderName(n.operand as Node);
+    case 'CallExpression': {
+      const callee = n.callee as Node;
+      if (callee.type === 'MemberExpression') return placeholderName(callee.object as Node);
+      const args = n.args as Node[];
+      return args.length ? placeholderName(args[0]) : null;
+    }
+    case 'Ternary':
+      return placeholderName(n.trueExpr as Node) ?? placeholderName(n.falseExpr as Node);
+    case 'BinaryExpression':
+      return placeholderName(n.left as Node) ?? placeholderName(n.right as Node);
+    case 'SelectExpression':
+      return placeholderName(n.lhs as Node);
+    default:
+      return firstIdentifier(n);
+  }
+}
+
+function firstIdentifier(n: unknown): string | null {
+  if (typeof n !== 'object' || n === null) return null;
+  const node = n as Node;
+  if (node.type === 'Identifier') return node.value as string;
+  for (const [k, v] of Object.entries(node)) {
+    if (k === 'type') continue;
+    const items = Array.isArray(v) ? v : [v];
+    for (const item of items) {
+      const r = firstIdentifier(item);
+      if (r) return r;
+    }
+  }
+  return null;
+}
+
+function literalText(n: Node): string | null {
+  if (n.type === 'StringLiteral') return n.value as string;
+  if (n.type === 'FilterExpression') return literalText(n.operand as Node);
+  return null;
+}
+
+function walk(body: Node[], out: string[], inLoop: Set<string>): void {
+  for (const n of body) {
+    switch (n.type) {
+      case 'Set':
+      case 'Comment':
+      case 'Macro':
+      case 'Break':
+      case 'Continue':
+        break;
+      case 'If':
+        // the main branch stands for the template's usual text
+        walk(n.body as Node[], out, inLoop);
+        break;
+      case 'For': {
+        const it = placeholderName(n.iterable as Node);
+        if (it && !inLoop.has(it)) {
+          out.push(`{${it}}`);
+          inLoop.add(it);
+        }
+        break;
+      }
+      default: {
+        const lit = literalText(n);
+        if (lit !== null) {
+          out.push(lit);
+          break;
+        }
+        const name = placeholderName(n);
+        if (name) out.push(`{${name}}`);
+      }
+    }
+  }
+}
+
+export function placeholders(text: string): string[] {
+  const seen: string[] = [];
+  for (const m of text.matchAll(PLACEHOLDER)) if (!seen.includes(m[1])) seen.push(m[1]);
+  return seen;
+}
+
+/** A PromptSource Jinja template as readable text. Throws on a syntax error. */
+export function promptsourceText(jinja: string): TemplateText {
+  const program = parse(tokenize(jinja, { lstrip_blocks: false, trim_blocks: false })) as unknown as Node;
+  const out: string[] = [];
+  walk(program.body as Node[], out, new Set());
+  const [prompt = '', ...rest] = out.join('').split('|||');
+  const p = prompt.trim();
+  return { prompt: p, target: rest.join('|||').trim(), fields: placeholders(p) };
+}
+
+/** A FLAN template ({input, output} with {field} placeholders) as readable text. */
+export function flanText(input: string, output: string): TemplateText {
+  // FLAN writes the options block as {options_}; {options_str} is the inline variant
+  const prompt = input.replace(/\{options_\}/g, '{options}').replace(/\{options_str\}/g, '{options}');
+  return { prompt, target: output, fields: placeholders(prompt) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// P3: recover the template from rendered prompts.
+
+/** Longest common subsequence of two line lists (index pairs). */
+function lcsPairs(a: string[], b: string[]): Array<[number, number]> {
+  const n = a.length;
+  const m = b.length;
+  const dp: Uint32Array[] = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      dp[i][j] = a[i] === b[j] ? dp[i + 1][j + 1] + 1 : Math.max(dp[i + 1][j], dp[i][j + 1]);
+    }
+  }
+  const pairs: Array<[number, number]> = [];
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (a[i] === b[j]) {
+      pairs.push([i, j]);
+      i++;
+      j++;
+    } else if (dp[i + 1][j] >= dp[i][j + 1]) i++;
+    else j++;
+  }
+  return pairs;
+}
+
+function commonPrefix(xs: string[]): string {
+  let p = xs[0] ?? '';
+  for (const x of xs) while (!x.startsWith(p)) p = p.slice(0, -1);
+  return p;
+}
+
+function commonSuffix(xs: string[]): string {
+  let s = xs[0] ?? '';
+  for (const x of xs) while (!x.endsWith(s)) s = s.slice(1);
+  return s;
+}
+
+/** Cuts a shared prefix back to a word boundary, so a slot does not start mid-word. */
+function snapPrefix(p: string, values: string[]): string {
+  if (values.every((v) => v.length === p.length)) return p;
+  const m = /^[\s\S]*[\s:"'(\[]/.exec(p);
+  return m ? m[0] : '';
+}
+
+function snapSuffix(s: string, values: string[]): string {
+  if (values.every((v) => v.length === s.length)) return s;
+  // sentence punctuation right after a slot usually belongs to the value ("... end.")
+  const m = /[\s:"')\]][\s\S]*$/.exec(s);
+  return m ? m[0] : '';
+}
+
+const SLOT_MARK = '\u0000SLOT\u0000';
+
+/** One variable region across prompts: literal if identical, else prefix + slot + suffix. */
+function regionText(values: string[]): string {
+  if (values.every((v) => v === values[0])) return values[0];
+  const pre = snapPrefix(commonPrefix(values), values);
+  const rest = values.map((v) => v.slice(pre.length));
+  const suf = snapSuffix(commonSuffix(rest), rest);
+  return pre + SLOT_MARK + suf;
+}
+
+/**
+ * The template shared by rendered prompts. Non-blank lines common to every prompt (in order)
+ * are literal; between them each prompt has a region of lines (blank lines stay inside regions,
+ * since passages have paragraph breaks of their own); inside a region, what every prompt starts
+ * and ends it with is literal too, and the rest is a slot. Slots are named by the label just
+ * before them on their line ("Question: " -> {question}), else {input}, {input_2}, ...
+ */
+export function alignPrompts(prompts: string[]): string {
+  if (prompts.length < 2) return '{input}';
+  const lines = prompts.map((p) => p.split('\n'));
+  const nonBlank = lines.map((l) => l.map((x, i) => [x, i] as const).filter(([x]) => x.trim() !== ''));
+  let common = nonBlank[0].map(([x]) => x);
+  for (const l of nonBlank.slice(1)) {
+    const texts = l.map(([x]) => x);
+    common = lcsPairs(common, texts).map(([i]) => common[i]);
+  }
+  // each prompt: the line index of every common line
+  const anchors = nonBlank.map((l) => lcsPairs(common, l.map(([x]) => x)).map(([, j]) => l[j][1]));
+  const pieces: string[] = [];
+  for (let r = 0; r <= common.length; r++) {
+    const regions = lines.map((l, p) => {
+      const from = r === 0 ? 0 : anchors[p][r - 1] + 1;
+      const to = r === common.length ? l.length : anchors[p][r];
+      return l.slice(from, to);
+    });
+    if (regions.some((reg) => reg.length > 0)) pieces.push(regionText(regions.map((reg) => reg.join('\n'))));
+    if (r < common.length) pieces.push(common[r]);
+  }
+  const text = pieces.join('\n');
+  const used = new Map<string, number>();
+  let out = '';
+  let last = 0;
+  for (let at = text.indexOf(SLOT_MARK); at !== -1; at = text.indexOf(SLOT_MARK, last)) {
+    const before = text.slice(0, at).split('\n').pop() ?? '';
+    // a short field label that starts the line: "Question: ", "Review title: "
+    const label = /^\s*([A-Za-z][A-Za-z_-]*(?: [A-Za-z_-]+)?)\s*:\s*["'(]?$/.exec(before);
+    let name = label ? label[1].trim().toLowerCase().replace(/[\s-]+/g, '_') : 'input';
+    const n = (used.get(name) ?? 0) + 1;
+    used.set(name, n);
+    if (n > 1) name = `${name}_${n}`;
+    out += text.slice(last, at) + `{${name}}`;
+    last = at + SLOT_MARK.length;
+  }
+  return out + text.slice(last);
+}
