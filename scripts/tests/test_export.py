@@ -1,0 +1,216 @@
+"""export-gptj.py end to end on a tiny HF-named checkpoint, and the fast-graph pass.
+
+Numerics of the ONNX graphs are checked from Node (test/export/*.test.ts, onnxruntime-node),
+since Python onnxruntime is not available; here: the contract, the weights, the sharing."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+import fast_graphs
+import onnx_passes as P
+from export_gptj import compute_parity
+from gptj import GPTJConfig, GPTJForCausalLM
+from tokenizer_files import tokenizer_json_from_gpt2_files, write_byte_tokenizer
+
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CFG = {"model_type": "gptj", "vocab_size": 260, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 2,
+       "rotary_dim": 8, "n_inner": 48, "bos_token_id": 256, "eos_token_id": 256}
+
+
+def run(*args, ok=True):
+    env = {**os.environ, "UIT_TORCH_THREADS": "2"}
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
+    if ok and r.returncode != 0:
+        raise AssertionError(f"{args} failed ({r.returncode}):\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hf")
+    (d / "config.json").write_text(json.dumps(CFG))
+    m = GPTJForCausalLM(GPTJConfig.from_dict(CFG))
+    m.init_weights(std=0.2, randomize_all=True, generator=torch.Generator().manual_seed(5))
+    torch.save(m.state_dict(), d / "pytorch_model.bin")
+    write_byte_tokenizer(str(d), 64)
+    return d, m.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "fp32"
+    run(os.path.join(SCRIPTS, "export-gptj.py"), str(ckpt[0]), str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported16(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "fp16"
+    run(os.path.join(SCRIPTS, "export-gptj.py"), str(ckpt[0]), str(out), "--dtype", "fp16", "--max-seq", "128")
+    return out
+
+
+def graphs(out):
+    return {k: onnx.load(str(out / "onnx" / f), load_external_data=False)
+            for k, f in (("main", "model.onnx"), ("gen", "model.gen.onnx"), ("score", "model.score.onnx"))}
+
+
+def ext(t):
+    return tuple(sorted((e.key, e.value) for e in t.external_data))
+
+
+def test_folder_layout_and_configs(exported, ckpt):
+    names = sorted(os.listdir(exported))
+    assert names == ["config.json", "generation_config.json", "onnx", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(os.listdir(exported / "onnx")) == ["model.gen.onnx", "model.onnx", "model.onnx_data", "model.score.onnx", "parity.json"]
+    cfg = json.loads((exported / "config.json").read_text())
+    assert cfg["model_type"] == "gptj" and cfg["n_embd"] == 32 and cfg["transformers.js_config"] == {"use_external_data_format": True}
+    assert json.loads((exported / "generation_config.json").read_text()) == {"bos_token_id": 256, "eos_token_id": 256}
+    assert (exported / "tokenizer.json").read_bytes() == (ckpt[0] / "tokenizer.json").read_bytes()
+
+
+def test_checkers_pass_and_io_contract(exported):
+    for f in ("model.onnx", "model.gen.onnx", "model.score.onnx"):
+        onnx.checker.check_model(str(exported / "onnx" / f))  # path form: reads external data too
+    g = graphs(exported)
+    ins = [i.name for i in g["main"].graph.input]
+    assert ins == ["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value",
+                   "past_key_values.1.key", "past_key_values.1.value"]
+    assert [o.name for o in g["main"].graph.output] == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+    assert [o.name for o in g["gen"].graph.output][0] == "logits_last"
+    assert [o.name for o in g["score"].graph.output] == ["token_logprobs", "new_key_values.0.key", "new_key_values.0.value",
+                                                         "new_key_values.1.key", "new_key_values.1.value"]
+    assert [i.name for i in g["gen"].graph.input] == ins and [i.name for i in g["score"].graph.input] == ins
+    assert P.dims_of(g["main"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
+    assert P.dims_of(g["gen"].graph.output[0]) == ["batch_size", 260]
+    assert not any(n.domain == "uit" for m in g.values() for n in m.graph.node)  # markers resolved
+
+
+def test_weights_stored_once_and_shared(exported):
+    g = graphs(exported)
+    main_ext = {t.name: ext(t) for t in g["main"].graph.initializer if t.data_location == TensorProto.EXTERNAL}
+    assert len(main_ext) >= 2 * 6 + 3
+    for kind in ("gen", "score"):
+        for t in g[kind].graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL:
+                assert main_ext.get(t.name) == ext(t), (kind, t.name)
+            else:
+                assert len(t.raw_data) < 1024
+    ends = [int(dict(e)["offset"]) + int(dict(e)["length"]) for e in main_ext.values()]
+    assert os.path.getsize(exported / "onnx" / "model.onnx_data") == max(ends)
+
+
+def test_every_checkpoint_weight_is_in_the_data_file(exported, ckpt):
+    data_dir = str(exported / "onnx")
+    stored = set()
+    for t in graphs(exported)["main"].graph.initializer:
+        stored.add(hashlib.sha256(P.read_tensor_bytes(t, data_dir)).hexdigest())
+    for name, w in ckpt[1].state_dict().items():
+        arr = w.numpy().astype("<f4")
+        cands = {hashlib.sha256(arr.tobytes()).hexdigest()}
+        if arr.ndim == 2:
+            cands.add(hashlib.sha256(np.ascontiguousarray(arr.T).tobytes()).hexdigest())
+        assert cands & stored, name
+
+
+def test_fast_graphs_drop_the_full_vocab_work(exported):
+    g = graphs(exported)
+    head, _ = fast_graphs.find_lm_head(g["main"].graph)
+    weight = head.input[1]
+    users = [n for n in g["gen"].graph.node if weight in n.input]
+    assert [n.name for n in users] == ["uit_fast/lm_head_matmul"]  # only the last-position head
+    gathers = [n for n in g["gen"].graph.node if n.name == "uit_fast/gather_last"]
+    assert gathers and gathers[0].input[0] == head.input[0]
+    assert "logits" not in {o.name for o in g["score"].graph.output}
+    ops = {n.op_type for n in g["score"].graph.node}
+    assert {"LogSoftmax", "GatherElements"} <= ops
+
+
+def test_parity_record_is_the_checkpoint_model(exported, ckpt):
+    parity = json.loads((exported / "onnx" / "parity.json").read_text())
+    meta = {"n_layer": 2, "n_head": 2, "head_dim": 16, "vocab_size": 260}
+    want = compute_parity(ckpt[1], meta, "fp32", 256, "cpu")
+    assert parity["steps"] == want["steps"] and parity["tolerance"] == {"atol": 1e-4, "rtol": 1e-4}
+    st = parity["steps"]
+    assert [s["past"] for s in st] == ["none", "previous", "previous", "previous"]
+    assert st[0]["attention_mask"][1][:3] == [0, 0, 0]  # the left-padded row
+    assert st[0]["expected"]["token_logprobs"][1][:3] == [None, None, None]
+
+
+def test_fp16_export(exported16, exported):
+    for f in ("model.onnx", "model.gen.onnx", "model.score.onnx"):
+        onnx.checker.check_model(str(exported16 / "onnx" / f))
+    g = graphs(exported16)
+    big = [t for t in g["main"].graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    assert big and all(t.data_type in (TensorProto.FLOAT16, TensorProto.FLOAT) for t in big)
+    weights16 = [t for t in big if t.data_type == TensorProto.FLOAT16]
+    assert len(weights16) >= 2 * 6 + 2  # 6 matrices a layer, wte, lm_head (small vectors stay inline)
+    types = {vi.name: vi.type.tensor_type.elem_type for m in g.values() for vi in list(m.graph.input) + list(m.graph.output)}
+    assert types["past_key_values.0.key"] == TensorProto.FLOAT16 and types["present.1.value"] == TensorProto.FLOAT16
+    assert types["new_key_values.0.key"] == TensorProto.FLOAT16
+    assert types["logits"] == types["logits_last"] == types["token_logprobs"] == TensorProto.FLOAT
+    parity = json.loads((exported16 / "onnx" / "parity.json").read_text())
+    assert parity["dtype"] == "fp16" and parity["tolerance"]["atol"] > 1e-3
+    assert json.loads((exported16 / "config.json").read_text())["n_positions"] == 128
+    s16 = os.path.getsize(exported16 / "onnx" / "model.onnx_data")
+    s32 = os.path.getsize(exported / "onnx" / "model.onnx_data")
+    assert s16 < 0.6 * s32
+
+
+def test_missing_tensor_fails_clearly_and_writes_nothing(ckpt, tmp_path):
+    d = tmp_path / "broken"
+    d.mkdir()
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (d / f).write_bytes((ckpt[0] / f).read_bytes())
+    sd = dict(ckpt[1].state_dict())
+    del sd["transformer.h.0.mlp.fc_in.bias"]
+    torch.save(sd, d / "pytorch_model.bin")
+    out = tmp_path / "never"
+    r = run(os.path.join(SCRIPTS, "export-gptj.py"), str(d), str(out), ok=False)
+    assert r.returncode == 2
+    assert "missing: transformer.h.0.mlp.fc_in.bias" in r.stderr
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".never")]
+
+
+def test_refuses_a_non_empty_out(exported, ckpt):
+    r = run(os.path.join(SCRIPTS, "export-gptj.py"), str(ckpt[0]), str(exported), ok=False)
+    assert r.returncode == 2 and "--force" in r.stderr
+
+
+def test_pass_is_idempotent(exported):
+    before = {f: (exported / "onnx" / f).read_bytes() for f in ("model.onnx", "model.gen.onnx", "model.score.onnx", "model.onnx_data")}
+    r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(exported))
+    assert "moving weights" not in r.stdout
+    for f, b in before.items():
+        assert (exported / "onnx" / f).read_bytes() == b, f
+
+
+def test_pass_refuses_merged_exports(tmp_path):
+    x = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])
+    m = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "t"])
+    u = helper.make_tensor_value_info("use_cache_branch", TensorProto.BOOL, [1])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)
+    g = helper.make_graph([helper.make_node("Cast", ["input_ids"], ["logits"], to=TensorProto.FLOAT)], "g", [x, m, u], [y])
+    (tmp_path / "onnx").mkdir()
+    onnx.save(helper.make_model(g), str(tmp_path / "onnx" / "model.onnx"))
+    with pytest.raises(fast_graphs.GraphPassError, match="merged export"):
+        fast_graphs.add_fast_graphs(str(tmp_path), log=lambda *_: None)
+    r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(tmp_path), ok=False)
+    assert r.returncode == 2 and "merged export" in r.stderr
+
+
+def test_tokenizer_json_from_vocab_and_merges(tmp_path):
+    (tmp_path / "vocab.json").write_text(json.dumps({"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3}))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na b\n")
+    tj = tokenizer_json_from_gpt2_files(str(tmp_path))
+    assert tj["model"]["merges"] == ["a b"] and tj["model"]["vocab"]["ab"] == 2
+    assert tj["added_tokens"][0]["content"] == "<|endoftext|>" and tj["added_tokens"][0]["id"] == 3
+    assert tj["pre_tokenizer"]["type"] == "ByteLevel"
