@@ -3,3 +3,4 @@ export * from './types.js';
 export * from './errors.js';
 export * as compare from './compare/index.js';
 export * as remote from './remote/index.js';
+export * as serve from './serve/index.js';

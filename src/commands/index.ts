@@ -3,6 +3,7 @@ import * as cache from './cache.js';
 import * as compare from './compare.js';
 import * as doctor from './doctor.js';
 import * as generate from './generate.js';
+import * as serve from './serve.js';
 
 /** Each command lives in its own module and registers itself here. */
 type Register = (program: Command) => void;
@@ -13,6 +14,7 @@ const commands: Register[] = [
   cache.register,
   generate.register,
   doctor.register,
+  serve.register,
 ];
 
 export function registerCommands(program: Command): void {
