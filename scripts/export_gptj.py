@@ -95,24 +95,35 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     raw_dir = tempfile.mkdtemp(prefix="trace-", dir=onnx_dir)
     raw = os.path.join(raw_dir, "model.onnx")
     t0 = time.time()
+    # export_params=False: the trace holds no weights (so no second copy of a
+    # 24 GB model in memory); the weights are written below, tensor by tensor,
+    # straight from the module. No constant folding either, so the parameters
+    # keep their names (torch folds Transpose(W) into anonymous copies).
     with torch.no_grad():
         torch.onnx.export(
             _ExportWrapper(model), (ids, mask, pos, *kv), raw,
             input_names=inputs, output_names=outputs, dynamic_axes=dyn,
-            opset_version=opset, do_constant_folding=True, custom_opsets={"uit": 1},
+            opset_version=opset, do_constant_folding=False, export_params=False, custom_opsets={"uit": 1},
         )
     log(f"traced in {time.time() - t0:.1f}s")
     m = P.load_graph_only(raw)
+    shutil.rmtree(raw_dir)
+    params = dict(model.named_parameters(prefix="model"))
+    arrays = {n: (lambda p: (lambda: p.detach().float().cpu().numpy()))(p) for n, p in params.items()}
+    sources = P.params_to_initializers(m, arrays, {n: list(p.shape) for n, p in params.items()})
+    P.fold_initializer_transposes(m, sources)
     to_fp16 = P.resolve_dtype_markers(m, fp16=fp16, fp16_inputs=inputs[3:])
     P.constants_to_initializers(m.graph)
     P.prune(m.graph)
+    leftover = [i.name for i in m.graph.input if i.name not in inputs]
+    if leftover:
+        raise ExportError(f"the trace has unexpected inputs {leftover}")
     _set_io_shapes(m, cfg, fp16)
-    # Read tensors from the trace folder, write the one shared data file.
-    P.consolidate_external_data(m, raw_dir, fast_graphs.DATA_NAME, to_fp16=to_fp16)
-    os.replace(os.path.join(raw_dir, fast_graphs.DATA_NAME), os.path.join(onnx_dir, fast_graphs.DATA_NAME))
+    t0 = time.time()
+    P.consolidate_external_data(m, onnx_dir, fast_graphs.DATA_NAME, to_fp16=to_fp16, sources=sources)
+    log(f"wrote the weights in {time.time() - t0:.1f}s")
     m.producer_name = "uit scripts/export-gptj.py"
     P.save_proto_atomic(m, os.path.join(onnx_dir, "model.onnx"))
-    shutil.rmtree(raw_dir)
 
 
 def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Callable, Dict, Iterable, List, Optional, Set
 
 import numpy as np
 import onnx
@@ -260,6 +260,51 @@ def constants_to_initializers(graph: onnx.GraphProto, min_bytes: int = 1024) -> 
     graph.node.extend(kept)
 
 
+def params_to_initializers(model: onnx.ModelProto, arrays: Dict[str, Callable[[], np.ndarray]], shapes: Dict[str, List[int]]) -> Dict[str, Callable[[], np.ndarray]]:
+    """Graph inputs that are model parameters (a trace with export_params=False)
+    become data-less float32 initializers; their data comes later from `arrays`
+    (consolidate_external_data's sources), so the exporter never holds a
+    serialized copy of the weights. Returns the sources."""
+    g = model.graph
+    keep = []
+    for vi in g.input:
+        if vi.name in arrays:
+            t = g.initializer.add()
+            t.name = vi.name
+            t.data_type = FLOAT
+            t.dims.extend(shapes[vi.name])
+        else:
+            keep.append(vi)
+    del g.input[:]
+    g.input.extend(keep)
+    return dict(arrays)
+
+
+def fold_initializer_transposes(model: onnx.ModelProto, sources: Dict[str, Callable[[], np.ndarray]]) -> None:
+    """Transpose(initializer) -> a transposed initializer (torch exports
+    Linear as MatMul(x, Transpose(W)) when it does not constant-fold)."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    alias: Dict[str, str] = {}
+    kept = []
+    for node in g.node:
+        if node.op_type == "Transpose" and node.input[0] in sources and node.input[0] in inits:
+            src = node.input[0]
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            base = inits[src]
+            perm = perm or list(reversed(range(len(base.dims))))
+            name = node.output[0]
+            t = g.initializer.add()
+            t.name = name
+            t.data_type = base.data_type
+            t.dims.extend([base.dims[i] for i in perm])
+            sources[name] = (lambda f, p: (lambda: np.transpose(f(), p)))(sources[src], perm)
+            continue
+        kept.append(node)
+    del g.node[:]
+    g.node.extend(kept)
+
+
 def _external_info(t: onnx.TensorProto) -> Dict[str, str]:
     return {e.key: e.value for e in t.external_data}
 
@@ -289,14 +334,17 @@ def consolidate_external_data(
     data_name: str = "model.onnx_data",
     to_fp16: Iterable[str] = (),
     min_bytes: int = 1024,
+    sources: Optional[Dict[str, Callable[[], np.ndarray]]] = None,
 ) -> Set[str]:
     """Write every initializer of >= min_bytes into base_dir/data_name (one
     file) and point the proto at it; smaller ones are embedded. Identical
     tensors (same type, shape-independent bytes) are stored once. Offsets are
     aligned to 4096 bytes for large tensors (page aligned, mmap friendly) and
     64 for small ones. Returns the other external files the model referenced
-    before (the caller may delete them)."""
+    before (the caller may delete them). `sources` gives the data of
+    placeholder initializers (see params_to_initializers), one tensor at a time."""
     to_fp16 = set(to_fp16)
+    sources = sources or {}
     tmp_path = os.path.join(base_dir, f"{data_name}.tmp-{os.getpid()}")
     old_files: Set[str] = set()
     seen: Dict[bytes, tuple] = {}
@@ -305,7 +353,13 @@ def consolidate_external_data(
         for t in model.graph.initializer:
             if t.data_location == TensorProto.EXTERNAL:
                 old_files.add(_external_info(t)["location"])
-            data = read_tensor_bytes(t, base_dir)
+            if t.name in sources:
+                arr = sources[t.name]()
+                if list(arr.shape) != list(t.dims):
+                    raise ValueError(f"source of {t.name} has shape {list(arr.shape)}, the graph says {list(t.dims)}")
+                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            else:
+                data = read_tensor_bytes(t, base_dir)
             if t.name in to_fp16 and t.data_type == FLOAT:
                 data = np.frombuffer(data, dtype="<f4").astype("<f2").tobytes()
                 t.data_type = FLOAT16
