@@ -37,6 +37,11 @@ export class KvCache {
   validCount: Int32Array;
   /** Rows the buffers have room for (rows in use can be fewer after compaction). */
   private allocatedRows: number;
+  /**
+   * Slots added when a full cache grows. 1 keeps the cache free of unused slots, for graphs that
+   * compute positions themselves (no position_ids input) and may count every past slot.
+   */
+  growthChunk = 64;
 
   private constructor(
     readonly shape: KvShape,
@@ -144,7 +149,7 @@ export class KvCache {
   }
 
   /** Grows every row to at least `minCapacity` slots (in chunks, so growth is rare). */
-  ensureCapacity(minCapacity: number, chunk = 64): void {
+  ensureCapacity(minCapacity: number, chunk = this.growthChunk): void {
     if (minCapacity <= this.capacity) return;
     // An empty cache (a prefill) gets exactly what it needs; a full one grows by a chunk.
     const capacity = this.capacity === 0 ? minCapacity : Math.max(minCapacity, this.capacity + chunk);

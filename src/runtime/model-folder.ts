@@ -67,10 +67,14 @@ export function inspectModelFolder(dirArg: string): ModelFolder {
   const tokenizer = file('tokenizer.json');
   if (!tokenizer) throw new ModelError(`${dirArg}: tokenizer.json is missing`);
 
-  const onnxDir = join(dir, 'onnx');
-  if (!existsSync(onnxDir) || !statSync(onnxDir).isDirectory()) {
+  // transformers.js keeps the graphs in onnx/; optimum-cli writes model.onnx next to config.json.
+  const sub = join(dir, 'onnx');
+  const nested = existsSync(sub) && statSync(sub).isDirectory();
+  const topLevel = !nested && DECODER_GRAPHS.some((n) => existsSync(join(dir, n)));
+  if (!nested && !topLevel) {
     throw new ModelError(`${dirArg}: the onnx/ folder is missing (expected onnx/model.onnx)`);
   }
+  const onnxDir = nested ? sub : dir;
   const onnxFiles = readdirSync(onnxDir).sort();
   const decoderName = DECODER_GRAPHS.find((n) => onnxFiles.includes(n));
   const gen = onnxFiles.includes(GEN_GRAPH) ? join(onnxDir, GEN_GRAPH) : undefined;
@@ -82,8 +86,12 @@ export function inspectModelFolder(dirArg: string): ModelFolder {
         (found.length ? ` (found ${found.join(', ')}; uit reads model.onnx, or model.gen.onnx for generation)` : ''),
     );
   }
+  // External data: in onnx/, every other file (a per-tensor export names files after tensors); at
+  // the top level, only files named like ONNX data (the folder also holds tokenizer files, docs...).
+  const isData = (n: string) =>
+    nested ? !/\.(onnx|json|md|txt)$/.test(n) : /\.onnx[._]?data$|\.onnx_data_\d+$/.test(n);
   const externalData = onnxFiles
-    .filter((n) => !/\.(onnx|json|md|txt)$/.test(n) && !n.startsWith('.') && statSync(join(onnxDir, n)).isFile())
+    .filter((n) => isData(n) && !n.startsWith('.') && statSync(join(onnxDir, n)).isFile())
     .map((n) => join(onnxDir, n));
 
   const cfg = readConfig(config);

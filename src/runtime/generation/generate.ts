@@ -239,8 +239,11 @@ class Engine {
 
     // Each row starts from a copy of its prompt's cache, with room for the whole generation on
     // the fast path (the slow path's cache is replaced by `present` every step anyway).
-    const capacity = this.backend.fast.generation ? maxLen + budget : maxLen;
-    const cache = KvCache.gather(promptCache, promptOf, capacity);
+    // A graph without position_ids may derive positions from the past length, so it gets no
+    // unused slots: its cache grows one slot per step instead.
+    const roomy = this.backend.fast.generation && this.backend.hasPositionIds;
+    const cache = KvCache.gather(promptCache, promptOf, roomy ? maxLen + budget : maxLen);
+    if (!this.backend.hasPositionIds) cache.growthChunk = 1;
     let live = group.slice();
     let logits: Float32Array = new Float32Array(group.length * vocab);
     promptOf.forEach((p, r) => logits.set(pre.last!.subarray(p * vocab, (p + 1) * vocab), r * vocab));
