@@ -4,3 +4,4 @@ export * from './errors.js';
 export * as compare from './compare/index.js';
 export * as remote from './remote/index.js';
 export * as serve from './serve/index.js';
+export * as runtime from './runtime/index.js';

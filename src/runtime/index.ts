@@ -30,3 +30,5 @@ export { argmax, sampleMultinomial } from './generation/sampler.js';
 export { sampleRng, Rng } from './generation/prng.js';
 export { StopMatcher } from './generation/stop.js';
 export { halfToFloat32, float32ToHalf } from './half.js';
+export { LocalGenerator, type LocalGeneratorOptions } from './text-generator.js';
+export { UitTokenizer, loadTokenizer, IncrementalDecoder, type EncodeOptions, type DecodeOptions } from '../tokenizer/index.js';
