@@ -1,5 +1,5 @@
 // `uit serve`: an OpenAI-compatible HTTP server over a local ONNX model (node:http, no framework).
-// GET /v1/models, POST /v1/completions and /v1/chat/completions; bearer token, body and token
+// GET /v1/models, POST /v1/completions and /v1/chat/completions, GET /health; bearer token, body and token
 // limits, errors in OpenAI's JSON shape; one model run at a time (scheduler.ts); graceful close.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -129,6 +129,7 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
   });
   const created = Math.floor(Date.now() / 1000);
   const inFlight = new Set<Promise<void>>();
+  const status = (): ServerStatus => ({ waiting: scheduler.waiting, running: scheduler.busy, ...counts });
   let draining = false;
 
   function authorize(req: IncomingMessage): void {
@@ -188,11 +189,17 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t0 = performance.now();
     const path = (req.url ?? '/').split('?')[0];
-    let status = 500;
+    let code = 500;
     let body: unknown;
     let headers: Record<string, string> = {};
     try {
       if (draining) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'server_shutting_down');
+      if (path === '/health' && req.method === 'GET') {
+        // Open without the token (probes rarely carry one): counts only, no model facts.
+        const st = status();
+        send(res, 200, { status: 'ok', waiting: st.waiting, running: st.running }, {});
+        return;
+      }
       authorize(req);
       const found = ROUTES.map((r) => ({ r, m: path.match(r.pattern) })).filter((x) => x.m);
       if (found.length === 0) throw new ApiError(404, `Unknown request URL: ${req.method} ${path}.`, 'invalid_request_error', null, 'unknown_url');
@@ -201,7 +208,7 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
         const allow = [...new Set(found.map((x) => x.r.method))].join(', ');
         throw new ApiError(405, `Method ${req.method} is not allowed for ${path}; use ${allow}.`, 'invalid_request_error', null, 'method_not_allowed', { allow });
       }
-      [status, body] = await dispatch(hit.r.route, req, res, hit.m!);
+      [code, body] = await dispatch(hit.r.route, req, res, hit.m!);
     } catch (err) {
       let e: ApiError;
       if (err instanceof ApiError) e = err;
@@ -210,12 +217,12 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
         log(`error ${id} on ${req.method} ${path}: ${(err as Error)?.stack ?? String(err)}`);
         e = internalError(id);
       }
-      [status, body, headers] = [e.status, e.body(), e.headers];
+      [code, body, headers] = [e.status, e.body(), e.headers];
     }
-    if (status === 499) return log(`${req.method} ${path} client closed the request`);
+    if (code === 499) return log(`${req.method} ${path} client closed the request`);
     if (draining) headers = { ...headers, connection: 'close' };
-    send(res, status, body, headers);
-    log(`${req.method} ${path} ${status} ${Math.round(performance.now() - t0)} ms`);
+    send(res, code, body, headers);
+    log(`${req.method} ${path} ${code} ${Math.round(performance.now() - t0)} ms`);
   }
 
   const server: Server = createServer((req, res) => {
@@ -259,7 +266,6 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
     return closing;
   };
 
-  const status = (): ServerStatus => ({ waiting: scheduler.waiting, running: scheduler.busy, ...counts });
   return { url, baseUrl: `${url}/v1`, host, port, modelName, chatFormat: chat.source, model, status, close };
 }
 

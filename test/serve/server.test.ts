@@ -374,6 +374,9 @@ describe('bearer token', () => {
       expect(notBearer.status).toBe(401);
       expect((await call(`${locked.baseUrl}/models`)).status).toBe(401);
       expect((await call(`${locked.url}/nope`)).status).toBe(401); // no route list for strangers
+      // the health check is open, and says nothing about the model
+      const health = await call(`${locked.url}/health`);
+      expect([health.status, health.json]).toEqual([200, { status: 'ok', waiting: 0, running: false }]);
       expect((await post('/completions', body, { authorization: 'Bearer sk-local-123' }, locked)).status).toBe(200);
       expect((await call(`${locked.baseUrl}/models`, { headers: { authorization: 'bearer sk-local-123' } })).status).toBe(200);
     } finally {
