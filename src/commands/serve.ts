@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ExitCode, UitError } from '../errors.js';
 import type { Device } from '../runtime/index.js';
-import { DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES, startServer } from '../serve/index.js';
+import { DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES, isLoopback, startServer } from '../serve/index.js';
 
 interface ServeCliOptions {
   model: string;
@@ -115,6 +115,10 @@ Any OpenAI SDK works with base_url http://127.0.0.1:8080/v1 (see docs/serve.md).
         chat_format: server.chatFormat,
         auth: apiKey !== undefined,
       };
+      // The library logs this warning too; --quiet must not hide it.
+      if (opts.quiet && !apiKey && !isLoopback(server.host)) {
+        process.stderr.write(`uit serve: warning: listening on ${server.host} without a token: anyone who can reach this port can use the model\n`);
+      }
       if (opts.json) process.stdout.write(`${JSON.stringify(info)}\n`);
       else {
         if (server.model.info.deviceNote) process.stderr.write(`uit serve: ${server.model.info.deviceNote}\n`);

@@ -86,6 +86,9 @@ const ROUTES: { pattern: RegExp; route: Route; method: 'GET' | 'POST' }[] = [
   { pattern: /^\/v1\/models\/?$/, route: 'models', method: 'GET' },
   { pattern: /^\/v1\/models\/(.+)$/, route: 'model', method: 'GET' },
   { pattern: /^\/v1\/completions\/?$/, route: 'completions', method: 'POST' },
+  // The pre-1.0 OpenAI Python SDK's `engine=` argument (2022-23 scripts): the model is in the path.
+  { pattern: /^\/v1\/engines\/([^/]+)\/completions\/?$/, route: 'completions', method: 'POST' },
+  { pattern: /^\/v1\/engines\/([^/]+)\/chat\/completions\/?$/, route: 'chat', method: 'POST' },
   { pattern: /^\/v1\/chat\/completions\/?$/, route: 'chat', method: 'POST' },
 ];
 
@@ -174,12 +177,12 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
         return [200, modelEntry];
       }
       case 'completions': {
-        const plan = parseCompletionRequest(await readJson(req, maxBody), ctx);
+        const plan = parseCompletionRequest(withEngine(await readJson(req, maxBody), match), ctx);
         const outputs = await generateFor(plan, res);
         return [200, completionResponse(responseId('cmpl'), modelName, outputs)];
       }
       case 'chat': {
-        const plan = parseChatRequest(await readJson(req, maxBody), ctx);
+        const plan = parseChatRequest(withEngine(await readJson(req, maxBody), match), ctx);
         const outputs = await generateFor(plan, res);
         return [200, chatResponse(responseId('chatcmpl'), modelName, outputs[0])];
       }
@@ -269,6 +272,11 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
   return { url, baseUrl: `${url}/v1`, host, port, modelName, chatFormat: chat.source, model, status, close };
 }
 
+/** On /v1/engines/{id}/... the path names the model. */
+function withEngine(body: Record<string, unknown>, match: RegExpMatchArray): Record<string, unknown> {
+  return match[1] === undefined ? body : { ...body, model: decodeURIComponent(match[1]) };
+}
+
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
   if (res.headersSent || res.destroyed) return;
   const text = `${JSON.stringify(body)}\n`;
@@ -282,7 +290,7 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 }
 
 /** The request body as JSON: 413 past `limit` bytes, 400 when it does not parse or is not an object. */
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+async function readJson(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
   const tooLarge = () =>
     new ApiError(413, `The request body is larger than this server's limit of ${limit} bytes (uit serve --max-body-bytes).`, 'invalid_request_error', null, 'request_too_large', {
       connection: 'close',
@@ -317,5 +325,5 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ApiError(400, 'The request body must be a JSON object.', 'invalid_request_error', null, 'invalid_json');
   }
-  return value;
+  return value as Record<string, unknown>;
 }

@@ -130,6 +130,20 @@ describe('completions', () => {
     expect(empty.json.choices[0]).toMatchObject({ text: full, finish_reason: 'length' });
   });
 
+  it("takes the pre-1.0 Python SDK's engine path (/v1/engines/{model}/completions) and an empty prompt", async () => {
+    const body = { prompt: PROMPT, max_tokens: 6, temperature: 0.5, seed: 1 };
+    const byEngine = await post(`/engines/${NAME}/completions`, body);
+    expect(byEngine.status).toBe(200);
+    expect(texts(byEngine.json)).toEqual(texts((await post('/completions', { ...body, model: NAME })).json));
+    const chat = await post(`/engines/${NAME}/chat/completions`, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 6, temperature: 0.5, seed: 1 });
+    expect(texts(chat.json)).toEqual(texts(byEngine.json));
+    expect((await post('/engines/text-davinci-003/completions', body)).json.error.code).toBe('model_not_found');
+    // An empty prompt starts from BOS, as the runtime does.
+    const empty = await post('/completions', { model: NAME, prompt: '', max_tokens: 4, temperature: 0 });
+    expect(empty.json.usage.prompt_tokens).toBe(1);
+    expect(texts(empty.json)).toEqual((await reference([{ prompt: '' }], { maxNewTokens: 4, greedy: true }))[0]);
+  });
+
   it("defaults to OpenAI's 16 tokens", async () => {
     const r = await post('/completions', { model: NAME, prompt: 'x', temperature: 0 });
     const ref = await generate(model, [{ prompt: 'x' }], { maxNewTokens: 16, greedy: true });
@@ -382,6 +396,21 @@ describe('bearer token', () => {
     } finally {
       await locked.close();
     }
+  });
+});
+
+describe('binding', () => {
+  it('warns when it answers beyond this machine without a token', async () => {
+    const seen: string[] = [];
+    const open = await startServer({ model, port: 0, host: '0.0.0.0', log: (l) => seen.push(l) });
+    await open.close();
+    expect(open.url).toBe(`http://0.0.0.0:${open.port}`);
+    expect(seen.join('\n')).toContain('warning: listening on 0.0.0.0 without a token');
+    const locked = await startServer({ model, port: 0, host: '0.0.0.0', apiKey: 'k', log: (l) => seen.push(l) });
+    await locked.close();
+    const local = await startServer({ model, port: 0, log: (l) => seen.push(l) });
+    await local.close();
+    expect(seen.filter((l) => l.includes('warning'))).toHaveLength(1);
   });
 });
 
