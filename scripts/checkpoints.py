@@ -68,6 +68,7 @@ def read_safetensors(path: str) -> StateDict:
         expect = int(np.prod(shape)) if shape else 1
         if arr.size != expect:
             raise CheckpointError(f"{path}: tensor {name} holds {arr.size} values, shape {shape} needs {expect}")
+        # One copy out of the memory map (np.frombuffer on it is read-only).
         out[name] = torch.from_numpy(arr.reshape(shape).copy())
     return out
 
@@ -228,7 +229,7 @@ def normalize_hf_names(sd: StateDict, config: GPTJConfig) -> StateDict:
         if unknown:
             parts.append(f"unknown: {_names_list(unknown)}")
         raise CheckpointError("checkpoint does not match a GPT-J of this config; " + "; ".join(parts))
-    return {k: out[k].float() for k in expected}
+    return {k: out[k] for k in expected}
 
 
 def infer_config(sd: StateDict, base: Optional[dict] = None) -> GPTJConfig:
@@ -263,7 +264,7 @@ def modelcenter_config_to_hf(d: dict) -> dict:
 
 
 def load_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[StateDict, GPTJConfig, str]:
-    """(HF-named float32 state dict, config, kind) from a folder or a file."""
+    """(HF-named state dict, config, kind) from a folder or a file."""
     cfg_dict: Optional[dict] = None
     if config_path:
         with open(config_path, encoding="utf-8") as f:

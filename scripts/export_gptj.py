@@ -252,8 +252,10 @@ def build_model(args) -> tuple:
         model.init_weights(std=args.init_std, randomize_all=True, generator=gen)
         return model, cfg, "random-init"
     sd, cfg, kind = load_checkpoint(args.src, args.config)
-    model = GPTJForCausalLM(cfg)
-    model.load_state_dict(sd, strict=True)
+    try:
+        model = GPTJForCausalLM.from_state_dict(cfg, sd)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
     return model, cfg, kind
 
 
@@ -270,10 +272,8 @@ def export(args, log=print) -> str:
     model, cfg, kind = build_model(args)
     if args.max_seq:
         cfg.n_positions = args.max_seq
-        # Rotary tables follow n_positions; rebuild them for the new length.
-        model_sd = model.state_dict()
-        model = GPTJForCausalLM(cfg)
-        model.load_state_dict(model_sd)
+        # Rotary tables follow n_positions; rebuild the model around the same tensors.
+        model = GPTJForCausalLM.from_state_dict(cfg, dict(model.named_parameters()))
     model.eval().to(args.device)
     log(f"GPT-J ({kind}): {cfg.n_layer} layers, n_embd {cfg.n_embd}, {cfg.n_head} heads, rotary_dim {cfg.rot_dim}, "
         f"vocab {cfg.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -180,16 +180,16 @@ def build_attention_bias(attention_mask: torch.Tensor, position_ids: torch.Tenso
 
 
 class GPTJAttention(nn.Module):
-    def __init__(self, config: GPTJConfig):
+    def __init__(self, config: GPTJConfig, device: Optional[torch.device] = None):
         super().__init__()
         self.n_head = config.n_head
         self.head_dim = config.head_dim
         self.rot_dim = config.rot_dim
         e = config.n_embd
-        self.q_proj = nn.Linear(e, e, bias=False)
-        self.k_proj = nn.Linear(e, e, bias=False)
-        self.v_proj = nn.Linear(e, e, bias=False)
-        self.out_proj = nn.Linear(e, e, bias=False)
+        self.q_proj = nn.Linear(e, e, bias=False, device=device)
+        self.k_proj = nn.Linear(e, e, bias=False, device=device)
+        self.v_proj = nn.Linear(e, e, bias=False, device=device)
+        self.out_proj = nn.Linear(e, e, bias=False, device=device)
         self.register_buffer("rot_matrix", rotate_every_two_matrix(self.rot_dim), persistent=False)
         self.scale = math.sqrt(self.head_dim)
 
@@ -240,10 +240,10 @@ class GPTJAttention(nn.Module):
 
 
 class GPTJMLP(nn.Module):
-    def __init__(self, config: GPTJConfig):
+    def __init__(self, config: GPTJConfig, device: Optional[torch.device] = None):
         super().__init__()
-        self.fc_in = nn.Linear(config.n_embd, config.inner_dim)
-        self.fc_out = nn.Linear(config.inner_dim, config.n_embd)
+        self.fc_in = nn.Linear(config.n_embd, config.inner_dim, device=device)
+        self.fc_out = nn.Linear(config.inner_dim, config.n_embd, device=device)
         self.act = gelu_new if config.activation_function == "gelu_new" else F.gelu
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -251,11 +251,11 @@ class GPTJMLP(nn.Module):
 
 
 class GPTJBlock(nn.Module):
-    def __init__(self, config: GPTJConfig):
+    def __init__(self, config: GPTJConfig, device: Optional[torch.device] = None):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
-        self.attn = GPTJAttention(config)
-        self.mlp = GPTJMLP(config)
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, device=device)
+        self.attn = GPTJAttention(config, device)
+        self.mlp = GPTJMLP(config, device)
 
     def forward(self, h, sin, cos, visible, past=None):
         x = self.ln_1(h)
@@ -264,12 +264,12 @@ class GPTJBlock(nn.Module):
 
 
 class GPTJModel(nn.Module):
-    def __init__(self, config: GPTJConfig):
+    def __init__(self, config: GPTJConfig, device: Optional[torch.device] = None):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.h = nn.ModuleList([GPTJBlock(config) for _ in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd, device=device)
+        self.h = nn.ModuleList([GPTJBlock(config, device) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, device=device)
         sin, cos = rotary_tables(config.n_positions, config.rot_dim)
         self.register_buffer("rot_sin", sin, persistent=False)
         self.register_buffer("rot_cos", cos, persistent=False)
@@ -293,11 +293,11 @@ class GPTJModel(nn.Module):
 class GPTJForCausalLM(nn.Module):
     """state_dict() names equal Hugging Face's GPTJForCausalLM."""
 
-    def __init__(self, config: GPTJConfig):
+    def __init__(self, config: GPTJConfig, device: Optional[torch.device] = None):
         super().__init__()
         self.config = config
-        self.transformer = GPTJModel(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        self.transformer = GPTJModel(config, device)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, device=device)
 
     def forward(
         self,
@@ -316,6 +316,28 @@ class GPTJForCausalLM(nn.Module):
             position_ids = positions_from_mask(attention_mask, input_ids.size(1))
         h, presents = self.transformer(input_ids, attention_mask, position_ids, past_key_values)
         return to_float32(self.lm_head(h)), presents
+
+    @classmethod
+    def from_state_dict(cls, config: GPTJConfig, state_dict: Dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> "GPTJForCausalLM":
+        """Build the model around the checkpoint's tensors without a random
+        init and without a second copy: parameters are made on the meta device
+        and then take the tensors (cast to dtype), popped from state_dict one by
+        one, so a 24 GB checkpoint needs about 24 GB, not 48."""
+        model = cls(config, device=torch.device("meta"))
+        expected = dict(model.named_parameters())
+        missing = [n for n in expected if n not in state_dict]
+        unknown = [n for n in state_dict if n not in expected]
+        if missing or unknown:
+            raise ValueError(f"state dict does not match: missing {missing[:8]}, unknown {unknown[:8]}")
+        bad = [f"{n} {list(state_dict[n].shape)} != {list(p.shape)}" for n, p in expected.items() if state_dict[n].shape != p.shape]
+        if bad:
+            raise ValueError("tensor shapes do not match the config: " + "; ".join(bad[:8]))
+        for name in list(expected):
+            module_name, _, leaf = name.rpartition(".")
+            module = model.get_submodule(module_name)
+            t = state_dict.pop(name).to(dtype)
+            module._parameters[leaf] = nn.Parameter(t, requires_grad=False)
+        return model
 
     def init_weights(self, std: Optional[float] = None, randomize_all: bool = False, generator: Optional[torch.Generator] = None) -> None:
         """HF's init (normal(0, initializer_range) for matrices, zero biases,
