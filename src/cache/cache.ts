@@ -191,6 +191,7 @@ export function openCache(path: string, options: OpenCacheOptions = {}): Cache {
   } catch (err) {
     throw translateSqliteError(file, 'opening the cache', err, busyTimeoutMs);
   }
+  let step = 'reading its header';
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     const id = inspectFile(db);
@@ -206,13 +207,15 @@ export function openCache(path: string, options: OpenCacheOptions = {}): Cache {
       return new Cache(db, file, true, id.userVersion, String(db.pragma('journal_mode', { simple: true })), busyTimeoutMs);
     }
     // Only now, knowing the file is ours or empty, change anything about it.
+    step = 'switching it to WAL mode';
     const journalMode = String(db.pragma('journal_mode = WAL', { simple: true }));
     db.pragma('synchronous = NORMAL');
+    step = 'creating or upgrading its schema';
     const version = migrate(db, file, migrations);
     return new Cache(db, file, false, version, journalMode, busyTimeoutMs);
   } catch (err) {
     db.close();
-    throw translateSqliteError(file, 'opening the cache', err, busyTimeoutMs);
+    throw translateSqliteError(file, `opening the cache (${step})`, err, busyTimeoutMs);
   }
 }
 
@@ -511,17 +514,14 @@ export class Cache {
   /** Rows of `table` in key order, read in pages so a huge table streams in bounded memory. */
   *exportRows(table: ExportTable, pageSize = 500): Generator<ExportRow> {
     const spec = EXPORT_SPECS[table];
-    const page = this.db.prepare(`SELECT * FROM ${table} WHERE ${spec.order} > ? ORDER BY ${spec.order} LIMIT ?`);
-    let after = '';
+    const cols = EXPORT_COLUMNS[table];
+    const rows = pagedRows(this.db, table, cols, cols[0], pageSize);
     for (;;) {
-      // Each page is read whole before yielding, so no statement stays open while the consumer
-      // writes (and other statements, such as the text lookups, can run in between).
-      const rows = this.read(`exporting ${table}`, () =>
-        (page.all(after, pageSize) as Record<string, unknown>[]).map((r) => spec.convert(r, this.texts)),
-      );
-      for (const row of rows) yield row;
-      if (rows.length < pageSize) return;
-      after = rows[rows.length - 1][spec.order] as string;
+      // Read and convert one row at a time between yields: pagedRows never keeps a statement
+      // open across a yield, so the text lookups (and the consumer) can use the connection.
+      const next = this.guard(`exporting ${table}`, () => rows.next());
+      if (next.done) return;
+      yield this.guard(`exporting ${table}`, () => spec(Object.fromEntries(cols.map((c, i) => [c, next.value[i]])), this.texts));
     }
   }
 
@@ -530,35 +530,40 @@ export class Cache {
   }
 
   /**
-   * Adds every row of another uit cache that this one lacks (by key), in one transaction. Rows
-   * present in both are kept as they are here. The other file is opened read-only.
+   * Adds every row of another uit cache that this one lacks (by key), in one transaction: a
+   * shard's cache merges whole or not at all. Rows present in both are kept as they are here.
+   * The other file is opened read-only and read from one consistent snapshot. Other processes
+   * writing this cache wait for the merge (up to their busy timeout).
    */
   mergeFrom(otherPath: string): MergeResult {
     if (this.readonly) throw new CacheError(`${this.path}: opened read-only, cannot merge into it`);
     const other = resolve(otherPath);
     const src = openCache(other, { readonly: true, busyTimeoutMs: this.busyTimeoutMs });
-    const srcVersion = src.schemaVersion;
-    src.close();
-    if (srcVersion !== this.schemaVersion) {
-      throw new CacheError(
-        `${other} has cache schema v${srcVersion} and ${this.path} v${this.schemaVersion}: ` +
-          'open the older one for writing once to upgrade it (e.g. `uit cache vacuum --cache FILE`), then merge',
-      );
-    }
-    if (realpathSync(other) === realpathSync(this.path)) throw new CacheError(`${other} is the cache itself: nothing to merge`);
-    const added = { models: 0, texts: 0, runs: 0, generations: 0, scores: 0 } as Record<MergeTable, number>;
-    this.guard(`attaching ${other}`, () => this.db.prepare('ATTACH DATABASE ? AS merge_src').run(`${pathToFileURL(other).href}?mode=ro`));
     try {
-      this.write(`merging ${other}`, () => {
-        for (const table of MERGE_TABLES) {
-          const cols = MERGE_COLUMNS[table].join(', ');
-          added[table] = this.db.prepare(`INSERT OR IGNORE INTO main.${table} (${cols}) SELECT ${cols} FROM merge_src.${table}`).run().changes;
-        }
-      });
+      if (src.schemaVersion !== this.schemaVersion) {
+        throw new CacheError(
+          `${other} has cache schema v${src.schemaVersion} and ${this.path} v${this.schemaVersion}: ` +
+            'open the older one for writing once to upgrade it (e.g. `uit cache vacuum --cache FILE`), then merge',
+        );
+      }
+      if (realpathSync(other) === realpathSync(this.path)) throw new CacheError(`${other} is the cache itself: nothing to merge`);
+      const added = { models: 0, texts: 0, runs: 0, generations: 0, scores: 0 } as Record<MergeTable, number>;
+      // (ATTACH would be shorter, but better-sqlite3 cannot attach a file read-only: no URI filenames.)
+      src.read(`reading ${other}`, () =>
+        this.write(`merging ${other}`, () => {
+          for (const table of MERGE_TABLES) {
+            const cols = MERGE_COLUMNS[table];
+            const insert = this.db.prepare(
+              `INSERT OR IGNORE INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
+            );
+            for (const row of pagedRows(src.db, table, cols, cols[0], 1000)) added[table] += insert.run(row).changes;
+          }
+        }),
+      );
+      return { from: other, added };
     } finally {
-      this.guard(`detaching ${other}`, () => this.db.exec('DETACH DATABASE merge_src'));
+      src.close();
     }
-    return { from: other, added };
   }
 
   /** Rewrites the file compactly and truncates the WAL; returns the sizes before and after. */
@@ -705,10 +710,24 @@ const MERGE_COLUMNS: Record<MergeTable, readonly string[]> = {
   ],
 };
 
-interface ExportSpec {
-  /** The unique column pages are ordered by. */
-  order: string;
-  convert(row: Record<string, unknown>, texts: TextStore): ExportRow;
+/** Converts a raw row (prompts as text references, JSON as text) into an exported row. */
+type ExportSpec = (row: Record<string, unknown>, texts: TextStore) => ExportRow;
+
+/**
+ * All rows of `table` as arrays of `cols`, ordered by the unique column `key`, fetched `pageSize`
+ * at a time with a keyset query, so no statement stays open between pages.
+ */
+function* pagedRows(db: Database.Database, table: string, cols: readonly string[], key: string, pageSize: number): Generator<unknown[]> {
+  const list = cols.join(', ');
+  const first = db.prepare(`SELECT ${list} FROM ${table} ORDER BY ${key} LIMIT ?`).raw();
+  const next = db.prepare(`SELECT ${list} FROM ${table} WHERE ${key} > ? ORDER BY ${key} LIMIT ?`).raw();
+  const k = cols.indexOf(key);
+  let page = first.all(pageSize) as unknown[][];
+  for (;;) {
+    for (const row of page) yield row;
+    if (page.length < pageSize) return;
+    page = next.all(page[page.length - 1][k], pageSize) as unknown[][];
+  }
 }
 
 /** The columns of each exported table, in output order. */
@@ -722,63 +741,51 @@ export const EXPORT_COLUMNS: Record<ExportTable, readonly string[]> = {
 const json = (v: unknown) => (v === null ? null : (JSON.parse(v as string) as JsonObject));
 
 const EXPORT_SPECS: Record<ExportTable, ExportSpec> = {
-  generations: {
-    order: 'key',
-    convert: (r, texts) => ({
-      key: r.key as string,
-      model_id: r.model_id as string,
-      prompt: texts.get(r.prompt as Buffer),
-      params: json(r.params),
-      sample_index: r.sample_index as number,
-      text: r.text as string,
-      token_count: r.token_count as number | null,
-      finish_reason: r.finish_reason as string | null,
-      meta: json(r.meta),
-      created_at: r.created_at as string,
-      duration_ms: r.duration_ms as number | null,
-      run_id: r.run_id as string | null,
-    }),
-  },
-  scores: {
-    order: 'key',
-    convert: (r, texts) => ({
-      key: r.key as string,
-      scorer_id: r.scorer_id as string,
-      prefix: texts.get(r.prefix as Buffer),
-      target: r.target as string,
-      params: json(r.params),
-      token_count: r.token_count as number,
-      sum_ce: r.sum_ce as number,
-      mean_ce: r.mean_ce as number | null,
-      token_logprobs: r.token_logprobs === null ? null : Array.from(readFloat32(r.token_logprobs as Buffer)),
-      created_at: r.created_at as string,
-      duration_ms: r.duration_ms as number | null,
-      run_id: r.run_id as string | null,
-    }),
-  },
-  models: {
-    order: 'id',
-    convert: (r) => ({
-      id: r.id as string,
-      kind: r.kind as string,
-      name: r.name as string,
-      info: json(r.info),
-      first_seen: r.first_seen as string,
-    }),
-  },
-  runs: {
-    order: 'id',
-    convert: (r) => ({
-      id: r.id as string,
-      command: r.command as string,
-      args: json(r.args),
-      uit_version: r.uit_version as string,
-      host: r.host as string,
-      pid: r.pid as number,
-      started_at: r.started_at as string,
-      finished_at: r.finished_at as string | null,
-      status: r.status as string,
-      counts: json(r.counts),
-    }),
-  },
+  generations: (r, texts) => ({
+    key: r.key as string,
+    model_id: r.model_id as string,
+    prompt: texts.get(r.prompt as Buffer),
+    params: json(r.params),
+    sample_index: r.sample_index as number,
+    text: r.text as string,
+    token_count: r.token_count as number | null,
+    finish_reason: r.finish_reason as string | null,
+    meta: json(r.meta),
+    created_at: r.created_at as string,
+    duration_ms: r.duration_ms as number | null,
+    run_id: r.run_id as string | null,
+  }),
+  scores: (r, texts) => ({
+    key: r.key as string,
+    scorer_id: r.scorer_id as string,
+    prefix: texts.get(r.prefix as Buffer),
+    target: r.target as string,
+    params: json(r.params),
+    token_count: r.token_count as number,
+    sum_ce: r.sum_ce as number,
+    mean_ce: r.mean_ce as number | null,
+    token_logprobs: r.token_logprobs === null ? null : Array.from(readFloat32(r.token_logprobs as Buffer)),
+    created_at: r.created_at as string,
+    duration_ms: r.duration_ms as number | null,
+    run_id: r.run_id as string | null,
+  }),
+  models: (r) => ({
+    id: r.id as string,
+    kind: r.kind as string,
+    name: r.name as string,
+    info: json(r.info),
+    first_seen: r.first_seen as string,
+  }),
+  runs: (r) => ({
+    id: r.id as string,
+    command: r.command as string,
+    args: json(r.args),
+    uit_version: r.uit_version as string,
+    host: r.host as string,
+    pid: r.pid as number,
+    started_at: r.started_at as string,
+    finished_at: r.finished_at as string | null,
+    status: r.status as string,
+    counts: json(r.counts),
+  }),
 };

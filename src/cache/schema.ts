@@ -111,15 +111,19 @@ export interface FileIdentity {
   tables: string[];
 }
 
+/** The header and table list, read from one snapshot (another process may be creating the file). */
 export function inspectFile(db: Database.Database): FileIdentity {
-  const applicationId = db.pragma('application_id', { simple: true }) as number;
-  const userVersion = db.pragma('user_version', { simple: true }) as number;
-  const tables = (
-    db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as {
-      name: string;
-    }[]
-  ).map((r) => r.name);
-  return { applicationId, userVersion, tables };
+  const read = (): FileIdentity => {
+    const applicationId = db.pragma('application_id', { simple: true }) as number;
+    const userVersion = db.pragma('user_version', { simple: true }) as number;
+    const tables = (
+      db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as {
+        name: string;
+      }[]
+    ).map((r) => r.name);
+    return { applicationId, userVersion, tables };
+  };
+  return db.inTransaction ? read() : db.transaction(read).deferred();
 }
 
 export function checkMigrations(migrations: readonly Migration[]): void {
