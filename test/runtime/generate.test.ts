@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, UitError } from '../../src/errors.js';
@@ -174,6 +174,34 @@ describe('options', () => {
       const err = await generate(model, [{ prompt: 'x' }], bad).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UitError);
       expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+    }
+  });
+
+  it('stops each row at the model\'s position limit, whatever its batch neighbours', async () => {
+    const tmp = tempDir();
+    try {
+      const dir = copyFixture(tmp.dir);
+      const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, n_positions: 40 }));
+      const m = await loadModel(dir, { threads: 1 });
+      try {
+        expect(m.info.maxPositions).toBe(40);
+        const long = 'x'.repeat(30);
+        const opts = { maxNewTokens: 20, greedy: true };
+        const both = await generate(m, [{ prompt: long }, { prompt: 'short' }], opts);
+        const alone = await generate(m, [{ prompt: 'short' }], opts);
+        expect(both.outputs[0].samples[0].tokenIds).toHaveLength(10);
+        expect(both.outputs[0].samples[0].finishReason).toBe('length');
+        expect(both.outputs[1].samples[0].tokenIds).toEqual(alone.outputs[0].samples[0].tokenIds);
+        expect(alone.outputs[0].samples[0].tokenIds).toHaveLength(20);
+        const err = await generate(m, [{ prompt: 'y'.repeat(40) }], opts).catch((e: unknown) => e);
+        expect((err as UitError).exitCode).toBe(ExitCode.BAD_INPUT);
+        expect((err as Error).message).toMatch(/the prompt has 40 tokens; the model takes at most 40 positions/);
+      } finally {
+        await m.dispose();
+      }
+    } finally {
+      tmp.cleanup();
     }
   });
 

@@ -218,7 +218,10 @@ class Engine {
     });
     const maxLen = Math.max(...prompts.map((p) => p.length));
     const maxPositions = this.model.info.maxPositions;
-    const budget = Math.min(this.opts.maxNewTokens, maxPositions !== undefined ? maxPositions - maxLen : Infinity);
+    // Each row may generate until its own position limit, so a long neighbour in the batch
+    // does not shorten a short prompt's output.
+    const budgetOf = (row: Row) => Math.min(this.opts.maxNewTokens, maxPositions !== undefined ? maxPositions - row.prompt.length : Infinity);
+    const budget = Math.max(...group.map(budgetOf));
 
     // Prefill: all distinct prompts in one left-padded batch.
     const tp = performance.now();
@@ -258,7 +261,7 @@ class Engine {
         for (const p of this.processors) p(rowLogits, row);
         const t = this.greedy ? argmax(rowLogits) : sampleMultinomial(rowLogits, row.rng!);
         next[r] = t;
-        this.accept(row, t, budget);
+        this.accept(row, t, budgetOf(row));
         if (!row.finish) keep.push(r);
       });
       this.timings.newTokens += live.length;
