@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import * as cache from './cache.js';
 import * as compare from './compare.js';
+import * as convert from './convert.js';
+import * as demo from './demo.js';
 import * as doctor from './doctor.js';
 import * as generate from './generate.js';
 import * as serve from './serve.js';
@@ -10,6 +12,8 @@ type Register = (program: Command) => void;
 
 const commands: Register[] = [
   // Keep one line per command module, e.g. `convert.register`.
+  convert.register,
+  demo.register,
   compare.register,
   cache.register,
   generate.register,

@@ -117,8 +117,11 @@ export function pyStr(x: RV): string {
       return x.value as string;
     case 'IntegerValue':
       return String(x.value);
-    case 'FloatValue':
-      return dumpNumber(x.value as number).replace(/^NaN$/, 'nan').replace(/Infinity$/, 'inf');
+    case 'FloatValue': {
+      const v = x.value as number;
+      if (Number.isInteger(v) && Math.abs(v) < 1e16) return Object.is(v, -0) ? '-0.0' : `${v}.0`; // Python's repr(4.0)
+      return dumpNumber(v).replace(/^NaN$/, 'nan').replace(/Infinity$/, 'inf');
+    }
     case 'BooleanValue':
       return x.value ? 'True' : 'False';
     case 'NullValue':
@@ -218,12 +221,66 @@ function compare(a: RV, b: RV, caseSensitive = true): number {
   return ka < kb ? -1 : ka > kb ? 1 : 0;
 }
 
-/** Python iter(): strings give characters, dicts give keys. */
+/** Python iter(): strings give characters, dicts give keys; Jinja2's Undefined iterates as empty. */
 function items(x: RV, what: string): RV[] {
+  if (isUndef(x)) return [];
   if (isArr(x)) return x.value;
   if (isStr(x)) return Array.from(x.value, (c) => str(c));
   if (isMap(x)) return [...x.value.keys()].map(str);
-  throw new TemplateError(`TypeError: '${x.type}' is not iterable (${what})`);
+  throw new TemplateError(`TypeError: '${pyTypeName(x)}' object is not iterable (${what})`);
+}
+
+function pyTypeName(x: RV): string {
+  const names: Record<string, string> = {
+    StringValue: 'str',
+    IntegerValue: 'int',
+    FloatValue: 'float',
+    BooleanValue: 'bool',
+    NullValue: 'NoneType',
+    ArrayValue: 'list',
+    TupleValue: 'tuple',
+    ObjectValue: 'dict',
+    UndefinedValue: 'Undefined',
+    FunctionValue: 'function',
+  };
+  return names[x.type] ?? x.type;
+}
+
+/**
+ * Jinja2's attribute and item lookup (Environment.getattr / getitem): a missing key or index
+ * gives Undefined, and looking anything up on Undefined is an UndefinedError naming it.
+ */
+function getMember(obj: RV, key: RV, desc: string): RV {
+  if (isUndef(obj)) throw new TemplateError(`UndefinedError: '${desc}' is undefined`);
+  if (isMap(obj)) return obj.value.get(isStr(key) ? key.value : dictKey(key)) ?? undef();
+  if ((isArr(obj) || isStr(obj)) && (key.type === 'IntegerValue' || key.type === 'BooleanValue')) {
+    const list = isArr(obj) ? obj.value : Array.from(obj.value);
+    const i = Number(key.value);
+    const v = list[i < 0 ? list.length + i : i];
+    if (v === undefined) return undef();
+    return isArr(obj) ? (v as RV) : str(v as string);
+  }
+  return undef();
+}
+
+/** Map key of a non-string dict key ({1: "one"}, {True: "Yes"}); strings are their own key. */
+function dictKey(key: RV): string {
+  if (isStr(key)) return key.value;
+  // Python: True == 1 and 1 == 1.0 hash alike
+  const v = key.type === 'BooleanValue' ? Number(key.value) : key.value;
+  return `\u0000${isNum(key) || key.type === 'BooleanValue' ? String(v) : pyRepr(key)}`;
+}
+
+function pyContains(needle: RV, haystack: RV): boolean {
+  if (isStr(haystack)) {
+    if (!isStr(needle)) throw new TemplateError(`TypeError: 'in <string>' requires string as left operand, not ${pyTypeName(needle)}`);
+    return haystack.value.includes(needle.value);
+  }
+  if (isMap(haystack)) return isStr(needle) && haystack.value.has(needle.value);
+  if (haystack.type === 'NullValue' || isNum(haystack) || haystack.type === 'BooleanValue') {
+    throw new TemplateError(`TypeError: argument of type '${pyTypeName(haystack)}' is not iterable`);
+  }
+  return items(haystack, 'in').some((x) => pyEq(x, needle));
 }
 
 function asStr(x: RV, what: string): string {
@@ -475,8 +532,14 @@ function selectOrReject(x: RV, args: RV[], select: boolean, byAttr: boolean): RV
   );
 }
 
+/** Filters that do arithmetic on their value: Jinja2's Undefined raises there. */
+const FAIL_ON_UNDEFINED = new Set(['int', 'float', 'round', 'abs', 'sum', 'tojson']);
+
 const FILTERS: Record<string, Filter> = {
-  abs: (x) => (x.type === 'FloatValue' ? float(Math.abs(x.value as number)) : int(Math.abs(asInt(x, 'abs')))),
+  abs: (x) => {
+    if (!isNum(x) && x.type !== 'BooleanValue') throw new TemplateError(`TypeError: bad operand type for abs(): '${pyTypeName(x)}'`);
+    return x.type === 'FloatValue' ? float(Math.abs(x.value as number)) : int(Math.abs(Number(x.value)));
+  },
   capitalize: (x) => {
     const s = pyStr(x);
     return str(s.charAt(0).toUpperCase() + s.slice(1).toLowerCase());
@@ -517,6 +580,7 @@ const FILTERS: Record<string, Filter> = {
     return list[list.length - 1] ?? undef();
   },
   length: (x) => {
+    if (isUndef(x)) return int(0);
     if (isStr(x)) return int(Array.from(x.value).length);
     if (isMap(x)) return int(x.value.size);
     return int(items(x, 'length').length);
@@ -577,6 +641,7 @@ const FILTERS: Record<string, Filter> = {
     const precision = asInt(arg(pos, kw, 0, 'precision'), 'round', 0);
     const method = arg(pos, kw, 1, 'method');
     const m = method ? pyStr(method) : 'common';
+    if (!isNum(x) && x.type !== 'BooleanValue') throw new TemplateError(`TypeError: type ${pyTypeName(x)} doesn't define __round__ method`);
     const v = Number(x.value);
     const p = 10 ** precision;
     if (m === 'common') return float(pyRound(v, precision));
@@ -884,6 +949,16 @@ function isNode(x: unknown): x is Node {
   return typeof x === 'object' && x !== null && typeof (x as Node).type === 'string';
 }
 
+/** Source-like text of an expression, for UndefinedError messages ("'answers' is undefined"). */
+function describe(n: Node): string {
+  if (n.type === 'Identifier') return n.value as string;
+  if (n.type === 'CallExpression' && (n.callee as Node).value === '__getattr') {
+    const [obj, key] = n.args as Node[];
+    return `${describe(obj)}.${key.type === 'StringLiteral' ? (key.value as string) : '[...]'}`;
+  }
+  return 'value';
+}
+
 function rewrite(n: Node, used: Set<string>): Node {
   // children first
   for (const [k, v] of Object.entries(n)) {
@@ -901,14 +976,40 @@ function rewrite(n: Node, used: Set<string>): Node {
     if (!FILTERS[name]) throw new TemplateError(`unsupported filter '${name}'`);
     used.add(name);
     const args = f.type === 'CallExpression' ? (f.args as Node[]) : [];
-    return call(`__filter_${name}`, [n.operand as Node, ...args]);
+    return call(`__filter_${name}`, [n.operand as Node, strLit(describe(n.operand as Node)), ...args]);
   }
   if (n.type === 'CallExpression') {
+    // `obj.name(...)`: the callee was already rewritten to __getattr(obj, "name", desc)
     const callee = n.callee as Node;
-    if (callee.type === 'MemberExpression' && !callee.computed) {
-      const name = (callee.property as Node).value as string;
-      if (METHOD_NAMES.has(name)) return call('__method', [callee.object as Node, strLit(name), ...(n.args as Node[])]);
+    if (callee.type === 'CallExpression' && (callee.callee as Node).value === '__getattr') {
+      const [obj, key, desc] = callee.args as Node[];
+      if (key.type === 'StringLiteral' && METHOD_NAMES.has(key.value as string)) {
+        return call('__method', [obj, key, desc, ...(n.args as Node[])]);
+      }
     }
+  }
+  if (n.type === 'MemberExpression' && (n.property as Node).type !== 'SliceExpression') {
+    const prop = n.property as Node;
+    const key = n.computed ? prop : prop.type === 'IntegerLiteral' ? prop : strLit(prop.value as string);
+    return call('__getattr', [n.object as Node, key, strLit(describe(n.object as Node))]);
+  }
+  if (n.type === 'For') {
+    // `for x in xs if cond`: the library filters a SelectExpression itself; wrap its list
+    const it = n.iterable as Node;
+    if (it.type === 'SelectExpression') it.lhs = call('__iter', [it.lhs as Node]);
+    else n.iterable = call('__iter', [it]);
+  }
+  if (n.type === 'BinaryExpression') {
+    const op = (n.operator as { value: string }).value;
+    if (op === 'in' || op === 'not in') {
+      const test = call('__contains', [n.left as Node, n.right as Node]);
+      return op === 'in' ? test : { type: 'UnaryExpression', operator: { type: 'UnaryOperator', value: 'not' }, argument: test };
+    }
+  }
+  if (n.type === 'ObjectLiteral') {
+    // the library allows string keys only; Python dicts take numbers and booleans too
+    const entries = [...(n.value as Map<Node, Node>)];
+    if (entries.some(([k]) => k.type !== 'StringLiteral')) return call('__dict', entries.flat());
   }
   if (n.type === 'FilterStatement') throw new TemplateError('{% filter %} blocks are not supported');
   // output expressions in statement bodies print Python's str()
@@ -946,9 +1047,29 @@ export function compileTemplate(source: string): CompiledTemplate {
         range: fn(pyRange),
         zip: fn(pyZip),
         __str: fn(([x]) => str(pyStr(x))),
-        __method: fn(([self, name, ...args]) => callMethod(self, name.value as string, args)),
+        __method: fn(([self, name, desc, ...args]) => {
+          if (isUndef(self)) throw new TemplateError(`UndefinedError: '${desc.value as string}' is undefined`);
+          return callMethod(self, name.value as string, args);
+        }),
+        __getattr: fn(([obj, key, desc]) => getMember(obj, key, desc.value as string)),
+        __iter: fn(([x]) => {
+          if (isUndef(x)) return arr([]);
+          if (x.type === 'NullValue') throw new TemplateError("TypeError: 'NoneType' object is not iterable");
+          return x;
+        }),
+        __contains: fn(([needle, haystack]) => bool(pyContains(needle, haystack))),
+        __dict: fn((kv) => {
+          const m = new Map<string, RV>();
+          for (let i = 0; i + 1 < kv.length; i += 2) m.set(dictKey(kv[i]), kv[i + 1]);
+          return obj(m);
+        }),
       };
-      for (const name of used) globals[`__filter_${name}`] = fn(([x, ...args]) => FILTERS[name](x ?? undef(), args, rng));
+      for (const name of used) {
+        globals[`__filter_${name}`] = fn(([x, desc, ...args]) => {
+          if (isUndef(x) && FAIL_ON_UNDEFINED.has(name)) throw new TemplateError(`UndefinedError: '${desc.value as string}' is undefined`);
+          return FILTERS[name](x ?? undef(), args, rng);
+        });
+      }
       for (const [k, v] of Object.entries(globals)) env.variables.set(k, v as never);
       for (const [k, v] of Object.entries(context)) env.variables.set(k, toRV(v) as never);
       try {

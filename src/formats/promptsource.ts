@@ -16,7 +16,7 @@ import { JsonSyntaxError, parseRow } from '../io/located-json.js';
 import type { Instance, Task } from '../types.js';
 import { promptsourceText } from '../transfer/template-text.js';
 import { DEFAULT_HEAD, lazyFromStream, type FormatModule, type LazyTask, type ReadOptions, type Skipped, type Sniff } from './api.js';
-import { compileTemplate, pyStrip, seededRng, TemplateError, type CompiledTemplate } from './jinja-py.js';
+import { compileTemplate, pyStrip, seededRng, TemplateError, type CompiledTemplate, type Rng } from './jinja-py.js';
 import { listTaskFiles } from './niv2.js';
 
 export interface PsTemplate {
@@ -114,6 +114,8 @@ export function loadTemplatesYaml(file: string, label = file): PsFile {
 export interface RenderOptions {
   truncate: boolean;
   seed: number;
+  /** Replaces the seeded generator (tests pin `choice` to the first item with () => 0). */
+  rng?: Rng;
 }
 
 /** A template compiled for rendering rows. */
@@ -146,7 +148,7 @@ export class PsRenderer {
   /** The answer choices for a row (null when the template has none). */
   answerChoices(row: Record<string, unknown>, rowKey: string | number): string[] | null {
     if (!this.choices) return null;
-    const rendered = this.choices.render(protect(row), seededRng(this.opts.seed, this.template.id, 'choices', rowKey));
+    const rendered = this.choices.render(protect(row), this.opts.rng ?? seededRng(this.opts.seed, this.template.id, 'choices', rowKey));
     return rendered.split('|||').map((c) => unprotect(pyStrip(c)));
   }
 
@@ -155,7 +157,7 @@ export class PsRenderer {
     if ('answer_choices' in row) throw new TemplateError("the row contains the restricted key 'answer_choices'");
     const choices = this.answerChoices(row, rowKey);
     const ctx = { ...protect(row), answer_choices: choices };
-    const rendered = this.main.render(ctx, seededRng(this.opts.seed, this.template.id, rowKey));
+    const rendered = this.main.render(ctx, this.opts.rng ?? seededRng(this.opts.seed, this.template.id, rowKey));
     return { parts: rendered.split('|||').map((p) => pyStrip(unprotect(p))), choices };
   }
 }

@@ -1,0 +1,103 @@
+// `uit convert IN --to niv2|flan|alpaca`: read any supported format, transfer each task's
+// instruction with a method (heuristic until a model is given), write the target format.
+import type { Command } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import type { TargetFormat } from '../formats/api.js';
+import { FORMAT_NAMES, formatList, TARGET_NAMES } from '../formats/registry.js';
+import { ExitCode, UitError } from '../errors.js';
+import { convert, type ConvertSummary } from '../transfer/convert.js';
+import { transferMethodNames } from '../transfer/method.js';
+
+interface ConvertCliOptions {
+  to: TargetFormat;
+  from?: string;
+  out?: string;
+  method: string;
+  rows?: string;
+  dataset?: string;
+  examples: number;
+  truncate: boolean;
+  seed: number;
+  json?: boolean;
+}
+
+function nonNegativeInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+export function summaryText(s: ConvertSummary): string {
+  const methods = Object.entries(s.methods)
+    .map(([m, n]) => `${m} ${n}`)
+    .join(', ');
+  const lines = [
+    `converted ${s.tasks} task${s.tasks === 1 ? '' : 's'} (${s.instances} instances) from ${s.from.join(', ')} to ${s.to}` +
+      (s.out ? ` -> ${s.out}` : '') +
+      (methods ? ` [${methods}]` : ''),
+  ];
+  if (s.provenance) lines.push(`provenance: ${s.provenance}`);
+  if (s.skipped.length) {
+    const first = s.skipped[0];
+    lines.push(
+      `skipped ${s.skipped.length} record${s.skipped.length === 1 ? '' : 's'}; first: ${first.file}${first.line ? ':' + first.line : ''}` +
+        `${first.id ? ` (${first.id})` : ''}: ${first.reason}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function register(program: Command): void {
+  program
+    .command('convert')
+    .description('Convert instruction data to Ni-v2, FLAN-style or Alpaca format, rewriting each task\'s instruction for the target format.')
+    .argument('<input...>', 'data files or folders (format detected from the content; --from to override), converted into one output')
+    .addOption(new Option('--to <format>', 'target format').choices(TARGET_NAMES).makeOptionMandatory())
+    .addOption(new Option('--from <format>', 'input format (default: detected)').choices(FORMAT_NAMES))
+    .option('-o, --out <path>', 'output: a folder, a .json file or a .jsonl file (default: JSONL on stdout)')
+    .option('--method <name>', `transfer method (${transferMethodNames().join(', ')})`, 'heuristic')
+    .option('--rows <file>', 'dataset rows (JSONL) for PromptSource or FLAN templates')
+    .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
+    .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first instances of a task that has none', nonNegativeInt, 2)
+    .option('--no-truncate', "PromptSource: do not cut substituted values to 2048 characters (PromptSource's default cuts them)")
+    .option('--seed <n>', 'seed for template helpers that pick at random (PromptSource choice/random)', nonNegativeInt, 0)
+    .option('--json', 'print the summary as JSON (needs -o: stdout would carry the data)')
+    .addHelpText(
+      'after',
+      `
+Input formats (detected from the content):
+${formatList()}
+
+Output (--to): niv2 writes a folder of <task>.json files (released Ni-v2 layout), one .json
+file (one task) or .jsonl (a task per line, with its "id"); flan writes a folder with
+templates.json and rows/<task>.jsonl; alpaca writes a .json array or .jsonl.
+Every task's provenance (source file, format, id, method) goes to a sidecar:
+OUT/provenance.jsonl for a folder, OUT.provenance.jsonl for a file. Nothing is written if
+the input is bad (exit code 3, with file:line: field in the message).
+
+Examples:
+  $ uit convert ../shared/data/niv2/tasks --to niv2 -o out/niv2
+  $ uit convert templates.yaml --rows rows.jsonl --to niv2 -o out/ag_news
+  $ uit convert flan2021_templates.json --rows rte.jsonl --to niv2 -o rte.jsonl
+  $ uit convert ../shared/data/p3_rendered/ag_news_classify.jsonl --to niv2 | head -c 600
+  $ uit convert task1562_zest_question_rewriting.json --to alpaca -o zest.jsonl --json`,
+    )
+    .action(async (input: string[], opts: ConvertCliOptions) => {
+      if (opts.json && !opts.out) throw new UitError('--json needs -o: without it the converted data goes to stdout', ExitCode.USAGE);
+      const summary = await convert({
+        input,
+        to: opts.to,
+        from: opts.from,
+        out: opts.out,
+        method: opts.method,
+        rows: opts.rows,
+        dataset: opts.dataset,
+        examples: opts.examples,
+        truncate: opts.truncate,
+        seed: opts.seed,
+        quiet: opts.json === true,
+      });
+      if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+      else (opts.out ? process.stdout : process.stderr).write(summaryText(summary));
+    });
+}

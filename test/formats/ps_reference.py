@@ -1,0 +1,84 @@
+"""Reference rendering of PromptSource templates with Python's jinja2, for uit's differential test.
+
+Follows promptsource/templates.py (Template.apply, get_answer_choices_list): a default jinja2
+Environment with zip as a global and the choice / most_frequent filters, '|||' protected in
+string fields, truncation by rewriting every '}}', the output split on '|||' and stripped.
+`choice` picks the first item so the comparison is deterministic (uit is run with the same rule).
+
+stdin: JSON list of {"file", "id", "row", "truncate"}; stdout: JSON list of
+{"parts", "choices"} or {"error"}.
+"""
+import json
+import sys
+from collections import Counter
+
+import yaml
+from jinja2 import BaseLoader, Environment
+
+PROTECT = "3ed2dface8203c4c9dfb1a5dc58e41e0"
+
+env = Environment(loader=BaseLoader)
+env.globals.update(zip=zip)
+
+
+def most_frequent(items):
+    if not items:
+        return None
+    counts = Counter(items).most_common()
+    top = counts[0][1]
+    return [c[0] for c in counts if c[1] == top]
+
+
+env.filters["choice"] = lambda seq: seq[0]
+env.filters["most_frequent"] = most_frequent
+
+
+def mapping(loader, node):
+    return loader.construct_mapping(node, deep=True)
+
+
+yaml.SafeLoader.add_constructor("!Template", mapping)
+yaml.SafeLoader.add_constructor("!TemplateMetadata", mapping)
+
+_files = {}
+
+
+def template(file, tid):
+    if file not in _files:
+        with open(file, encoding="utf-8") as f:
+            _files[file] = yaml.safe_load(f)["templates"]
+    return _files[file][tid]
+
+
+def protect(row):
+    return {k: v.replace("|||", PROTECT) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def render(case):
+    t = template(case["file"], case["id"])
+    row = case["row"]
+    choices = None
+    if t.get("answer_choices") is not None:
+        rendered = env.from_string(t["answer_choices"]).render(**protect(row))
+        choices = [c.strip().replace(PROTECT, "|||") for c in rendered.split("|||")]
+    jinja = t["jinja"]
+    if case.get("truncate", True):
+        jinja = jinja.replace("}}", " | string | truncate(2048) }}")
+    ctx = protect(row)
+    ctx["answer_choices"] = choices
+    out = env.from_string(jinja).render(**ctx)
+    return {"parts": [p.replace(PROTECT, "|||").strip() for p in out.split("|||")], "choices": choices}
+
+
+def main():
+    results = []
+    for case in json.load(sys.stdin):
+        try:
+            results.append(render(case))
+        except Exception as e:  # the test compares failures too
+            results.append({"error": f"{type(e).__name__}: {e}"})
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
