@@ -172,7 +172,7 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
       case 'models':
         return [200, { object: 'list', data: [modelEntry] }];
       case 'model': {
-        const id = decodeURIComponent(match[1]);
+        const id = decodePathPart(match[1]);
         if (id !== modelName) throw new ApiError(404, `The model '${id}' does not exist.`, 'invalid_request_error', 'model', 'model_not_found');
         return [200, modelEntry];
       }
@@ -274,7 +274,15 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
 
 /** On /v1/engines/{id}/... the path names the model. */
 function withEngine(body: Record<string, unknown>, match: RegExpMatchArray): Record<string, unknown> {
-  return match[1] === undefined ? body : { ...body, model: decodeURIComponent(match[1]) };
+  return match[1] === undefined ? body : { ...body, model: decodePathPart(match[1]) };
+}
+
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new ApiError(400, `Malformed percent-encoding in the URL: ${part}`, 'invalid_request_error', null, 'invalid_url');
+  }
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {

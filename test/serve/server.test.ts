@@ -306,6 +306,8 @@ describe('errors', () => {
     }
     const get = await call(`${server.baseUrl}/completions`);
     expect([get.status, get.headers.allow, get.json.error.code]).toEqual([405, 'POST', 'method_not_allowed']);
+    const malformed = await call(`${server.baseUrl}/models/%E0%A4%A`);
+    expect([malformed.status, malformed.json.error.code]).toEqual([400, 'invalid_url']);
     const del = await call(`${server.baseUrl}/models`, { method: 'DELETE' });
     expect([del.status, del.headers.allow]).toEqual([405, 'GET']);
   });
