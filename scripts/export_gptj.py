@@ -17,6 +17,7 @@ optimum exports; run the PyTorch model on fixed inputs and write parity.json.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -99,11 +101,19 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     # 24 GB model in memory); the weights are written below, tensor by tensor,
     # straight from the module. No constant folding either, so the parameters
     # keep their names (torch folds Transpose(W) into anonymous copies).
-    with torch.no_grad():
+    extra = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        extra["dynamo"] = False  # newer torch defaults to the dynamo exporter; the markers need the TorchScript one
+    with torch.no_grad(), warnings.catch_warnings():
+        # Known and harmless: the uit:: markers have no shape inference (the
+        # pass removes them), and torch.tensor(finfo.min) is a true constant.
+        for msg in (r"The shape inference of", r".*_graph_op.* is deprecated", r"torch.tensor results are registered as constants"):
+            warnings.filterwarnings("ignore", message=msg)
         torch.onnx.export(
             _ExportWrapper(model), (ids, mask, pos, *kv), raw,
             input_names=inputs, output_names=outputs, dynamic_axes=dyn,
             opset_version=opset, do_constant_folding=False, export_params=False, custom_opsets={"uit": 1},
+            **extra,
         )
     log(f"traced in {time.time() - t0:.1f}s")
     m = P.load_graph_only(raw)
