@@ -172,8 +172,16 @@ Example:
 
 async function exportTable(path: string, table: ExportTable, format: ExportFormat, output?: string): Promise<void> {
   const c = openCache(path, { readonly: true });
+  let total: number;
+  try {
+    total = c.count(table);
+  } catch (err) {
+    c.close();
+    throw err;
+  }
+  // Created only once reading works; from here every failure goes through abort().
   const writer = output === undefined ? undefined : new AtomicWriter(output);
-  const progress = createProgress({ label: `exporting ${table}`, total: c.count(table) });
+  const progress = createProgress({ label: `exporting ${table}`, total });
   let broken = false;
   let streamError: Error | undefined;
   // stdout may be a pipe that closes early (`| head`): stop quietly then, as other CLIs do.
