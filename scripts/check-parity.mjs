@@ -96,6 +96,8 @@ class Diff {
 export async function checkParity(modelDir, { threads = 1 } = {}) {
   // transformers.js layout (onnx/model.onnx) or optimum-cli's (model.onnx at the top).
   const onnxDir = existsSync(join(modelDir, 'onnx', 'model.onnx')) ? join(modelDir, 'onnx') : modelDir;
+  for (const f of ['model.onnx', 'model.gen.onnx', 'model.score.onnx', 'parity.json'])
+    if (!existsSync(join(onnxDir, f))) throw new Error(`${join(onnxDir, f)} not found (export with scripts/export-gptj.py, or run scripts/add-fast-graphs.py)`);
   const parity = JSON.parse(readFileSync(join(onnxDir, 'parity.json'), 'utf8'));
   const opts = { intraOpNumThreads: threads, interOpNumThreads: 1 };
   const tol = parity.tolerance;
@@ -196,7 +198,13 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     console.log('usage: node scripts/check-parity.mjs MODEL_DIR\n  checks MODEL_DIR/onnx/{model,model.gen,model.score}.onnx against MODEL_DIR/onnx/parity.json');
     process.exit(dir ? 0 : 2);
   }
-  const report = await checkParity(dir, { threads: Number(process.env.UIT_THREADS ?? 2) });
+  let report;
+  try {
+    report = await checkParity(dir, { threads: Number(process.env.UIT_THREADS ?? 2) });
+  } catch (e) {
+    console.error(`check-parity: ${e instanceof Error ? e.message : e}`);
+    process.exit(2);
+  }
   console.log(JSON.stringify(report, null, 2));
   process.exit(report.ok ? 0 : 1);
 }

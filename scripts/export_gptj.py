@@ -303,6 +303,9 @@ def export(args, log=print) -> str:
             T.write_byte_tokenizer(work, cfg.n_positions)
         else:
             raise ExportError("the checkpoint is a single file: pass --tokenizer DIR (a folder with tokenizer.json, or vocab.json + merges.txt)")
+        top = T.max_token_id(work)
+        if top >= cfg.vocab_size:
+            log(f"warning: the tokenizer has ids up to {top}, the model's vocab_size is {cfg.vocab_size}: a mismatched tokenizer?")
         eos = T.eos_from_tokenizer(work)
         if args.random_init and eos is not None:
             cfg.bos_token_id = cfg.eos_token_id = eos

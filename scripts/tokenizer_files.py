@@ -144,3 +144,11 @@ def eos_from_tokenizer(out_dir: str) -> Optional[int]:
         if t.get("content") == EOT:
             return int(t["id"])
     return tj.get("model", {}).get("vocab", {}).get(EOT)
+
+
+def max_token_id(out_dir: str) -> int:
+    """The largest id tokenizer.json can produce (vocabulary and added tokens)."""
+    with open(os.path.join(out_dir, "tokenizer.json"), encoding="utf-8") as f:
+        tj = json.load(f)
+    ids = list(tj.get("model", {}).get("vocab", {}).values()) + [t["id"] for t in tj.get("added_tokens", [])]
+    return max(ids) if ids else -1

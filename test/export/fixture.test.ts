@@ -1,7 +1,8 @@
 // The committed fixture test/fixtures/tiny-gptj (made by scripts/export-gptj.py --random-init):
 // its three ONNX graphs against the PyTorch outputs in onnx/parity.json, the graph contract
 // the runtime is written against, and the masking properties the runtime relies on.
-import { readFileSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -93,6 +94,25 @@ describe('tiny-gptj fixture', () => {
     expect(report.graphs.score.compared).toBeGreaterThan(10);
     expect(report.consistency.new_key_values.compared).toBeGreaterThan(1000);
     expect(report.graphs.main.maxAbsDiff).toBeLessThan(1e-4);
+  });
+
+  it('reports a mismatch: the check can fail', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'uit-parity-'));
+    try {
+      cpSync(FIXTURE, dir, { recursive: true });
+      const file = join(dir, 'onnx', 'parity.json');
+      const parity = JSON.parse(readFileSync(file, 'utf8'));
+      parity.steps[2].expected.logits_last_head[1][5] += 0.01;
+      parity.steps[3].expected.token_logprobs[0][1] -= 0.01;
+      writeFileSync(file, JSON.stringify(parity));
+      const report = await checkParity(dir);
+      expect(report.ok).toBe(false);
+      expect(report.graphs.main.failures.join('\n')).toContain('step 2 row 1 logits[last][5]');
+      expect(report.graphs.gen.failures.join('\n')).toContain('step 2 row 1 logits_last[5]');
+      expect(report.graphs.score.failures.join('\n')).toContain('step 3 row 0 token_logprobs[1]');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('has the optimum text-generation-with-past inputs and outputs', () => {
