@@ -7,6 +7,7 @@ import { FORMAT_NAMES, formatList, TARGET_NAMES } from '../formats/registry.js';
 import { ExitCode, UitError } from '../errors.js';
 import { convert, type ConvertSummary } from '../transfer/convert.js';
 import { transferMethodNames } from '../transfer/method.js';
+import { addDenoiseOptions, addRunOptions, addTransferOptions, runPipelineCommand, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
 
 interface ConvertCliOptions {
   to: TargetFormat;
@@ -48,20 +49,25 @@ export function summaryText(s: ConvertSummary): string {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('convert')
     .description('Convert instruction data to Ni-v2, FLAN-style or Alpaca format, rewriting each task\'s instruction for the target format.')
     .argument('<input...>', 'data files or folders (format detected from the content; --from to override), converted into one output')
     .addOption(new Option('--to <format>', 'target format').choices(TARGET_NAMES).makeOptionMandatory())
     .addOption(new Option('--from <format>', 'input format (default: detected)').choices(FORMAT_NAMES))
     .option('-o, --out <path>', 'output: a folder, a .json file or a .jsonl file (default: JSONL on stdout)')
-    .option('--method <name>', `transfer method (${transferMethodNames().join(', ')})`, 'heuristic')
+    .option('--method <name>', `transfer method (${[...transferMethodNames(), 'model'].join(', ')}; model: see docs/pipeline.md)`, 'heuristic')
     .option('--rows <file>', 'dataset rows (JSONL) for PromptSource or FLAN templates')
     .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
     .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first instances of a task that has none', nonNegativeInt, 2)
     .option('--no-truncate', "PromptSource: do not cut substituted values to 2048 characters (PromptSource's default cuts them)")
     .option('--seed <n>', 'seed for template helpers that pick at random (PromptSource choice/random)', nonNegativeInt, 0)
-    .option('--json', 'print the summary as JSON (needs -o: stdout would carry the data)')
+    .option('--json', 'print the summary as JSON (needs -o: stdout would carry the data)');
+  // --method model: the UIT pipeline (src/transfer/pipeline.ts); these options apply to it only.
+  addTransferOptions(cmd);
+  addDenoiseOptions(cmd);
+  addRunOptions(cmd, { json: false });
+  cmd
     .addHelpText(
       'after',
       `
@@ -80,9 +86,20 @@ Examples:
   $ uit convert templates.yaml --rows rows.jsonl --to niv2 -o out/ag_news
   $ uit convert flan2021_templates.json --rows rte.jsonl --to niv2 -o rte.jsonl
   $ uit convert ../shared/data/p3_rendered/ag_news_classify.jsonl --to niv2 | head -c 600
-  $ uit convert task1562_zest_question_rewriting.json --to alpaca -o zest.jsonl --json`,
+  $ uit convert task1562_zest_question_rewriting.json --to alpaca -o zest.jsonl --json
+
+With --method model, each task's instruction is rewritten by a transfer model: N candidates
+are sampled, scored with the UIT scoring prompt by a scoring model, and the lowest-perplexity
+one becomes the Definition (docs/pipeline.md). Everything goes through the cache (--cache).
+  $ uit convert ../shared/data/p3_rendered/imdb_Reviewer_Enjoyment.jsonl --to niv2 --method model \
+      --model models/uit-tiny -o out/imdb --num-candidates 8 --instances 32
+  $ uit convert tasks/ --to niv2 --method model --model models/uit-tiny -o out/part-0 --shard 0/4`,
     )
-    .action(async (input: string[], opts: ConvertCliOptions) => {
+    .action(async (input: string[], opts: ConvertCliOptions & PipelineCliOptions) => {
+      if (opts.method === 'model') {
+        await runPipelineCommand('convert', input, opts);
+        return;
+      }
       if (opts.json && !opts.out) throw new UitError('--json needs -o: without it the converted data goes to stdout', ExitCode.USAGE);
       const summary = await convert({
         input,

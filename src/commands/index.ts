@@ -3,9 +3,11 @@ import * as cache from './cache.js';
 import * as compare from './compare.js';
 import * as convert from './convert.js';
 import * as demo from './demo.js';
+import * as denoise from './denoise.js';
 import * as doctor from './doctor.js';
 import * as generate from './generate.js';
 import * as serve from './serve.js';
+import * as transfer from './transfer.js';
 
 /** Each command lives in its own module and registers itself here. */
 type Register = (program: Command) => void;
@@ -13,6 +15,8 @@ type Register = (program: Command) => void;
 const commands: Register[] = [
   // Keep one line per command module, e.g. `convert.register`.
   convert.register,
+  transfer.register,
+  denoise.register,
   demo.register,
   compare.register,
   cache.register,

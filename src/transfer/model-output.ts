@@ -1,0 +1,150 @@
+// From a source task and its selected definitions to the Ni-v2 task that is written, and the
+// provenance line that goes with it. The shaping matches the heuristic method's, so heuristic and
+// model outputs differ only in their Definition (and provenance):
+//   - a task without Positive Examples takes its first instances as Positive Examples (`examples`,
+//     default 2, always leaving one instance), and the scoring prompt uses exactly these examples;
+//   - Definition[0] is the best kept candidate; with --top-k k the kept candidates follow in rank
+//     order, and with --keep-candidates every other candidate follows too (scored ones by rank,
+//     then unscored ones), so a Ni-v2 reader sees all of them as the task's definitions.
+import type { LazyTask } from '../formats/api.js';
+import { dropFirstInstances, lazyFromTask } from '../formats/api.js';
+import { DEFINITION, INSTANCES, NEGATIVE, NIV2_KEY_ORDER, POSITIVE, datasetNameOf } from '../formats/niv2.js';
+import type { TaskScores } from '../perplexity/index.js';
+import type { Example, Instance, Provenance, Task } from '../types.js';
+import type { TransferInfo } from './candidates-file.js';
+
+/** The task as written apart from its Definition: Positive Examples borrowed from instances if it has none. */
+export function prepareNiv2(t: LazyTask, examples: number): { task: LazyTask; borrowed: number } {
+  const task = t.task;
+  if (task.positiveExamples.length > 0 || examples <= 0) return { task: t, borrowed: 0 };
+  const n = Math.max(0, Math.min(examples, task.instances.length - 1));
+  if (n === 0) return { task: t, borrowed: 0 };
+  const positives: Example[] = task.instances.slice(0, n).map((i) => ({ input: i.input, output: i.outputs[0] ?? '' }));
+  return { task: dropFirstInstances(t, n, { ...task, positiveExamples: positives }), borrowed: n };
+}
+
+/** The definitions to write, best first (see the file comment). */
+export function definitionsToWrite(scores: TaskScores, keepCandidates: boolean): string[] {
+  const byRank = scores.candidates.filter((c) => c.rank !== null).sort((a, b) => a.rank! - b.rank!);
+  const kept = byRank.filter((c) => c.kept).map((c) => c.definition);
+  if (!keepCandidates) return kept;
+  const rest = [...byRank.filter((c) => !c.kept), ...scores.candidates.filter((c) => c.rank === null)].map((c) => c.definition);
+  return [...kept, ...rest];
+}
+
+function stripInstanceExtra(i: Instance): Instance {
+  if (i.extra === undefined) return i;
+  const { extra: _dropped, ...rest } = i;
+  return rest;
+}
+
+/**
+ * The task with `definitions` as its Definition list. One definition is simply the task's
+ * definition. More than one needs the Ni-v2 writer's list: a Ni-v2 source keeps its layout with
+ * the extra entries after the first; any other source is given the layout the writer uses for
+ * non-Ni-v2 tasks (the released key order, Source = the dataset name), spelled out as a Ni-v2
+ * layout so that the writer emits every definition. Instance extras are dropped there, as the
+ * writer drops them for non-Ni-v2 sources.
+ */
+export function withDefinitions(t: LazyTask, definitions: string[]): LazyTask {
+  const [first, ...rest] = definitions;
+  const task = t.task;
+  if (rest.length === 0) return replaceTask(t, { ...task, definition: first });
+  if (task.source.format === 'niv2') {
+    return replaceTask(t, { ...task, definition: first, source: { ...task.source, extra: { ...task.source.extra, [DEFINITION]: rest } } });
+  }
+  const values: Record<string, unknown> = {
+    Source: [datasetNameOf(task)],
+    [DEFINITION]: rest,
+    [POSITIVE]: null,
+    [NEGATIVE]: null,
+    [INSTANCES]: null,
+  };
+  const extra = Object.fromEntries(NIV2_KEY_ORDER.map((k) => [k, k in values ? values[k] : []]));
+  const shaped: Task = {
+    ...task,
+    definition: first,
+    source: { ...task.source, format: 'niv2', extra },
+    instances: task.instances.map(stripInstanceExtra),
+  };
+  if (t.complete) return lazyFromTask(shaped);
+  return {
+    task: shaped,
+    complete: false,
+    instances: async function* () {
+      for await (const i of t.instances()) yield stripInstanceExtra(i);
+    },
+  };
+}
+
+function replaceTask(t: LazyTask, task: Task): LazyTask {
+  return t.complete ? lazyFromTask(task) : { ...t, task };
+}
+
+/** Reads a streamed task's instances once, so a bad record fails the task before anything is written. */
+export async function checkInstances(t: LazyTask): Promise<void> {
+  if (t.complete) return;
+  for await (const _ of t.instances()) {
+    // reading is the check
+  }
+}
+
+export interface ScorerInfo {
+  model: string;
+  name: string;
+}
+
+export interface SelectionInfo {
+  instances: number;
+  instanceSeed: number;
+  threshold?: number;
+  topK?: number;
+  keepCandidates: boolean;
+}
+
+/** The provenance line of a denoised task (the same for `uit convert` and `uit transfer` + `uit denoise`). */
+export function modelProvenance(args: {
+  source: Task;
+  target: string;
+  transfer: TransferInfo | null;
+  scorer: ScorerInfo;
+  selection: SelectionInfo;
+  scores: TaskScores;
+  borrowed: number;
+}): Provenance {
+  const { source, transfer, scores, selection } = args;
+  const method: Provenance['method'] = transfer === null ? 'denoise' : transfer.backend === 'local' ? 'model' : 'api';
+  const p: Provenance = {
+    source: { file: source.source.file, format: source.source.format, id: source.id },
+    method,
+    target: args.target,
+    sourceInstruction: source.definition,
+    transfer,
+    scorer: {
+      model: args.scorer.model,
+      name: args.scorer.name,
+      instances: selection.instances,
+      instanceSeed: selection.instanceSeed,
+      scoredInstances: scores.setup.instances.length,
+      ...(scores.setup.examplesFromInstances.length ? { examplesFromInstances: scores.setup.examplesFromInstances } : {}),
+    },
+    selection: {
+      rule: 'lowest-perplexity',
+      threshold: selection.threshold ?? null,
+      topK: selection.topK ?? null,
+      keepCandidates: selection.keepCandidates,
+    },
+    candidates: scores.candidates.map((c) => ({
+      definition: c.definition,
+      meanCe: c.meanCe,
+      perplexity: c.perplexity,
+      tokens: c.tokens,
+      instances: c.instances,
+      rank: c.rank,
+      kept: c.kept,
+    })),
+    chosen: scores.best,
+  };
+  if (args.borrowed > 0) p.positiveExamplesFromInstances = args.borrowed;
+  return p;
+}

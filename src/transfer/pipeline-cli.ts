@@ -1,0 +1,303 @@
+// The command-line face of the pipeline, shared by `uit convert --method model`, `uit transfer`,
+// `uit denoise` and `uit demo`: option definitions, turning options into loaded models, a cache
+// and pipeline steps, and the summary (one line on stderr, or --json on stdout).
+import { basename } from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cache/index.js';
+import { ExitCode, UitError } from '../errors.js';
+import { DEFAULT_INSTANCES, Scorer } from '../perplexity/index.js';
+import { addOpenAIOptions, openAIGeneratorFromOptions, paramsJson, type OpenAICliOptions } from '../remote/index.js';
+import { loadModel, type Device, type Model } from '../runtime/index.js';
+import { readCandidatesFile } from './candidates-file.js';
+import { CandidateSource } from './candidates.js';
+import type { GenerationParams, TextGenerator } from './generator.js';
+import { LocalGenerator } from './local-generator.js';
+import { runPipeline, type PipelineCommand, type PipelineOptions, type PipelineSummary } from './pipeline.js';
+import { TRANSFER_STOP, type PromptStyle } from './prompt.js';
+import { loadSeeds } from './seeds.js';
+import { parseShard } from './shard.js';
+import { failureText } from './task-errors.js';
+
+/** Defaults of the model method (docs/pipeline.md). */
+export const PIPELINE_DEFAULTS = {
+  numCandidates: 8,
+  temperature: 0.7,
+  topP: 0.95,
+  maxNewTokens: 128,
+  instances: DEFAULT_INSTANCES,
+} as const;
+
+export interface PipelineCliOptions extends Partial<OpenAICliOptions> {
+  // reading
+  from?: string;
+  rows?: string;
+  dataset?: string;
+  truncate?: boolean;
+  seed: number;
+  out?: string;
+  to?: string;
+  examples?: number;
+  // transfer
+  model?: string;
+  promptStyle?: PromptStyle;
+  seeds?: string;
+  numCandidates?: number;
+  temperature?: number;
+  topP?: number;
+  sampleTopK?: number;
+  maxNewTokens?: number;
+  repetitionPenalty?: number;
+  // denoise
+  scorer?: string;
+  candidates?: string;
+  instances?: number;
+  instanceSeed?: number;
+  threshold?: number;
+  topK?: number;
+  keepCandidates?: boolean;
+  // run
+  cache?: string;
+  shard?: string;
+  strict?: boolean;
+  json?: boolean;
+  device?: Device;
+  threads?: number;
+}
+
+export function int(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+function float(name: string, ok: (n: number) => boolean, rule: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`${name} must be ${rule}`);
+    return n;
+  };
+}
+
+/** Options of the generation side (convert --method model, transfer). */
+export function addTransferOptions(cmd: Command, { modelRequired = false } = {}): Command {
+  cmd
+    .option('--model <dir>', `transfer model folder (a GPT-J or any optimum decoder export)${modelRequired ? '' : '; needed with --method model unless --backend openai'}`)
+    .addOption(new Option('--prompt-style <style>', 'fewshot: seed pairs then the task; pair: the bare pair a fine-tuned model takes').choices(['fewshot', 'pair']).default('fewshot'))
+    .option('--seeds <file>', 'few-shot seed pairs, a JSON array of {"source", "definition"} (default: the shipped src/transfer/seed-pairs.json)')
+    .option('--num-candidates <n>', 'candidate definitions sampled per task', int('--num-candidates', 1), PIPELINE_DEFAULTS.numCandidates)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', float('--temperature', (n) => n >= 0, '>= 0'), PIPELINE_DEFAULTS.temperature)
+    .option('--top-p <p>', 'nucleus sampling', float('--top-p', (n) => n > 0 && n <= 1, 'in (0, 1]'), PIPELINE_DEFAULTS.topP)
+    .option('--sample-top-k <k>', 'sample from the k most likely tokens (off by default)', int('--sample-top-k', 1))
+    .option('--repetition-penalty <r>', "CTRL's repetition penalty (off by default)", float('--repetition-penalty', (n) => n > 0, '> 0'))
+    .option('--max-new-tokens <n>', 'longest candidate, in tokens (a candidate also ends at a blank line)', int('--max-new-tokens', 1), PIPELINE_DEFAULTS.maxNewTokens);
+  return addOpenAIOptions(cmd);
+}
+
+/** Options of the scoring side (convert --method model, denoise). */
+export function addDenoiseOptions(cmd: Command): Command {
+  return cmd
+    .option('--scorer <dir>', 'scoring model folder (default: the transfer model)')
+    .option('--instances <m>', 'instances scored per candidate (a seeded shuffle of the task\'s instances)', int('--instances', 1), PIPELINE_DEFAULTS.instances)
+    .option('--instance-seed <n>', 'seed of the instance shuffle', int('--instance-seed', 0), 0)
+    .option('--threshold <ppl>', 'drop candidates whose perplexity is above this (a task left with none is not written)', float('--threshold', (n) => n > 0, '> 0'))
+    .option('--top-k <k>', 'keep the k best candidates as the task\'s Definition list (default 1)', int('--top-k', 1))
+    .option('--keep-candidates', 'write every candidate into the Definition list, the kept ones first');
+}
+
+/** Options every pipeline command has. */
+export function addRunOptions(cmd: Command, { json = true } = {}): Command {
+  cmd
+    .option('--cache <file>', `SQLite cache of generations and scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
+    .option('--shard <k/n>', 'process only shard k of n (0-based; by a hash of the task id)')
+    .option('--strict', 'stop at the first bad task (exit code 3) and write nothing')
+    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1));
+  return json ? cmd.option('--json', 'print the summary as JSON on stdout') : cmd;
+}
+
+export interface OpenedPipeline {
+  options: PipelineOptions;
+  cache: Cache;
+  close(): Promise<void>;
+}
+
+function usage(message: string): never {
+  throw new UitError(message, ExitCode.USAGE);
+}
+
+/** Loads what a command needs (models, cache, seeds, candidates) and builds its PipelineOptions. */
+export async function openPipeline(command: PipelineCommand, input: string[], o: PipelineCliOptions): Promise<OpenedPipeline> {
+  if (!o.out) usage(`uit ${command} needs -o OUT (${command === 'transfer' ? 'a .jsonl file' : 'a folder, .json or .jsonl'})`);
+  if (command === 'transfer' && !/\.jsonl$/i.test(o.out)) usage('uit transfer writes a candidates JSONL: -o must end in .jsonl');
+  if (command !== 'transfer' && o.to !== undefined && o.to !== 'niv2') usage('the model method writes Ni-v2 definitions: use --to niv2');
+  const generates = command !== 'denoise';
+  const scores = command !== 'transfer';
+  const api = generates && o.backend === 'openai';
+  if (generates && !api && !o.model) usage(`uit ${command} needs --model DIR (the transfer model), or --backend openai`);
+  const scorerDir = o.scorer ?? (api ? undefined : o.model);
+  if (scores && !scorerDir) usage(command === 'denoise' ? 'uit denoise needs --scorer DIR (the scoring model)' : '--backend openai needs --scorer DIR (the scoring model)');
+  if (command === 'denoise' && !o.candidates) usage('uit denoise needs --candidates FILE (JSONL of {"task", "candidates"}, e.g. from uit transfer)');
+  const shard = o.shard === undefined ? undefined : parseShard(o.shard);
+  const style: PromptStyle = o.promptStyle ?? 'fewshot';
+  const seeds = generates && style === 'fewshot' ? loadSeeds(o.seeds) : undefined;
+  const candidates = command === 'denoise' ? await readCandidatesFile(o.candidates!) : undefined;
+
+  const cache = openCache(o.cache ?? defaultCachePath());
+  const models: Model[] = [];
+  let generator: TextGenerator | undefined;
+  try {
+    const load = async (dir: string): Promise<Model> => {
+      const m = await loadModel(dir, { device: o.device, threads: o.threads });
+      models.push(m);
+      return m;
+    };
+    const transferModel = generates && !api ? await load(o.model!) : undefined;
+    const scorerModel = scores ? (transferModel && sameFolder(scorerDir!, o.model!) ? transferModel : await load(scorerDir!)) : undefined;
+
+    const options: PipelineOptions = {
+      command,
+      input,
+      from: o.from,
+      read: { rows: o.rows, dataset: o.dataset, truncate: o.truncate, seed: o.seed },
+      out: o.out,
+      to: 'niv2',
+      cache,
+      candidates,
+      shard,
+      strict: o.strict,
+      quiet: o.json === true,
+    };
+
+    if (generates) {
+      const params: GenerationParams = {
+        maxNewTokens: o.maxNewTokens ?? PIPELINE_DEFAULTS.maxNewTokens,
+        temperature: o.temperature ?? PIPELINE_DEFAULTS.temperature,
+        topP: o.topP ?? PIPELINE_DEFAULTS.topP,
+        topK: o.sampleTopK,
+        repetitionPenalty: o.repetitionPenalty,
+        stop: TRANSFER_STOP,
+        seed: o.seed,
+      };
+      let modelCalls: () => number;
+      let name: string;
+      if (transferModel) {
+        const local = await LocalGenerator.create(transferModel);
+        generator = local;
+        modelCalls = () => local.counts.calls;
+        name = basename(transferModel.info.dir);
+      } else {
+        const remote = openAIGeneratorFromOptions(o as OpenAICliOptions);
+        generator = remote;
+        name = o.apiModel!;
+        modelCalls = () => source.stats.requests;
+      }
+      const source = new CandidateSource(generator, cache, { name });
+      const numCandidates = o.numCandidates ?? PIPELINE_DEFAULTS.numCandidates;
+      options.transfer = {
+        source,
+        style,
+        seeds: seeds?.pairs ?? [],
+        params,
+        numCandidates,
+        modelCalls,
+        info: {
+          backend: transferModel ? 'local' : 'openai',
+          model: generator.id,
+          name,
+          promptStyle: style,
+          seeds: seeds ? { digest: seeds.digest, count: seeds.pairs.length } : null,
+          params: paramsJson(params),
+          candidates: numCandidates,
+        },
+      };
+    }
+    if (scorerModel) {
+      const scorer = new Scorer(scorerModel, { cache });
+      options.denoise = {
+        scorer,
+        info: { model: await scorer.scorerId(), name: basename(scorerModel.info.dir) },
+        examples: o.examples ?? 2,
+        selection: {
+          instances: o.instances ?? PIPELINE_DEFAULTS.instances,
+          instanceSeed: o.instanceSeed ?? 0,
+          threshold: o.threshold,
+          topK: o.topK,
+          keepCandidates: o.keepCandidates === true,
+        },
+      };
+    }
+    return {
+      options,
+      cache,
+      async close() {
+        await generator?.close?.();
+        for (const m of models) await m.dispose();
+        cache.close();
+      },
+    };
+  } catch (err) {
+    await generator?.close?.();
+    for (const m of models) await m.dispose();
+    cache.close();
+    throw err;
+  }
+}
+
+function sameFolder(a: string, b: string): boolean {
+  return a.replace(/[\\/]+$/, '') === b.replace(/[\\/]+$/, '');
+}
+
+/** Runs a pipeline command end to end: open, run (recorded as a run in the cache), close, report. */
+export async function runPipelineCommand(command: PipelineCommand, input: string[], o: PipelineCliOptions): Promise<PipelineSummary> {
+  const opened = await openPipeline(command, input, o);
+  let summary: PipelineSummary;
+  try {
+    opened.cache.startRun(command, runArgs(input, o));
+    try {
+      summary = await runPipeline(opened.options);
+    } catch (err) {
+      opened.cache.finishRun('failed');
+      throw err;
+    }
+    opened.cache.finishRun('ok', {
+      tasks: summary.tasks,
+      candidates: summary.candidates,
+      scores: summary.scores,
+      modelCalls: summary.modelCalls,
+    } as unknown as JsonObject);
+  } finally {
+    await opened.close();
+  }
+  if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+  else process.stderr.write(summaryLine(summary) + '\n');
+  if (summary.tasks.failed > 0) process.exitCode = ExitCode.PARTIAL;
+  return summary;
+}
+
+function runArgs(input: string[], o: PipelineCliOptions): JsonObject {
+  const args: JsonObject = { input };
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined || typeof v === 'function') continue;
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') args[k] = v;
+  }
+  return args;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** The one-line summary printed on stderr at the end of a run. */
+export function summaryLine(s: PipelineSummary): string {
+  const parts = [`${s.command}: ${plural(s.tasks.ok, 'task')} ok`];
+  if (s.tasks.failed) parts[0] += `, ${s.tasks.failed} failed`;
+  if (s.tasks.filtered) parts[0] += `, ${s.tasks.filtered} filtered`;
+  if (s.shard) parts[0] += ` (shard ${s.shard}; ${s.tasks.otherShards} in other shards)`;
+  if (s.command !== 'denoise') parts.push(`candidates ${s.candidates.generated} generated, ${s.candidates.cached} cached`);
+  if (s.command !== 'transfer') parts.push(`scores ${s.scores.computed} computed, ${s.scores.cached} cached`);
+  parts.push(`${plural(s.modelCalls.total, 'model call')}`);
+  parts.push(`${s.seconds.toFixed(1)} s`);
+  let line = parts.join(' | ') + ` -> ${s.out}`;
+  if (s.errors) line += `\n${s.command}: ${plural(s.tasks.failed, 'task')} failed, see ${s.errors}; first: ${failureText(s.failures[0])}`;
+  return line;
+}

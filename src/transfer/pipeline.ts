@@ -1,0 +1,335 @@
+// The UIT pipeline: read tasks -> transfer prompt -> N candidate definitions -> UIT scoring ->
+// selection -> Ni-v2 output, every generation and score through the SQLite cache.
+//
+// One function serves three commands, so they share every step:
+//   convert  = transfer + denoise, writing tasks (folder, .json or .jsonl) and a provenance sidecar;
+//   transfer = candidates only, writing the candidates JSONL (candidates-file.ts);
+//   denoise  = scoring and selection of candidates read from such a file, writing tasks.
+//
+// Resuming is the cache's job: outputs are staged and appear only when the run ends, and a rerun
+// finds every finished generation and score in the cache (zero model calls when all are there).
+// Outputs hold no timestamps or timings and follow the input order, so a killed and resumed run
+// writes the same bytes as an uninterrupted one. Leftover temp files of killed runs are removed.
+import { relative } from 'node:path';
+import type { Cache } from '../cache/index.js';
+import type { LazyTask, ReadOptions, TargetFormat } from '../formats/api.js';
+import { writerByName } from '../formats/registry.js';
+import { JsonlWriter } from '../io/jsonl.js';
+import { InputError } from '../errors.js';
+import type { Scorer } from '../perplexity/index.js';
+import { scoreCandidates, type TaskScores } from '../perplexity/index.js';
+import { createProgress, type Progress } from '../progress.js';
+import type { Provenance } from '../types.js';
+import type { LoadedCandidates, TransferInfo } from './candidates-file.js';
+import type { CandidateSource } from './candidates.js';
+import type { GenerationParams } from './generator.js';
+import { readTasks } from './inputs.js';
+import { checkInstances, definitionsToWrite, modelProvenance, prepareNiv2, withDefinitions, type ScorerInfo, type SelectionInfo } from './model-output.js';
+import { buildTransferPrompt, type PromptStyle, type SeedPair } from './prompt.js';
+import { inShard, type Shard } from './shard.js';
+import { removeStaleTemps } from './stale.js';
+import { errorsPathFor, failureOf, isTaskError, writeErrorsFile, type TaskFailure } from './task-errors.js';
+
+export type PipelineCommand = 'convert' | 'transfer' | 'denoise';
+
+export interface TransferStep {
+  source: CandidateSource;
+  info: TransferInfo;
+  style: PromptStyle;
+  seeds: SeedPair[];
+  params: GenerationParams;
+  numCandidates: number;
+  /** Calls that reached the generator: forward passes of a local model, requests of an API. */
+  modelCalls: () => number;
+}
+
+export interface DenoiseStep {
+  scorer: Scorer;
+  info: ScorerInfo;
+  selection: SelectionInfo;
+  /** Positive Examples taken from the first instances of a task that has none (default 2). */
+  examples: number;
+}
+
+export interface PipelineOptions {
+  command: PipelineCommand;
+  input: string[];
+  from?: string;
+  read?: Pick<ReadOptions, 'rows' | 'dataset' | 'truncate' | 'seed' | 'head'>;
+  /** Output: a folder, .json or .jsonl (tasks), or .jsonl (candidates, for `transfer`). */
+  out: string;
+  /** Target format of convert and denoise (Ni-v2 only: the model writes Ni-v2 definitions). */
+  to?: TargetFormat;
+  cache: Cache;
+  /** convert and transfer. */
+  transfer?: TransferStep;
+  /** convert and denoise. */
+  denoise?: DenoiseStep;
+  /** denoise: the candidates to score. */
+  candidates?: LoadedCandidates;
+  shard?: Shard;
+  /** Stop at the first bad task (exit code BAD_INPUT) and write nothing. */
+  strict?: boolean;
+  /** No progress bar (--json, tests). */
+  quiet?: boolean;
+  /** Told about every written (or filtered) task, e.g. for the demo's display. */
+  onTask?: (report: TaskReport) => void;
+}
+
+export interface TaskReport {
+  id: string;
+  /** Output path relative to the output (null when filtered out, or for `transfer`). */
+  output: string | null;
+  candidates: string[];
+  scores: TaskScores | null;
+  provenance: Provenance | null;
+}
+
+export interface PipelineSummary {
+  command: PipelineCommand;
+  input: string[];
+  out: string;
+  to: TargetFormat | null;
+  provenance: string | null;
+  /** The errors file, when some task failed. */
+  errors: string | null;
+  shard: string | null;
+  tasks: {
+    /** Written (convert, denoise) or given candidates (transfer). */
+    ok: number;
+    failed: number;
+    /** Every candidate above --threshold: the task is left out (its provenance says why). */
+    filtered: number;
+    /** Tasks read but owned by another shard. */
+    otherShards: number;
+  };
+  candidates: { generated: number; cached: number };
+  scores: { computed: number; cached: number };
+  /** Forward passes (local models) or API requests; 0 on a rerun of a finished job. */
+  modelCalls: { generation: number; scoring: number; total: number };
+  /** New tokens generated in this run. */
+  tokens: number;
+  /** Candidate lines of a denoise input that matched no task read. */
+  unusedCandidates?: number;
+  failures: TaskFailure[];
+  seconds: number;
+}
+
+type Outcome = { kind: 'ok'; report: TaskReport } | { kind: 'filtered'; report: TaskReport };
+
+interface Sinks {
+  writer?: ReturnType<ReturnType<typeof writerByName>['open']>;
+  provenance?: JsonlWriter;
+  candidates?: JsonlWriter;
+}
+
+export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummary> {
+  const t0 = performance.now();
+  check(opts);
+  const to = opts.command === 'transfer' ? null : (opts.to ?? 'niv2');
+  const failures: TaskFailure[] = [];
+  const summary: PipelineSummary = {
+    command: opts.command,
+    input: opts.input,
+    out: opts.out,
+    to,
+    provenance: null,
+    errors: null,
+    shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null,
+    tasks: { ok: 0, failed: 0, filtered: 0, otherShards: 0 },
+    candidates: { generated: 0, cached: 0 },
+    scores: { computed: 0, cached: 0 },
+    modelCalls: { generation: 0, scoring: 0, total: 0 },
+    tokens: 0,
+    failures,
+    seconds: 0,
+  };
+  const errorsPath = errorsPathFor(opts.out);
+  const readOpts: ReadOptions = { ...(opts.read ?? {}) };
+
+  const total = opts.quiet || !process.stderr.isTTY ? 0 : await countTasks(opts, readOpts);
+  const bar = createProgress({
+    label: opts.command,
+    total,
+    quiet: opts.quiet,
+    extraFormat: '{cands} candidates | {tps} tok/s | cache hits {hits}',
+    payload: { cands: 0, tps: 0, hits: 0 },
+  });
+
+  // Outputs: staged until the end; leftovers of killed runs removed first.
+  const sinks: Sinks = {};
+  const used = new Set<string>();
+  try {
+    if (to === null) {
+      removeStaleTemps([opts.out, errorsPath]);
+      sinks.candidates = new JsonlWriter(opts.out);
+    } else {
+      const writer = writerByName(to).open({ out: opts.out });
+      removeStaleTemps([opts.out, errorsPath, ...(writer.provenancePath ? [writer.provenancePath] : [])]);
+      sinks.writer = writer;
+      if (writer.provenancePath) sinks.provenance = new JsonlWriter(writer.provenancePath);
+      summary.provenance = writer.provenancePath ?? null;
+    }
+
+    for await (const item of readTasks(opts.input, opts.from, readOpts)) {
+      if (item.kind === 'error') {
+        if (!inShard(item.part, opts.shard)) continue;
+        if (opts.strict) throw item.error;
+        failures.push(failureOf(item.error, { file: item.part }));
+        summary.tasks.failed++;
+        bar.tick(1, progressPayload(opts, t0));
+        continue;
+      }
+      const lt = item.task;
+      if (!inShard(lt.task.id, opts.shard)) {
+        summary.tasks.otherShards++;
+        continue;
+      }
+      try {
+        const outcome = await processTask(opts, lt, sinks, to);
+        if (outcome.kind === 'ok') summary.tasks.ok++;
+        else summary.tasks.filtered++;
+        used.add(lt.task.id);
+        opts.onTask?.(outcome.report);
+      } catch (err) {
+        if (!isTaskError(err)) throw err;
+        if (opts.strict) throw err;
+        failures.push(failureOf(err, { file: lt.task.source.file, task: lt.task.id }));
+        summary.tasks.failed++;
+      }
+      bar.tick(1, progressPayload(opts, t0));
+    }
+
+    sinks.writer?.commit();
+    sinks.provenance?.commit();
+    sinks.candidates?.commit();
+  } catch (err) {
+    sinks.writer?.abort();
+    sinks.provenance?.abort();
+    sinks.candidates?.abort();
+    throw err;
+  } finally {
+    bar.stop();
+  }
+
+  summary.errors = writeErrorsFile(errorsPath, failures);
+  if (opts.candidates) {
+    summary.unusedCandidates = [...opts.candidates.byTask.keys()].filter((id) => !used.has(id) && inShard(id, opts.shard)).length;
+  }
+  fillCounts(summary, opts);
+  summary.seconds = Math.round((performance.now() - t0) / 10) / 100;
+  return summary;
+}
+
+function check(opts: PipelineOptions): void {
+  const needs = (cond: unknown, what: string) => {
+    if (!cond) throw new TypeError(`runPipeline(${opts.command}): ${what}`);
+  };
+  needs(opts.command !== 'denoise' ? opts.transfer : opts.candidates, opts.command === 'denoise' ? 'needs candidates' : 'needs a transfer step');
+  needs(opts.command !== 'transfer' ? opts.denoise : true, 'needs a denoise step');
+  if (opts.command !== 'transfer' && (opts.to ?? 'niv2') !== 'niv2') {
+    throw new InputError({ file: opts.out }, 'the model method writes Ni-v2 definitions: use --to niv2');
+  }
+}
+
+async function countTasks(opts: PipelineOptions, readOpts: ReadOptions): Promise<number> {
+  let n = 0;
+  for await (const item of readTasks(opts.input, opts.from, readOpts)) {
+    if (inShard(item.kind === 'task' ? item.task.task.id : item.part, opts.shard)) n++;
+  }
+  return n;
+}
+
+function progressPayload(opts: PipelineOptions, t0: number): Record<string, number> {
+  const s = opts.transfer?.source.stats;
+  const seconds = (performance.now() - t0) / 1000;
+  const hits = opts.cache.counters.generations.hits + opts.cache.counters.scores.hits;
+  return {
+    cands: s ? s.generated + s.cached : 0,
+    tps: s && seconds > 0 ? Math.round(s.tokens / seconds) : 0,
+    hits,
+  };
+}
+
+function fillCounts(summary: PipelineSummary, opts: PipelineOptions): void {
+  const t = opts.transfer;
+  if (t) {
+    summary.candidates = { generated: t.source.stats.generated, cached: t.source.stats.cached };
+    summary.tokens = t.source.stats.tokens;
+    summary.modelCalls.generation = t.modelCalls();
+  }
+  const sc = opts.denoise?.scorer.stats;
+  if (sc) {
+    summary.scores = { computed: sc.computed, cached: sc.cacheHits };
+    summary.modelCalls.scoring = sc.modelCalls;
+  }
+  summary.modelCalls.total = summary.modelCalls.generation + summary.modelCalls.scoring;
+}
+
+/** The task's source instruction: what the reader gives as its instruction (Ni-v2: Definition[0]). */
+function sourceInstruction(lt: LazyTask): string {
+  const s = lt.task.definition.trim();
+  if (s === '') throw new InputError({ file: lt.task.source.file }, 'the task has no instruction (definition) to transfer');
+  return s;
+}
+
+async function candidatesFor(opts: PipelineOptions, lt: LazyTask): Promise<{ texts: string[]; transfer: TransferInfo | null }> {
+  const t = opts.transfer;
+  if (t) {
+    const prompt = buildTransferPrompt(sourceInstruction(lt), t.style, t.seeds);
+    const samples = await t.source.samples(prompt, t.numCandidates, t.params);
+    return { texts: samples.map((s) => s.text.trim()), transfer: t.info };
+  }
+  const c = opts.candidates!;
+  const entry = c.byTask.get(lt.task.id);
+  if (!entry) throw new InputError({ file: c.file }, `no candidates for task ${JSON.stringify(lt.task.id)}`);
+  return { texts: entry.record.candidates.map((s) => s.trim()), transfer: entry.record.transfer ?? null };
+}
+
+async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to: TargetFormat | null): Promise<Outcome> {
+  const { texts, transfer } = await candidatesFor(opts, lt);
+  if (to === null) {
+    const task = lt.task;
+    sinks.candidates!.write({
+      task: task.id,
+      source: { file: task.source.file, format: task.source.format, instruction: task.definition },
+      candidates: texts,
+      transfer,
+    });
+    return { kind: 'ok', report: { id: task.id, output: null, candidates: texts, scores: null, provenance: null } };
+  }
+
+  const d = opts.denoise!;
+  const { task: prepared, borrowed } = prepareNiv2(lt, d.examples);
+  const scores = await scoreCandidates(d.scorer, prepared.task, texts, {
+    instances: d.selection.instances,
+    seed: d.selection.instanceSeed,
+    threshold: d.selection.threshold,
+    topK: d.selection.topK,
+    file: lt.task.source.file,
+  });
+  if (scores.candidates.every((c) => c.meanCe === null)) {
+    throw new InputError(
+      { file: lt.task.source.file },
+      `no instance with a non-empty output to score the candidates on (${scores.setup.instances.length} instances looked at)`,
+    );
+  }
+  const provenance = modelProvenance({ source: lt.task, target: to, transfer, scorer: d.info, selection: d.selection, scores, borrowed });
+  const definitions = definitionsToWrite(scores, d.selection.keepCandidates);
+  if (scores.best === null) {
+    sinks.provenance?.write({ id: lt.task.id, output: null, ...provenance, filtered: 'every candidate is above the threshold' });
+    return { kind: 'filtered', report: { id: lt.task.id, output: null, candidates: texts, scores, provenance } };
+  }
+  const out = withDefinitions(prepared, definitions);
+  await checkInstances(out);
+  const where = await sinks.writer!.write(out);
+  const output = outputName(opts.out, where);
+  sinks.provenance?.write({ id: lt.task.id, output, ...provenance });
+  return { kind: 'ok', report: { id: lt.task.id, output, candidates: texts, scores, provenance } };
+}
+
+/** Where a task went, relative to the output, so that outputs in different places compare equal. */
+function outputName(out: string, where: string): string {
+  if (where.startsWith(`${out}#`)) return where.slice(out.length);
+  return relative(out, where).split('\\').join('/') || '.';
+}
