@@ -1,0 +1,28 @@
+// The scoring half of UIT's denoising (docs/scoring.md, "API").
+export { buildScoringPrefix } from './scoring-prompt.js';
+export {
+  Scorer,
+  OVERFLOW_POLICIES,
+  type OverflowPolicy,
+  type ScorePair,
+  type PairScore,
+  type ScorerOptions,
+  type ScorerStats,
+  type BatchProgress,
+} from './scorer.js';
+export { planGroups, compareIds, commonPrefixLength, type PrefixGroup, type PlanOptions } from './plan.js';
+export { CountingBackend, type ModelCallCounts } from './counting-backend.js';
+export { instanceRng, shuffled } from './shuffle.js';
+export { rankAndSelect, type Selection, type Ranked } from './select.js';
+export {
+  uitSetup,
+  uitPairs,
+  scoreCandidates,
+  DEFAULT_INSTANCES,
+  EXAMPLES_IN_PROMPT,
+  type UitOptions,
+  type UitSetup,
+  type CandidateScore,
+  type TaskScores,
+  type ScoreCandidatesOptions,
+} from './uit.js';
