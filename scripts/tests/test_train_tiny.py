@@ -1,0 +1,214 @@
+"""Tests of the uit-tiny build: the BPE trainer against @huggingface/tokenizers, template text,
+dataset matching, the held-out guarantees of the corpus, and deterministic batching."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import bpe
+import tiny_corpus as tc
+
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(SCRIPTS)
+NODE = shutil.which("node")
+HAS_DATA = os.path.isdir(tc.DEFAULT_DATA)
+needs_node = pytest.mark.skipif(NODE is None or not os.path.isdir(os.path.join(REPO, "node_modules", "@huggingface", "tokenizers")),
+                                reason="node and node_modules/@huggingface/tokenizers are needed")
+needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"{tc.DEFAULT_DATA} is missing")
+
+TRICKY = [
+    "Hello world! It's 2024, isn't it?  Yes.\n\nDefinition: In this task, you're given {premise}.",
+    "naïve café — 東京 ١٢٣ ½ x²\t\ttabs   \n  trailing ",
+    "Output: ",
+    "'s'S'll 're  'd\u00a0nbsp\u2028line",
+]
+
+
+def run_node(script: str, payload: object) -> object:
+    r = subprocess.run([NODE, "--input-type=module", "-e", script], input=json.dumps(payload), capture_output=True,
+                       text=True, cwd=REPO, check=True)
+    return json.loads(r.stdout)
+
+
+@needs_node
+def test_pretokenizer_matches_the_js_runtime():
+    js = """
+import { ByteLevelPreTokenizer } from '@huggingface/tokenizers';
+let s = ''; for await (const c of process.stdin) s += c;
+const pre = new ByteLevelPreTokenizer({ add_prefix_space: false, use_regex: true });
+console.log(JSON.stringify(JSON.parse(s).map((t) => pre.pre_tokenize_text(t))));
+"""
+    b2u = bpe.bytes_to_unicode()
+    ours = [["".join(b2u[b] for b in p.encode("utf-8")) for p in bpe.pretokenize(t)] for t in TRICKY]
+    assert ours == run_node(js, TRICKY)
+
+
+def test_bpe_is_deterministic_and_merges_frequent_pairs():
+    texts = ["the cat sat on the mat"] * 5 + ["the hat"] * 3
+    counts = bpe.count_words(texts)
+    m1 = bpe.train_bpe(counts, 20)
+    m2 = bpe.train_bpe(dict(reversed(list(counts.items()))), 20)
+    assert m1 == m2
+    assert m1[0] == ("a", "t")  # in cat, sat, mat (5 times each) and hat (3): the most frequent pair
+    ranks = {p: i for i, p in enumerate(m1)}
+    assert bpe.encode_word("Ġthe", ranks) == ["Ġthe"]
+
+
+@needs_node
+def test_tokenizer_json_loads_in_js_and_encodes_like_the_reference(tmp_path):
+    texts = TRICKY + ["In this task, you are given a question. Answer the question."] * 4
+    tok, cfg = bpe.train_tokenizer(texts, 400)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    js = """
+import { readFileSync } from 'node:fs';
+import { Tokenizer } from '@huggingface/tokenizers';
+let s = ''; for await (const c of process.stdin) s += c;
+const { dir, texts } = JSON.parse(s);
+const t = new Tokenizer(JSON.parse(readFileSync(dir + '/tokenizer.json', 'utf8')), JSON.parse(readFileSync(dir + '/tokenizer_config.json', 'utf8')));
+const out = texts.map((x) => { const ids = t.encode(x, { add_special_tokens: false }).ids; return { ids, text: t.decode(ids) }; });
+out.push({ eos: t.token_to_id('<|endoftext|>'), ids: t.encode('a<|endoftext|>b', { add_special_tokens: false }).ids });
+console.log(JSON.stringify(out));
+"""
+    got = run_node(js, {"dir": str(tmp_path), "texts": texts})
+    vocab = tok["model"]["vocab"]
+    ranks = {tuple(p): i for i, p in enumerate(tok["model"]["merges"])}
+    b2u = bpe.bytes_to_unicode()
+    py = bpe.ByteLevelBPE(tok)
+    for text, g in zip(texts, got):
+        ref = [vocab[s] for p in bpe.pretokenize(text) for s in bpe.encode_word("".join(b2u[b] for b in p.encode("utf-8")), ranks)]
+        assert g["ids"] == ref
+        assert py.encode(text) == ref
+        assert g["text"] == text == py.decode(ref)
+    eos = got[-1]["eos"]
+    assert eos == len(vocab) - 1 == vocab[bpe.EOS]
+    assert eos in got[-1]["ids"]  # the special token is matched as one token inside text
+
+
+def test_template_text():
+    t = tc.ps_template_text('What label best describes this news article?\n{{text}} ||| \n{{answer_choices[label] }}',
+                            "World politics ||| Sports")
+    assert t == "What label best describes this news article?\n{text}"
+    t = tc.ps_template_text('Is this {{"world politics, or sports"}}? Choose: {{ answer_choices | join(", ") }}\n{{text}}|||x',
+                            "World politics ||| Sports")
+    assert t == "Is this world politics, or sports? Choose: World politics, Sports\n{text}"
+    t = tc.ps_template_text("{% if label == 1 %}Paraphrase: {{sentence1}}{% else %}Other: {{sentence2}}{% endif %}\n|||\n{{sentence2}}")
+    assert t == "Paraphrase: {sentence1}"
+    t = tc.ps_template_text("{% for a in answers %}- {{ a.text | trim }}\n{% endfor %}Q: {{ question }}|||{{answers.text|choice}}")
+    assert t == "- {a}\nQ: {question}"
+
+
+def test_dataset_matching_and_kinds():
+    assert tc.task_matches(["agnews"], "task379_agnews_topic_classification")
+    assert tc.task_matches(["kilttaskshotpotqa"], "task1293_kilt_tasks_hotpotqa_question_answering")
+    assert not tc.task_matches(["race"], "task320_stereoset_classification_race")
+    assert not tc.task_matches(["hotpotqa"], "task1293_kilt_tasks_hotpotqa_question_answering")
+    t = tc.Template("promptsource", "glue/mrpc", "paraphrase", "x")
+    assert "mrpc" in tc.dataset_names(t) and "gluemrpc" in tc.dataset_names(t)
+    assert tc.output_kind("generate_question\nWrite a question about {context}") == "question"
+    assert tc.output_kind("task024_cosmosqa_answer_generation\nWrite a correct answer to the given question.") == "other"
+    assert tc.output_kind("Translate the sentence into French") == "translation"
+
+
+def test_prompt_mirrors_match_the_typescript_formats():
+    fmt = tc.load_prompt_format()
+    assert tc.transfer_block(fmt, " Q: {q} ", "Answer it. ") == "Instruction: Q: {q}\nDefinition: Answer it."
+    assert tc.transfer_block(fmt, "Q") == "Instruction: Q\nDefinition:"
+    p = tc.fewshot_prompt(fmt, [("A", "a.")], "B")
+    assert p == fmt["header"] + "\n\nInstruction: A\nDefinition: a.\n\nInstruction: B\nDefinition:"
+    s = tc.scoring_prefix("D", [{"input": "i1", "output": "o1"}, {"input": "i2", "output": "o2"}, {"input": "x", "output": "y"}], "x")
+    assert s == ("Definition: D\n\nPositive Examples 1\nInput: i1\nOutput: o1\n\nPositive Examples 2\nInput: i2\nOutput: o2\n\n"
+                 "Now complete the following example -\nInput: x\nOutput: ")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    if not HAS_DATA:
+        pytest.skip(f"{tc.DEFAULT_DATA} is missing")
+    return tc.build()
+
+
+@needs_data
+def test_corpus_keeps_held_out_tasks_out(corpus):
+    ni = tc.load_niv2(tc.DEFAULT_DATA)
+    test_split = set(tc.load_split(tc.DEFAULT_DATA, "test"))
+    text = "\n".join(d["text"] for d in corpus.train)
+    held = corpus.heldout
+    assert len(held["eval_tasks"]) >= 40
+    for name in held["eval_tasks"] + held["holdout_tasks"] + [n for n in ni if n in test_split]:
+        d = ni[name].definition.strip()
+        # a few short generic definitions are shared verbatim with training tasks: skip those
+        if any(ni[o].definition.strip() == d for o in ni if o != name and o not in held["eval_tasks"] + held["holdout_tasks"]):
+            continue
+        assert d not in text, name
+        for inst in ni[name].instances[:5]:
+            if len(inst["input"]) > 40:
+                assert inst["input"] not in text, name
+    # Some generic FLAN/PromptSource templates are shared word for word by several datasets; the
+    # held-out datasets' own templates must not be in training.
+    shared = {t.text for t in tc.load_promptsource(tc.DEFAULT_DATA) + tc.load_flan(tc.DEFAULT_DATA) if not tc.is_holdout_template(t)}
+    trained_templates = {d["text"] for d in corpus.train if d["kind"] == "template"} | {p["source"] for p in corpus.pairs}
+    own = [t["text"] for t in held["holdout_templates"] if t["text"] not in shared]
+    assert len(own) >= 40
+    assert not any(t in trained_templates for t in own)
+    train_texts = {d["text"] for d in corpus.train}
+    held_p3 = [p + c for f, rows in tc.load_p3(tc.DEFAULT_DATA).items() if tc.is_holdout_p3(f) for p, c in rows]
+    assert len(held_p3) >= 100 and not any(x in train_texts for x in held_p3)
+    assert not any(p["task"] in held["eval_tasks"] or p["task"] in held["holdout_tasks"] for p in corpus.pairs)
+    assert held["holdout_pairs"], "the held-out datasets must have pairs for the transfer evaluation"
+
+
+@needs_data
+def test_corpus_documents_use_the_pipeline_formats(corpus):
+    fmt = tc.load_prompt_format()
+    kinds = {d["kind"] for d in corpus.train}
+    assert kinds == {"pair", "fewshot", "score", "template", "p3"}
+    assert corpus.stats["pairs"] >= 400
+    for d in corpus.train:
+        if d["kind"] == "pair":
+            assert d["text"].startswith(fmt["sourceLabel"] + " ") and "\n" + fmt["definitionLabel"] + " " in d["text"]
+        elif d["kind"] == "fewshot":
+            assert d["text"].startswith(fmt["header"] + fmt["separator"])
+        elif d["kind"] == "score":
+            assert "".join(d["segments"]) == d["text"] and d["segments"][0].endswith("\nOutput: ")
+
+
+def _load_trainer():
+    spec = importlib.util.spec_from_file_location("train_tiny_gptj", os.path.join(SCRIPTS, "train-tiny-gptj.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_batches_are_a_function_of_the_step():
+    tr = _load_trainer()
+    ids = np.arange(1000, dtype=np.uint16) % 97
+    starts = np.array([0, 100, 350, 351, 700, 1000], dtype=np.int64)
+    a = tr.Batches(ids, starts, 16, 3, seed=5)
+    b = tr.Batches(ids, starts, 16, 3, seed=5)
+    for step in (0, 7, 20, 21, 40, 3):  # 20 and 21 cross into the second epoch
+        assert np.array_equal(a.batch(step), b.batch(step))
+    assert a.batch(0).shape == (3, 16)
+    # the windows of an epoch are the documents, each once, packed in the seed's order
+    order = np.random.RandomState(5).permutation(len(starts) - 1)
+    stream = np.concatenate([ids[starts[i]:starts[i + 1]] for i in order])
+    epoch = np.concatenate([a.batch(s) for s in range(a.windows_per_epoch // 3)]).reshape(-1)
+    assert np.array_equal(epoch, stream[: len(epoch)]) and len(epoch) == 60 * 16
+    assert not np.array_equal(tr.Batches(ids, starts, 16, 3, seed=6).batch(0), a.batch(0))
+
+
+def test_cosine_schedule():
+    tr = _load_trainer()
+    import argparse
+
+    a = argparse.Namespace(lr=1e-3, warmup_steps=10, steps=110, min_lr_ratio=0.1)
+    assert tr.lr_at(0, a) == pytest.approx(1e-4)
+    assert tr.lr_at(9, a) == pytest.approx(1e-3)
+    assert tr.lr_at(60, a) == pytest.approx(0.55e-3)
+    assert tr.lr_at(110, a) == pytest.approx(1e-4)

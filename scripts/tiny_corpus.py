@@ -1,0 +1,516 @@
+"""The training corpus of the embedded model (models/uit-tiny), built from ../shared/data only.
+
+Document kinds (each document ends with <|endoftext|> when encoded):
+  pair      "Instruction: {PromptSource/FLAN template text}\\nDefinition: {Ni-v2 definition}" (the
+            transfer prompt's bare pair, from src/transfer/prompt-format.json), for the same
+            dataset matched by name (see match_tasks)
+  fewshot   the transfer prompt's few-shot style: header, 2 other pairs, then the pair
+  score     the UIT scoring prompt (src/perplexity/scoring-prompt.ts) with an instance's gold output
+  template  PromptSource template text ({field} placeholders) and FLAN input templates
+  p3        P3 prompts rendered by PromptSource, with their completion
+
+Held out of training entirely:
+  * the Ni-v2 default test split (niv2/splits/default/test_tasks.txt). ../shared/data holds none of
+    its tasks (definitions.jsonl leaves them out and niv2/tasks has none), so the names are only
+    used as a guard;
+  * EVAL tasks: the niv2/tasks files outside the default train split (46 English tasks with 20
+    instances each): their definitions, examples, instances and pairs. They stand in for the test
+    split in the perplexity and denoising evaluations;
+  * HOLDOUT datasets: every PromptSource/FLAN template, P3 file and matched Ni-v2 task of a few
+    datasets, for the demo and the transfer evaluation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+
+# Whole datasets kept out of training (templates, P3 files and matched Ni-v2 tasks), chosen because
+# each has PromptSource and/or FLAN templates AND a matching Ni-v2 task to compare a transfer with.
+HOLDOUT_DATASETS = ["ag_news", "samsum", "trec", "xsum", "imdb"]
+
+# FLAN keys whose templates are not one dataset's task (generic, chain-of-thought, Ni-v2 itself).
+FLAN_GENERIC = re.compile(r"^(synth_cot_|cot_|stream_|t0_|bigbench:|program_synthesis|natinst_v2|predict_next_turn)")
+
+# FLAN/PromptSource name -> the spelling Ni-v2 task names use.
+ALIASES = {
+    "ag_news_subset": "ag_news",
+    "imdb_reviews": "imdb",
+    "bool_q": "boolq",
+    "multi_nli": "mnli",
+    "opinion_abstracts_rotten_tomatoes": "rotten_tomatoes",
+    "yelp_polarity_reviews": "yelp_polarity",
+    "web_nlg_en": "web_nlg",
+    "wiki_lingua_english_en": "wiki_lingua",
+    "paws_wiki": "paws",
+    "squad_v1": "squad1.1",
+    "squad_v2": "squad2.0",
+    "story_cloze": "storycloze",
+    "e2e_nlg_cleaned": "e2e",
+    "e2e_nlg": "e2e",
+    "glue_mrpc": "mrpc",
+    "glue_qqp": "qqp",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline's prompt formats, read from the files the TypeScript code reads.
+
+
+def load_prompt_format(repo: str = REPO) -> dict:
+    with open(os.path.join(repo, "src", "transfer", "prompt-format.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def transfer_block(fmt: dict, source: str, definition: Optional[str] = None) -> str:
+    """Mirror of block() in src/transfer/prompt.ts."""
+    head = f"{fmt['sourceLabel']} {source.strip()}\n{fmt['definitionLabel']}"
+    return head if definition is None else f"{head} {definition.strip()}"
+
+
+def fewshot_prompt(fmt: dict, shots: Sequence[Tuple[str, str]], source: str, definition: Optional[str] = None) -> str:
+    """Mirror of buildTransferPrompt(source, 'fewshot', seeds) in src/transfer/prompt.ts, with the
+    answer appended when given."""
+    parts = [fmt["header"]] + [transfer_block(fmt, s, d) for s, d in shots] + [transfer_block(fmt, source, definition)]
+    return fmt["separator"].join(parts)
+
+
+def scoring_prefix(definition: str, examples: Sequence[dict], inp: str) -> str:
+    """Mirror of buildScoringPrefix() in src/perplexity/scoring-prompt.ts."""
+    s = f"Definition: {definition}\n\n"
+    for i, ex in enumerate(list(examples)[:2]):
+        s += f"Positive Examples {i + 1}\nInput: {ex['input']}\nOutput: {ex['output']}\n\n"
+    s += f"Now complete the following example -\nInput: {inp}\nOutput: "
+    return s
+
+
+def score_doc(prefix: str, target: str) -> dict:
+    """A scoring-prompt document. The pipeline tokenizes the prefix and the gold output separately
+    and concatenates the ids (DESIGN.md), so the encoder does the same with `segments`: the model
+    then learns exactly the token boundary it is scored on ("Output:", " ", then the target)."""
+    return {"kind": "score", "text": prefix + target, "segments": [prefix, target]}
+
+
+# --------------------------------------------------------------------------------------------
+# Template text: what a PromptSource template says around its fields, fields as {field}.
+
+_EXPR = re.compile(r"\{\{-?(.*?)-?\}\}|\{%-?(.*?)-?%\}|\{#.*?#\}", re.S)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STRLIT = re.compile(r"""^\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*$""", re.S)
+_JINJA_WORDS = {"loop", "range", "not", "and", "or", "in", "is", "if", "else", "true", "false", "none"}
+
+
+def _expr_text(expr: str, choices: Optional[List[str]]) -> str:
+    m = _STRLIT.match(expr)
+    if m:
+        return (m.group(1) if m.group(1) is not None else m.group(2)).replace('\\"', '"').replace("\\'", "'")
+    e = expr.strip()
+    if e.startswith("answer_choices"):
+        idx = re.match(r"answer_choices\s*\[\s*(\d+)\s*\]\s*$", e)
+        if idx and choices and int(idx.group(1)) < len(choices):
+            return choices[int(idx.group(1))]
+        join = re.match(r"""answer_choices\s*\|\s*join\(\s*(["'])(.*?)\1\s*\)\s*$""", e)
+        if join and choices:
+            return join.group(2).encode("utf-8").decode("unicode_escape").join(choices)
+        return "{answer}" if "[" in e else "{answer_choices}"
+    for name in _IDENT.findall(e):
+        if name.lower() not in _JINJA_WORDS:
+            return "{" + name + "}"
+    return ""
+
+
+def ps_template_text(jinja: str, answer_choices: Optional[str] = None) -> str:
+    """The prompt side of a PromptSource template as readable text: string literals inlined,
+    expressions as {field}, static answer choices spelled out, control tags dropped (an if's first
+    branch kept, else/elif branches dropped, a loop body kept once)."""
+    choices = None
+    if answer_choices and "{{" not in answer_choices and "{%" not in answer_choices:
+        choices = [c.strip() for c in answer_choices.split("|||")]
+    out: List[str] = []
+    skip_depth = 0  # >0 while inside a dropped else/elif branch
+    depth = 0
+    pos = 0
+    for m in _EXPR.finditer(jinja):
+        if not skip_depth:
+            out.append(jinja[pos:m.start()])
+        pos = m.end()
+        if m.group(1) is not None:
+            if not skip_depth:
+                out.append(_expr_text(m.group(1), choices))
+        elif m.group(2) is not None:
+            word = (m.group(2).strip().split() or [""])[0]
+            if word in ("if", "for"):
+                depth += 1
+            elif word in ("endif", "endfor"):
+                if skip_depth == depth:
+                    skip_depth = 0
+                depth -= 1
+            elif word in ("else", "elif") and not skip_depth:
+                skip_depth = depth
+    if not skip_depth:
+        out.append(jinja[pos:])
+    text = "".join(out).split("|||")[0]
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Loading.
+
+
+class _PSLoader(yaml.SafeLoader):
+    pass
+
+
+def _mapping(loader: yaml.SafeLoader, node: yaml.Node) -> dict:
+    return loader.construct_mapping(node, deep=True)
+
+
+_PSLoader.add_constructor("!Template", _mapping)
+_PSLoader.add_constructor("!TemplateMetadata", _mapping)
+
+
+@dataclass
+class Template:
+    source: str  # "promptsource" | "flan"
+    dataset: str  # PromptSource folder ("glue/mrpc") or FLAN key
+    name: str
+    text: str
+
+
+def load_promptsource(data: str) -> List[Template]:
+    root = os.path.join(data, "promptsource", "templates")
+    out: List[Template] = []
+    for dirpath, _dirs, files in sorted(os.walk(root)):
+        if "templates.yaml" not in files:
+            continue
+        with open(os.path.join(dirpath, "templates.yaml"), encoding="utf-8") as f:
+            doc = yaml.load(f, Loader=_PSLoader)
+        ds = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        for _id, t in sorted((doc.get("templates") or {}).items()):
+            langs = ((t.get("metadata") or {}).get("languages") or ["en"])
+            if "en" not in langs:
+                continue
+            text = ps_template_text(t["jinja"], t.get("answer_choices"))
+            if len(text) >= 10:
+                out.append(Template("promptsource", ds, t["name"], text))
+    return out
+
+
+def load_flan(data: str) -> List[Template]:
+    out: List[Template] = []
+    seen = set()
+    for fname in ("flan2021_templates.json", "flan2022_templates.json"):
+        with open(os.path.join(data, "flan", fname), encoding="utf-8") as f:
+            doc = json.load(f)
+        for key in sorted(doc):
+            for i, t in enumerate(doc[key]):
+                text = t["input"].strip()
+                if (key, text) in seen or len(text) < 10:
+                    continue
+                seen.add((key, text))
+                out.append(Template("flan", key, f"{fname.split('_')[0]}:{i}", text))
+    return out
+
+
+@dataclass
+class NiTask:
+    name: str
+    definition: str
+    positive: List[dict]
+    instances: List[dict] = field(default_factory=list)  # {input, output: [..]} from niv2/tasks
+    has_file: bool = False
+
+
+def _norm_task(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def load_niv2(data: str) -> Dict[str, NiTask]:
+    """Definitions from definitions.jsonl and niv2/tasks, one entry per task number (the jsonl has
+    some tasks twice, spelled with '-' and '_')."""
+    tasks: Dict[str, NiTask] = {}
+    with open(os.path.join(data, "niv2", "definitions.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            key = _norm_task(r["task"])
+            if key in tasks:
+                continue
+            ex = r.get("positive_examples")
+            tasks[key] = NiTask(key, r["definition"], [ex] if ex else [])
+    tdir = os.path.join(data, "niv2", "tasks")
+    for fname in sorted(os.listdir(tdir)):
+        if not fname.endswith(".json"):
+            continue
+        with open(os.path.join(tdir, fname), encoding="utf-8") as f:
+            t = json.load(f)
+        key = _norm_task(fname[:-5])
+        tasks[key] = NiTask(
+            key,
+            t["Definition"][0],
+            [{"input": e["input"], "output": e["output"]} for e in t["Positive Examples"]],
+            [{"input": i["input"], "output": i["output"]} for i in t["Instances"]],
+            True,
+        )
+    return tasks
+
+
+def load_split(data: str, which: str) -> List[str]:
+    with open(os.path.join(data, "niv2", "splits", "default", f"{which}_tasks.txt"), encoding="utf-8") as f:
+        return [_norm_task(x) for x in f.read().split()]
+
+
+def load_p3(data: str) -> Dict[str, List[Tuple[str, str]]]:
+    root = os.path.join(data, "p3_rendered")
+    out: Dict[str, List[Tuple[str, str]]] = {}
+    for fname in sorted(os.listdir(root)):
+        if not fname.endswith(".jsonl"):
+            continue
+        rows = []
+        with open(os.path.join(root, fname), encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                rows.append((r["prompt"], r["completion"].replace("<|endoftext|>", "")))
+        out[fname[:-6]] = rows
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Matching datasets to Ni-v2 tasks by name.
+
+
+def _alnum(s: str) -> str:
+    return re.sub(r"[^a-z0-9.]", "", s.lower()).replace(".", "")
+
+
+def dataset_names(t: Template) -> List[str]:
+    if t.source == "flan":
+        names = [t.dataset, ALIASES.get(t.dataset, t.dataset)]
+    else:
+        parts = t.dataset.split("/")
+        names = [parts[0], ALIASES.get(parts[0], parts[0])]
+        if parts[0] == "glue" and len(parts) > 1:
+            names = [parts[1], "glue_" + parts[1]]
+    return sorted({_alnum(n) for n in names if n})
+
+
+def task_matches(names: Sequence[str], task: str) -> bool:
+    """True when the task name, after its number, starts with the dataset name: the first k
+    underscore-separated words joined equal the dataset name without punctuation."""
+    words = [_alnum(w) for w in task.split("_")[1:]]
+    for n in names:
+        s = ""
+        for w in words:
+            s += w
+            if s == n:
+                return True
+            if len(s) >= len(n):
+                break
+    return False
+
+
+_STOP = set(
+    "a an the of to in on for and or is are be this that with as by it its your you from given each "
+    "which what will should can if not then than into one two about following task there their they "
+    "them any all also has have was were do does did based".split()
+)
+
+
+def _content_words(s: str) -> set:
+    return {w for w in re.findall(r"[a-z]+", s.lower()) if w not in _STOP and len(w) > 2}
+
+
+_KINDS = [
+    ("question", re.compile(r"question_generation|generate_question|(generate|write|come up with|ask|create|construct|formulate)\b[^.?\n]{0,30}\bquestions?\b", re.I)),
+    ("title", re.compile(r"\btitles?\b", re.I)),
+    ("summary", re.compile(r"summar|tl;?dr|sum up|\bgist\b", re.I)),
+    ("translation", re.compile(r"translat", re.I)),
+]
+
+
+def output_kind(text: str) -> str:
+    """A coarse kind of what a task produces, to keep a question-writing template away from a
+    question-answering definition of the same dataset (and titles, summaries likewise)."""
+    for kind, rx in _KINDS:
+        if rx.search(text):
+            return kind
+    return "other"
+
+
+def best_task(t: Template, candidates: Sequence[NiTask]) -> Tuple[Optional[NiTask], float]:
+    """Among a dataset's Ni-v2 tasks, the one whose definition and name share the most content
+    words with the template (a set cosine), so a question-generation template pairs with the
+    question-generation task rather than with the answer-generation one."""
+    tw = _content_words(t.text + " " + t.name.replace("_", " "))
+    kind = output_kind(t.name + "\n" + t.text)
+    best, score = None, 0.0
+    for c in candidates:
+        if output_kind(c.name + "\n" + c.definition) != kind:
+            continue
+        cw = _content_words(c.definition + " " + " ".join(c.name.split("_")[1:]))
+        if not tw or not cw:
+            continue
+        s = len(tw & cw) / math.sqrt(len(tw) * len(cw))
+        if s > score:
+            best, score = c, s
+    return best, score
+
+
+# --------------------------------------------------------------------------------------------
+# The corpus.
+
+
+def is_holdout_template(t: Template) -> bool:
+    names = set(dataset_names(t))
+    return any(_alnum(h) in names for h in HOLDOUT_DATASETS)
+
+
+def is_holdout_task(task: str) -> bool:
+    return task_matches([_alnum(h) for h in HOLDOUT_DATASETS], task)
+
+
+def is_holdout_p3(fname: str) -> bool:
+    return any(fname.startswith(h + "_") for h in HOLDOUT_DATASETS)
+
+
+@dataclass
+class Corpus:
+    train: List[dict]  # {kind, text}
+    pairs: List[dict]  # {template_source, dataset, template, task, score, source, definition}
+    heldout: dict
+    stats: dict
+
+
+def build(data: str = DEFAULT_DATA, seed: int = 0, repo: str = REPO, min_pair_score: float = 0.15,
+          score_docs_per_task: int = 10, fewshot_per_pair: int = 1, pair_repeat: int = 2,
+          p3_rows_per_file: int = 8) -> Corpus:
+    rng = random.Random(seed)
+    fmt = load_prompt_format(repo)
+    ni = load_niv2(data)
+    train_split = set(load_split(data, "train"))
+    test_split = set(load_split(data, "test"))
+    eval_tasks = sorted(n for n, t in ni.items() if t.has_file and n not in train_split)
+    excluded = set(eval_tasks) | test_split | {n for n in ni if is_holdout_task(n)}
+    train_tasks = [t for n, t in sorted(ni.items()) if n not in excluded]
+    assert not any(t.name in test_split for t in train_tasks)
+
+    templates = load_promptsource(data) + load_flan(data)
+    train_templates = [t for t in templates if not is_holdout_template(t)]
+    held_templates = [t for t in templates if is_holdout_template(t)]
+
+    # Parallel pairs: template -> the best-matching Ni-v2 task of the same dataset.
+    def pair_for(t: Template, pool: Sequence[NiTask]) -> Optional[dict]:
+        if t.source == "flan" and FLAN_GENERIC.match(t.dataset):
+            return None
+        names = dataset_names(t)
+        cands = [c for c in pool if task_matches(names, c.name)]
+        task, score = best_task(t, cands)
+        if task is None or score < min_pair_score:
+            return None
+        return {"template_source": t.source, "dataset": t.dataset, "template": t.name, "task": task.name,
+                "score": round(score, 3), "source": t.text, "definition": task.definition}
+
+    def unique(ps: List[Optional[dict]]) -> List[dict]:
+        # Several PromptSource subsets (adversarial_qa/*, codah/fold_*) repeat the same templates.
+        seen, out = set(), []
+        for p in ps:
+            if p and p["source"] not in seen:
+                seen.add(p["source"])
+                out.append(p)
+        return out
+
+    pairs = unique([pair_for(t, train_tasks) for t in train_templates])
+    held_pool = [ni[n] for n in sorted(ni) if is_holdout_task(n) and n not in test_split]
+    held_pairs = unique([pair_for(t, held_pool) for t in held_templates])
+
+    docs: List[dict] = []
+    for _ in range(pair_repeat):
+        for p in pairs:
+            docs.append({"kind": "pair", "text": transfer_block(fmt, p["source"], p["definition"])})
+    for p in pairs:
+        others = [q for q in pairs if q["dataset"] != p["dataset"]]
+        for _ in range(fewshot_per_pair):
+            shots = rng.sample(others, 2)
+            docs.append({"kind": "fewshot", "text": fewshot_prompt(
+                fmt, [(q["source"], q["definition"]) for q in shots], p["source"], p["definition"])})
+
+    for t in train_tasks:
+        if t.instances and len(t.positive) >= 2:
+            insts = [i for i in t.instances if i["output"]]
+            rng.shuffle(insts)
+            for inst in insts[:score_docs_per_task]:
+                exs = t.positive[:]
+                rng.shuffle(exs)
+                docs.append(score_doc(scoring_prefix(t.definition, exs[:2], inst["input"]), inst["output"][0]))
+        else:
+            for ex in t.positive:
+                docs.append(score_doc(scoring_prefix(t.definition, [], ex["input"]), ex["output"]))
+
+    for t in train_templates:
+        docs.append({"kind": "template", "text": t.text})
+    for fname, rows in load_p3(data).items():
+        if is_holdout_p3(fname):
+            continue
+        for prompt, completion in rows[:p3_rows_per_file]:
+            docs.append({"kind": "p3", "text": prompt + completion})
+
+    rng.shuffle(docs)
+    matched = sorted({p["task"] for p in pairs})
+    stats = {
+        "documents": {k: sum(1 for d in docs if d["kind"] == k) for k in ("pair", "fewshot", "score", "template", "p3")},
+        "characters": {k: sum(len(d["text"]) for d in docs if d["kind"] == k) for k in ("pair", "fewshot", "score", "template", "p3")},
+        "pairs": len(pairs),
+        "pair_templates": {"promptsource": sum(p["template_source"] == "promptsource" for p in pairs),
+                           "flan": sum(p["template_source"] == "flan" for p in pairs)},
+        "pair_datasets": len({p["dataset"] for p in pairs}),
+        "pair_tasks": len(matched),
+        "train_tasks": len(train_tasks),
+        "eval_tasks": len(eval_tasks),
+        "test_split_tasks_in_data": sum(1 for n in ni if n in test_split),
+        "heldout_pairs": len(held_pairs),
+    }
+    heldout = {
+        "eval_tasks": eval_tasks,
+        "holdout_datasets": HOLDOUT_DATASETS,
+        "holdout_tasks": [t.name for t in held_pool],
+        "holdout_templates": [{"source": t.source, "dataset": t.dataset, "name": t.name, "text": t.text} for t in held_templates],
+        "holdout_pairs": held_pairs,
+    }
+    return Corpus(docs, pairs, heldout, stats)
+
+
+def write(corpus: Corpus, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "train.jsonl"), "w", encoding="utf-8") as f:
+        for d in corpus.train:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    with open(os.path.join(out_dir, "pairs.jsonl"), "w", encoding="utf-8") as f:
+        for p in corpus.pairs:
+            f.write(json.dumps(p, ensure_ascii=False) + "\n")
+    with open(os.path.join(out_dir, "heldout.json"), "w", encoding="utf-8") as f:
+        json.dump(corpus.heldout, f, ensure_ascii=False, indent=1)
+    with open(os.path.join(out_dir, "stats.json"), "w", encoding="utf-8") as f:
+        json.dump(corpus.stats, f, indent=1)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build the uit-tiny training corpus from ../shared/data.")
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--out", default=os.path.join(REPO, "tmp", "uit-tiny", "corpus"))
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    c = build(a.data, a.seed)
+    write(c, a.out)
+    print(json.dumps(c.stats, indent=1))
