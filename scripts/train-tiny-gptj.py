@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Build models/uit-tiny: corpus -> byte-level BPE -> GPT-J training -> ONNX export.
+
+    nice /usr/bin/python3 scripts/train-tiny-gptj.py            # every stage, resumable
+    nice /usr/bin/python3 scripts/train-tiny-gptj.py --stage train --max-steps 50   # a pilot
+
+Stages (each skips work whose output exists, so a killed run resumes where it stopped):
+  corpus     scripts/tiny_corpus.py -> WORK/corpus/{train,val}.jsonl, pairs.jsonl, heldout.json
+  tokenizer  scripts/bpe.py on the unique training texts -> WORK/tokenizer/
+  encode     node scripts/encode-corpus.mjs (@huggingface/tokenizers) -> WORK/{train,val}.{ids,docs}.bin
+  train      GPT-J from scripts/gptj.py, AdamW + cosine LR, seeded, checkpoint WORK/ckpt.pt
+  export     WORK/hf (config.json, pytorch_model.bin, tokenizer) -> scripts/export-gptj.py -> OUT
+
+Deterministic: the corpus order, the tokenizer and the data order depend on --seed only, and the
+batch of step k is a function of k (so a resumed run sees the same batches as an unbroken one).
+Loss is next-token cross-entropy on every token (definitions are not weighted separately).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# Under CPU contention (other jobs on the same 2 cores) OpenMP threads that spin while waiting
+# slow training several-fold; must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(SCRIPTS)
+sys.path.insert(0, SCRIPTS)
+
+import bpe  # noqa: E402
+import tiny_corpus  # noqa: E402
+
+DEFAULTS = dict(
+    vocab_size=4096,
+    n_embd=256,
+    n_layer=4,
+    n_head=8,
+    rotary_dim=32,
+    n_positions=1024,
+    seq_len=512,
+    batch_size=4,
+    lr=1.5e-3,
+    min_lr_ratio=0.1,
+    warmup_steps=60,
+    weight_decay=0.1,
+    steps=1000,
+    seed=0,
+)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Data stages
+
+
+def stage_corpus(a: argparse.Namespace) -> None:
+    out = os.path.join(a.work, "corpus")
+    if os.path.exists(os.path.join(out, "train.jsonl")):
+        log(f"corpus: {out} exists")
+        return
+    c = tiny_corpus.build(a.data, a.seed)
+    tiny_corpus.write(c, out)
+    write_val(c, out, a.data)
+    log(f"corpus: {json.dumps(c.stats)}")
+
+
+def write_val(c: tiny_corpus.Corpus, out: str, data: str) -> None:
+    """Validation documents from the held-out EVAL tasks (never trained on): scoring prompts."""
+    data_ni = tiny_corpus.load_niv2(data)
+    docs = []
+    for name in c.heldout["eval_tasks"]:
+        t = data_ni[name]
+        for inst in t.instances[:2]:
+            if inst["output"]:
+                docs.append(tiny_corpus.score_doc(tiny_corpus.scoring_prefix(t.definition, t.positive[:2], inst["input"]), inst["output"][0]))
+    with open(os.path.join(out, "val.jsonl"), "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+
+
+def stage_tokenizer(a: argparse.Namespace) -> None:
+    out = os.path.join(a.work, "tokenizer")
+    if os.path.exists(os.path.join(out, "tokenizer.json")):
+        log(f"tokenizer: {out} exists")
+        return
+    with open(os.path.join(a.work, "corpus", "train.jsonl"), encoding="utf-8") as f:
+        texts = sorted({json.loads(line)["text"] for line in f})
+    tok, cfg = bpe.train_tokenizer(texts, a.vocab_size, a.n_positions)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False)
+    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+    log(f"tokenizer: {len(tok['model']['vocab'])} tokens, {len(tok['model']['merges'])} merges")
+
+
+def stage_encode(a: argparse.Namespace) -> None:
+    for split in ("train", "val"):
+        prefix = os.path.join(a.work, split)
+        if os.path.exists(prefix + ".docs.bin"):
+            log(f"encode: {prefix}.*.bin exist")
+            continue
+        r = subprocess.run(
+            ["node", os.path.join(SCRIPTS, "encode-corpus.mjs"), os.path.join(a.work, "tokenizer"),
+             os.path.join(a.work, "corpus", f"{split}.jsonl"), prefix],
+            cwd=REPO, check=True, capture_output=True, text=True)
+        log(f"encode {split}: {r.stdout.strip()}")
+
+
+def load_ids(work: str, split: str):
+    ids = np.memmap(os.path.join(work, f"{split}.ids.bin"), dtype="<u2", mode="r")
+    starts = np.fromfile(os.path.join(work, f"{split}.docs.bin"), dtype="<u4").astype(np.int64)
+    return ids, starts
+
+
+class Batches:
+    """Sequence packing: each epoch concatenates the documents (each ending in <|endoftext|>) in
+    an order drawn from seed+epoch, and cuts the stream into windows of seq_len tokens."""
+
+    def __init__(self, ids, starts, seq_len: int, batch_size: int, seed: int):
+        self.ids, self.starts = ids, starts
+        self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
+        self.windows_per_epoch = int(starts[-1]) // seq_len
+        self._epoch, self._stream = -1, None
+
+    def _epoch_stream(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            order = np.random.RandomState(self.seed + epoch).permutation(len(self.starts) - 1)
+            self._stream = np.concatenate([self.ids[self.starts[i]:self.starts[i + 1]] for i in order]).astype(np.int64)
+            self._epoch = epoch
+        return self._stream
+
+    def batch(self, step: int) -> np.ndarray:
+        rows = []
+        for j in range(self.batch_size):
+            w = step * self.batch_size + j
+            epoch, k = divmod(w, self.windows_per_epoch)
+            s = self._epoch_stream(epoch)
+            rows.append(s[k * self.seq_len:(k + 1) * self.seq_len])
+        return np.stack(rows)
+
+
+def lr_at(step: int, a: argparse.Namespace) -> float:
+    if step < a.warmup_steps:
+        return a.lr * (step + 1) / a.warmup_steps
+    t = (step - a.warmup_steps) / max(1, a.steps - a.warmup_steps)
+    return a.lr * (a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def model_config(a: argparse.Namespace):
+    from gptj import GPTJConfig
+
+    with open(os.path.join(a.work, "tokenizer", "tokenizer.json"), encoding="utf-8") as f:
+        vocab = json.load(f)["model"]["vocab"]
+    eos = vocab[bpe.EOS]
+    return GPTJConfig(vocab_size=len(vocab), n_positions=a.n_positions, n_embd=a.n_embd, n_layer=a.n_layer,
+                      n_head=a.n_head, rotary_dim=a.rotary_dim, bos_token_id=eos, eos_token_id=eos)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+def stage_train(a: argparse.Namespace) -> None:
+    import torch
+    from gptj import GPTJForCausalLM, causal_lm_loss
+
+    torch.set_num_threads(a.threads)
+    ckpt_path = os.path.join(a.work, "ckpt.pt")
+    cfg = model_config(a)
+    torch.manual_seed(a.seed)
+    model = GPTJForCausalLM(cfg)
+    model.init_weights()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+    step, elapsed = 0, 0.0
+    run_key = {k: getattr(a, k) for k in DEFAULTS}
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path)
+        if ck["run"] != run_key:
+            raise SystemExit(f"{ckpt_path} was made with other settings {ck['run']}; remove it or pass the same settings")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        log(f"train: resumed at step {step} ({elapsed:.0f}s trained)")
+    n_params = sum(p.numel() for p in model.parameters())
+    ids, starts = load_ids(a.work, "train")
+    data = Batches(ids, starts, a.seq_len, a.batch_size, a.seed)
+    vids, vstarts = load_ids(a.work, "val")
+    val = np.asarray(vids[: (len(vids) // a.seq_len) * a.seq_len], dtype=np.int64).reshape(-1, a.seq_len)[: a.val_windows]
+    log(f"train: {n_params / 1e6:.2f}M params, {int(starts[-1])} tokens/epoch, {a.steps} steps x "
+        f"{a.batch_size}x{a.seq_len} = {a.steps * a.batch_size * a.seq_len / starts[-1]:.2f} epochs")
+
+    def evaluate() -> float:
+        model.eval()
+        with torch.no_grad():
+            losses = [causal_lm_loss(model(torch.from_numpy(val[i:i + 4]))[0], torch.from_numpy(val[i:i + 4])).item()
+                      for i in range(0, len(val), 4)]
+        model.train()
+        return float(np.mean(losses))
+
+    def save() -> None:
+        tmp = ckpt_path + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                    "run": run_key, "config": cfg.to_hf_dict()}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    logf = open(os.path.join(a.work, "train-log.jsonl"), "a", encoding="utf-8")
+    stop_at = a.steps if a.max_steps is None else min(a.steps, step + a.max_steps)
+    model.train()
+    t_last, tok_last = time.time(), 0
+    while step < stop_at:
+        t0 = time.time()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a)
+        x = torch.from_numpy(data.batch(step))
+        logits, _ = model(x)
+        loss = causal_lm_loss(logits, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        elapsed += time.time() - t0
+        tok_last += x.numel()
+        rec = {"step": step, "loss": round(loss.item(), 4), "lr": round(lr_at(step - 1, a), 6), "gnorm": round(float(gnorm), 3),
+               "elapsed_s": round(elapsed, 1)}
+        if step % a.eval_every == 0 or step == a.steps:
+            rec["val_loss"] = round(evaluate(), 4)
+        if step % 10 == 0 or "val_loss" in rec:
+            rec["tok_per_s"] = round(tok_last / (time.time() - t_last))
+            t_last, tok_last = time.time(), 0
+            log(json.dumps(rec))
+        logf.write(json.dumps(rec) + "\n")
+        if step % a.ckpt_every == 0 or step == stop_at:
+            save()
+    logf.close()
+    log(f"train: stopped at step {step}/{a.steps}, {elapsed:.0f}s of training")
+
+
+# ------------------------------------------------------------------------------------------------
+# Export
+
+
+def stage_export(a: argparse.Namespace) -> None:
+    import torch
+
+    ck = torch.load(os.path.join(a.work, "ckpt.pt"))
+    if ck["step"] < a.steps:
+        raise SystemExit(f"training is at step {ck['step']} of {a.steps}: run --stage train first")
+    hf = os.path.join(a.work, "hf")
+    os.makedirs(hf, exist_ok=True)
+    torch.save(ck["model"], os.path.join(hf, "pytorch_model.bin"))
+    with open(os.path.join(hf, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(ck["config"], f, indent=2)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(a.work, "tokenizer", name), os.path.join(hf, name))
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "export-gptj.py"), hf, a.out] + a.export_args, cwd=REPO, check=True)
+    log(f"export: {a.out}")
+
+
+STAGES = {"corpus": stage_corpus, "tokenizer": stage_tokenizer, "encode": stage_encode, "train": stage_train, "export": stage_export}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=["all"] + list(STAGES), default="all")
+    ap.add_argument("--data", default=tiny_corpus.DEFAULT_DATA, help="../shared/data")
+    ap.add_argument("--work", default=os.path.join(REPO, "tmp", "uit-tiny"), help="intermediate files (git-ignored)")
+    ap.add_argument("--out", default=os.path.join(REPO, "models", "uit-tiny"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in this run (pilot/resume)")
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--ckpt-every", type=int, default=50)
+    ap.add_argument("--val-windows", type=int, default=16)
+    ap.add_argument("--export-arg", dest="export_args", action="append", default=[], help="extra argument for export-gptj.py")
+    for k, v in DEFAULTS.items():
+        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+    a = ap.parse_args(argv)
+    os.makedirs(a.work, exist_ok=True)
+    for name, fn in STAGES.items():
+        if a.stage in ("all", name):
+            fn(a)
+
+
+if __name__ == "__main__":
+    main()
