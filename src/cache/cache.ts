@@ -27,7 +27,7 @@ export interface OpenCacheOptions {
 }
 
 export interface ModelRecord {
-  /** `modelIdentity()` for a local model, `api:<base-url>#<model>` for an API model. */
+  /** The runtime's `modelIdentity()` (`sha256:<hex>`) for a local model, `api:<base-url>#<model>` for an API. */
   id: string;
   kind: 'local' | 'api';
   /** What the user called it: a folder path or an API model name. */
@@ -268,8 +268,6 @@ export class Cache {
     getScore: Database.Statement<[string], ScoreRow>;
     putScore: Database.Statement;
     putModel: Database.Statement;
-    getDigest: Database.Statement<[string], { size: number; mtime_ms: number; sha256: string }>;
-    putDigest: Database.Statement;
   };
 
   /** Use openCache(). */
@@ -302,10 +300,6 @@ export class Cache {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       putModel: db.prepare('INSERT OR IGNORE INTO models (id, kind, name, info, first_seen) VALUES (?, ?, ?, ?, ?)'),
-      getDigest: db.prepare('SELECT size, mtime_ms, sha256 FROM file_digests WHERE path = ?'),
-      putDigest: db.prepare(
-        'INSERT OR REPLACE INTO file_digests (path, size, mtime_ms, sha256, checked_at) VALUES (?, ?, ?, ?, ?)',
-      ),
     };
   }
 
@@ -446,21 +440,6 @@ export class Cache {
         .run(new Date().toISOString(), status, canonicalJson(c), id);
     });
     this.runId = null;
-  }
-
-  // ---- file digests (for modelIdentity) -----------------------------------------------------
-
-  /** A remembered SHA-256 of `path`, if the file's size and mtime are unchanged since. */
-  lookupDigest(path: string, size: number, mtimeMs: number): string | undefined {
-    const row = this.read('reading file digests', () => this.st.getDigest.get(path));
-    return row !== undefined && row.size === size && row.mtime_ms === mtimeMs ? row.sha256 : undefined;
-  }
-
-  rememberDigest(path: string, size: number, mtimeMs: number, sha256: string): void {
-    if (this.readonly) return;
-    this.write('writing file digests', () => {
-      this.st.putDigest.run(path, size, mtimeMs, sha256, new Date().toISOString());
-    });
   }
 
   // ---- maintenance --------------------------------------------------------------------------

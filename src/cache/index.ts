@@ -35,6 +35,5 @@ export {
   type JsonValue,
 } from './keys.js';
 export { defaultCachePath } from './location.js';
-export { modelIdentity, modelFiles, sha256File, type DigestMemo } from './identity.js';
 export { APPLICATION_ID, SCHEMA_VERSION, MIGRATIONS, type Migration } from './schema.js';
 export { formatExportRow, csvHeader, type ExportFormat } from './export.js';

@@ -54,7 +54,7 @@ export function sha256Hex(data: string | Uint8Array): string {
 
 /** What identifies one generated text: the same inputs always give the same key. */
 export interface GenerationInput {
-  /** Model identity: `modelIdentity()` for a local model, `api:<base-url>#<model>` for an API. */
+  /** Model identity: the runtime's `modelIdentity()` (`sha256:<hex>`) for a local model, `api:<base-url>#<model>` for an API. */
   modelId: string;
   prompt: string;
   /** Everything else that changes the output (sampling parameters, stop strings, seed, max tokens). */
@@ -65,7 +65,7 @@ export interface GenerationInput {
 
 /** What identifies one teacher-forced score. */
 export interface ScoreInput {
-  /** Scorer model identity (see `modelIdentity()`). */
+  /** Scorer model identity: the runtime's `modelIdentity()`. */
   scorerId: string;
   prefix: string;
   target: string;

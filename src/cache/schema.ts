@@ -19,8 +19,8 @@ CREATE TABLE info (
   value TEXT NOT NULL
 ) WITHOUT ROWID;
 
--- Models that produced generations or scores: a local model's id is modelIdentity() (a hash of
--- its ONNX file(s) and tokenizer.json), an API model's is "api:<base-url>#<model>".
+-- Models that produced generations or scores: a local model's id is the runtime's modelIdentity()
+-- ("sha256:<hex>" of its ONNX file(s) and tokenizer.json), an API model's "api:<base-url>#<model>".
 CREATE TABLE models (
   id         TEXT PRIMARY KEY,
   kind       TEXT NOT NULL CHECK (kind IN ('local', 'api')),
@@ -78,15 +78,6 @@ CREATE TABLE scores (
   duration_ms    REAL,
   run_id         TEXT
 ) WITHOUT ROWID;
-
--- SHA-256 of large model files by (path, size, mtime): a 24 GB checkpoint is hashed once, not per run.
-CREATE TABLE file_digests (
-  path       TEXT PRIMARY KEY,
-  size       INTEGER NOT NULL,
-  mtime_ms   REAL NOT NULL,
-  sha256     TEXT NOT NULL,
-  checked_at TEXT NOT NULL
-) WITHOUT ROWID;
 `;
 
 /**
@@ -102,7 +93,7 @@ export const MIGRATIONS: readonly Migration[] = [{ version: 1, description: 'ini
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
 /** The tables a uit cache may hold, in any version this uit knows. */
-export const KNOWN_TABLES = ['info', 'models', 'texts', 'runs', 'generations', 'scores', 'file_digests'] as const;
+export const KNOWN_TABLES = ['info', 'models', 'texts', 'runs', 'generations', 'scores'] as const;
 
 export interface FileIdentity {
   applicationId: number;

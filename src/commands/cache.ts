@@ -234,8 +234,10 @@ function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
+/** `sha256:` and 64 hex digits are unreadable in a table: the first 12 digits identify a model. */
 function shortId(id: string): string {
-  return /^[0-9a-f]{64}$/.test(id) ? `${id.slice(0, 12)}…` : id;
+  const m = /^(sha256:)?([0-9a-f]{64})$/.exec(id);
+  return m ? `${m[1] ?? ''}${m[2].slice(0, 12)}…` : id;
 }
 
 function formatStats(s: CacheStats): string {

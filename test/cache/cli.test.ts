@@ -28,8 +28,9 @@ function uit(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+const SCORER = `sha256:${'ab'.repeat(32)}`;
 const score = (shard: number, i: number): ScoreRecord => ({
-  scorerId: 'scorer-x',
+  scorerId: SCORER,
   prefix: `Definition: Say "hi", then, a comma.\n\nPositive Examples 1\nInput: a\nOutput: b\n\nNow complete the following example -\nInput: ${shard}/${i}\nOutput: `,
   target: i % 5 === 0 ? '' : `line one\nline "two", ${i}`,
   tokenCount: i % 5 === 0 ? 0 : 4,
@@ -50,7 +51,7 @@ const generation = (i: number): GenerationRecord => ({
 /** A cache like one shard of a job would leave: a registered scorer, a run, scores. */
 function makeShard(file: string, shard: number, n: number): void {
   const c = openCache(file);
-  c.putModel({ id: 'scorer-x', kind: 'local', name: 'models/uit-tiny' });
+  c.putModel({ id: SCORER, kind: 'local', name: 'models/uit-tiny' });
   c.startRun('score', { shard });
   c.putScores(Array.from({ length: n }, (_, i) => score(shard, i)));
   if (shard === 0) c.putGenerations([0, 1, 2].map(generation));
@@ -96,7 +97,7 @@ describe('uit cache stats', () => {
     expect(j.stderr).toBe('');
     const stats = JSON.parse(j.stdout);
     expect(stats.rows).toMatchObject({ scores: 20, generations: 3, models: 1, runs: 1 });
-    expect(stats.scores.byScorer).toEqual([{ id: 'scorer-x', name: 'models/uit-tiny', kind: 'local', rows: 20 }]);
+    expect(stats.scores.byScorer).toEqual([{ id: SCORER, name: 'models/uit-tiny', kind: 'local', rows: 20 }]);
     expect(stats.generations.byModel).toEqual([{ id: 'model-x', name: null, kind: null, rows: 3 }]);
     expect(stats.bytes.total).toBeGreaterThan(0);
 
@@ -104,7 +105,7 @@ describe('uit cache stats', () => {
     expect(t.code).toBe(0);
     expect(t.stdout).toContain(`cache       ${file} (schema v1, journal wal)`);
     expect(t.stdout).toMatch(/rows +generations 3, scores 20, models 1, runs 1/);
-    expect(t.stdout).toMatch(/ +20 +models\/uit-tiny \(local, scorer-x\)/);
+    expect(t.stdout).toContain('       20  models/uit-tiny (local, sha256:abababababab…)\n');
     expect(t.stdout).toMatch(/ +3 +model-x \(not registered\)/);
     expect(t.stdout).toContain('integrity   ok');
   });
