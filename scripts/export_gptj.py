@@ -321,9 +321,9 @@ def export(args, log=print) -> str:
         T.write_json(os.path.join(onnx_dir, "parity.json"), parity)
         hf_cfg = cfg.to_hf_dict()
         hf_cfg["torch_dtype"] = "float16" if fp16 else "float32"
+        # No "dtype" here even for fp16: transformers.js would then look for
+        # onnx/model_fp16.onnx; the graph's own input types say fp16.
         hf_cfg["transformers.js_config"] = {"use_external_data_format": True}
-        if fp16:
-            hf_cfg["transformers.js_config"]["dtype"] = "fp16"
         T.write_json(os.path.join(work, "config.json"), hf_cfg)
         T.write_json(os.path.join(work, "generation_config.json"), {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id})
         if os.path.exists(out):

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
+import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transformers';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkParity } from '../../scripts/check-parity.mjs';
 
@@ -95,6 +96,16 @@ suite(`Python exports checked from Node${missing ? ` (skipped: ${missing})` : ''
     expect(meta('new_key_values.2.value').type).toBe('float16');
     expect(meta('logits_last').type).toBe('float32');
     await s.release();
+    // transformers.js loads it with its default options (the KV dtype comes from the graph).
+    env.allowRemoteModels = false;
+    env.allowLocalModels = true;
+    env.localModelPath = tmp;
+    const tokenizer = await AutoTokenizer.from_pretrained('fresh-fp16', { local_files_only: true });
+    const model = await AutoModelForCausalLM.from_pretrained('fresh-fp16', { device: 'cpu', local_files_only: true });
+    const inputs = tokenizer('Input: x');
+    const generated = (await model.generate({ ...inputs, max_new_tokens: 4, do_sample: false })) as { dims: number[] };
+    expect(generated.dims[1]).toBeGreaterThan(8);
+    await model.dispose();
     const fp32 = readFileSync(join(tmp, 'fresh-fp32', 'onnx', 'model.onnx_data')).length;
     const fp16 = readFileSync(join(out, 'onnx', 'model.onnx_data')).length;
     expect(fp16).toBeLessThan(fp32 * 0.6);
