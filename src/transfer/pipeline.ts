@@ -204,9 +204,10 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
     sinks.provenance?.commit();
     sinks.candidates?.commit();
   } catch (err) {
-    sinks.writer?.abort();
+    // sidecars first: the writer removes an output folder it created only when it is empty
     sinks.provenance?.abort();
     sinks.candidates?.abort();
+    sinks.writer?.abort();
     throw err;
   } finally {
     bar.stop();

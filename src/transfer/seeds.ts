@@ -11,8 +11,7 @@ import type { SeedPair } from './prompt.js';
 
 export const DEFAULT_SEEDS_PATH = fileURLToPath(new URL('../../src/transfer/seed-pairs.json', import.meta.url));
 
-const pair = z.object({ source: z.string().min(1), definition: z.string().min(1) });
-const file = z.union([z.array(pair), z.object({ pairs: z.array(pair) })]);
+const pairs = z.array(z.object({ source: z.string().min(1), definition: z.string().min(1) }));
 
 export interface Seeds {
   pairs: SeedPair[];
@@ -37,15 +36,16 @@ export function loadSeeds(path: string = DEFAULT_SEEDS_PATH): Seeds {
   } catch (err) {
     throw new InputError({ file: path }, `not valid JSON: ${(err as Error).message}`);
   }
-  const parsed = file.safeParse(value);
+  const wrapped = value !== null && typeof value === 'object' && !Array.isArray(value) && 'pairs' in value;
+  const parsed = pairs.safeParse(wrapped ? (value as { pairs: unknown }).pairs : value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
+    const field = [...(wrapped ? ['pairs'] : []), ...issue.path].join('.');
     throw new InputError(
-      { file: path, field: issue.path.join('.') || undefined },
+      { file: path, field: field || undefined },
       `expected a JSON array of {"source": string, "definition": string} (or {"pairs": [...]}): ${issue.message}`,
     );
   }
-  const list = Array.isArray(parsed.data) ? parsed.data : parsed.data.pairs;
-  const pairs = list.map((p) => ({ source: p.source, definition: p.definition }));
-  return { pairs, file: path, digest: sha256Hex(canonicalJson(pairs)).slice(0, 16) };
+  const list = parsed.data.map((p) => ({ source: p.source, definition: p.definition }));
+  return { pairs: list, file: path, digest: sha256Hex(canonicalJson(list)).slice(0, 16) };
 }
