@@ -99,9 +99,10 @@ export function heuristicDefinition(task: Task): { definition: string; from: str
     case 'p3':
       return { definition: describeTemplate({ prompt: task.definition, target: '', fields: placeholders(task.definition) }, null), from: 'aligned prompts' };
     case 'crossfit': {
+      // the layout names the fields; CrossFit has no instruction text besides the task name
       const layout = task.definition.replace(/^\[[^\]]*\]\s*/, '');
       return {
-        definition: describeTemplate({ prompt: layout, target: '', fields: placeholders(layout) }, null, String(extra.dataset ?? '')),
+        definition: describeTemplate({ prompt: '', target: '', fields: placeholders(layout) }, null, String(extra.dataset ?? '')),
         from: 'field layout',
       };
     }

@@ -198,24 +198,33 @@ function regionText(values: string[]): string {
   return pre + SLOT_MARK + suf;
 }
 
+/** Lines that start with a short field label ("Question: ...") align by their label. */
+const LABELLED = /^(\s*[A-Za-z][\w ]{0,30}:\s)/;
+function lineKey(line: string): string {
+  const m = LABELLED.exec(line);
+  return m ? `${m[1]}\u0001` : line;
+}
+
 /**
  * The template shared by rendered prompts. Non-blank lines common to every prompt (in order)
- * are literal; between them each prompt has a region of lines (blank lines stay inside regions,
- * since passages have paragraph breaks of their own); inside a region, what every prompt starts
- * and ends it with is literal too, and the rest is a slot. Slots are named by the label just
- * before them on their line ("Question: " -> {question}), else {input}, {input_2}, ...
+ * are kept, where lines match when equal or when they start with the same field label
+ * ("Question: a?" and "Question: b?"); between them each prompt has a region of lines (blank
+ * lines stay inside regions, since passages have paragraph breaks of their own). A kept line or
+ * a region is literal where every prompt agrees; otherwise what every prompt starts and ends it
+ * with is literal and the rest is a slot. Slots are named by the label just before them on
+ * their line ("Question: " -> {question}), else {input}, {input_2}, ...
  */
 export function alignPrompts(prompts: string[]): string {
   if (prompts.length < 2) return '{input}';
   const lines = prompts.map((p) => p.split('\n'));
-  const nonBlank = lines.map((l) => l.map((x, i) => [x, i] as const).filter(([x]) => x.trim() !== ''));
-  let common = nonBlank[0].map(([x]) => x);
+  const nonBlank = lines.map((l) => l.map((x, i) => [lineKey(x), i] as const).filter(([, i]) => l[i].trim() !== ''));
+  let common = nonBlank[0].map(([k]) => k);
   for (const l of nonBlank.slice(1)) {
-    const texts = l.map(([x]) => x);
-    common = lcsPairs(common, texts).map(([i]) => common[i]);
+    const keys = l.map(([k]) => k);
+    common = lcsPairs(common, keys).map(([i]) => common[i]);
   }
   // each prompt: the line index of every common line
-  const anchors = nonBlank.map((l) => lcsPairs(common, l.map(([x]) => x)).map(([, j]) => l[j][1]));
+  const anchors = nonBlank.map((l) => lcsPairs(common, l.map(([k]) => k)).map(([, j]) => l[j][1]));
   const pieces: string[] = [];
   for (let r = 0; r <= common.length; r++) {
     const regions = lines.map((l, p) => {
@@ -223,8 +232,19 @@ export function alignPrompts(prompts: string[]): string {
       const to = r === common.length ? l.length : anchors[p][r];
       return l.slice(from, to);
     });
-    if (regions.some((reg) => reg.length > 0)) pieces.push(regionText(regions.map((reg) => reg.join('\n'))));
-    if (r < common.length) pieces.push(common[r]);
+    let slotFirst = false;
+    if (regions.some((reg) => reg.length > 0)) {
+      if (regions.some((reg) => reg.length === 0)) {
+        // lines only some prompts have (a passage with line breaks): the slot of the line
+        // before absorbs them, or a slot at its end (at the start: before the next line)
+        if (pieces.length === 0) slotFirst = true;
+        else if (!pieces[pieces.length - 1].endsWith(SLOT_MARK)) pieces[pieces.length - 1] += SLOT_MARK;
+      } else pieces.push(regionText(regions.map((reg) => reg.join('\n'))));
+    }
+    if (r < common.length) {
+      const line = regionText(lines.map((l, p) => l[anchors[p][r]]));
+      pieces.push(slotFirst && !line.startsWith(SLOT_MARK) ? SLOT_MARK + line : line);
+    }
   }
   const text = pieces.join('\n');
   const used = new Map<string, number>();

@@ -37,8 +37,9 @@ def mapping(loader, node):
     return loader.construct_mapping(node, deep=True)
 
 
-yaml.SafeLoader.add_constructor("!Template", mapping)
-yaml.SafeLoader.add_constructor("!TemplateMetadata", mapping)
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: much faster
+Loader.add_constructor("!Template", mapping)
+Loader.add_constructor("!TemplateMetadata", mapping)
 
 _files = {}
 
@@ -46,8 +47,17 @@ _files = {}
 def template(file, tid):
     if file not in _files:
         with open(file, encoding="utf-8") as f:
-            _files[file] = yaml.safe_load(f)["templates"]
+            _files[file] = yaml.load(f, Loader=Loader)["templates"]
     return _files[file][tid]
+
+
+_compiled = {}
+
+
+def compiled(source):
+    if source not in _compiled:
+        _compiled[source] = env.from_string(source)
+    return _compiled[source]
 
 
 def protect(row):
@@ -59,14 +69,14 @@ def render(case):
     row = case["row"]
     choices = None
     if t.get("answer_choices") is not None:
-        rendered = env.from_string(t["answer_choices"]).render(**protect(row))
+        rendered = compiled(t["answer_choices"]).render(**protect(row))
         choices = [c.strip().replace(PROTECT, "|||") for c in rendered.split("|||")]
     jinja = t["jinja"]
     if case.get("truncate", True):
         jinja = jinja.replace("}}", " | string | truncate(2048) }}")
     ctx = protect(row)
     ctx["answer_choices"] = choices
-    out = env.from_string(jinja).render(**ctx)
+    out = compiled(jinja).render(**ctx)
     return {"parts": [p.replace(PROTECT, "|||").strip() for p in out.split("|||")], "choices": choices}
 
 

@@ -1,0 +1,64 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { alignPrompts, flanText, placeholders, promptsourceText } from '../../src/transfer/template-text.js';
+
+const DATA = join(__dirname, '../../../shared/data');
+
+/** A recovered template as a regex: literal text exactly, each {slot} any text. */
+function templateRegex(template: string): RegExp {
+  const parts = template.split(/\{[A-Za-z_][\w]*\}/);
+  return new RegExp('^' + parts.map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[\\s\\S]*') + '$');
+}
+
+describe('P3: the template recovered by aligning prompts', () => {
+  const files = readdirSync(join(DATA, 'p3_rendered')).sort();
+
+  it('matches every prompt of every shared P3 file, and keeps text besides slots', () => {
+    let withText = 0;
+    for (const f of files) {
+      const prompts = readFileSync(join(DATA, 'p3_rendered', f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { prompt: string }).prompt);
+      const template = alignPrompts(prompts);
+      const re = templateRegex(template);
+      for (const p of prompts) expect(re.test(p), `${f}: ${JSON.stringify(template)}`).toBe(true);
+      if (template.replace(/\{[^}]*\}/g, '').trim().length > 10) withText++;
+    }
+    // a few templates are nothing but fields (e.g. cosmos_qa no_prompt_text)
+    expect(withText).toBeGreaterThan(files.length * 0.9);
+  });
+
+  it('names slots after a field label on their line', () => {
+    expect(alignPrompts(['Title: a b\nIs it good?', 'Title: c\nIs it good?'])).toBe('Title: {title}\nIs it good?');
+    expect(alignPrompts(['Q: x\nQ: y', 'Q: z\nQ: w'])).toBe('Q: {q}\nQ: {q_2}');
+  });
+
+  it('keeps blank lines of passages inside the slot', () => {
+    const t = alignPrompts(['Read:\n\np1\n\np2\n\nQuestion: a?', 'Read:\n\nonly one\n\nQuestion: b?', 'Read:\n\nx\n\ny\n\nz\n\nQuestion: c?']);
+    expect(t).toBe('Read:\n\n{input}\n\nQuestion: {question}');
+  });
+});
+
+describe('PromptSource and FLAN template text', () => {
+  it('turns Jinja expressions into {field} placeholders and literal strings into text', () => {
+    const t = promptsourceText('Is this a piece of news regarding {{"world politics, sports"}}?\n{{text}} \n||| \n{{answer_choices[label] }}');
+    expect(t).toEqual({ prompt: 'Is this a piece of news regarding world politics, sports?\n{text}', target: '{answer}', fields: ['text'] });
+  });
+
+  it('uses the main branch of conditions, lists loops once, and drops filters', () => {
+    const t = promptsourceText('{% set x = 1 %}{% if a %}{{ q | trim }}{% else %}none{% endif %}\nOptions: {% for c in choices.text %}- {{ c }} {% endfor %}|||{{ answers.text | choice }}');
+    expect(t.prompt).toBe('{q}\nOptions: {choices.text}');
+    expect(t.target).toBe('{answers.text}');
+  });
+
+  it('reads FLAN placeholders, with {options_} as {options}', () => {
+    expect(flanText('{premise}\nCan we infer the following?\n{hypothesis}\n\n{options_}', '{answer}')).toEqual({
+      prompt: '{premise}\nCan we infer the following?\n{hypothesis}\n\n{options}',
+      target: '{answer}',
+      fields: ['premise', 'hypothesis', 'options'],
+    });
+    expect(placeholders('{a} {b.c} {a}')).toEqual(['a', 'b.c']);
+  });
+});
