@@ -5,3 +5,4 @@ export * as compare from './compare/index.js';
 export * as remote from './remote/index.js';
 export * as serve from './serve/index.js';
 export * as runtime from './runtime/index.js';
+export * as cache from './cache/index.js';
