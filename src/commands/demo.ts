@@ -1,85 +1,180 @@
-// `uit demo`: converts the bundled sample (examples/: PromptSource, FLAN and P3 tasks) to Ni-v2
-// and shows one converted task. Heuristic transfer for now; the model pipeline replaces it.
+// `uit demo`: the first command a newcomer runs. Converts the bundled sample (examples/p3 and
+// examples/flan-trec: imdb and trec tasks, held out of the embedded model's training) to Ni-v2
+// with the real pipeline: models/uit-tiny writes candidate definitions and scores them, the
+// lowest perplexity wins. Shows one task's candidates, their perplexities and the pick, and
+// writes everything to ./uit-demo-out. `--method heuristic` runs the model-free transfer instead.
 import type { Command } from 'commander';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ModelError } from '../errors.js';
 import { convert, type ConvertSummary } from '../transfer/convert.js';
+import { runPipeline, type PipelineSummary, type TaskReport } from '../transfer/pipeline.js';
+import { addRunOptions, int, openPipeline, summaryLine, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
 import { summaryText } from './convert.js';
 
 /** The bundled sample, next to src/ and dist/ in the package. */
 export const EXAMPLES_DIR = fileURLToPath(new URL('../../examples/', import.meta.url));
+/** The embedded model (issue 7), shipped in the package. */
+export const DEMO_MODEL = fileURLToPath(new URL('../../models/uit-tiny', import.meta.url));
 
-/** The sample's parts, converted together into one output folder. */
-export const DEMO_PARTS = ['promptsource', 'flan', 'p3'] as const;
+/** What the model demo converts: P3 and FLAN tasks of datasets held out of uit-tiny's training. */
+export const DEMO_INPUTS = ['p3', 'flan-trec'] as const;
+/** What the heuristic demo converts (no model: every instance-level format). */
+export const HEURISTIC_PARTS = ['promptsource', 'flan', 'p3'] as const;
+
+/** Small enough to finish in seconds on 2 cores; the options of convert --method model override them. */
+export const DEMO_DEFAULTS = { numCandidates: 4, instances: 8, maxNewTokens: 64, out: 'uit-demo-out' } as const;
+
+export interface DemoOptions extends PipelineCliOptions {
+  method?: 'model' | 'heuristic';
+  examplesDir?: string;
+}
 
 export interface DemoResult {
   out: string;
-  summary: ConvertSummary;
-  /** One converted task: its file and Ni-v2 document. */
-  example: { file: string; task: Record<string, unknown> };
+  model: string;
+  summary: PipelineSummary;
+  /** The task shown: its source instruction, every candidate with its score, and the pick. */
+  example: {
+    task: string;
+    file: string | null;
+    sourceFormat: string;
+    sourceInstruction: string;
+    instancesScored: number;
+    candidates: { definition: string; perplexity: number | null; meanCe: number | null; rank: number | null; kept: boolean }[];
+    chosen: number | null;
+  } | null;
 }
 
-export async function runDemo(opts: { out?: string; method?: string; examplesDir?: string }): Promise<DemoResult> {
-  const out = opts.out ?? mkdtempSync(join(tmpdir(), 'uit-demo-'));
-  const dir = opts.examplesDir ?? EXAMPLES_DIR;
-  let exampleFile: string | undefined;
-  const summary = await convert({
-    input: DEMO_PARTS.map((p) => join(dir, p)),
-    to: 'niv2',
-    out,
-    method: opts.method ?? 'heuristic',
-    quiet: true,
-    onTask: (t) => {
-      exampleFile ??= t.output;
-    },
-  });
-  const file = exampleFile!;
-  return { out, summary, example: { file, task: JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> } };
-}
-
-/** The example task for the terminal: definition, examples, and the first instances only. */
-function preview(task: Record<string, unknown>, keep = 2): string {
-  const shown: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(task)) {
-    if (Array.isArray(v) && v.length === 0) continue;
-    if (k === 'Instances' && Array.isArray(v) && v.length > keep) {
-      shown[k] = [...v.slice(0, keep), `... ${v.length - keep} more`];
-    } else shown[k] = v;
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  const model = opts.model ?? DEMO_MODEL;
+  if (!existsSync(model)) {
+    throw new ModelError(
+      model === DEMO_MODEL
+        ? `the embedded model is missing from this installation (${model}); ` +
+            'run `uit demo --model DIR` with a model folder (e.g. a GPT-J exported with scripts/export-gptj.py), ' +
+            'or `uit demo --method heuristic` for the model-free transfer'
+        : `${model}: no such model folder`,
+    );
   }
-  return JSON.stringify(shown, null, 2);
+  const dir = opts.examplesDir ?? EXAMPLES_DIR;
+  const out = opts.out ?? DEMO_DEFAULTS.out;
+  const opened = await openPipeline('convert', DEMO_INPUTS.map((p) => join(dir, p)), {
+    ...opts,
+    model,
+    out,
+    numCandidates: opts.numCandidates ?? DEMO_DEFAULTS.numCandidates,
+    instances: opts.instances ?? DEMO_DEFAULTS.instances,
+    maxNewTokens: opts.maxNewTokens ?? DEMO_DEFAULTS.maxNewTokens,
+  });
+  let shown: TaskReport | undefined;
+  let summary: PipelineSummary;
+  try {
+    summary = await runPipeline({ ...opened.options, onTask: (r) => void (shown ??= r.scores ? r : undefined) });
+  } finally {
+    await opened.close();
+  }
+  const p = shown?.provenance;
+  return {
+    out,
+    model,
+    summary,
+    example:
+      shown && p
+        ? {
+            task: shown.id,
+            file: shown.output === null ? null : join(out, shown.output),
+            sourceFormat: (p.source as { format: string }).format,
+            sourceInstruction: p.sourceInstruction as string,
+            instancesScored: shown.scores!.setup.instances.length,
+            candidates: shown.scores!.candidates.map((c) => ({ definition: c.definition, perplexity: c.perplexity, meanCe: c.meanCe, rank: c.rank, kept: c.kept })),
+            chosen: shown.scores!.best,
+          }
+        : null,
+  };
+}
+
+function indent(text: string, pad: string): string {
+  return text.split('\n').map((l) => pad + l).join('\n');
 }
 
 export function demoText(r: DemoResult): string {
   const lines: string[] = [];
-  lines.push(`One converted task (${r.example.file}; empty fields and most instances left out):`);
-  lines.push(preview(r.example.task));
+  const rel = relative(process.cwd(), r.model) || r.model;
+  lines.push(`uit demo: ${rel.startsWith('..') ? r.model : rel} writes and scores Ni-v2 definitions for ${r.summary.tasks.ok + r.summary.tasks.failed} held-out tasks (examples/p3, examples/flan-trec)`);
+  const e = r.example;
+  if (e) {
+    lines.push('');
+    lines.push(`Task ${e.task} (${e.sourceFormat})`);
+    lines.push('Source instruction:');
+    lines.push(indent(e.sourceInstruction, '  '));
+    lines.push(`Candidates (${e.candidates.length} sampled; perplexity of the gold outputs of ${e.instancesScored} instances, lower is better):`);
+    const order = e.candidates.map((c, i) => ({ c, i })).sort((a, b) => (a.c.rank ?? Infinity) - (b.c.rank ?? Infinity) || a.i - b.i);
+    for (const { c, i } of order) {
+      const ppl = c.perplexity === null ? 'n/a' : c.perplexity.toFixed(2);
+      const mark = i === e.chosen ? '*' : ' ';
+      const text = c.definition === '' ? '(empty)' : c.definition.replace(/\n/g, ' ');
+      lines.push(`  ${mark} #${i + 1}  ppl ${ppl.padStart(8)}  ${text}`);
+    }
+    lines.push(e.chosen === null ? 'No candidate kept.' : `Picked #${e.chosen + 1} (lowest perplexity); it is Definition[0] of ${e.file}`);
+  }
   lines.push('');
-  lines.push(summaryText(r.summary).trimEnd());
-  lines.push(`Open ${r.out} to see every task.`);
+  lines.push(summaryLine(r.summary));
+  lines.push(`Every task is in ${r.out}/ (Ni-v2 JSON); ${r.out}/provenance.jsonl lists every candidate with its scores.`);
   return lines.join('\n') + '\n';
 }
 
+/** The model-free demo of the formats layer (heuristic transfer of every instance-level format). */
+async function heuristicDemo(out: string, dir: string): Promise<{ out: string; summary: ConvertSummary; example: { file: string; task: Record<string, unknown> } }> {
+  let exampleFile: string | undefined;
+  const summary = await convert({
+    input: HEURISTIC_PARTS.map((p) => join(dir, p)),
+    to: 'niv2',
+    out,
+    method: 'heuristic',
+    quiet: true,
+    onTask: (t) => void (exampleFile ??= t.output),
+  });
+  return { out, summary, example: { file: exampleFile!, task: JSON.parse(readFileSync(exampleFile!, 'utf8')) as Record<string, unknown> } };
+}
+
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('demo')
-    .description('Convert the bundled sample (PromptSource, FLAN and P3 tasks in examples/) to Ni-v2 and show one converted task.')
-    .option('-o, --out <dir>', 'output folder (default: a new temporary folder)')
-    .option('--method <name>', 'transfer method', 'heuristic')
-    .option('--json', 'print {out, summary, example: {file, task}} as JSON')
+    .description('Run the UIT pipeline on the bundled sample with the embedded model: candidate definitions, their perplexities and the pick, written as Ni-v2.')
+    .option('-o, --out <dir>', 'output folder', DEMO_DEFAULTS.out)
+    .option('--model <dir>', 'transfer model and scorer (default: the embedded models/uit-tiny)')
+    .addOption(new Option('--method <name>', 'model: the UIT pipeline; heuristic: no model, fields mapped directly').choices(['model', 'heuristic']).default('model'))
+    .option('--num-candidates <n>', 'candidate definitions per task', int('--num-candidates', 1), DEMO_DEFAULTS.numCandidates)
+    .option('--instances <m>', 'instances scored per candidate', int('--instances', 1), DEMO_DEFAULTS.instances)
+    .option('--max-new-tokens <n>', 'longest candidate, in tokens', int('--max-new-tokens', 1), DEMO_DEFAULTS.maxNewTokens)
+    .option('--seed <n>', 'sampling seed', int('--seed', 0), 0);
+  addRunOptions(cmd);
+  cmd
     .addHelpText(
       'after',
       `
-The sample is small and the heuristic transfer needs no model, so this runs in seconds.
+The sample: examples/p3 (2 imdb prompts) and examples/flan-trec (3 FLAN trec templates), datasets
+held out of uit-tiny's training. The first run computes (seconds on 2 cores); generations and
+scores go to the cache, so a second run makes no model calls. uit-tiny is small: its definitions
+are plausible at best; the real use is your own exported GPT-J (uit convert --method model).
 
 Examples:
   $ uit demo
-  $ uit demo -o demo-out
-  $ uit demo --json | jq .summary.tasks`,
+  $ uit demo -o demo-out --num-candidates 8
+  $ uit demo --json | jq '.example.candidates'
+  $ uit demo --method heuristic`,
     )
-    .action(async (opts: { out?: string; method: string; json?: boolean }) => {
-      const r = await runDemo({ out: opts.out, method: opts.method });
+    .action(async (opts: DemoOptions) => {
+      if (opts.method === 'heuristic') {
+        const r = await heuristicDemo(opts.out ?? DEMO_DEFAULTS.out, EXAMPLES_DIR);
+        process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : summaryText(r.summary));
+        return;
+      }
+      const r = await runDemo(opts);
       process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : demoText(r));
+      if (r.summary.tasks.failed > 0) process.exitCode = 6;
     });
 }

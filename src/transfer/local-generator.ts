@@ -1,5 +1,6 @@
 // The local ONNX model as a TextGenerator (src/transfer/generator.ts), so the pipeline treats it
-// like the API backend. Beyond the interface it can draw any range of sample indices
+// like the API backend. src/runtime/text-generator.ts has the plain LocalGenerator; this one adds
+// what the pipeline needs: counted model calls, and any range of sample indices
 // (`generateRange`): sample i of a prompt comes from the PRNG stream (seed, i) whatever the batch,
 // so a partly cached request regenerates only its missing samples and gets the same texts an
 // uninterrupted run would have.
@@ -23,14 +24,14 @@ export function isRangeGenerator(g: TextGenerator): g is RangeGenerator {
   return typeof (g as Partial<RangeGenerator>).generateRange === 'function';
 }
 
-export interface LocalGeneratorOptions {
+export interface LocalRangeGeneratorOptions {
   /** Rows decoded together (default: the runtime's 16). */
   batchSize?: number;
   /** Told about every decoding step's new tokens (progress: tokens per second). */
   onTokens?: (count: number) => void;
 }
 
-export class LocalGenerator implements RangeGenerator {
+export class LocalRangeGenerator implements RangeGenerator {
   readonly kind = 'local' as const;
   /** Forward passes that reached the model (prefills and decoding steps). */
   readonly counts: ModelCallCounts;
@@ -39,7 +40,7 @@ export class LocalGenerator implements RangeGenerator {
   private constructor(
     readonly id: string,
     readonly model: Model,
-    private readonly opts: LocalGeneratorOptions,
+    private readonly opts: LocalRangeGeneratorOptions,
   ) {
     const backend = new CountingBackend(model.backend);
     this.counts = backend.counts;
@@ -48,8 +49,8 @@ export class LocalGenerator implements RangeGenerator {
   }
 
   /** `id` defaults to the model's identity (a hash of its graph and tokenizer.json). */
-  static async create(model: Model, opts: LocalGeneratorOptions = {}): Promise<LocalGenerator> {
-    return new LocalGenerator(await model.identity(), model, opts);
+  static async create(model: Model, opts: LocalRangeGeneratorOptions = {}): Promise<LocalRangeGenerator> {
+    return new LocalRangeGenerator(await model.identity(), model, opts);
   }
 
   generate(requests: GenerationRequest[], params: GenerationParams): Promise<GeneratedText[][]> {
@@ -73,7 +74,7 @@ export class LocalGenerator implements RangeGenerator {
 }
 
 /** GenerationParams in the runtime's terms (temperature 0 means greedy, as in the API backend). */
-export function runtimeOptions(p: GenerationParams, o: LocalGeneratorOptions = {}): GenerateOptions {
+export function runtimeOptions(p: GenerationParams, o: LocalRangeGeneratorOptions = {}): GenerateOptions {
   return {
     maxNewTokens: p.maxNewTokens,
     greedy: p.greedy === true || p.temperature === 0,

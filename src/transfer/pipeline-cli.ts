@@ -11,7 +11,7 @@ import { loadModel, type Device, type Model } from '../runtime/index.js';
 import { readCandidatesFile } from './candidates-file.js';
 import { CandidateSource } from './candidates.js';
 import type { GenerationParams, TextGenerator } from './generator.js';
-import { LocalGenerator } from './local-generator.js';
+import { LocalRangeGenerator } from './local-generator.js';
 import { runPipeline, type PipelineCommand, type PipelineOptions, type PipelineSummary } from './pipeline.js';
 import { TRANSFER_STOP, type PromptStyle } from './prompt.js';
 import { loadSeeds } from './seeds.js';
@@ -183,7 +183,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
       let modelCalls: () => number;
       let name: string;
       if (transferModel) {
-        const local = await LocalGenerator.create(transferModel);
+        const local = await LocalRangeGenerator.create(transferModel);
         generator = local;
         modelCalls = () => local.counts.calls;
         name = basename(transferModel.info.dir);
