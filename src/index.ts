@@ -6,3 +6,4 @@ export * as remote from './remote/index.js';
 export * as serve from './serve/index.js';
 export * as runtime from './runtime/index.js';
 export * as cache from './cache/index.js';
+export * as pipeline from './transfer/pipeline-api.js';
