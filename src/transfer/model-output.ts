@@ -1,5 +1,6 @@
 // From a source task and its selected definitions to the Ni-v2 task that is written, and the
-// provenance line that goes with it. The shaping matches the heuristic method's, so heuristic and
+// provenance line that goes with it. (A Ni-v2 source's Definition[0] is its source instruction; its
+// further definitions, if any, are not carried over: the Definition list is the selection's.) The shaping matches the heuristic method's, so heuristic and
 // model outputs differ only in their Definition (and provenance):
 //   - a task without Positive Examples takes its first instances as Positive Examples (`examples`,
 //     default 2, always leaving one instance), and the scoring prompt uses exactly these examples;
@@ -49,10 +50,11 @@ function stripInstanceExtra(i: Instance): Instance {
 export function withDefinitions(t: LazyTask, definitions: string[]): LazyTask {
   const [first, ...rest] = definitions;
   const task = t.task;
-  if (rest.length === 0) return replaceTask(t, { ...task, definition: first });
   if (task.source.format === 'niv2') {
+    // the source's own definitions after the first are replaced too (only Definition[0] was transferred)
     return replaceTask(t, { ...task, definition: first, source: { ...task.source, extra: { ...task.source.extra, [DEFINITION]: rest } } });
   }
+  if (rest.length === 0) return replaceTask(t, { ...task, definition: first });
   const values: Record<string, unknown> = {
     Source: [datasetNameOf(task)],
     [DEFINITION]: rest,

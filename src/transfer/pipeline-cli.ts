@@ -3,6 +3,7 @@
 // and pipeline steps, and the summary (one line on stderr, or --json on stdout).
 import { basename } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DEFAULT_HEAD } from '../formats/api.js';
 import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cache/index.js';
 import { ExitCode, UitError } from '../errors.js';
 import { DEFAULT_INSTANCES, Scorer } from '../perplexity/index.js';
@@ -160,7 +161,8 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
       command,
       input,
       from: o.from,
-      read: { rows: o.rows, dataset: o.dataset, truncate: o.truncate, seed: o.seed },
+      // A long task streams: its scored instances come from the instances read ahead, so read enough.
+      read: { rows: o.rows, dataset: o.dataset, truncate: o.truncate, seed: o.seed, head: Math.max(DEFAULT_HEAD, (o.instances ?? PIPELINE_DEFAULTS.instances) + (o.examples ?? 2) + 1) },
       out: o.out,
       to: 'niv2',
       cache,

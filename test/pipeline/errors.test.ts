@@ -5,7 +5,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE, NIV2_FILES, P3_EMPTY_GOLD, SCORE, SMALL, jsonl, needBuilt, run, tempDir, tree, uit } from './helpers.js';
+import { FIXTURE, NIV2_FILES, P3_EMPTY_GOLD, P3_FILES, SCORE, SMALL, jsonl, needBuilt, run, tempDir, tree, uit } from './helpers.js';
 
 const tmp = tempDir('uit-pipeline-errors-');
 const folder = join(tmp.dir, 'tasks');
@@ -80,5 +80,22 @@ describe('bad tasks in a collection', () => {
     const bad = uit(['denoise', NIV2_FILES[0], '--candidates', cands, '--scorer', FIXTURE, '-o', join(tmp.dir, 'bad'), '--cache', join(tmp.dir, 'cache.sqlite')]);
     expect(bad.code).toBe(3);
     expect(bad.stderr).toMatch(/cands\.jsonl:1: candidates: /);
+  });
+
+  it('a streamed task (more instances than are read ahead) with a bad record past the head fails alone, before anything is written', () => {
+    const rows = readFileSync(P3_FILES[1], 'utf8').split('\n').filter(Boolean);
+    const big = Array.from({ length: 100 }, (_, i) => rows[i % rows.length]);
+    const good = join(tmp.dir, 'big_good.jsonl');
+    const bad = join(tmp.dir, 'big_bad.jsonl');
+    writeFileSync(good, big.join('\n') + '\n');
+    writeFileSync(bad, big.map((l, i) => (i === 89 ? l.slice(0, 30) : l)).join('\n') + '\n');
+    const out = join(tmp.dir, 'streamed');
+    const s = run(convert([bad, good], out), 6);
+    expect(s.tasks).toMatchObject({ ok: 1, failed: 1 });
+    expect(s.failures[0]).toMatchObject({ file: bad, line: 90, task: 'p3/big_bad' });
+    expect([...tree(out).keys()].sort()).toEqual(['p3/big_good.json', 'provenance.jsonl']);
+    const doc = JSON.parse(readFileSync(join(out, 'p3/big_good.json'), 'utf8')) as { Instances: unknown[]; 'Positive Examples': unknown[] };
+    expect(doc['Positive Examples']).toHaveLength(2);
+    expect(doc.Instances).toHaveLength(98);
   });
 });

@@ -128,4 +128,19 @@ describe('the written task', () => {
       { id: 'demo-4', input: 'in 4', output: ['out 4'] },
     ]);
   });
+
+  it('replaces every Definition of a Ni-v2 source, keeping the rest of its layout', async () => {
+    const niv2: Task = {
+      ...task,
+      id: 'task_x',
+      source: { format: 'niv2', file: 'x.json', extra: { Contributors: ['a'], Definition: ['second source definition'], 'Positive Examples': null, Instances: null, Domains: ['d'] } },
+      positiveExamples: [{ input: 'i', output: 'o' }],
+      instances: task.instances.map(({ extra: _e, ...i }) => i),
+    };
+    let s = '';
+    await emitNiv2(withDefinitions(lazyFromTask(niv2), ['Chosen.']), (c) => (s += c), 4);
+    const doc = JSON.parse(s) as Record<string, unknown>;
+    expect(Object.keys(doc)).toEqual(['Contributors', 'Definition', 'Positive Examples', 'Instances', 'Domains']);
+    expect(doc.Definition).toEqual(['Chosen.']);
+  });
 });
