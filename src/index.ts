@@ -7,3 +7,4 @@ export * as serve from './serve/index.js';
 export * as runtime from './runtime/index.js';
 export * as cache from './cache/index.js';
 export * as pipeline from './transfer/pipeline-api.js';
+export * as formats from './formats/index.js';

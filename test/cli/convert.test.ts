@@ -151,9 +151,9 @@ describe('a file larger than the memory the process may use', () => {
     for (let i = 0; bytes < 60 * 1024 * 1024; i++) {
       const line = JSON.stringify({ prompt: `Text ${i} ${pad}\nIs it long?\n`, completion: 'yes<|endoftext|>' }) + '\n';
       bytes += line.length;
-      if (!ws.write(line)) await new Promise((r) => ws.once('drain', r));
+      if (!ws.write(line)) await new Promise<void>((r) => ws.once("drain", () => r()));
     }
-    await new Promise((r) => ws.end(r));
+    await new Promise<void>((r) => ws.end(() => r()));
     const lines = readFileSync(big, 'utf8').split('\n').length - 1;
     const out = join(tmp, 'huge-out.jsonl');
     const r = uit(['convert', big, '--to', 'alpaca', '-o', out], { node: ['--max-old-space-size=40'] });
