@@ -13,7 +13,7 @@
 import type { Cache, JsonObject } from '../cache/index.js';
 import { scoreKey } from '../cache/index.js';
 import { InputError, type InputLocation } from '../errors.js';
-import { prefill, scoreContinuations, type Model, type Prefix } from '../runtime/index.js';
+import { prefill, scoreContinuations, type Model } from '../runtime/index.js';
 import { CountingBackend } from './counting-backend.js';
 import { planGroups } from './plan.js';
 
@@ -250,62 +250,75 @@ export class Scorer {
     const conts = members.map((w) => [...w.prefixIds.slice(shared), ...w.targetIds]);
     // Longest first (ties by plan order) so a batch pads little; fixed whatever is cached.
     const order = members.map((_, i) => i).sort((a, b) => conts[b].length - conts[a].length || a - b);
-    let prefix: Prefix | undefined;
-    for (let start = 0; start < order.length; start += this.batchSize) {
-      const batch = order.slice(start, start + this.batchSize);
-      const targetTokens = batch.reduce((n, i) => n + members[i].targetIds.length, 0);
-      if (batch.every((i) => members[i].result !== undefined)) {
-        this.opts.onBatch?.({ pairs: batch.length, computed: false, targetTokens });
-        continue;
-      }
-      const t0 = performance.now();
-      if (shared > 0 && !prefix) {
-        prefix = await prefill(this.backend, members[0].prefixIds.slice(0, shared));
-        this.stats.prefills++;
-      }
-      const lps = await scoreContinuations(
-        this.backend,
-        prefix,
-        batch.map((i) => conts[i]),
-        { batchSize: batch.length },
-      );
-      this.stats.batches++;
-      const ms = (performance.now() - t0) / batch.length;
-      const fresh: Work[] = [];
-      batch.forEach((i, r) => {
-        const w = members[i];
-        if (w.result) return; // the cache's number wins
-        const logprobs = lps[r].slice(w.prefixIds.length - shared);
-        let sum = 0;
-        for (const lp of logprobs) sum -= lp;
-        if (!Number.isFinite(sum)) throw new Error(`scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))}`);
-        w.result = {
-          tokens: logprobs.length,
-          sumCe: sum,
-          meanCe: sum / logprobs.length,
-          truncatedPrefixTokens: w.truncated,
-          targetIds: w.targetIds,
-          logprobs,
-          cached: false,
-        };
-        fresh.push(w);
-        this.stats.computed++;
-        this.stats.targetTokens += logprobs.length;
-      });
-      this.opts.cache?.putScores(
-        fresh.map((w) => ({
-          scorerId,
-          prefix: w.pair.prefix,
-          target: w.pair.target,
-          params: w.params,
-          tokenCount: w.result!.tokens,
-          sumCe: w.result!.sumCe,
-          meanCe: w.result!.meanCe,
-          tokenLogprobs: w.result!.logprobs,
-          durationMs: ms,
-        })),
-      );
-      this.opts.onBatch?.({ pairs: batch.length, computed: true, targetTokens });
-    }
+    const batches: number[][] = [];
+    for (let start = 0; start < order.length; start += this.batchSize) batches.push(order.slice(start, start + this.batchSize));
+    const targetTokens = (batch: readonly number[]) => batch.reduce((n, i) => n + members[i].targetIds.length, 0);
+    const todo = batches.filter((b) => !b.every((i) => members[i].result !== undefined));
+    for (const b of batches) if (!todo.includes(b)) this.opts.onBatch?.({ pairs: b.length, computed: false, targetTokens: targetTokens(b) });
+    if (todo.length === 0) return;
+
+    const prefix = shared > 0 ? await prefill(this.backend, members[0].prefixIds.slice(0, shared)) : undefined;
+    if (prefix) this.stats.prefills++;
+    // One call for the group: the prefix's KV cache is copied into the batch rows once, not per
+    // batch. The engine orders continuations as `order` does (longest first, then input order),
+    // so dropping whole cached batches keeps the remaining batches as planned; checked below.
+    const flat = todo.flat();
+    let next = 0;
+    let t0 = performance.now();
+    await scoreContinuations(
+      this.backend,
+      prefix,
+      flat.map((i) => conts[i]),
+      {
+        batchSize: this.batchSize,
+        onBatch: (indices, lps) => {
+          const batch = todo[next++];
+          if (!batch || indices.length !== batch.length || indices.some((k, j) => flat[k] !== batch[j])) {
+            throw new Error('scoring batches differ from the plan');
+          }
+          const ms = (performance.now() - t0) / batch.length;
+          this.stats.batches++;
+          const fresh: Work[] = [];
+          batch.forEach((i, r) => {
+            const w = members[i];
+            if (w.result) return; // the cache's number wins
+            const logprobs = lps[r].slice(w.prefixIds.length - shared);
+            let sum = 0;
+            for (const lp of logprobs) sum -= lp;
+            if (!Number.isFinite(sum)) {
+              throw new Error(`scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))}`);
+            }
+            w.result = {
+              tokens: logprobs.length,
+              sumCe: sum,
+              meanCe: sum / logprobs.length,
+              truncatedPrefixTokens: w.truncated,
+              targetIds: w.targetIds,
+              logprobs,
+              cached: false,
+            };
+            fresh.push(w);
+            this.stats.computed++;
+            this.stats.targetTokens += logprobs.length;
+          });
+          this.opts.cache?.putScores(
+            fresh.map((w) => ({
+              scorerId,
+              prefix: w.pair.prefix,
+              target: w.pair.target,
+              params: w.params,
+              tokenCount: w.result!.tokens,
+              sumCe: w.result!.sumCe,
+              meanCe: w.result!.meanCe,
+              tokenLogprobs: w.result!.logprobs,
+              durationMs: ms,
+            })),
+          );
+          this.opts.onBatch?.({ pairs: batch.length, computed: true, targetTokens: targetTokens(batch) });
+          t0 = performance.now();
+        },
+      },
+    );
+    if (next !== todo.length) throw new Error('scoring batches differ from the plan');
   }
 }

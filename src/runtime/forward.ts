@@ -80,6 +80,11 @@ export async function prefill(backend: Backend, ids: readonly number[], base?: P
 export interface ScoreOptions {
   /** Continuations run together (rows of one forward). Default 8. */
   batchSize?: number;
+  /**
+   * Called after each batch with the continuations it finished (indices into the input) and
+   * their log-probs, so a caller can store results batch by batch (a killed run keeps them).
+   */
+  onBatch?: (indices: readonly number[], logprobs: readonly Float32Array[]) => void;
 }
 
 /**
@@ -131,6 +136,7 @@ export async function scoreContinuations(
       res[0] = prefix ? logSoftmaxAt(prefix.lastLogits, 0, prefix.lastLogits.length, c[0]) : NaN;
       for (let t = 1; t < c.length; t++) res[t] = lp[r * (seq - 1) + t - 1];
     });
+    opts.onBatch?.(batch, batch.map((ci) => results[ci]));
   }
   return results;
 }
