@@ -81,12 +81,13 @@ Every task's provenance (source file, format, id, method) goes to a sidecar:
 OUT/provenance.jsonl for a folder, OUT.provenance.jsonl for a file. Nothing is written if
 the input is bad (exit code 3, with file:line: field in the message).
 
-Examples:
+Examples (paths from the uit repository):
+  $ uit convert examples/promptsource/ag_news/templates.yaml --rows examples/promptsource/ag_news/rows.jsonl --to niv2 -o out/ag_news
+  $ uit convert examples/flan --to alpaca -o out/rte.jsonl
+  $ uit convert flan2021_templates.json --rows examples/flan/rows/rte.jsonl --dataset rte --to niv2 -o out/rte.jsonl
+  $ uit convert examples/p3/imdb_Reviewer_Enjoyment_Yes_No.jsonl --to niv2 | head -c 600
   $ uit convert ../shared/data/niv2/tasks --to niv2 -o out/niv2
-  $ uit convert templates.yaml --rows rows.jsonl --to niv2 -o out/ag_news
-  $ uit convert flan2021_templates.json --rows rte.jsonl --to niv2 -o rte.jsonl
-  $ uit convert ../shared/data/p3_rendered/ag_news_classify.jsonl --to niv2 | head -c 600
-  $ uit convert task1562_zest_question_rewriting.json --to alpaca -o zest.jsonl --json
+  $ uit convert ../shared/data/niv2/tasks/task003_mctaco_question_generation_event_duration.json --to flan -o out/mctaco --json
 
 With --method model, each task's instruction is rewritten by a transfer model: N candidates
 are sampled, scored with the UIT scoring prompt by a scoring model, and the lowest-perplexity

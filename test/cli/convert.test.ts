@@ -54,7 +54,7 @@ describe('uit convert --help', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('Usage: uit convert [options] <input...>');
     expect(r.stdout).toMatch(/Input formats \(detected from the content\):\n  niv2 /);
-    expect(r.stdout).toContain('$ uit convert ../shared/data/niv2/tasks --to niv2 -o out/niv2');
+    expect(r.stdout).toContain('$ uit convert examples/flan --to alpaca -o out/rte.jsonl');
   });
 });
 
