@@ -61,7 +61,7 @@ export function register(program: Command): void {
     .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
     .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first instances of a task that has none', nonNegativeInt, 2)
     .option('--no-truncate', "PromptSource: do not cut substituted values to 2048 characters (PromptSource's default cuts them)")
-    .option('--seed <n>', 'seed for template helpers that pick at random (PromptSource choice/random)', nonNegativeInt, 0)
+    .option('--seed <n>', 'seed for template helpers that pick at random (PromptSource choice/random) and, with --method model, for sampling', nonNegativeInt, 0)
     .option('--json', 'print the summary as JSON (needs -o: stdout would carry the data)');
   // --method model: the UIT pipeline (src/transfer/pipeline.ts); these options apply to it only.
   addTransferOptions(cmd);

@@ -2,7 +2,7 @@
 // task, reason), the rest converts, and the exit code is PARTIAL (6); --strict stops at the first
 // bad task with BAD_INPUT (3) and writes nothing. Uses a Ni-v2 folder with a broken file between
 // two real task files, and real P3 data whose gold outputs are all empty (nothing to score on).
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE, NIV2_FILES, P3_EMPTY_GOLD, P3_FILES, SCORE, SMALL, jsonl, needBuilt, run, tempDir, tree, uit } from './helpers.js';
@@ -97,5 +97,21 @@ describe('bad tasks in a collection', () => {
     const doc = JSON.parse(readFileSync(join(out, 'p3/big_good.json'), 'utf8')) as { Instances: unknown[]; 'Positive Examples': unknown[] };
     expect(doc['Positive Examples']).toHaveLength(2);
     expect(doc.Instances).toHaveLength(98);
+  });
+
+  it('a source instruction too long for the transfer model fails that task only', () => {
+    // the fixture with a 300-position context: the bare pair prompt of a short P3 instruction fits,
+    // a Ni-v2 definition of 357 bytes (byte-level tokens) does not
+    const small = join(tmp.dir, 'tiny-ctx300');
+    cpSync(FIXTURE, small, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(small, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(small, 'config.json'), JSON.stringify({ ...cfg, n_positions: 300 }));
+    const out = join(tmp.dir, 'ctx');
+    const s = run(['convert', P3_FILES[0], NIV2_FILES[0], '--to', 'niv2', '--method', 'model', '--model', small, '--prompt-style', 'pair',
+      '--num-candidates', '2', '--max-new-tokens', '16', ...SCORE, '--threads', '1', '-o', out, '--cache', join(tmp.dir, 'ctx.sqlite')], 6);
+    expect(s.tasks).toMatchObject({ ok: 1, failed: 1 });
+    expect(s.failures[0]).toMatchObject({ task: 'task1413_dart_object_identification' });
+    expect(s.failures[0].reason).toMatch(/prompt has \d+ tokens; the model takes at most 300 positions/);
+    expect([...tree(out).keys()].sort()).toEqual(['p3/imdb_Reviewer_Enjoyment_Yes_No.json', 'provenance.jsonl']);
   });
 });
