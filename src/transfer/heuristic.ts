@@ -41,8 +41,14 @@ function instructionText(prompt: string): string {
   for (const line of prompt.split('\n')) {
     const residue = line.replace(/\{[^{}]*\}/g, '').trim();
     if (!/[A-Za-z]/.test(residue)) continue; // only fields and punctuation
-    if (/^[-\w ]{1,30}:\s*["'(]?$/.test(residue) || /^[-*•]?\s*[A-Z]?[.):]?$/.test(residue)) continue; // a label ("Question:")
-    kept.push(line.trim().replace(/\{([^{}]*)\}/g, (_m, f: string) => (NOT_INPUT_FIELDS.has(f) ? 'the options' : `the ${fieldWords(f)}`)));
+    const bare = residue.replace(/[\s"'()?.!]+$/, '');
+    if (/^[-\w ]{1,30}:$/.test(bare) || /^[-*•]?\s*[A-Z]?[.):]?$/.test(bare)) continue; // a label ("Question:")
+    // a field at the very start or end of a line is where the data goes, not part of a sentence
+    const sentence = line
+      .trim()
+      .replace(/^(["'(]?\{[^{}]*\}["')]?[\s,.:;]*)+/, '')
+      .replace(/([\s,:;-]*["'(]?\{[^{}]*\}["')]?)+\s*$/, '');
+    kept.push(sentence.replace(/\{([^{}]*)\}/g, (_m, f: string) => (NOT_INPUT_FIELDS.has(f) ? 'the options' : `the ${fieldWords(f)}`)));
   }
   let text = kept.join(' ').replace(/\s+/g, ' ').trim();
   if (text && !/[.?!]$/.test(text)) text = text.replace(/[:;,]$/, '') + '.';
