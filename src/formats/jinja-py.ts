@@ -1030,7 +1030,9 @@ export function compileTemplate(source: string): CompiledTemplate {
   try {
     program = parse(tokenize(source, { lstrip_blocks: false, trim_blocks: false })) as unknown as Node;
   } catch (err) {
-    throw new TemplateError(`template syntax error: ${(err as Error).message}`);
+    // the parser reads past the last token of a block left open and fails with a TypeError
+    const reason = err instanceof SyntaxError ? err.message : 'unexpected end of template (a {% if %} or {% for %} without its {% end... %}?)';
+    throw new TemplateError(`template syntax error: ${reason}`);
   }
   const used = new Set<string>();
   program = rewrite(program, used);
