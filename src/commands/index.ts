@@ -6,6 +6,8 @@ import * as demo from './demo.js';
 import * as denoise from './denoise.js';
 import * as doctor from './doctor.js';
 import * as generate from './generate.js';
+import * as score from './score.js';
+import * as scoreInstructions from './score-instructions.js';
 import * as serve from './serve.js';
 import * as transfer from './transfer.js';
 
@@ -23,6 +25,8 @@ const commands: Register[] = [
   generate.register,
   doctor.register,
   serve.register,
+  score.register,
+  scoreInstructions.register,
 ];
 
 export function registerCommands(program: Command): void {
