@@ -132,6 +132,18 @@ describe('uit convert: good input', () => {
     expect(r.stderr).toMatch(/^converted 1 task \(20 instances\) from p3 to alpaca \[heuristic 1\]\n$/);
   });
 
+  it('stops quietly when the reader of stdout goes away (uit convert ... | head)', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [join(REPO, 'bin/uit.js'), 'convert', join(DATA, 'niv2/tasks'), '--to', 'niv2'], { cwd: tmp });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise<void>((r) => child.stdout.once('data', () => r()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(stderr).not.toContain('EPIPE');
+    expect(code).toBe(0);
+  });
+
   it('--json prints the summary as JSON, skipped records included', () => {
     const out = join(tmp, 'share.jsonl');
     const r = uit(['convert', join(DATA, 'sharegpt/dummy_conversation.json'), '--to', 'alpaca', '-o', out, '--json']);
