@@ -8,7 +8,7 @@ import type { Backend } from '../backend.js';
 import { step } from '../forward.js';
 import { KvCache } from '../kv-cache.js';
 import type { Model } from '../model.js';
-import { buildProcessors, isGreedy, type SamplingParams } from './processors.js';
+import { buildProcessors, isGreedy, type LogitsProcessor, type SamplingParams } from './processors.js';
 import { sampleRng, type Rng } from './prng.js';
 import { argmax, sampleMultinomial } from './sampler.js';
 import { StopMatcher } from './stop.js';
@@ -193,7 +193,7 @@ function groupRows(rows: Row[], batchSize: number, positionIds: boolean): Row[][
 
 class Engine {
   private readonly backend: Backend;
-  private readonly processors;
+  private readonly processors: LogitsProcessor[];
   private readonly greedy: boolean;
   private readonly stop: StopMatcher;
 
