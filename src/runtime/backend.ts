@@ -73,6 +73,7 @@ export class OrtBackend implements Backend {
   device: 'cpu' | 'cuda';
   deviceNote?: string;
   private readonly graphs = new Map<GraphKind, Promise<Graph>>();
+  private disposed = false;
   private readonly paths: Partial<Record<GraphKind, string>>;
 
   private constructor(
@@ -110,6 +111,7 @@ export class OrtBackend implements Backend {
 
   /** The session for a graph kind, loading it (and checking it against the primary graph) if needed. */
   graph(kind: GraphKind): Promise<Graph> {
+    if (this.disposed) return Promise.reject(new ModelError(`${this.folder.dir}: the model was disposed`));
     let g = this.graphs.get(kind);
     if (!g) {
       const path = this.paths[kind];
@@ -163,7 +165,7 @@ export class OrtBackend implements Backend {
   private async runFast(kind: 'gen' | 'score', input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
     const { spec, session } = await this.graph(kind);
     const fetches = [spec.mainOutput, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
-    const out = await session.run(this.feeds(spec, input), fetches);
+    const out = await run(spec, session, this.feeds(spec, input), fetches);
     const main = out[spec.mainOutput];
     const data = toFloat32(main);
     const result: ForwardOutput = {
@@ -183,7 +185,7 @@ export class OrtBackend implements Backend {
   private async runDecoder(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
     const { spec, session } = await this.graph('decoder');
     const fetches = [spec.mainOutput, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
-    const out = await session.run(this.feeds(spec, input), fetches);
+    const out = await run(spec, session, this.feeds(spec, input), fetches);
     const logits = toFloat32(out[spec.mainOutput]);
     const { rows, seq } = input;
     const vocabSize = logits.length / (rows * seq);
@@ -207,6 +209,7 @@ export class OrtBackend implements Backend {
   }
 
   async dispose(): Promise<void> {
+    this.disposed = true;
     const graphs = [...this.graphs.values()];
     this.graphs.clear();
     for (const g of graphs) {
@@ -216,6 +219,21 @@ export class OrtBackend implements Backend {
         // a graph that failed to load has nothing to release
       }
     }
+  }
+}
+
+/** session.run with only `fetches` copied out; onnxruntime failures become ModelErrors naming the graph. */
+async function run(
+  spec: GraphSpec,
+  session: ort.InferenceSession,
+  feeds: Record<string, ort.Tensor>,
+  fetches: string[],
+): Promise<ort.InferenceSession.ReturnType> {
+  try {
+    return await session.run(feeds, fetches);
+  } catch (err) {
+    const shape = (feeds.input_ids as ort.Tensor).dims.join('x');
+    throw new ModelError(`${spec.path}: onnxruntime failed on input_ids ${shape}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
 }
 

@@ -164,3 +164,14 @@ describe('model identity', () => {
     }
   });
 });
+
+describe('runtime failures', () => {
+  it('an id outside the vocabulary is a ModelError naming the graph; a disposed model refuses work', async () => {
+    const m = await loadModel(FIXTURE, { threads: 1 });
+    const err = await generate(m, [{ promptIds: [1, 99999] }], { maxNewTokens: 2, greedy: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelError);
+    expect((err as Error).message).toMatch(/model\.gen\.onnx: onnxruntime failed on input_ids 1x2/);
+    await m.dispose();
+    await expect(generate(m, [{ prompt: 'a' }], { maxNewTokens: 1, greedy: true })).rejects.toThrow(/disposed/);
+  });
+});
