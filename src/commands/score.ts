@@ -254,13 +254,15 @@ Examples:
       const out = new Output(opts.output);
       let status: 'ok' | 'failed' = 'failed';
       try {
-        if (!opts.json) out.write(`${TABLE_HEADER.join('\t')}\n`);
+        // The header goes out with the first chunk: a pair that fails validation leaves stdout empty.
+        let header = opts.json ? '' : `${TABLE_HEADER.join('\t')}\n`;
         for (let start = 0; start < pairs.length; start += SCORE_CHUNK) {
           const chunk = pairs.slice(start, start + SCORE_CHUNK);
           const before = scorer.stats.empty;
           const scores = await scorer.score(chunk);
           progress.tick(scorer.stats.empty - before); // empty targets never reach a batch
-          let text = '';
+          let text = header;
+          header = '';
           chunk.forEach((p, i) => {
             const s = scores[i];
             if (opts.json) text += `${JSON.stringify(pairJson(p, s, scorer, opts.perToken === true))}\n`;
