@@ -50,6 +50,41 @@ export const NIV2_KEY_ORDER = [
   'Instance License',
 ];
 
+/**
+ * How a task file was laid out (indentation, ASCII escaping, final newline), so it is written
+ * back the same way. Kept under a symbol in `source.extra`: invisible to Object.entries and
+ * JSON, carried along by `{ ...extra }`.
+ */
+export interface JsonTextStyle {
+  /** The indentation unit; undefined for a one-line document. */
+  indent?: string;
+  /** Separators of a one-line document. */
+  separators?: [string, string];
+  ensureAscii: boolean;
+  trailingNewline: boolean;
+}
+
+export const NIV2_STYLE: unique symbol = Symbol('uit.niv2.style');
+
+/** The released layout: json.dump(indent=4, ensure_ascii=False) and a newline. */
+export const RELEASED_STYLE: JsonTextStyle = { indent: '    ', ensureAscii: false, trailingNewline: true };
+
+export function jsonTextStyle(text: string): JsonTextStyle {
+  const m = /^\{\r?\n([ \t]+)"/.exec(text);
+  const ensureAscii = !/[^\x00-\x7f]/.test(text) && /\\u(00[89a-f]|0[1-9a-f][0-9a-f]|[1-9a-f][0-9a-f]{2})[0-9a-f]/i.test(text);
+  const trailingNewline = text.endsWith('\n');
+  if (m) return { indent: m[1], ensureAscii, trailingNewline };
+  if (/^\{\s*\}/.test(text)) return { ...RELEASED_STYLE, ensureAscii, trailingNewline };
+  // one line: Python's default separators unless the file is compact
+  const compact = /^\{"[^"\\]*(\\.[^"\\]*)*":[^ ]/.test(text);
+  return { separators: compact ? [',', ':'] : [', ', ': '], ensureAscii, trailingNewline };
+}
+
+function styleOf(task: Task): JsonTextStyle {
+  const style = task.source.format === 'niv2' ? (task.source.extra as Record<symbol, unknown>)[NIV2_STYLE] : undefined;
+  return (style as JsonTextStyle | undefined) ?? RELEASED_STYLE;
+}
+
 const EXAMPLE_KEYS = ['input', 'output', 'explanation'];
 const INSTANCE_KEYS = ['id', 'input', 'output'];
 
@@ -109,7 +144,7 @@ export function niv2DocToTask(c: Checker, doc: unknown, id: string, file: string
   };
 }
 
-function parseJsonFile(file: string, label: string): { value: unknown; locator: JsonLocator } {
+function parseJsonFile(file: string, label: string): { value: unknown; locator: JsonLocator; text: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -117,7 +152,7 @@ function parseJsonFile(file: string, label: string): { value: unknown; locator: 
     throw new InputError({ file: label }, `cannot read: ${(err as Error).message}`);
   }
   try {
-    return parseLocatedJson(text);
+    return { ...parseLocatedJson(text), text };
   } catch (err) {
     if (err instanceof JsonSyntaxError) {
       throw new InputError({ file: label, line: err.line }, `malformed JSON at column ${err.column}: ${err.reason}`);
@@ -180,8 +215,10 @@ async function* readNiv2File(file: string, id: string): AsyncGenerator<LazyTask>
     }
     return;
   }
-  const { value, locator } = parseJsonFile(file, file);
-  yield lazyFromTask(niv2DocToTask(new Checker(file, value, locator), value, id, file));
+  const { value, locator, text } = parseJsonFile(file, file);
+  const task = niv2DocToTask(new Checker(file, value, locator), value, id, file);
+  (task.source.extra as Record<symbol, unknown>)[NIV2_STYLE] = jsonTextStyle(text);
+  yield lazyFromTask(task);
 }
 
 export const niv2: FormatModule = {
@@ -275,20 +312,22 @@ export function datasetNameOf(task: Task): string {
 export async function emitNiv2(
   t: LazyTask,
   emit: (chunk: string) => void,
-  indent: number | undefined,
+  style: JsonTextStyle,
   leading: Array<[string, unknown]> = [],
 ): Promise<number> {
   const entries = [...leading, ...niv2Layout(t.task, datasetNameOf(t.task))];
-  const opts = indent === undefined ? { separators: [', ', ': '] as [string, string] } : { indent };
+  const indent = style.indent;
+  const opts = { indent, separators: style.separators, ensureAscii: style.ensureAscii };
   const nl = indent === undefined ? '' : '\n';
-  const pad = (level: number): string => (indent === undefined ? '' : ' '.repeat(indent * level));
-  const itemSep = indent === undefined ? ', ' : ',';
+  const pad = (level: number): string => (indent === undefined ? '' : indent.repeat(level));
+  const itemSep = indent === undefined ? (style.separators ?? [', '])[0] : ',';
+  const keySep = indent === undefined ? (style.separators ?? [', ', ': '])[1] : ': ';
   const fromNiv2 = t.task.source.format === 'niv2';
   let count = 0;
   emit('{');
   for (let e = 0; e < entries.length; e++) {
     const [k, v] = entries[e];
-    emit((e === 0 ? '' : itemSep) + nl + pad(1) + dumps(k) + ': ');
+    emit((e === 0 ? '' : itemSep) + nl + pad(1) + dumps(k, opts) + keySep);
     if (v !== STREAM) {
       emit(dumps(v, opts, 1));
       continue;
@@ -337,8 +376,9 @@ export const niv2Writer: FormatWriter = {
           const rel = idToRelPath(t.task.id, '.json');
           if (dir.has(rel)) throw new InputError({ file: t.task.source.file }, `two tasks would be written to ${rel} (task id ${t.task.id})`);
           const f = dir.openFile(rel);
-          await emitNiv2(t, (s) => f.write(s), 4);
-          f.write('\n');
+          const style = styleOf(t.task);
+          await emitNiv2(t, (s) => f.write(s), style);
+          if (style.trailingNewline) f.write('\n');
           f.close();
           return join(out, rel);
         },
@@ -354,8 +394,9 @@ export const niv2Writer: FormatWriter = {
           if (w) throw usage(`${out}: a .json output holds one task; this input has more (write to a folder or a .jsonl file)`);
           w = new AtomicWriter(out);
           const aw = w;
-          await emitNiv2(t, (s) => aw.write(s), 4);
-          aw.write('\n');
+          const style = styleOf(t.task);
+          await emitNiv2(t, (s) => aw.write(s), style);
+          if (style.trailingNewline) aw.write('\n');
           return out;
         },
         commit: () => {
@@ -374,7 +415,8 @@ export const niv2Writer: FormatWriter = {
       async write(t) {
         let buf = '';
         const emit = aw ? (s: string) => aw.write(s) : (s: string) => void (buf += s);
-        await emitNiv2(t, emit, undefined, [['id', t.task.id]]);
+        // one line per task whatever the source layout (ASCII escaping kept)
+        await emitNiv2(t, emit, { separators: [', ', ': '], ensureAscii: styleOf(t.task).ensureAscii, trailingNewline: true }, [['id', t.task.id]]);
         if (aw) aw.write('\n');
         else stdout.write(buf + '\n');
         line++;

@@ -8,8 +8,10 @@
 // comes back as `1`: the only known loss, and Ni-v2 files have no such numbers.
 
 export interface DumpOptions {
-  /** Spaces per level; undefined means one line. */
-  indent?: number;
+  /** Spaces per level, or a string such as a tab; undefined means one line. */
+  indent?: number | string;
+  /** Python's ensure_ascii=True: every character outside printable ASCII as \uXXXX. */
+  ensureAscii?: boolean;
   /** Item and key separators; Python's defaults are [', ', ': '] on one line and [',', ': '] when indenting. */
   separators?: [string, string];
 }
@@ -27,12 +29,14 @@ const ESCAPES: Record<string, string> = {
 // eslint-disable-next-line no-control-regex
 const NEEDS_ESCAPE = /["\\\u0000-\u001f]/g;
 
-export function dumpString(s: string): string {
-  return (
-    '"' +
-    s.replace(NEEDS_ESCAPE, (c) => ESCAPES[c] ?? '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')) +
-    '"'
-  );
+// ensure_ascii=True escapes everything outside space..tilde (ESCAPE_ASCII `([\\"]|[^\ -~])`)
+const NEEDS_ESCAPE_ASCII = /["\\]|[^\x20-\x7e]/g;
+
+const escapeOne = (c: string): string => ESCAPES[c] ?? '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+
+export function dumpString(s: string, ensureAscii = false): string {
+  // a non-BMP character is two UTF-16 units in JavaScript and two \u escapes in Python
+  return '"' + s.replace(ensureAscii ? NEEDS_ESCAPE_ASCII : NEEDS_ESCAPE, escapeOne) + '"';
 }
 
 /** Python's repr() of a float/int held in a JS number. */
@@ -65,13 +69,14 @@ export function dumpNumber(n: number): string {
  * indented; inner lines are). Undefined object members are skipped, as JSON.stringify does.
  */
 export function dumps(value: unknown, opts: DumpOptions = {}, level = 0): string {
-  const indent = opts.indent;
+  const indent = typeof opts.indent === 'number' ? ' '.repeat(opts.indent) : opts.indent;
+  const ascii = opts.ensureAscii === true;
   const [itemSep, keySep] = opts.separators ?? (indent === undefined ? [', ', ': '] : [',', ': ']);
   const rec = (v: unknown, depth: number): string => {
     if (v === null) return 'null';
     switch (typeof v) {
       case 'string':
-        return dumpString(v);
+        return dumpString(v, ascii);
       case 'number':
         return dumpNumber(v);
       case 'boolean':
@@ -81,8 +86,8 @@ export function dumps(value: unknown, opts: DumpOptions = {}, level = 0): string
       default:
         throw new TypeError(`cannot serialize a ${typeof v} as JSON`);
     }
-    const inner = indent === undefined ? '' : '\n' + ' '.repeat(indent * (depth + 1));
-    const outer = indent === undefined ? '' : '\n' + ' '.repeat(indent * depth);
+    const inner = indent === undefined ? '' : '\n' + indent.repeat(depth + 1);
+    const outer = indent === undefined ? '' : '\n' + indent.repeat(depth);
     if (Array.isArray(v)) {
       if (v.length === 0) return '[]';
       return '[' + inner + v.map((x) => rec(x, depth + 1)).join(itemSep + inner) + outer + ']';
@@ -92,7 +97,7 @@ export function dumps(value: unknown, opts: DumpOptions = {}, level = 0): string
     return (
       '{' +
       inner +
-      entries.map(([k, x]) => dumpString(k) + keySep + rec(x, depth + 1)).join(itemSep + inner) +
+      entries.map(([k, x]) => dumpString(k, ascii) + keySep + rec(x, depth + 1)).join(itemSep + inner) +
       outer +
       '}'
     );

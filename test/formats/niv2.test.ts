@@ -6,6 +6,7 @@ import { materialize, type LazyTask } from '../../src/formats/api.js';
 import { niv2, niv2Writer } from '../../src/formats/niv2.js';
 import { parseLocatedJson } from '../../src/io/located-json.js';
 import { InputError } from '../../src/errors.js';
+import { spawnSync } from 'node:child_process';
 
 const DATA = join(__dirname, '../../../shared/data/niv2/tasks');
 const tmp = mkdtempSync(join(tmpdir(), 'uit-niv2-'));
@@ -57,6 +58,31 @@ describe('Ni-v2 round trip on every shared task file', () => {
       expect(JSON.stringify(Object.keys(b as object))).toBe(JSON.stringify(Object.keys(a as object)));
     }
   });
+});
+
+const PY = ['/usr/bin/python3', 'python3'].find((p) => spawnSync(p, ['-c', 'import json'], { stdio: 'ignore' }).status === 0);
+
+describe.skipIf(!PY && process.env.UIT_REQUIRE_SYSTEM_DEPS !== '1')('Ni-v2 files in other layouts keep their bytes', () => {
+  const src = join(DATA, 'task003_mctaco_question_generation_event_duration.json');
+  const layouts: Array<[string, string]> = [
+    ['indent=2, ensure_ascii=True, no final newline', 'json.dump(d, o, indent=2, ensure_ascii=True)'],
+    ['tab indent, ensure_ascii=False', 'json.dump(d, o, indent="\\t", ensure_ascii=False); o.write("\\n")'],
+    ['one line, default separators', 'json.dump(d, o, ensure_ascii=False); o.write("\\n")'],
+    ['one line, compact, ASCII', 'json.dump(d, o, separators=(",", ":"))'],
+  ];
+  for (const [name, code] of layouts) {
+    it(name, async () => {
+      if (!PY) throw new Error('UIT_REQUIRE_SYSTEM_DEPS=1 but no python3');
+      const file = join(tmp, `layout-${layouts.findIndex(([n]) => n === name)}.json`);
+      // non-BMP and accented text, so the ASCII layouts carry surrogate-pair escapes
+      const script = `import json,sys\nd=json.load(open(sys.argv[1]))\nd["Definition"].append("caf\\u00e9 \\U0001F600")\no=open(sys.argv[2],"w",encoding="utf-8")\n${code}\no.close()`;
+      const r = spawnSync(PY, ['-c', script, src, file], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const out = join(tmp, `layout-out-${layouts.findIndex(([n]) => n === name)}.json`);
+      await writeAll(await readAll(file), out);
+      expect(readFileSync(out, 'utf8')).toBe(readFileSync(file, 'utf8'));
+    });
+  }
 });
 
 describe('Ni-v2 reader', () => {
