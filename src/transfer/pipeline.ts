@@ -17,9 +17,9 @@ import { writerByName } from '../formats/registry.js';
 import { JsonlWriter } from '../io/jsonl.js';
 import { InputError } from '../errors.js';
 import type { Scorer } from '../perplexity/index.js';
-import { scoreCandidates, type TaskScores } from '../perplexity/index.js';
+import { scoreCandidates, type CandidateScore, type TaskScores } from '../perplexity/index.js';
 import { createProgress, type Progress } from '../progress.js';
-import type { Provenance } from '../types.js';
+import type { Provenance, Task } from '../types.js';
 import type { LoadedCandidates, TransferInfo } from './candidates-file.js';
 import type { CandidateSource } from './candidates.js';
 import type { GenerationParams } from './generator.js';
@@ -302,13 +302,7 @@ async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to
 
   const d = opts.denoise!;
   const { task: prepared, borrowed } = prepareNiv2(lt, d.examples);
-  const scores = await scoreCandidates(d.scorer, prepared.task, texts, {
-    instances: d.selection.instances,
-    seed: d.selection.instanceSeed,
-    threshold: d.selection.threshold,
-    topK: d.selection.topK,
-    file: lt.task.source.file,
-  });
+  const scores = await scoreNonEmpty(d, prepared.task, texts, lt.task.source.file);
   if (scores.candidates.every((c) => c.meanCe === null)) {
     throw new InputError(
       { file: lt.task.source.file },
@@ -327,6 +321,41 @@ async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to
   const output = outputName(opts.out, where);
   sinks.provenance?.write({ id: lt.task.id, output, ...provenance });
   return { kind: 'ok', report: { id: lt.task.id, output, candidates: texts, scores, provenance } };
+}
+
+/**
+ * Scores the non-empty candidates; an empty one (the model ended at once) stays in the list,
+ * unscored and never selected, since an empty Definition is no instruction at all.
+ */
+async function scoreNonEmpty(d: DenoiseStep, task: Task, texts: string[], file: string): Promise<TaskScores> {
+  const idx = texts.flatMap((t, i) => (t === '' ? [] : [i]));
+  if (idx.length === 0) {
+    throw new InputError({ file }, `all ${texts.length} candidates are empty (the transfer model ended each at once): nothing to select`);
+  }
+  const scored = await scoreCandidates(d.scorer, task, idx.map((i) => texts[i]), {
+    instances: d.selection.instances,
+    seed: d.selection.instanceSeed,
+    threshold: d.selection.threshold,
+    topK: d.selection.topK,
+    file,
+  });
+  if (idx.length === texts.length) return scored;
+  const candidates: CandidateScore[] = texts.map((definition, index) => ({
+    index,
+    definition,
+    meanCe: null,
+    perplexity: null,
+    sumCe: 0,
+    tokens: 0,
+    instances: 0,
+    emptyInstances: 0,
+    truncatedInstances: 0,
+    instanceMeanCe: [],
+    rank: null,
+    kept: false,
+  }));
+  scored.candidates.forEach((c, j) => (candidates[idx[j]] = { ...c, index: idx[j] }));
+  return { ...scored, candidates, best: scored.best === null ? null : idx[scored.best] };
 }
 
 /** Where a task went, relative to the output, so that outputs in different places compare equal. */

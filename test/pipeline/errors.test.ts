@@ -114,4 +114,26 @@ describe('bad tasks in a collection', () => {
     expect(s.failures[0].reason).toMatch(/prompt has \d+ tokens; the model takes at most 300 positions/);
     expect([...tree(out).keys()].sort()).toEqual(['p3/imdb_Reviewer_Enjoyment_Yes_No.json', 'provenance.jsonl']);
   });
+
+  it('empty candidates are never selected; a task with only empty candidates fails', () => {
+    const cands = join(tmp.dir, 'empty-cands.jsonl');
+    writeFileSync(
+      cands,
+      [
+        { task: 'task1413_dart_object_identification', candidates: ['', 'Identify the object of the triple.', '   ', 'Name it.'] },
+        { task: 'task1411_dart_subject_identification', candidates: ['', ' \n '] },
+      ].map((l) => JSON.stringify(l)).join('\n') + '\n',
+    );
+    const out = join(tmp.dir, 'empty');
+    const s = run(['denoise', ...NIV2_FILES, '--candidates', cands, '--scorer', FIXTURE, ...SCORE, '-o', out, '--cache', join(tmp.dir, 'cache.sqlite')], 6);
+    expect(s.tasks).toMatchObject({ ok: 1, failed: 1 });
+    expect(s.failures[0]).toMatchObject({ task: 'task1411_dart_subject_identification' });
+    expect(s.failures[0].reason).toMatch(/all 2 candidates are empty/);
+    const [p] = jsonl<{ chosen: number; candidates: { definition: string; meanCe: number | null; rank: number | null; kept: boolean }[] }>(join(out, 'provenance.jsonl'));
+    expect(p.candidates.map((c) => c.definition)).toEqual(['', 'Identify the object of the triple.', '', 'Name it.']);
+    expect(p.candidates.map((c) => c.rank === null)).toEqual([true, false, true, false]);
+    expect(p.candidates[0].meanCe).toBeNull();
+    expect([1, 3]).toContain(p.chosen);
+    expect(p.candidates[p.chosen].kept).toBe(true);
+  });
 });
