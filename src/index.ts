@@ -8,3 +8,4 @@ export * as runtime from './runtime/index.js';
 export * as cache from './cache/index.js';
 export * as pipeline from './transfer/pipeline-api.js';
 export * as formats from './formats/index.js';
+export * as perplexity from './perplexity/index.js';
