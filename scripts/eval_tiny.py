@@ -140,13 +140,14 @@ def uit_score(model, tok, definition: str, examples: Sequence[dict], instances: 
     return nll / n
 
 
-def eval_denoising(model, tok, tasks: Sequence[tc.NiTask], m: int = 16, seed: int = 0) -> dict:
+def eval_denoising(model, tok, tasks: Sequence[tc.NiTask], pool: Sequence[tc.NiTask], m: int = 16, seed: int = 0) -> dict:
+    """pool: where the 'other task' candidates come from (a task of another dataset)."""
     rng = random.Random(seed)
     rows = []
     for t in tasks:
         if len(t.positive) < 2 or not t.instances:
             continue
-        others = [o for o in tasks if o.name.split("_")[1] != t.name.split("_")[1]]
+        others = [o for o in pool if o.name.split("_")[1] != t.name.split("_")[1]]
         other = rng.choice(others)
         cands = {"human": t.definition}
         s = shuffle_sentences(t.definition, rng)
@@ -229,6 +230,7 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(REPO, "tmp", "uit-tiny", "eval.json"))
     ap.add_argument("--m", type=int, default=16, help="instances per task for denoising")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N held-out tasks (a quick check)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: ppl,denoise,transfer")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -238,12 +240,13 @@ def main() -> None:
     ni = tc.load_niv2(a.data)
     skip = set(filter(None, a.skip.split(",")))
     res: dict = {"model": a.model}
-    eval_tasks = [ni[n] for n in heldout["eval_tasks"]]
+    pool = [ni[n] for n in heldout["eval_tasks"]]
+    eval_tasks = pool[: a.limit]
     if "ppl" not in skip:
         res["perplexity"] = eval_perplexity(model, tok, {t.name: t.definition for t in eval_tasks})
         print(json.dumps({k: v for k, v in res["perplexity"].items() if k != "rows"}), flush=True)
     if "denoise" not in skip:
-        res["denoising"] = eval_denoising(model, tok, eval_tasks, a.m)
+        res["denoising"] = eval_denoising(model, tok, eval_tasks, pool, a.m)
         print(json.dumps(res["denoising"]["summary"]), flush=True)
     if "transfer" not in skip:
         with open(os.path.join(REPO, "src", "transfer", "seed-pairs.json"), encoding="utf-8") as f:

@@ -26,6 +26,7 @@ import math
 import os
 import random
 import re
+import subprocess
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -101,67 +102,25 @@ def score_doc(prefix: str, target: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# Template text: what a PromptSource template says around its fields, fields as {field}.
-
-_EXPR = re.compile(r"\{\{-?(.*?)-?\}\}|\{%-?(.*?)-?%\}|\{#.*?#\}", re.S)
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_STRLIT = re.compile(r"""^\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*$""", re.S)
-_JINJA_WORDS = {"loop", "range", "not", "and", "or", "in", "is", "if", "else", "true", "false", "none"}
+# Template text: what a template says around its fields, fields as {field}. Made by the pipeline's
+# own code (src/transfer/template-text.ts via scripts/template-texts.mjs), so the model trains on
+# exactly the source text `uit convert --method model` gives it.
 
 
-def _expr_text(expr: str, choices: Optional[List[str]]) -> str:
-    m = _STRLIT.match(expr)
-    if m:
-        return (m.group(1) if m.group(1) is not None else m.group(2)).replace('\\"', '"').replace("\\'", "'")
-    e = expr.strip()
-    if e.startswith("answer_choices"):
-        idx = re.match(r"answer_choices\s*\[\s*(\d+)\s*\]\s*$", e)
-        if idx and choices and int(idx.group(1)) < len(choices):
-            return choices[int(idx.group(1))]
-        join = re.match(r"""answer_choices\s*\|\s*join\(\s*(["'])(.*?)\1\s*\)\s*$""", e)
-        if join and choices:
-            return join.group(2).encode("utf-8").decode("unicode_escape").join(choices)
-        return "{answer}" if "[" in e else "{answer_choices}"
-    for name in _IDENT.findall(e):
-        if name.lower() not in _JINJA_WORDS:
-            return "{" + name + "}"
-    return ""
+def template_prompts(items: List[dict], repo: str = REPO) -> List[Optional[str]]:
+    """items: {"kind": "promptsource", "jinja"} or {"kind": "flan", "input", "output"}; None where
+    the pipeline cannot read the template."""
+    lib = os.path.join(repo, "dist", "transfer", "template-text.js")
+    if not os.path.exists(lib):
+        subprocess.run(["npx", "tsc", "-p", "tsconfig.build.json"], cwd=repo, check=True)
+    r = subprocess.run(["node", os.path.join(repo, "scripts", "template-texts.mjs")], input=json.dumps(items),
+                       capture_output=True, text=True, cwd=repo, check=True)
+    return [o.get("prompt") for o in json.loads(r.stdout)]
 
 
-def ps_template_text(jinja: str, answer_choices: Optional[str] = None) -> str:
-    """The prompt side of a PromptSource template as readable text: string literals inlined,
-    expressions as {field}, static answer choices spelled out, control tags dropped (an if's first
-    branch kept, else/elif branches dropped, a loop body kept once)."""
-    choices = None
-    if answer_choices and "{{" not in answer_choices and "{%" not in answer_choices:
-        choices = [c.strip() for c in answer_choices.split("|||")]
-    out: List[str] = []
-    skip_depth = 0  # >0 while inside a dropped else/elif branch
-    depth = 0
-    pos = 0
-    for m in _EXPR.finditer(jinja):
-        if not skip_depth:
-            out.append(jinja[pos:m.start()])
-        pos = m.end()
-        if m.group(1) is not None:
-            if not skip_depth:
-                out.append(_expr_text(m.group(1), choices))
-        elif m.group(2) is not None:
-            word = (m.group(2).strip().split() or [""])[0]
-            if word in ("if", "for"):
-                depth += 1
-            elif word in ("endif", "endfor"):
-                if skip_depth == depth:
-                    skip_depth = 0
-                depth -= 1
-            elif word in ("else", "elif") and not skip_depth:
-                skip_depth = depth
-    if not skip_depth:
-        out.append(jinja[pos:])
-    text = "".join(out).split("|||")[0]
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    text = re.sub(r"\n{3,}", "\n\n", text).strip()
-    return text
+def has_words(text: str, n: int = 10) -> bool:
+    """At least n letters outside the {field} placeholders: the template says something."""
+    return len(re.findall(r"[A-Za-z]", re.sub(r"\{[^{}]*\}", "", text))) >= n
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,7 +149,7 @@ class Template:
 
 def load_promptsource(data: str) -> List[Template]:
     root = os.path.join(data, "promptsource", "templates")
-    out: List[Template] = []
+    raw: List[Tuple[str, str, str]] = []
     for dirpath, _dirs, files in sorted(os.walk(root)):
         if "templates.yaml" not in files:
             continue
@@ -199,28 +158,26 @@ def load_promptsource(data: str) -> List[Template]:
         ds = os.path.relpath(dirpath, root).replace(os.sep, "/")
         for _id, t in sorted((doc.get("templates") or {}).items()):
             langs = ((t.get("metadata") or {}).get("languages") or ["en"])
-            if "en" not in langs:
-                continue
-            text = ps_template_text(t["jinja"], t.get("answer_choices"))
-            if len(text) >= 10:
-                out.append(Template("promptsource", ds, t["name"], text))
-    return out
+            if "en" in langs:
+                raw.append((ds, t["name"], t["jinja"]))
+    texts = template_prompts([{"kind": "promptsource", "jinja": j} for _, _, j in raw])
+    return [Template("promptsource", ds, name, text) for (ds, name, _), text in zip(raw, texts) if text and has_words(text)]
 
 
 def load_flan(data: str) -> List[Template]:
-    out: List[Template] = []
+    raw: List[Tuple[str, str, dict]] = []
     seen = set()
     for fname in ("flan2021_templates.json", "flan2022_templates.json"):
         with open(os.path.join(data, "flan", fname), encoding="utf-8") as f:
             doc = json.load(f)
         for key in sorted(doc):
             for i, t in enumerate(doc[key]):
-                text = t["input"].strip()
-                if (key, text) in seen or len(text) < 10:
+                if (key, t["input"]) in seen:
                     continue
-                seen.add((key, text))
-                out.append(Template("flan", key, f"{fname.split('_')[0]}:{i}", text))
-    return out
+                seen.add((key, t["input"]))
+                raw.append((key, f"{fname.split('_')[0]}:{i}", t))
+    texts = template_prompts([{"kind": "flan", "input": t["input"], "output": t["output"]} for _, _, t in raw])
+    return [Template("flan", key, name, text) for (key, name, _), text in zip(raw, texts) if text and has_words(text)]
 
 
 @dataclass
@@ -331,7 +288,7 @@ def _content_words(s: str) -> set:
 
 
 _KINDS = [
-    ("question", re.compile(r"question_generation|generate_question|(generate|write|come up with|ask|create|construct|formulate)\b[^.?\n]{0,30}\bquestions?\b", re.I)),
+    ("question", re.compile(r"question_generation|generate_question|\b(generate|write|come up with|ask|create|construct|formulate)\b[^.?\n]{0,15}\bquestions?\b", re.I)),
     ("title", re.compile(r"\btitles?\b", re.I)),
     ("summary", re.compile(r"summar|tl;?dr|sum up|\bgist\b", re.I)),
     ("translation", re.compile(r"translat", re.I)),

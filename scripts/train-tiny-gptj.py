@@ -269,8 +269,20 @@ def stage_export(a: argparse.Namespace) -> None:
         json.dump(ck["config"], f, indent=2)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(a.work, "tokenizer", name), os.path.join(hf, name))
-    subprocess.run([sys.executable, os.path.join(SCRIPTS, "export-gptj.py"), hf, a.out] + a.export_args, cwd=REPO, check=True)
-    log(f"export: {a.out}")
+    staged = os.path.join(a.work, "export")
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "export-gptj.py"), hf, staged, "--force"] + a.export_args,
+                   cwd=REPO, check=True)
+    # Replace the model files in OUT but keep what is written by hand there (MODEL_CARD.md).
+    os.makedirs(a.out, exist_ok=True)
+    for name in os.listdir(a.out):
+        if name != "MODEL_CARD.md":
+            p = os.path.join(a.out, name)
+            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+    for name in os.listdir(staged):
+        src = os.path.join(staged, name)
+        (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(a.out, name))
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(a.out) for f in fs)
+    log(f"export: {a.out} ({size / 1e6:.1f} MB)")
 
 
 STAGES = {"corpus": stage_corpus, "tokenizer": stage_tokenizer, "encode": stage_encode, "train": stage_train, "export": stage_export}

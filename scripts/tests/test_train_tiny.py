@@ -91,17 +91,18 @@ console.log(JSON.stringify(out));
     assert eos in got[-1]["ids"]  # the special token is matched as one token inside text
 
 
-def test_template_text():
-    t = tc.ps_template_text('What label best describes this news article?\n{{text}} ||| \n{{answer_choices[label] }}',
-                            "World politics ||| Sports")
-    assert t == "What label best describes this news article?\n{text}"
-    t = tc.ps_template_text('Is this {{"world politics, or sports"}}? Choose: {{ answer_choices | join(", ") }}\n{{text}}|||x',
-                            "World politics ||| Sports")
-    assert t == "Is this world politics, or sports? Choose: World politics, Sports\n{text}"
-    t = tc.ps_template_text("{% if label == 1 %}Paraphrase: {{sentence1}}{% else %}Other: {{sentence2}}{% endif %}\n|||\n{{sentence2}}")
-    assert t == "Paraphrase: {sentence1}"
-    t = tc.ps_template_text("{% for a in answers %}- {{ a.text | trim }}\n{% endfor %}Q: {{ question }}|||{{answers.text|choice}}")
-    assert t == "- {a}\nQ: {question}"
+@needs_node
+def test_template_text_is_the_pipelines():
+    """Source instructions come from src/transfer/template-text.ts (built in dist/), as in `uit convert`."""
+    got = tc.template_prompts([
+        {"kind": "promptsource", "jinja": "What label best describes this news article?\n{{text}} ||| \n{{answer_choices[label] }}"},
+        {"kind": "flan", "input": "{premise}\n\nCan we conclude that \"{hypothesis}\"?\n\n{options_}", "output": "{answer}"},
+        {"kind": "promptsource", "jinja": "{% if x %}"},
+    ])
+    assert got[0] == "What label best describes this news article?\n{text}"
+    assert got[1] == "{premise}\n\nCan we conclude that \"{hypothesis}\"?\n\n{options}"
+    assert got[2] is None
+    assert tc.has_words("Summarize this: {text}") and not tc.has_words("{text}\n\n{options}")
 
 
 def test_dataset_matching_and_kinds():
