@@ -42,7 +42,15 @@ const C = {
   Fn: make('fn', () => null),
 };
 
+// Tuples only come from evaluating a tuple literal.
+const TupleCtor: Ctor = (() => {
+  const env = new Environment();
+  new Interpreter(env).run(parse(tokenize('{% set t = (1, 2) %}', {})));
+  return (env.variables.get('t') as unknown as RV).constructor as Ctor;
+})();
+
 const str = (s: string): RV => new C.Str(s);
+const tuple = (items: RV[]): RV => new TupleCtor(items);
 const int = (n: number): RV => new C.Int(n);
 const float = (n: number): RV => new C.Float(n);
 const bool = (b: boolean): RV => new C.Bool(b);
@@ -706,6 +714,73 @@ const FILTERS: Record<string, Filter> = {
   upper: (x) => str(pyStr(x).toUpperCase()),
   wordcount: (x) => int((pyStr(x).match(/\w+/gu) ?? []).length),
 };
+// getattr only: a dict's keys are items, not attributes
+FILTERS.attr = (x, args) => (x.type === 'NamespaceValue' ? getAttr(x, pyStr(args[0] ?? str(''))) : undef());
+FILTERS.batch = (x, args) => {
+  const [pos, kw] = splitKw(args);
+  const n = asInt(arg(pos, kw, 0, 'linecount'), 'batch');
+  const fill = arg(pos, kw, 1, 'fill_with');
+  const list = items(x, 'batch');
+  const out: RV[] = [];
+  for (let i = 0; i < list.length; i += n) {
+    const chunk = list.slice(i, i + n);
+    if (fill && fill.type !== 'NullValue') while (chunk.length < n) chunk.push(fill);
+    out.push(arr(chunk));
+  }
+  return arr(out);
+};
+FILTERS.center = (x, args) => {
+  const s = pyStr(x);
+  const width = asInt(splitKw(args)[0][0], 'center', 80);
+  if (s.length >= width) return str(s);
+  // Python's str.center puts the odd space on the right when the padding is odd and len(s) even
+  const total = width - s.length;
+  const left = Math.floor(total / 2) + (total % 2 && width % 2 ? 1 : 0);
+  return str(' '.repeat(left) + s + ' '.repeat(total - left));
+};
+FILTERS.dictsort = (x, args) => {
+  if (!isMap(x)) throw new TemplateError('dictsort expects a dict');
+  const [pos, kw] = splitKw(args);
+  const cs = arg(pos, kw, 0, 'case_sensitive');
+  const by = arg(pos, kw, 1, 'by');
+  const reverse = arg(pos, kw, 2, 'reverse');
+  const pairs = [...x.value].map(([k, v]) => tuple([str(k), v]));
+  const idx = by && pyStr(by) === 'value' ? 1 : 0;
+  pairs.sort((a, b) => compare((a.value as RV[])[idx], (b.value as RV[])[idx], !!cs && truthy(cs)));
+  return arr(reverse && truthy(reverse) ? pairs.reverse() : pairs);
+};
+FILTERS.indent = (x, args) => {
+  const [pos, kw] = splitKw(args);
+  const w = arg(pos, kw, 0, 'width');
+  const pad = w && isStr(w) ? w.value : ' '.repeat(asInt(w, 'indent', 4));
+  const first = arg(pos, kw, 1, 'first');
+  const blank = arg(pos, kw, 2, 'blank');
+  const lines = pyStr(x).split('\n');
+  return str(lines.map((l, i) => ((i === 0 && !(first && truthy(first))) || (l === '' && !(blank && truthy(blank))) ? l : pad + l)).join('\n'));
+};
+FILTERS.items = (x) => (isUndef(x) ? arr([]) : isMap(x) ? arr([...x.value].map(([k, v]) => tuple([str(k), v]))) : (() => {
+  throw new TemplateError('items expects a dict');
+})());
+FILTERS.pprint = (x) => str(pyRepr(x));
+FILTERS.slice = (x, args) => {
+  const [pos, kw] = splitKw(args);
+  const n = asInt(arg(pos, kw, 0, 'slices'), 'slice');
+  const fill = arg(pos, kw, 1, 'fill_with');
+  const list = items(x, 'slice');
+  const per = Math.floor(list.length / n);
+  const extra = list.length % n;
+  const out: RV[] = [];
+  let offset = 0;
+  for (let i = 0; i < n; i++) {
+    const size = per + (i < extra ? 1 : 0);
+    const chunk = list.slice(offset, offset + size);
+    offset += size;
+    if (fill && fill.type !== 'NullValue' && i >= extra) chunk.push(fill);
+    out.push(arr(chunk));
+  }
+  return arr(out);
+};
+FILTERS.striptags = (x) => str(pyStr(x).replace(/<!--[\s\S]*?-->|<[^>]*>/g, '').replace(/\s+/g, ' ').trim());
 FILTERS.d = FILTERS.default;
 FILTERS.e = (x) => str(pyStr(x).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&#34;').replace(/'/g, '&#39;'));
 FILTERS.escape = FILTERS.e;
@@ -820,6 +895,21 @@ const STR_METHODS: Record<string, Method> = {
   isnumeric: (s) => bool(/^\p{N}+$/u.test(s.value as string)),
   splitlines: (s) => arr((s.value as string).split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/).filter((_, i, all) => i < all.length - 1 || all[i] !== '').map(str)),
   zfill: (s, a) => str((s.value as string).padStart(asInt(a[0], 'zfill'), '0')),
+  casefold: (s) => str((s.value as string).toLowerCase()),
+  swapcase: (s) => str(Array.from(s.value as string, (c) => (c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase())).join('')),
+  isupper: (s) => bool(/\p{L}/u.test(s.value as string) && (s.value as string) === (s.value as string).toUpperCase()),
+  islower: (s) => bool(/\p{L}/u.test(s.value as string) && (s.value as string) === (s.value as string).toLowerCase()),
+  isspace: (s) => bool((s.value as string).length > 0 && pyStrip(s.value as string) === ''),
+  isalnum: (s) => bool(/^[\p{L}\p{N}]+$/u.test(s.value as string)),
+  ljust: (s, a) => str((s.value as string).padEnd(asInt(a[0], 'ljust'), a[1] ? pyStr(a[1]) : ' ')),
+  rjust: (s, a) => str((s.value as string).padStart(asInt(a[0], 'rjust'), a[1] ? pyStr(a[1]) : ' ')),
+  partition: (s, a) => {
+    const sep = pyStr(a[0]);
+    const t = s.value as string;
+    const i = t.indexOf(sep);
+    return tuple((i === -1 ? [t, '', ''] : [t.slice(0, i), sep, t.slice(i + sep.length)]).map(str));
+  },
+  rfind: (s, a) => int((s.value as string).lastIndexOf(pyStr(a[0]))),
 };
 
 const LIST_METHODS: Record<string, Method> = {
@@ -863,6 +953,7 @@ const LIST_METHODS: Record<string, Method> = {
     (l.value as RV[]).reverse();
     return none();
   },
+  copy: (l) => arr([...(l.value as RV[])]),
   sort: (l, a) => {
     const [, kw] = splitKw(a);
     const rev = kw.get('reverse');
@@ -898,6 +989,13 @@ const DICT_METHODS: Record<string, Method> = {
   keys: (d) => arr([...(d.value as Map<string, RV>).keys()].map(str)),
   values: (d) => arr([...(d.value as Map<string, RV>).values()]),
   items: (d) => arr([...(d.value as Map<string, RV>)].map(([k, v]) => arr([str(k), v]))),
+  copy: (d) => obj(new Map(d.value as Map<string, RV>)),
+  setdefault: (d, a) => {
+    const m = d.value as Map<string, RV>;
+    const k = pyStr(a[0]);
+    if (!m.has(k)) m.set(k, a[1] ?? none());
+    return m.get(k)!;
+  },
 };
 
 const METHOD_NAMES = new Set([...Object.keys(STR_METHODS), ...Object.keys(LIST_METHODS), ...Object.keys(DICT_METHODS)]);
@@ -927,7 +1025,7 @@ function pyZip(args: RV[]): RV {
   const lists = args.map((a) => items(a, 'zip'));
   const n = lists.length ? Math.min(...lists.map((l) => l.length)) : 0;
   const out: RV[] = [];
-  for (let i = 0; i < n; i++) out.push(arr(lists.map((l) => l[i])));
+  for (let i = 0; i < n; i++) out.push(tuple(lists.map((l) => l[i])));
   return arr(out);
 }
 
@@ -994,10 +1092,12 @@ function rewrite(n: Node, used: Set<string>): Node {
     return call('__getattr', [n.object as Node, key, strLit(describe(n.object as Node))]);
   }
   if (n.type === 'For') {
-    // `for x in xs if cond`: the library filters a SelectExpression itself; wrap its list
+    // `for x in xs if cond`: the library filters a SelectExpression itself; wrap its list.
+    // `for a, b in pairs` unpacks lists only: tuples (zip, items) are handed over as lists.
+    const unpack = ident((n.loopvar as Node).type === 'TupleLiteral' ? 'true' : 'false');
     const it = n.iterable as Node;
-    if (it.type === 'SelectExpression') it.lhs = call('__iter', [it.lhs as Node]);
-    else n.iterable = call('__iter', [it]);
+    if (it.type === 'SelectExpression') it.lhs = call('__iter', [it.lhs as Node, unpack]);
+    else n.iterable = call('__iter', [it, unpack]);
   }
   if (n.type === 'BinaryExpression') {
     const op = (n.operator as { value: string }).value;
@@ -1054,9 +1154,12 @@ export function compileTemplate(source: string): CompiledTemplate {
           return callMethod(self, name.value as string, args);
         }),
         __getattr: fn(([obj, key, desc]) => getMember(obj, key, desc.value as string)),
-        __iter: fn(([x]) => {
+        __iter: fn(([x, unpack]) => {
           if (isUndef(x)) return arr([]);
           if (x.type === 'NullValue') throw new TemplateError("TypeError: 'NoneType' object is not iterable");
+          if (truthy(unpack) && isArr(x) && x.value.some((v) => v.type === 'TupleValue')) {
+            return arr(x.value.map((v) => (v.type === 'TupleValue' ? arr(v.value as RV[]) : v)));
+          }
           return x;
         }),
         __contains: fn(([needle, haystack]) => bool(pyContains(needle, haystack))),

@@ -155,6 +155,36 @@ describe.skipIf(!python && !requireDeps)('PromptSource rendering equals Python j
   it('with an empty row on all 1812 templates (Undefined: same output or both fail)', () => {
     expect(compare('empty')).toBe(1812);
   });
+
+  it('filters, tests and methods no shared template uses', () => {
+    const exprs = [
+      '{{ xs | batch(2) | list }}', '{{ xs | batch(2, "z") | list }}', '{{ xs | slice(2) | list }}', '{{ xs | slice(3, "z") | list }}',
+      '{{ s | center(11) }}|', '{{ s | center(10) }}|', '{{ t | indent(2) }}', '{{ t | indent(2, true, true) }}', '{{ d | dictsort }}',
+      '{{ d | dictsort(by="value", reverse=true) }}', '{{ d | items | list }}', '{{ s | pprint }}', '{{ xs | pprint }}', '{{ d | attr("a") }}',
+      '{{ "<b>x</b>  <!-- c -->y" | striptags }}', '{{ s.title() }} {{ s.swapcase() }} {{ s.isupper() }} {{ s.islower() }}',
+      '{{ s.ljust(8, "*") }}|{{ s.rjust(8) }}', '{{ s.partition("l") }}', '{{ s.rfind("l") }} {{ s.find("z") }}', '{{ xs.copy() }}',
+      '{% set e = d.copy() %}{% set _ = e.setdefault("c", 3) %}{{ e }} {{ d }}', '{{ xs | map("upper") | join(",") }}',
+      '{{ xs | select("equalto", "b") | list }}', '{{ ys | sum }} {{ ys | max }} {{ ys | min }}', '{{ ys | sort(reverse=true) }}', '{% for a, b in zip(xs, ys) %}{{ (a, b) }}{% endfor %} {{ zip(xs, ys) | list }}',
+      '{{ "%s-%05.1f" | format(s, 3.14159) }}', '{{ "{} and {:.2f}".format(s, 2.5) }}', '{{ xs | unique | list }} {{ ["A", "a", "b"] | unique | list }}',
+      '{{ (7 // 2) }} {{ (7 / 2) }} {{ (2 ** 3) }} {{ (7 % 3) }}', '{{ s.split("l", 1) }} {{ "a  b c".split() }} {{ "a,b,,c".split(",") }}',
+      '{{ " x ".strip() }}|{{ "xxhixx".strip("x") }}|{{ s.startswith(("he", "no")) }}', '{{ ys | round(1) }} {{ 2.5 | round }} {{ 3.5 | round }}',
+      '{{ ((xs | length) > 2 and s is string and 3 is number and none is none) }}', '{{ xs[-1] }} {{ xs[1:] }} {{ s[::-1] }}',
+      '{% for a in xs %}{{ loop.index }}{{ loop.first }}{{ loop.last }} {% endfor %}', '{{ xs | reverse | list }} {{ s | reverse }}',
+      '{{ d.get("zz", "no") }} {{ d.keys() | list }} {{ d.values() | list }}', '{{ "x" ~ 1 ~ none }}', '{{ xs | join(", ") | wordcount }}',
+    ];
+    const yaml = ['dataset: extra', 'templates:', ...exprs.flatMap((e, i) => [`  t${i}: !Template`, `    id: t${i}`, `    name: n${i}`, `    jinja: ${JSON.stringify(e + ' ||| x')}`])].join('\n') + '\n';
+    const file = join(tmp, 'extra.yaml');
+    writeFileSync(file, yaml);
+    const row = { xs: ['a', 'b', 'c'], ys: [1.25, 3, 2], s: 'hello', t: 'one\n\ntwo\n', d: { b: 2, a: 1 } };
+    const templates = loadTemplatesYaml(file).templates;
+    const refs = JSON.parse(
+      execFileSync(python!, [join(__dirname, 'ps_reference.py')], { input: JSON.stringify(templates.map((t) => ({ file, id: t.id, row }))) }).toString(),
+    ) as Ref[];
+    templates.forEach((t, i) => {
+      const ours = render(file, t, row);
+      expect('error' in ours ? ours : { parts: ours.parts, choices: ours.choices }, `${exprs[i]}: ${refs[i].error ?? ''}`).toEqual(refs[i]);
+    });
+  });
 });
 
 describe('PromptSource rendering reproduces P3', () => {
