@@ -1,7 +1,7 @@
 // Validation at the edge: every reader checks its records through a Checker, so each failure
 // becomes an InputError naming the file, the line (from the located JSON parse) and the field.
 import { InputError } from '../errors.js';
-import type { JsonLocator } from '../io/located-json.js';
+import type { LineLocator } from '../io/located-json.js';
 
 export type FieldPath = ReadonlyArray<string | number>;
 
@@ -32,7 +32,7 @@ export class Checker {
   constructor(
     readonly file: string,
     readonly root: unknown,
-    readonly locator?: JsonLocator,
+    readonly locator?: LineLocator,
     readonly baseLine = 1,
     readonly prefix: FieldPath = [],
   ) {}

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
 import { InputError, UitError, ExitCode } from '../errors.js';
 import { readJsonl } from '../io/jsonl.js';
-import { JsonSyntaxError, parseLocatedJson, type JsonLocator } from '../io/located-json.js';
+import { JsonSyntaxError, parseJsonLazily, type LineLocator } from '../io/located-json.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { StagedDir } from '../io/staged-dir.js';
 import { dumps } from '../io/pyjson.js';
@@ -144,7 +144,7 @@ export function niv2DocToTask(c: Checker, doc: unknown, id: string, file: string
   };
 }
 
-function parseJsonFile(file: string, label: string): { value: unknown; locator: JsonLocator; text: string } {
+function parseJsonFile(file: string, label: string): { value: unknown; locator: LineLocator; text: string } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -152,7 +152,7 @@ function parseJsonFile(file: string, label: string): { value: unknown; locator: 
     throw new InputError({ file: label }, `cannot read: ${(err as Error).message}`);
   }
   try {
-    return { ...parseLocatedJson(text), text };
+    return { ...parseJsonLazily(text), text };
   } catch (err) {
     if (err instanceof JsonSyntaxError) {
       throw new InputError({ file: label, line: err.line }, `malformed JSON at column ${err.column}: ${err.reason}`);

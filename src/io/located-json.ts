@@ -65,6 +65,36 @@ export class IntegralFloat {
   constructor(readonly value: number) {}
 }
 
+/** Where a path of a parsed document starts (a JsonLocator, or one computed on demand). */
+export interface LineLocator {
+  lineAt(root: unknown, path: ReadonlyArray<string | number>): number | undefined;
+}
+
+/**
+ * Parses with JSON.parse (fast) and keeps the text: positions are computed only if a line is
+ * asked for, i.e. when validation fails. Its lines follow the same path in its own parse of
+ * the text, whatever `root` it is given.
+ */
+export function parseJsonLazily(text: string): { value: JsonValue; locator: LineLocator } {
+  let value: JsonValue;
+  try {
+    value = JSON.parse(text) as JsonValue;
+  } catch {
+    // not plain JSON (NaN, a syntax error): the located parse gives the value or the line
+    return parseLocatedJson(text);
+  }
+  let located: ParsedJson | null = null;
+  return {
+    value,
+    locator: {
+      lineAt(_root, path) {
+        located ??= parseLocatedJson(text);
+        return located.locator.lineAt(located.value, path);
+      },
+    },
+  };
+}
+
 export interface ParsedJson {
   value: JsonValue;
   locator: JsonLocator;
