@@ -306,15 +306,19 @@ export function datasetNameOf(task: Task): string {
 }
 
 /**
- * Serializes a task document, streaming instances through `emit`. `indent` 4 gives the
- * released file layout; undefined gives one line (JSONL).
+ * Serializes a task document, streaming instances through `emit`, in `layout`: a text style
+ * (RELEASED_STYLE is the released files' layout), an indent in spaces, or undefined for one line
+ * (JSONL). The final newline is the caller's.
  */
 export async function emitNiv2(
   t: LazyTask,
   emit: (chunk: string) => void,
-  style: JsonTextStyle,
+  layout: JsonTextStyle | number | undefined,
   leading: Array<[string, unknown]> = [],
 ): Promise<number> {
+  // a number is an indent in spaces, undefined one line (the earlier signature)
+  const style: JsonTextStyle =
+    typeof layout === 'object' ? layout : layout === undefined ? { separators: [', ', ': '], ensureAscii: false, trailingNewline: true } : { indent: ' '.repeat(layout), ensureAscii: false, trailingNewline: true };
   const entries = [...leading, ...niv2Layout(t.task, datasetNameOf(t.task))];
   const indent = style.indent;
   const opts = { indent, separators: style.separators, ensureAscii: style.ensureAscii };
