@@ -38,10 +38,14 @@ let PROMPT = `Definition: ${defs.find((d) => d.definition.length > 400).definiti
 PROMPT = `${Buffer.from(PROMPT).subarray(0, 290).toString('utf8').replace(/\uFFFD+$/, '')}\nOutput:`;
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** Wall seconds, and CPU seconds of this process (user + system, all threads): on a shared
+ * machine wall time measures the neighbours too; with --threads 1 CPU time measures the work. */
 async function timed(fn) {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await fn();
-  return (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return { wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 };
 }
 
 // --- uit
@@ -106,9 +110,14 @@ for (let r = 0; r < runs; r++) {
   if (peer) t.peerGreedy.push(await timed(peer.greedy));
 }
 
-const tps = (secs, tokens) => (secs.length ? tokens / median(secs) : null);
+const tpsOf = (kind) => (xs, tokens) => (xs.length ? tokens / median(xs.map((x) => x[kind])) : null);
+const tps = tpsOf('wall');
+const tpsCpu = tpsOf('cpu');
 const peerSampled = Math.max(tps(t.peerBatch, SAMPLES * NEW) ?? 0, tps(t.peerNumReturn, SAMPLES * NEW) ?? 0) || null;
+const peerSampledCpu = Math.max(tpsCpu(t.peerBatch, SAMPLES * NEW) ?? 0, tpsCpu(t.peerNumReturn, SAMPLES * NEW) ?? 0) || null;
+const loadavg = (await import('node:os')).loadavg();
 const result = {
+  load_average_at_end: loadavg.map((x) => Math.round(x * 100) / 100),
   model: dir,
   params: 'see config.json',
   prompt_tokens: promptTokens,
@@ -126,8 +135,17 @@ const result = {
   },
   seconds: t,
 };
+result.tokens_per_cpu_s = {
+  uit_sampled: tpsCpu(t.uitSampled, SAMPLES * NEW),
+  peer_sampled: peerSampledCpu,
+  uit_greedy_b1: tpsCpu(t.uitGreedy, NEW),
+  peer_greedy_b1: tpsCpu(t.peerGreedy, NEW),
+};
 result.ratio_sampled = peerSampled ? result.tokens_per_s.uit_sampled / peerSampled : null;
 result.ratio_greedy_b1 = result.tokens_per_s.peer_greedy_b1 ? result.tokens_per_s.uit_greedy_b1 / result.tokens_per_s.peer_greedy_b1 : null;
+const c = result.tokens_per_cpu_s;
+result.ratio_sampled_cpu = c.peer_sampled ? c.uit_sampled / c.peer_sampled : null;
+result.ratio_greedy_b1_cpu = c.peer_greedy_b1 ? c.uit_greedy_b1 / c.peer_greedy_b1 : null;
 if (peer) await peer.dispose();
 
 // Resident memory across consecutive calls (tensors must be released, not accumulated).
@@ -162,6 +180,8 @@ const f = (x) => (x === null ? '-' : x.toFixed(1));
 console.log(`model ${dir} (${promptTokens}-token prompt, ${NEW} new tokens, ${threads} threads, median of ${runs})`);
 console.log(`16 samples: uit ${f(result.tokens_per_s.uit_sampled)} tok/s | peer batch ${f(result.tokens_per_s.peer_sampled_batch)} | peer num_return_sequences ${f(result.tokens_per_s.peer_sampled_num_return_sequences)} | ratio ${f(result.ratio_sampled)}x`);
 console.log(`greedy b1:  uit ${f(result.tokens_per_s.uit_greedy_b1)} tok/s | peer ${f(result.tokens_per_s.peer_greedy_b1)} | ratio ${f(result.ratio_greedy_b1)}x`);
+console.log(`per CPU second: 16 samples uit ${f(c.uit_sampled)} | peer ${f(c.peer_sampled)} | ratio ${f(result.ratio_sampled_cpu)}x; greedy b1 uit ${f(c.uit_greedy_b1)} | peer ${f(c.peer_greedy_b1)} | ratio ${f(result.ratio_greedy_b1_cpu)}x`);
+console.log(`load average at the end: ${result.load_average_at_end.join(' ')} (this machine has ${(await import('node:os')).cpus().length} cores)`);
 if (result.memory) console.log(`memory: RSS ${result.memory.rss_before_mib} -> ${result.memory.rss_after_mib} MiB over ${calls} calls (every 10: ${result.memory.rss_every_10_calls_mib.join(' ')})`);
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/generate-quick.json', `${JSON.stringify(result, null, 2)}\n`);
