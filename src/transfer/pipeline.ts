@@ -17,7 +17,7 @@ import { writerByName } from '../formats/registry.js';
 import { JsonlWriter } from '../io/jsonl.js';
 import { InputError } from '../errors.js';
 import type { Scorer } from '../perplexity/index.js';
-import { scoreCandidates, type CandidateScore, type TaskScores } from '../perplexity/index.js';
+import { scoreCandidates, uitSetup, type CandidateScore, type TaskScores } from '../perplexity/index.js';
 import { createProgress, type Progress } from '../progress.js';
 import type { Provenance, Task } from '../types.js';
 import type { LoadedCandidates, TransferInfo } from './candidates-file.js';
@@ -288,8 +288,15 @@ async function candidatesFor(opts: PipelineOptions, lt: LazyTask): Promise<{ tex
 }
 
 async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to: TargetFormat | null): Promise<Outcome> {
+  // A task that cannot be scored fails before its candidates cost anything.
+  const d = opts.denoise;
+  const prep = d ? prepareNiv2(lt, d.examples) : null;
+  if (d && prep) {
+    const setup = uitSetup(prep.task.task, { instances: d.selection.instances, seed: d.selection.instanceSeed });
+    if (setup.instances.every((i) => (i.outputs[0] ?? '') === '')) throw noGold(lt, setup.instances.length);
+  }
   const { texts, transfer } = await candidatesFor(opts, lt);
-  if (to === null) {
+  if (to === null || !d || !prep) {
     const task = lt.task;
     sinks.candidates!.write({
       task: task.id,
@@ -300,15 +307,9 @@ async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to
     return { kind: 'ok', report: { id: task.id, output: null, candidates: texts, scores: null, provenance: null } };
   }
 
-  const d = opts.denoise!;
-  const { task: prepared, borrowed } = prepareNiv2(lt, d.examples);
+  const { task: prepared, borrowed } = prep;
   const scores = await scoreNonEmpty(d, prepared.task, texts, lt.task.source.file);
-  if (scores.candidates.every((c) => c.meanCe === null)) {
-    throw new InputError(
-      { file: lt.task.source.file },
-      `no instance with a non-empty output to score the candidates on (${scores.setup.instances.length} instances looked at)`,
-    );
-  }
+  if (scores.candidates.every((c) => c.meanCe === null)) throw noGold(lt, scores.setup.instances.length);
   const provenance = modelProvenance({ source: lt.task, target: to, transfer, scorer: d.info, selection: d.selection, scores, borrowed });
   const definitions = definitionsToWrite(scores, d.selection.keepCandidates);
   if (scores.best === null) {
@@ -321,6 +322,10 @@ async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to
   const output = outputName(opts.out, where);
   sinks.provenance?.write({ id: lt.task.id, output, ...provenance });
   return { kind: 'ok', report: { id: lt.task.id, output, candidates: texts, scores, provenance } };
+}
+
+function noGold(lt: LazyTask, looked: number): InputError {
+  return new InputError({ file: lt.task.source.file }, `no instance with a non-empty output to score the candidates on (${looked} instances looked at)`);
 }
 
 /**

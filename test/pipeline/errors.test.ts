@@ -30,6 +30,8 @@ describe('bad tasks in a collection', () => {
     const out = join(tmp.dir, 'out');
     const s = run(convert([folder, P3_EMPTY_GOLD], out), 6);
     expect(s.tasks).toMatchObject({ ok: 2, failed: 2 });
+    // the task with nothing to score on failed before any candidate was drawn for it
+    expect(s.candidates.generated + s.candidates.cached).toBe(6);
     expect(s.errors).toBe(`${out}.errors.jsonl`);
     expect([...tree(out).keys()].sort()).toEqual(['a_task1413.json', 'c_task1411.json', 'provenance.jsonl']);
     const errors = jsonl<{ file: string; line?: number; task?: string; reason: string }>(`${out}.errors.jsonl`);

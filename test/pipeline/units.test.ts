@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UitError } from '../../src/errors.js';
 import { lazyFromTask } from '../../src/formats/api.js';
-import { emitNiv2 } from '../../src/formats/niv2.js';
+import { emitNiv2, RELEASED_STYLE } from '../../src/formats/niv2.js';
 import { contiguousRuns } from '../../src/transfer/candidates.js';
 import { prepareNiv2, withDefinitions } from '../../src/transfer/model-output.js';
 import { loadSeeds } from '../../src/transfer/seeds.js';
@@ -108,7 +108,7 @@ describe('the written task', () => {
   const text = async (definitions: string[]) => {
     const { task: prepared } = prepareNiv2(lazyFromTask(task), 2);
     let s = '';
-    await emitNiv2(withDefinitions(prepared, definitions), (c) => (s += c), 4);
+    await emitNiv2(withDefinitions(prepared, definitions), (c) => (s += c), RELEASED_STYLE);
     return JSON.parse(s) as Record<string, unknown>;
   };
 
@@ -138,7 +138,7 @@ describe('the written task', () => {
       instances: task.instances.map(({ extra: _e, ...i }) => i),
     };
     let s = '';
-    await emitNiv2(withDefinitions(lazyFromTask(niv2), ['Chosen.']), (c) => (s += c), 4);
+    await emitNiv2(withDefinitions(lazyFromTask(niv2), ['Chosen.']), (c) => (s += c), RELEASED_STYLE);
     const doc = JSON.parse(s) as Record<string, unknown>;
     expect(Object.keys(doc)).toEqual(['Contributors', 'Definition', 'Positive Examples', 'Instances', 'Domains']);
     expect(doc.Definition).toEqual(['Chosen.']);
