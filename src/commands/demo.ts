@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ModelError } from '../errors.js';
 import { convert, type ConvertSummary } from '../transfer/convert.js';
 import { runPipeline, type PipelineSummary, type TaskReport } from '../transfer/pipeline.js';
-import { addRunOptions, int, openPipeline, summaryLine, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
+import { int, openPipeline, summaryLine, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
 import { summaryText } from './convert.js';
 
 /** The bundled sample, next to src/ and dist/ in the package. */
@@ -150,8 +150,11 @@ export function register(program: Command): void {
     .option('--num-candidates <n>', 'candidate definitions per task', int('--num-candidates', 1), DEMO_DEFAULTS.numCandidates)
     .option('--instances <m>', 'instances scored per candidate', int('--instances', 1), DEMO_DEFAULTS.instances)
     .option('--max-new-tokens <n>', 'longest candidate, in tokens', int('--max-new-tokens', 1), DEMO_DEFAULTS.maxNewTokens)
-    .option('--seed <n>', 'sampling seed', int('--seed', 0), 0);
-  addRunOptions(cmd);
+    .option('--seed <n>', 'sampling seed', int('--seed', 0), 0)
+    .option('--cache <file>', 'SQLite cache of generations and scores (default: the per-user cache, docs/cache.md)')
+    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1))
+    .option('--json', 'print {out, model, summary, example} as JSON');
   cmd
     .addHelpText(
       'after',
