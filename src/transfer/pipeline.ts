@@ -186,10 +186,12 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
         continue;
       }
       try {
+        // two tasks with one id would write one file (or one candidates line) twice
+        if (used.has(lt.task.id)) throw new InputError({ file: lt.task.source.file }, `a task with the id ${JSON.stringify(lt.task.id)} was already read`);
+        used.add(lt.task.id);
         const outcome = await processTask(opts, lt, sinks, to);
         if (outcome.kind === 'ok') summary.tasks.ok++;
         else summary.tasks.filtered++;
-        used.add(lt.task.id);
         opts.onTask?.(outcome.report);
       } catch (err) {
         if (!isTaskError(err)) throw err;

@@ -5,7 +5,7 @@
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURE, NIV2_FILES, P3_EMPTY_GOLD, P3_FILES, SCORE, SMALL, jsonl, needBuilt, run, tempDir, tree, uit } from './helpers.js';
+import { FIXTURE, GEN, NIV2_FILES, P3_EMPTY_GOLD, P3_FILES, SCORE, SMALL, jsonl, needBuilt, run, tempDir, tree, uit } from './helpers.js';
 
 const tmp = tempDir('uit-pipeline-errors-');
 const folder = join(tmp.dir, 'tasks');
@@ -137,5 +137,13 @@ describe('bad tasks in a collection', () => {
     expect(p.candidates[0].meanCe).toBeNull();
     expect([1, 3]).toContain(p.chosen);
     expect(p.candidates[p.chosen].kept).toBe(true);
+  });
+
+  it('a second task with the same id is reported, not written twice', () => {
+    const out = join(tmp.dir, 'dup.jsonl');
+    const s = run(['transfer', P3_FILES[0], P3_FILES[0], '--model', FIXTURE, ...GEN, '--threads', '1', '-o', out, '--cache', join(tmp.dir, 'cache.sqlite')], 6);
+    expect(s.tasks).toMatchObject({ ok: 1, failed: 1 });
+    expect(s.failures[0].reason).toMatch(/a task with the id "p3\/imdb_Reviewer_Enjoyment_Yes_No" was already read/);
+    expect(jsonl(out)).toHaveLength(1);
   });
 });
