@@ -255,6 +255,18 @@ function sameFolder(a: string, b: string): boolean {
 export async function runPipelineCommand(command: PipelineCommand, input: string[], o: PipelineCliOptions): Promise<PipelineSummary> {
   const opened = await openPipeline(command, input, o);
   let summary: PipelineSummary;
+  // Ctrl-C, or SIGTERM from a scheduler preempting the job: the run is recorded as interrupted
+  // (what it finished is in the cache; the same command resumes) and the process ends at once.
+  const stop = (signal: NodeJS.Signals) => {
+    try {
+      opened.cache.finishRun('interrupted');
+    } finally {
+      process.stderr.write(`uit ${command}: ${signal}: stopped; run the same command again to resume from the cache\n`);
+      process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    }
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   try {
     opened.cache.startRun(command, runArgs(input, o));
     try {
@@ -270,6 +282,8 @@ export async function runPipelineCommand(command: PipelineCommand, input: string
       modelCalls: summary.modelCalls,
     } as unknown as JsonObject);
   } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
     await opened.close();
   }
   if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');

@@ -77,6 +77,28 @@ describe('kill -9 and resume', () => {
   });
 });
 
+describe('SIGTERM (a scheduler preempting the job)', () => {
+  it('stops with exit code 143, records the run as interrupted, and the same command resumes', async () => {
+    const out = join(tmp.dir, 'term/out');
+    const cache = join(tmp.dir, 'term/cache.sqlite');
+    const child = spawn(process.execPath, ['bin/uit.js', ...args(out, cache)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    while (generationRows(cache) < 6) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(143);
+    expect(stderr).toMatch(/SIGTERM: stopped; run the same command again to resume/);
+    const db = new Database(cache, { readonly: true });
+    const runs = db.prepare('SELECT status FROM runs').all() as { status: string }[];
+    db.close();
+    expect(runs).toEqual([{ status: 'interrupted' }]);
+    expect([...tree(out).keys()].every((f) => f.startsWith('.'))).toBe(true);
+    run(args(out, cache));
+    expect(sameTree(tree(out), tree(base.out))).toBe(7);
+  });
+});
+
 describe('--shard k/n', () => {
   it('shards split the tasks by id hash; their outputs and caches merge into the unsharded output', () => {
     const ids = [
