@@ -15,7 +15,7 @@ import type { Cache } from '../cache/index.js';
 import type { LazyTask, ReadOptions, TargetFormat } from '../formats/api.js';
 import { writerByName } from '../formats/registry.js';
 import { JsonlWriter } from '../io/jsonl.js';
-import { InputError } from '../errors.js';
+import { ExitCode, InputError, UitError } from '../errors.js';
 import type { Scorer } from '../perplexity/index.js';
 import { scoreCandidates, uitSetup, type CandidateScore, type TaskScores } from '../perplexity/index.js';
 import { createProgress, type Progress } from '../progress.js';
@@ -231,7 +231,7 @@ function check(opts: PipelineOptions): void {
   needs(opts.command !== 'denoise' ? opts.transfer : opts.candidates, opts.command === 'denoise' ? 'needs candidates' : 'needs a transfer step');
   needs(opts.command !== 'transfer' ? opts.denoise : true, 'needs a denoise step');
   if (opts.command !== 'transfer' && (opts.to ?? 'niv2') !== 'niv2') {
-    throw new InputError({ file: opts.out }, 'the model method writes Ni-v2 definitions: use --to niv2');
+    throw new UitError('the model method writes Ni-v2 definitions: use --to niv2', ExitCode.USAGE);
   }
 }
 
