@@ -10,7 +10,7 @@ export {
   type ScorerStats,
   type BatchProgress,
 } from './scorer.js';
-export { planGroups, compareIds, commonPrefixLength, type PrefixGroup, type PlanOptions } from './plan.js';
+export { planGroups, planBatches, compareIds, commonPrefixLength, type PrefixGroup, type PlanOptions } from './plan.js';
 export { CountingBackend, type ModelCallCounts } from './counting-backend.js';
 export { instanceRng, shuffled } from './shuffle.js';
 export { rankAndSelect, type Selection, type Ranked } from './select.js';

@@ -92,3 +92,30 @@ export function planGroups(prefixes: readonly (readonly number[])[], opts: PlanO
   pool.reverse();
   return pool.length > 0 ? [{ shared: 0, members: pool }, ...groups] : groups;
 }
+
+/**
+ * Cuts continuations of a group, given as `lengths` sorted longest first, into contiguous batches
+ * of at most `maxRows` rows. A batch runs rows x its longest length positions (shorter rows are
+ * padded), plus `callCost` positions' worth of fixed cost per forward call; the dynamic programme
+ * minimises the total. Returns each batch as positions into `lengths`. Deterministic.
+ */
+export function planBatches(lengths: readonly number[], maxRows: number, callCost = 16): number[][] {
+  const n = lengths.length;
+  const rowsCap = Math.max(1, Math.floor(maxRows));
+  for (let i = 1; i < n; i++) if (lengths[i] > lengths[i - 1]) throw new RangeError('planBatches: lengths must be sorted longest first');
+  const cost = new Float64Array(n + 1);
+  const from = new Int32Array(n + 1);
+  for (let i = 1; i <= n; i++) {
+    cost[i] = Infinity;
+    for (let j = Math.max(0, i - rowsCap); j < i; j++) {
+      const c = cost[j] + (i - j) * lengths[j] + callCost; // rows j..i-1, padded to lengths[j]
+      if (c < cost[i]) {
+        cost[i] = c;
+        from[i] = j;
+      }
+    }
+  }
+  const batches: number[][] = [];
+  for (let i = n; i > 0; i = from[i]) batches.push(Array.from({ length: i - from[i] }, (_, k) => from[i] + k));
+  return batches.reverse();
+}

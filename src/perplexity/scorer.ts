@@ -15,7 +15,7 @@ import { scoreKey } from '../cache/index.js';
 import { InputError, type InputLocation } from '../errors.js';
 import { prefill, scoreContinuations, type Model } from '../runtime/index.js';
 import { CountingBackend } from './counting-backend.js';
-import { planGroups } from './plan.js';
+import { planBatches, planGroups } from './plan.js';
 
 /** What to do when prefix + target is longer than the model's context. */
 export type OverflowPolicy = 'truncate-left' | 'error';
@@ -48,8 +48,13 @@ export interface PairScore {
 export interface ScorerOptions {
   /** Look every pair up here first and store what is computed (one transaction per batch). */
   cache?: Cache;
-  /** Continuations run together in one forward call. Default 8. */
+  /** Most continuations run together in one forward call. Default 8. */
   batchSize?: number;
+  /**
+   * Fixed cost of one forward call, in positions of work: batches are cut where padding would cost
+   * more than another call (plan.ts, planBatches). Default 16.
+   */
+  callCost?: number;
   /** Default `truncate-left`. */
   overflow?: OverflowPolicy;
   /** Context length; default the model's n_positions (config.json). Undefined: no limit known. */
@@ -117,6 +122,7 @@ export class Scorer {
   };
   private readonly backend: CountingBackend;
   private readonly batchSize: number;
+  private readonly callCost: number;
   private readonly overflow: OverflowPolicy;
   private readonly maxPositions: number | undefined;
   private scorerIdPromise?: Promise<string>;
@@ -128,6 +134,7 @@ export class Scorer {
   ) {
     this.backend = new CountingBackend(model.backend);
     this.batchSize = Math.max(1, Math.floor(opts.batchSize ?? 8));
+    this.callCost = Math.max(0, opts.callCost ?? 16);
     this.overflow = opts.overflow ?? 'truncate-left';
     if (!OVERFLOW_POLICIES.includes(this.overflow)) throw new RangeError(`overflow must be one of ${OVERFLOW_POLICIES.join(', ')}`);
     this.maxPositions = opts.maxPositions ?? model.info.maxPositions;
@@ -250,8 +257,11 @@ export class Scorer {
     const conts = members.map((w) => [...w.prefixIds.slice(shared), ...w.targetIds]);
     // Longest first (ties by plan order) so a batch pads little; fixed whatever is cached.
     const order = members.map((_, i) => i).sort((a, b) => conts[b].length - conts[a].length || a - b);
-    const batches: number[][] = [];
-    for (let start = 0; start < order.length; start += this.batchSize) batches.push(order.slice(start, start + this.batchSize));
+    const batches = planBatches(
+      order.map((i) => conts[i].length),
+      this.batchSize,
+      this.callCost,
+    ).map((b) => b.map((k) => order[k]));
     const targetTokens = (batch: readonly number[]) => batch.reduce((n, i) => n + members[i].targetIds.length, 0);
     const todo = batches.filter((b) => !b.every((i) => members[i].result !== undefined));
     for (const b of batches) if (!todo.includes(b)) this.opts.onBatch?.({ pairs: b.length, computed: false, targetTokens: targetTokens(b) });
@@ -260,20 +270,18 @@ export class Scorer {
     const prefix = shared > 0 ? await prefill(this.backend, members[0].prefixIds.slice(0, shared)) : undefined;
     if (prefix) this.stats.prefills++;
     // One call for the group: the prefix's KV cache is copied into the batch rows once, not per
-    // batch. The engine orders continuations as `order` does (longest first, then input order),
-    // so dropping whole cached batches keeps the remaining batches as planned; checked below.
-    const flat = todo.flat();
+    // batch; the engine runs exactly the planned batches that are not cached.
     let next = 0;
     let t0 = performance.now();
     await scoreContinuations(
       this.backend,
       prefix,
-      flat.map((i) => conts[i]),
+      conts,
       {
-        batchSize: this.batchSize,
+        batches: todo,
         onBatch: (indices, lps) => {
           const batch = todo[next++];
-          if (!batch || indices.length !== batch.length || indices.some((k, j) => flat[k] !== batch[j])) {
+          if (!batch || indices.length !== batch.length || indices.some((k, j) => k !== batch[j])) {
             throw new Error('scoring batches differ from the plan');
           }
           const ms = (performance.now() - t0) / batch.length;

@@ -81,6 +81,12 @@ export interface ScoreOptions {
   /** Continuations run together (rows of one forward). Default 8. */
   batchSize?: number;
   /**
+   * Explicit batches (indices into the continuations), run in this order instead of `batchSize`
+   * chunks; a caller that knows the lengths can pick boundaries that pad less. Continuations in no
+   * batch are not run: their result is an empty array.
+   */
+  batches?: readonly (readonly number[])[];
+  /**
    * Called after each batch with the continuations it finished (indices into the input) and
    * their log-probs, so a caller can store results batch by batch (a killed run keeps them).
    */
@@ -100,22 +106,34 @@ export async function scoreContinuations(
   opts: ScoreOptions = {},
 ): Promise<Float32Array[]> {
   const batchSize = Math.max(1, opts.batchSize ?? 8);
-  const results: Float32Array[] = continuations.map((c) => new Float32Array(c.length));
-  // Longest first, so each batch pads little.
-  const order = continuations
-    .map((c, i) => i)
-    .filter((i) => continuations[i].length > 0)
-    .sort((a, b) => continuations[b].length - continuations[a].length || a - b);
-  if (order.length === 0) return results;
-  const rowsMax = Math.min(batchSize, order.length);
+  let batches: number[][];
+  if (opts.batches) {
+    const seen = new Set<number>();
+    for (const ci of opts.batches.flat()) {
+      if (!Number.isInteger(ci) || ci < 0 || ci >= continuations.length || seen.has(ci)) throw new RangeError(`scoreContinuations: bad or repeated batch index ${ci}`);
+      seen.add(ci);
+    }
+    batches = opts.batches.map((b) => b.filter((ci) => continuations[ci].length > 0)).filter((b) => b.length > 0);
+  } else {
+    // Longest first, so each batch pads little.
+    const order = continuations
+      .map((c, i) => i)
+      .filter((i) => continuations[i].length > 0)
+      .sort((a, b) => continuations[b].length - continuations[a].length || a - b);
+    batches = [];
+    for (let start = 0; start < order.length; start += batchSize) batches.push(order.slice(start, start + batchSize));
+  }
+  const results: Float32Array[] = continuations.map((c) => new Float32Array(opts.batches ? 0 : c.length));
+  for (const ci of batches.flat()) results[ci] = new Float32Array(continuations[ci].length);
+  if (batches.length === 0) return results;
+  const rowsMax = Math.max(...batches.map((b) => b.length));
   const shared = prefix
     ? KvCache.gather(prefix.kv, new Array<number>(rowsMax).fill(0), prefix.kv.used)
     : KvCache.create(backend.shape, rowsMax, 0);
   const base = { used: shared.used, capacity: shared.capacity };
 
-  for (let start = 0; start < order.length; start += batchSize) {
-    const batch = order.slice(start, start + batchSize);
-    const seq = continuations[batch[0]].length;
+  for (const batch of batches) {
+    const seq = Math.max(...batch.map((ci) => continuations[ci].length));
     const rows = batch.length;
     shared.rows = rows; // every row is the same prefix, so the first `rows` rows serve any batch
     const ids = new Int32Array(rows * seq);

@@ -1,6 +1,6 @@
 // The prefix planner: which pairs share a prefilled prefix, and how long that prefix is.
 import { describe, expect, it } from 'vitest';
-import { commonPrefixLength, compareIds, planGroups } from '../../src/perplexity/index.js';
+import { commonPrefixLength, compareIds, planBatches, planGroups } from '../../src/perplexity/index.js';
 import { Rng } from '../../src/runtime/index.js';
 
 const seq = (text: string) => [...Buffer.from(text, 'utf8')];
@@ -72,5 +72,41 @@ describe('planGroups', () => {
     expect(compareIds([1, 2], [1, 2, 0])).toBeLessThan(0);
     expect(compareIds([1, 3], [1, 2, 9])).toBeGreaterThan(0);
     expect(compareIds([4], [4])).toBe(0);
+  });
+});
+
+describe('planBatches', () => {
+  it('cuts where padding would cost more than another call, within the row limit', () => {
+    // 3 long and 3 short: one batch of 6 pads 3 x 90 positions; two calls cost 2 x 16.
+    expect(planBatches([100, 100, 100, 10, 10, 10], 8, 16)).toEqual([
+      [0, 1, 2],
+      [3, 4, 5],
+    ]);
+    // with expensive calls, padding is cheaper
+    expect(planBatches([100, 100, 100, 10, 10, 10], 8, 1000)).toEqual([[0, 1, 2, 3, 4, 5]]);
+    // never more rows than allowed
+    const b = planBatches(Array.from({ length: 20 }, () => 50), 8, 16);
+    expect(b.every((x) => x.length <= 8)).toBe(true);
+    expect(b.flat()).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(b).toHaveLength(3);
+  });
+
+  it('minimises padded positions + call cost (checked against brute force)', () => {
+    const rng = new Rng([5, 6, 7, 8]);
+    for (let trial = 0; trial < 30; trial++) {
+      const n = 1 + (rng.nextUint32() % 9);
+      const lengths = Array.from({ length: n }, () => 1 + (rng.nextUint32() % 60)).sort((a, b) => b - a);
+      const maxRows = 1 + (rng.nextUint32() % 4);
+      const cost = (batches: number[][]) => batches.reduce((c, x) => c + x.length * lengths[x[0]] + 16, 0);
+      // every split of 0..n-1 into contiguous runs of at most maxRows
+      let best = Infinity;
+      for (let mask = 0; mask < 1 << (n - 1); mask++) {
+        const runs: number[][] = [[0]];
+        for (let i = 1; i < n; i++) (mask & (1 << (i - 1)) ? runs.push([i]) : runs[runs.length - 1].push(i));
+        if (runs.every((r) => r.length <= maxRows)) best = Math.min(best, cost(runs));
+      }
+      expect(cost(planBatches(lengths, maxRows, 16))).toBe(best);
+    }
+    expect(() => planBatches([1, 2], 4)).toThrow(RangeError);
   });
 });
