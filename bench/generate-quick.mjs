@@ -8,7 +8,7 @@
 // Also: resident memory across 100 consecutive generate calls.
 //
 //   npm run build
-//   /usr/bin/python3 scripts/export-gptj.py --random-init bench/models/gptj-25m.json bench/models/gptj-25m
+//   /usr/bin/python3 scripts/export-gptj.py --random-init bench/gptj-25m.json bench/models/gptj-25m --seed 1
 //   node --expose-gc bench/generate-quick.mjs --model bench/models/gptj-25m --runs 3 --threads 2
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
