@@ -205,6 +205,43 @@ describe('uit score', () => {
     expect(rows()).toBe(pairs.length);
   });
 
+  it('two processes scoring overlapping inputs into one cache both finish with the numbers of a lone run', async () => {
+    const pairs = [];
+    for (let g = 0; g < 40; g++) {
+      for (let i = 0; i < 6; i++) pairs.push({ prefix: `Definition: group ${g} asks for a number.\n\nInput: ${i}\nOutput: `, target: `${i * g}` });
+    }
+    const a = join(tmp.dir, 'two-a.jsonl');
+    const b = join(tmp.dir, 'two-b.jsonl');
+    writeFileSync(a, pairs.slice(0, 160).map((p) => JSON.stringify(p)).join('\n') + '\n');
+    writeFileSync(b, pairs.slice(80).map((p) => JSON.stringify(p)).join('\n') + '\n');
+    const shared = join(tmp.dir, 'two-writers.sqlite');
+    const run = (file: string) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, ['bin/uit.js', 'score', '-m', FIXTURE, file, '--json', '--batch-size', '4', '--threads', '1', '--cache', shared], { env: ENV });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d));
+        child.stderr.on('data', (d: Buffer) => (stderr += d));
+        child.on('exit', (code) => resolve({ code, stdout, stderr }));
+      });
+    const [ra, rb] = await Promise.all([run(a), run(b)]);
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(rb.code, rb.stderr).toBe(0);
+    const alone = uit('score', '-m', FIXTURE, a, '--json', '--batch-size', '4', '--threads', '1', '--no-cache');
+    // Pairs the other process stored first come from its batches: equal up to float noise.
+    const mine = jsonLines(ra.stdout);
+    const lone = jsonLines(alone.stdout);
+    expect(mine.map((o) => [o.line, o.tokens])).toEqual(lone.map((o) => [o.line, o.tokens]));
+    mine.forEach((o, i) => expect(Math.abs((o.mean_ce as number) - (lone[i].mean_ce as number))).toBeLessThan(1e-6));
+    expect(jsonLines(rb.stdout)).toHaveLength(160);
+    const db = new Database(shared, { readonly: true });
+    try {
+      expect((db.prepare('SELECT count(*) AS n FROM scores').get() as { n: number }).n).toBe(pairs.length);
+    } finally {
+      db.close();
+    }
+  });
+
   it('refuses a corrupt or foreign cache file with a clear error (exit 5), before loading the model', () => {
     const file = writePairs('pairs-refuse.jsonl', PAIRS);
     const corrupt = join(tmp.dir, 'corrupt.sqlite');
