@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { InputError } from '../errors.js';
 import { niv2 } from '../formats/niv2.js';
-import { DEFAULT_INSTANCES, scoreCandidates, type TaskScores } from '../perplexity/index.js';
+import { DEFAULT_INSTANCES, scoreCandidates, uitSetup, type TaskScores } from '../perplexity/index.js';
 import { createProgress, type Progress } from '../progress.js';
 import { readCandidatesFile } from '../transfer/candidates-file.js';
 import type { Task } from '../types.js';
@@ -132,22 +132,29 @@ Examples:
       }
 
       let progress: Progress | undefined;
-      const opened = await openScorer('score-instructions', opts, (n) => progress?.tick(n, { task: progressTask }));
-      const { scorer, cache } = opened;
       let progressTask = '';
-      const total = tasks.reduce((n, t) => n + candidatesOf.get(t.id)!.length * Math.min(opts.instances, t.instances.length), 0);
+      let ticked = 0;
+      const opened = await openScorer('score-instructions', opts, (n) => {
+        ticked += n;
+        progress?.tick(n, { task: progressTask });
+      });
+      const { scorer, cache } = opened;
+      const pairsOf = (t: Task) => candidatesOf.get(t.id)!.length * uitSetup(t, { instances: opts.instances, seed: opts.seed }).instances.length;
+      const total = tasks.reduce((n, t) => n + pairsOf(t), 0);
       progress = createProgress({ label: 'score', total, quiet: opts.json, payload: { task: '' }, extraFormat: '{task}' });
       const out = new Output(opts.output);
       let status: 'ok' | 'failed' = 'failed';
       try {
         for (const t of tasks) {
           progressTask = t.id;
+          ticked = 0;
           const scores = await scoreCandidates(scorer, t, candidatesOf.get(t.id)!, {
             instances: opts.instances,
             seed: opts.seed,
             threshold: opts.threshold,
             topK: opts.topK,
           });
+          progress.tick(pairsOf(t) - ticked); // empty outputs and repeated candidates never reach a batch
           out.write(opts.json ? `${JSON.stringify(taskJson(t, scores))}\n` : taskTable(t, scores));
         }
         out.commit();

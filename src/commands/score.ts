@@ -248,7 +248,11 @@ Examples:
     .action(async (file: string, opts: ScoreCommandOptions) => {
       const pairs = await readPairs(file);
       let progress: Progress | undefined;
-      const opened = await openScorer('score', opts, (n) => progress?.tick(n, { hits: opened.scorer.stats.cacheHits }));
+      let ticked = 0;
+      const opened = await openScorer('score', opts, (n) => {
+        ticked += n;
+        progress?.tick(n, { hits: opened.scorer.stats.cacheHits });
+      });
       const { scorer, cache } = opened;
       progress = createProgress({ label: 'score', total: pairs.length, quiet: opts.json, payload: { hits: 0 }, extraFormat: 'cache hits {hits}' });
       const out = new Output(opts.output);
@@ -258,9 +262,9 @@ Examples:
         let header = opts.json ? '' : `${TABLE_HEADER.join('\t')}\n`;
         for (let start = 0; start < pairs.length; start += SCORE_CHUNK) {
           const chunk = pairs.slice(start, start + SCORE_CHUNK);
-          const before = scorer.stats.empty;
+          ticked = 0;
           const scores = await scorer.score(chunk);
-          progress.tick(scorer.stats.empty - before); // empty targets never reach a batch
+          progress.tick(chunk.length - ticked); // empty targets and repeated pairs never reach a batch
           let text = header;
           header = '';
           chunk.forEach((p, i) => {

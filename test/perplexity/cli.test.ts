@@ -263,6 +263,22 @@ describe('uit score', () => {
     expect(r2.stderr).toMatch(/not a uit cache/i);
   });
 
+  const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+  const requireDeps = process.env.UIT_REQUIRE_SYSTEM_DEPS === '1';
+  it.skipIf(!hasScript && !requireDeps)(
+    `shows a progress bar that reaches the total on a terminal, none when piped${hasScript ? '' : ' (SKIPPED: util-linux `script` is missing, it makes the terminal)'}`,
+    () => {
+      const file = writePairs('pairs-tty.jsonl', [...PAIRS, PAIRS[0]]); // a repeated pair and an empty target still count
+      const out = join(tmp.dir, 'tty.tsv');
+      const cmd = ['node', 'bin/uit.js', 'score', '-m', FIXTURE, file, '--no-cache', '-o', out].map((a) => `'${a}'`).join(' ');
+      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: ENV });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/score \[[^\]]*\] 5\/5 100%/);
+      const piped = uit('score', '-m', FIXTURE, file, '--no-cache', '-o', out);
+      expect(piped.stderr).not.toContain('score [');
+    },
+  );
+
   it('--help shows an example', () => {
     const r = uit('score', '--help');
     expect(r.code).toBe(0);
