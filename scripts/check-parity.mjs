@@ -37,18 +37,29 @@ export function tailKv(t, n) {
   return new ort.Tensor(t.type, out, [b, h, n, d]);
 }
 
+/** Zero-length past_key_values.* [batch, H, 0, D] and shared_key_values.* [1, H, 0, D] for a session. */
 function emptyPast(session, batch) {
   const past = {};
   for (const name of session.inputNames) {
-    if (!name.startsWith('past_key_values.')) continue;
+    const shared = name.startsWith('shared_key_values.');
+    if (!name.startsWith('past_key_values.') && !shared) continue;
     const meta = session.inputMetadata.find((m) => m.name === name);
     const type = meta.type; // 'float32' | 'float16'
     const [, heads, , headDim] = meta.shape;
     const data = type === 'float16' ? new Uint16Array(0) : new Float32Array(0);
-    past[name] = new ort.Tensor(type, data, [batch, heads, 0, headDim]);
+    past[name] = new ort.Tensor(type, data, [shared ? 1 : batch, heads, 0, headDim]);
   }
   return past;
 }
+
+/** Row 0 of a [1, h, t, d] tensor repeated `rows` times. */
+function repeatRows(t, rows) {
+  const out = new t.data.constructor(t.data.length * rows);
+  for (let r = 0; r < rows; r++) out.set(t.data, r * t.data.length);
+  return new ort.Tensor(t.type, out, [rows, ...t.dims.slice(1)]);
+}
+
+const hasShared = (session) => session.inputNames.includes('shared_key_values.0.key');
 
 /** IEEE half bits to a number (onnxruntime-node hands float16 data out as Uint16Array). */
 function halfToNumber(h) {
@@ -90,7 +101,80 @@ class Diff {
 }
 
 /**
- * Run the three graphs of `modelDir` on parity.json's steps.
+ * parity.json's `shared` steps: a prefix common to both rows, run once (batch 1); then per-row
+ * chunks on top of it. Fast graphs with shared_key_values.* inputs take the prefix's KV once
+ * ([1, H, S, D]) and the rows' own past separately; model.onnx takes the prefix copied into every
+ * row's past. Both are compared with the PyTorch reference (one plain forward over the whole
+ * sequence), and the fast graphs with model.onnx.
+ */
+async function checkShared(parity, { main, gen, score }, layers, vsMain, consistency, report) {
+  const fastShared = hasShared(gen) && hasShared(score);
+  report.shared = { fastGraphs: fastShared, steps: parity.shared.steps.length };
+  const ids = parity.shared.shared_ids;
+  const S = ids[0].length;
+  const pre = await main.run({
+    input_ids: i64(ids),
+    attention_mask: i64([new Array(S).fill(1)]),
+    ...(main.inputNames.includes('position_ids') ? { position_ids: i64([ids[0].map((_, t) => t)]) } : {}),
+    ...emptyPast(main, 1),
+  });
+  const sharedKv = {};
+  for (const name of layers) sharedKv[name.replace('present.', '')] = pre[name]; // '{i}.key' -> [1, H, S, D]
+  let pastMain = {};
+  for (const name of layers) pastMain[name.replace('present.', 'past_key_values.')] = repeatRows(pre[name], 2);
+  let pastGen = emptyPast(gen, 2);
+  let pastScore = emptyPast(score, 2);
+  if (fastShared) {
+    for (const past of [pastGen, pastScore]) for (const name of layers) past[name.replace('present.', 'shared_key_values.')] = sharedKv[name.replace('present.', '')];
+  }
+  for (const [k, step] of parity.shared.steps.entries()) {
+    const feeds = { input_ids: i64(step.input_ids), attention_mask: i64(step.attention_mask) };
+    if (main.inputNames.includes('position_ids')) feeds.position_ids = i64(step.position_ids);
+    const s = step.input_ids[0].length;
+    const exp = step.expected;
+    const outMain = await main.run({ ...feeds, ...pastMain });
+    const logits = outMain.logits;
+    const V = logits.dims[2];
+    const rowAt = (b, t) => logits.data.subarray((b * s + t) * V, (b * s + t + 1) * V);
+    const outGen = fastShared ? await gen.run({ ...feeds, ...pastGen }) : undefined;
+    const outScore = fastShared ? await score.run({ ...feeds, ...pastScore }) : undefined;
+    for (let b = 0; b < 2; b++) {
+      const last = rowAt(b, s - 1);
+      exp.logits_last_head[b].forEach((want, j) => vsMain.main.add(`shared step ${k} row ${b} logits[last][${j}]`, last[j], want));
+      vsMain.main.add(`shared step ${k} row ${b} logsumexp`, logSumExp(last), exp.logsumexp_last[b]);
+      if (!fastShared) continue;
+      const lastGen = outGen.logits_last.data.subarray(b * V, (b + 1) * V);
+      exp.logits_last_head[b].forEach((want, j) => vsMain.gen.add(`shared step ${k} row ${b} logits_last[${j}]`, lastGen[j], want));
+      vsMain.gen.add(`shared step ${k} row ${b} logsumexp`, logSumExp(lastGen), exp.logsumexp_last[b]);
+      for (let j = 0; j < V; j++) consistency.logits_last.add(`shared step ${k} row ${b} logits_last[${j}] vs logits`, lastGen[j], last[j]);
+      for (let t = 0; t < s - 1; t++) {
+        const want = exp.token_logprobs[b][t];
+        if (want === null) continue;
+        const got = outScore.token_logprobs.data[b * (s - 1) + t];
+        vsMain.score.add(`shared step ${k} row ${b} token_logprobs[${t}]`, got, want);
+        consistency.token_logprobs.add(`shared step ${k} row ${b} token_logprobs[${t}] vs log_softmax(logits)`, got, logSoftmaxAt(rowAt(b, t), step.input_ids[b][t + 1]));
+      }
+    }
+    const nextMain = {};
+    for (const name of layers) {
+      const pastName = name.replace('present.', 'past_key_values.');
+      const newName = name.replace('present.', 'new_key_values.');
+      nextMain[pastName] = outMain[name];
+      if (!fastShared) continue;
+      const tail = tailKv(outMain[name], s);
+      for (const out of [outGen[newName], outScore[newName]]) {
+        if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
+        for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`shared step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
+      }
+      pastGen[pastName] = concatKv(pastGen[pastName], outGen[newName]);
+      pastScore[pastName] = concatKv(pastScore[pastName], outScore[newName]);
+    }
+    pastMain = nextMain;
+  }
+}
+
+/**
+ * Run the three graphs of `modelDir` on parity.json's steps (and its `shared` steps, when recorded).
  * @returns report with per-graph max |diff|, counts, failures and an `ok` flag.
  */
 export async function checkParity(modelDir, { threads = 1 } = {}) {
@@ -167,8 +251,8 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
       }
     }
     const nextMain = {};
-    const nextGen = {};
-    const nextScore = {};
+    const nextGen = emptyPast(gen, 2); // zero-length shared_key_values.*, when the graph has them
+    const nextScore = emptyPast(score, 2);
     for (const name of layers) {
       const pastName = name.replace('present.', 'past_key_values.');
       const newName = name.replace('present.', 'new_key_values.');
@@ -180,6 +264,7 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
     pastGen = nextGen;
     pastScore = nextScore;
   }
+  if (parity.shared) await checkShared(parity, { main, gen, score }, layers, vsMain, consistency, report);
   for (const [g, d] of Object.entries(vsMain)) {
     report.graphs[g] = { maxAbsDiff: d.max, compared: d.count, failures: d.failures.slice(0, 10) };
     if (d.failures.length) report.ok = false;

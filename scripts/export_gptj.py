@@ -62,6 +62,38 @@ class _ExportWrapper(torch.nn.Module):
         return tuple(out)
 
 
+class _FastWrapper(torch.nn.Module):
+    """The fast graphs (model.gen.onnx, model.score.onnx): GPTJForCausalLM.forward_fast
+    with shared_key_values.* after past_key_values.*, and only what the engine needs
+    out: `logits_last` [b, vocab] (gen: the LM head on the last position only) or
+    `token_logprobs` [b, s-1] (score: log_softmax(logits[:, t])[input_ids[:, t+1]],
+    the LM head on the first s-1 positions), then new_key_values.* [b, H, s, D]."""
+
+    def __init__(self, model: GPTJForCausalLM, kind: str):
+        super().__init__()
+        self.model = model
+        self.kind = kind
+
+    def forward(self, input_ids, attention_mask, position_ids, *kv_flat):
+        n = self.model.config.n_layer
+        past = [(kv_flat[2 * i], kv_flat[2 * i + 1]) for i in range(n)]
+        shared = [(kv_flat[2 * n + 2 * i], kv_flat[2 * n + 2 * i + 1]) for i in range(n)]
+        h, news = self.model.forward_fast(input_ids, attention_mask, position_ids, past, shared)
+        s = h.size(1)
+        if self.kind == "gen":
+            # A 3-D slice, not h[:, s-1]: on 2-D input torch exports Linear as Gemm on the
+            # untransposed weight, which would store the LM head a second time.
+            main = self.model.head(h[:, s - 1 : s, :]).squeeze(1)  # [b, vocab]
+        else:
+            logp = torch.log_softmax(self.model.head(h[:, 0 : s - 1, :]), dim=2)  # [b, s-1, vocab]
+            targets = input_ids[:, 1:s].unsqueeze(2)
+            main = torch.gather(logp, 2, targets).squeeze(2)  # [b, s-1]
+        out = [main]
+        for k, v in news:
+            out += [k, v]
+        return tuple(out)
+
+
 def io_names(n_layer: int):
     inputs = ["input_ids", "attention_mask", "position_ids"]
     outputs = ["logits"]
@@ -72,13 +104,86 @@ def io_names(n_layer: int):
     return inputs, outputs
 
 
+def fast_io_names(n_layer: int, kind: str):
+    inputs, _ = io_names(n_layer)
+    outputs = ["logits_last" if kind == "gen" else "token_logprobs"]
+    for i in range(n_layer):
+        for kv in ("key", "value"):
+            inputs.append(f"shared_key_values.{i}.{kv}")
+    for i in range(n_layer):
+        for kv in ("key", "value"):
+            outputs.append(f"new_key_values.{i}.{kv}")
+    return inputs, outputs
+
+
 TOTAL = "past_sequence_length + sequence_length"
+FAST_TOTAL = "shared_sequence_length + past_sequence_length + sequence_length"
+
+
+def _trace(wrapper, args, inputs, outputs, dyn, opset: int, work_dir: str):
+    """torch.onnx.export of wrapper to a graph-only ModelProto.
+
+    export_params=False: the trace holds no weights (so no second copy of a
+    24 GB model in memory); the weights are written later, tensor by tensor,
+    straight from the module. No constant folding either, so the parameters
+    keep their names (torch folds Transpose(W) into anonymous copies)."""
+    raw_dir = tempfile.mkdtemp(prefix="trace-", dir=work_dir)
+    raw = os.path.join(raw_dir, "model.onnx")
+    extra = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        extra["dynamo"] = False  # newer torch defaults to the dynamo exporter; the markers need the TorchScript one
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # Known and harmless: the uit:: markers have no shape inference (the
+            # pass removes them), torch.tensor(finfo.min) is a true constant, and
+            # sizes read with .size() are traced as dynamic values.
+            for msg in (r"The shape inference of", r".*_graph_op.* is deprecated", r"torch.tensor results are registered as constants",
+                        r"Converting a tensor to a Python", r"Iterating over a tensor"):
+                warnings.filterwarnings("ignore", message=msg)
+            torch.onnx.export(
+                wrapper, args, raw,
+                input_names=inputs, output_names=outputs, dynamic_axes=dyn,
+                opset_version=opset, do_constant_folding=False, export_params=False, custom_opsets={"uit": 1},
+                **extra,
+            )
+        return P.load_graph_only(raw)
+    finally:
+        shutil.rmtree(raw_dir, ignore_errors=True)
+
+
+def _finish(m, model: GPTJForCausalLM, inputs: List[str], fp16: bool, kv_inputs: List[str], source_keys: Dict[str, object]):
+    """Weights as placeholder initializers, dtype markers resolved, pruned. Returns (to_fp16, sources)."""
+    params = dict(model.named_parameters(prefix="model"))
+    arrays = {n: (lambda p: (lambda: p.detach().float().cpu().numpy()))(p) for n, p in params.items()}
+    sources = P.params_to_initializers(m, arrays, {n: list(p.shape) for n, p in params.items()})
+    for n in params:
+        source_keys[n] = n
+    P.fold_initializer_transposes(m, sources, source_keys)
+    to_fp16 = P.resolve_dtype_markers(m, fp16=fp16, fp16_inputs=kv_inputs)
+    P.constants_to_initializers(m.graph)
+    P.prune(m.graph)
+    leftover = [i.name for i in m.graph.input if i.name not in inputs]
+    if leftover:
+        raise ExportError(f"the trace has unexpected inputs {leftover}")
+    return to_fp16, sources
 
 
 def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, device: str, log=print) -> None:
-    """Trace to onnx_dir/model.onnx with weights in onnx_dir/model.onnx_data."""
+    """Trace model.onnx (optimum's contract) and the two fast graphs (model.gen.onnx,
+    model.score.onnx: shared_key_values inputs, only what the engine needs out) into
+    onnx_dir, all three pointing at the same tensors of onnx_dir/model.onnx_data."""
     cfg = model.config
-    inputs, outputs = io_names(cfg.n_layer)
+    H, D, L = cfg.n_head, cfg.head_dim, cfg.n_layer
+    b, s, past, shared = 2, 3, 2, 2  # non-empty past and shared, so every part is traced
+    ids = torch.zeros(b, s, dtype=torch.int64, device=device)
+    pos = torch.arange(shared + past, shared + past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
+    kv = [torch.zeros(b, H, past, D, device=device) for _ in range(2 * L)]
+    shared_kv = [torch.zeros(1, H, shared, D, device=device) for _ in range(2 * L)]
+    graphs = []  # (file name, proto, to_fp16, sources)
+    source_keys: Dict[str, object] = {}
+    t0 = time.time()
+
+    inputs, outputs = io_names(L)
     dyn: Dict[str, Dict[int, str]] = {
         "input_ids": {0: "batch_size", 1: "sequence_length"},
         "attention_mask": {0: "batch_size", 1: TOTAL},
@@ -89,51 +194,49 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
         dyn[name] = {0: "batch_size", 2: "past_sequence_length"}
     for name in outputs[1:]:
         dyn[name] = {0: "batch_size", 2: TOTAL}
-    b, s, past = 2, 3, 2  # a non-empty past, so the Concat is traced
-    ids = torch.zeros(b, s, dtype=torch.int64, device=device)
     mask = torch.ones(b, past + s, dtype=torch.int64, device=device)
-    pos = torch.arange(past, past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
-    kv = [torch.zeros(b, cfg.n_head, past, cfg.head_dim, device=device) for _ in range(2 * cfg.n_layer)]
-    raw_dir = tempfile.mkdtemp(prefix="trace-", dir=onnx_dir)
-    raw = os.path.join(raw_dir, "model.onnx")
-    t0 = time.time()
-    # export_params=False: the trace holds no weights (so no second copy of a
-    # 24 GB model in memory); the weights are written below, tensor by tensor,
-    # straight from the module. No constant folding either, so the parameters
-    # keep their names (torch folds Transpose(W) into anonymous copies).
-    extra = {}
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        extra["dynamo"] = False  # newer torch defaults to the dynamo exporter; the markers need the TorchScript one
-    with torch.no_grad(), warnings.catch_warnings():
-        # Known and harmless: the uit:: markers have no shape inference (the
-        # pass removes them), and torch.tensor(finfo.min) is a true constant.
-        for msg in (r"The shape inference of", r".*_graph_op.* is deprecated", r"torch.tensor results are registered as constants"):
-            warnings.filterwarnings("ignore", message=msg)
-        torch.onnx.export(
-            _ExportWrapper(model), (ids, mask, pos, *kv), raw,
-            input_names=inputs, output_names=outputs, dynamic_axes=dyn,
-            opset_version=opset, do_constant_folding=False, export_params=False, custom_opsets={"uit": 1},
-            **extra,
-        )
-    log(f"traced in {time.time() - t0:.1f}s")
-    m = P.load_graph_only(raw)
-    shutil.rmtree(raw_dir)
-    params = dict(model.named_parameters(prefix="model"))
-    arrays = {n: (lambda p: (lambda: p.detach().float().cpu().numpy()))(p) for n, p in params.items()}
-    sources = P.params_to_initializers(m, arrays, {n: list(p.shape) for n, p in params.items()})
-    P.fold_initializer_transposes(m, sources)
-    to_fp16 = P.resolve_dtype_markers(m, fp16=fp16, fp16_inputs=inputs[3:])
-    P.constants_to_initializers(m.graph)
-    P.prune(m.graph)
-    leftover = [i.name for i in m.graph.input if i.name not in inputs]
-    if leftover:
-        raise ExportError(f"the trace has unexpected inputs {leftover}")
+    pos_main = torch.arange(past, past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
+    m = _trace(_ExportWrapper(model), (ids, mask, pos_main, *kv), inputs, outputs, dyn, opset, onnx_dir)
+    to_fp16, sources = _finish(m, model, inputs, fp16, inputs[3:], source_keys)
     _set_io_shapes(m, cfg, fp16)
+    graphs.append(("model.onnx", m, to_fp16, sources))
+
+    for kind in ("gen", "score"):
+        inputs, outputs = fast_io_names(L, kind)
+        dyn = {
+            "input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: FAST_TOTAL},
+            "position_ids": {0: "batch_size", 1: "sequence_length"},
+            outputs[0]: {0: "batch_size"} if kind == "gen" else {0: "batch_size", 1: "sequence_length - 1"},
+        }
+        for name in inputs[3:]:
+            dyn[name] = {0: "batch_size", 2: "past_sequence_length"} if name.startswith("past_") else {2: "shared_sequence_length"}
+        for name in outputs[1:]:
+            dyn[name] = {0: "batch_size", 2: "sequence_length"}
+        mask = torch.ones(b, shared + past + s, dtype=torch.int64, device=device)
+        m = _trace(_FastWrapper(model, kind), (ids, mask, pos, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
+        to_fp16, sources = _finish(m, model, inputs, fp16, inputs[3:], source_keys)
+        _set_fast_io_shapes(m, cfg, fp16, kind)
+        graphs.append((f"model.{kind}.onnx", m, to_fp16, sources))
+    log(f"traced in {time.time() - t0:.1f}s")
+
     t0 = time.time()
-    P.consolidate_external_data(m, onnx_dir, fast_graphs.DATA_NAME, to_fp16=to_fp16, sources=sources)
+    writer = P.ExternalDataWriter(onnx_dir, fast_graphs.DATA_NAME)
+    try:
+        for _, m, to_fp16, sources in graphs:
+            writer.add(m, to_fp16, sources, source_keys)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     log(f"wrote the weights in {time.time() - t0:.1f}s")
-    m.producer_name = "uit scripts/export-gptj.py"
-    P.save_proto_atomic(m, os.path.join(onnx_dir, "model.onnx"))
+    for name, m, _, _ in graphs:
+        m.producer_name = "uit scripts/export-gptj.py"
+        path = os.path.join(onnx_dir, name)
+        P.save_proto_atomic(m, path)
+        if name != "model.onnx":
+            outs = [o.name for o in m.graph.output]
+            log(f"wrote {path} ({len(m.graph.node)} nodes, outputs {', '.join(outs[:3])}, ...; inputs ... shared_key_values.*)")
 
 
 def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
@@ -143,6 +246,20 @@ def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
             P.set_output_shape(vi, P.FLOAT, ["batch_size", "sequence_length", cfg.vocab_size])
         else:
             P.set_output_shape(vi, kv_type, ["batch_size", cfg.n_head, TOTAL, cfg.head_dim])
+
+
+def _set_fast_io_shapes(m, cfg: GPTJConfig, fp16: bool, kind: str) -> None:
+    kv_type = P.FLOAT16 if fp16 else P.FLOAT
+    for vi in m.graph.input:
+        if vi.name.startswith("shared_key_values."):
+            P.set_output_shape(vi, kv_type, [1, cfg.n_head, "shared_sequence_length", cfg.head_dim])
+    for vi in m.graph.output:
+        if vi.name == "logits_last":
+            P.set_output_shape(vi, P.FLOAT, ["batch_size", cfg.vocab_size])
+        elif vi.name == "token_logprobs":
+            P.set_output_shape(vi, P.FLOAT, ["batch_size", "sequence_length - 1"])
+        else:
+            P.set_output_shape(vi, kv_type, ["batch_size", cfg.n_head, "sequence_length", cfg.head_dim])
 
 
 # ---------------------------------------------------------------- parity
@@ -173,9 +290,58 @@ def _round(x: float) -> float:
     return float(f"{x:.7g}")
 
 
+def shared_parity_inputs(vocab_size: int, pad_id: int, seed: int = 4321) -> dict:
+    """The fast graphs' shared prefix: 5 tokens common to both rows (run once,
+    batch 1), then a 3-token chunk per row on top of it (row 1's first position
+    is padding: a hole right after the shared part), then a cached 2-token chunk.
+    Masks and positions cover shared + per-row past + new."""
+    g = torch.Generator().manual_seed(seed)
+    high = min(vocab_size, 50257)
+    shared = torch.randint(0, high, (1, 5), generator=g)
+    chunks = [torch.randint(0, high, (2, 3), generator=g), torch.randint(0, high, (2, 2), generator=g)]
+    chunks[0][1, 0] = pad_id
+    mask = torch.ones(2, shared.size(1), dtype=torch.int64)
+    steps = []
+    for i, ids in enumerate(chunks):
+        new_mask = torch.ones(2, ids.size(1), dtype=torch.int64)
+        if i == 0:
+            new_mask[1, 0] = 0
+        mask = torch.cat([mask, new_mask], dim=1)
+        pos_all = (torch.cumsum(mask, dim=1) - 1).masked_fill(mask == 0, 1)
+        pos = pos_all[:, mask.size(1) - ids.size(1):]
+        steps.append({"input_ids": ids, "attention_mask": mask.clone(), "position_ids": pos, "past": "none" if i == 0 else "previous"})
+    return {"shared_ids": shared, "steps": steps}
+
+
+def _expected(logits: torch.Tensor, ids: torch.Tensor, new_mask: torch.Tensor, probe_ids: List[int]) -> dict:
+    """What parity.json records for one chunk: logits [2, s, vocab] (float64) of its positions."""
+    s = ids.size(1)
+    logp = torch.log_softmax(logits, dim=2)
+    last = logits[:, s - 1, :]
+    token_lp = []
+    probe = []
+    for b in range(2):
+        row = []
+        for t in range(s - 1):
+            ok = bool(new_mask[b, t]) and bool(new_mask[b, t + 1])
+            row.append(_round(logp[b, t, int(ids[b, t + 1])].item()) if ok else None)
+        token_lp.append(row)
+        probe.append([[_round(logits[b, t, v].item()) for v in probe_ids] if new_mask[b, t] else None for t in range(s)])
+    return {
+        "logits_last_head": [[_round(v) for v in last[b, :32].tolist()] for b in range(2)],
+        "argmax_last": [int(last[b].argmax()) for b in range(2)],
+        "logsumexp_last": [_round(torch.logsumexp(last[b], 0).item()) for b in range(2)],
+        "token_logprobs": token_lp,
+        "logits_probe_ids": probe_ids,
+        "logits_probe": probe,
+    }
+
+
 def compute_parity(forward, meta: dict, dtype: str, pad_id: int, device: str) -> dict:
     """Run forward(ids, mask, positions, past) -> (logits, presents) on the
-    parity inputs; meta holds vocab_size, n_layer, n_head, head_dim."""
+    parity inputs; meta holds vocab_size, n_layer, n_head, head_dim. The
+    `shared` steps are computed by one plain forward over shared + chunks, so
+    they check the fast graphs' three-part attention against the plain model."""
     vocab = meta["vocab_size"]
     steps = parity_inputs(vocab, pad_id)
     probe_ids = sorted({0, 1, vocab // 2, vocab - 1})
@@ -185,43 +351,50 @@ def compute_parity(forward, meta: dict, dtype: str, pad_id: int, device: str) ->
         ids, mask, pos = (st[k].to(device) for k in ("input_ids", "attention_mask", "position_ids"))
         with torch.no_grad():
             logits, presents = forward(ids, mask, pos, past)
-        logits = logits.double().cpu()
         past = presents
         s = ids.size(1)
         new_mask = st["attention_mask"][:, st["attention_mask"].size(1) - s:]
-        logp = torch.log_softmax(logits, dim=2)
-        last = logits[:, s - 1, :]
-        token_lp = []
-        probe = []
-        for b in range(2):
-            row = []
-            for t in range(s - 1):
-                ok = bool(new_mask[b, t]) and bool(new_mask[b, t + 1])
-                row.append(_round(logp[b, t, int(ids[b, t + 1])].item()) if ok else None)
-            token_lp.append(row)
-            probe.append([[_round(logits[b, t, v].item()) for v in probe_ids] if new_mask[b, t] else None for t in range(s)])
         out_steps.append({
             "input_ids": st["input_ids"].tolist(),
             "attention_mask": st["attention_mask"].tolist(),
             "position_ids": st["position_ids"].tolist(),
             "past": st["past"],
-            "expected": {
-                "logits_last_head": [[_round(v) for v in last[b, :32].tolist()] for b in range(2)],
-                "argmax_last": [int(last[b].argmax()) for b in range(2)],
-                "logsumexp_last": [_round(torch.logsumexp(last[b], 0).item()) for b in range(2)],
-                "token_logprobs": token_lp,
-                "logits_probe_ids": probe_ids,
-                "logits_probe": probe,
-            },
+            "expected": _expected(logits.double().cpu(), st["input_ids"], new_mask, probe_ids),
         })
+
+    sh = shared_parity_inputs(vocab, pad_id)
+    last = sh["steps"][-1]
+    S = sh["shared_ids"].size(1)
+    full_ids = torch.cat([sh["shared_ids"].repeat(2, 1)] + [st["input_ids"] for st in sh["steps"]], dim=1)
+    full_mask = last["attention_mask"]
+    full_pos = (torch.cumsum(full_mask, dim=1) - 1).masked_fill(full_mask == 0, 1)
+    with torch.no_grad():
+        logits, _ = forward(full_ids.to(device), full_mask.to(device), full_pos.to(device), None)
+    logits = logits.double().cpu()
+    shared_steps = []
+    start = S
+    for st in sh["steps"]:
+        s = st["input_ids"].size(1)
+        new_mask = full_mask[:, start : start + s]
+        shared_steps.append({
+            "input_ids": st["input_ids"].tolist(),
+            "attention_mask": st["attention_mask"].tolist(),
+            "position_ids": st["position_ids"].tolist(),
+            "past": st["past"],
+            "expected": _expected(logits[:, start : start + s, :], st["input_ids"], new_mask, probe_ids),
+        })
+        start += s
     return {
-        "format": 1,
+        "format": 2,
         "dtype": dtype,
         "tolerance": TOLERANCE[dtype],
         "reference": f"PyTorch {torch.__version__} in float32 on {device}",
         "model": meta,
         "pad_token_id": pad_id,
         "steps": out_steps,
+        # Fast graphs with shared_key_values.* inputs: run shared_ids once (batch 1) as the
+        # shared prefix, then the steps on top of it (attention_mask covers shared + past + new).
+        "shared": {"shared_ids": sh["shared_ids"].tolist(), "steps": shared_steps},
     }
 
 
@@ -310,8 +483,7 @@ def export(args, log=print) -> str:
         if args.random_init and eos is not None:
             cfg.bos_token_id = cfg.eos_token_id = eos
         fp16 = args.dtype == "fp16"
-        export_onnx(model, onnx_dir, args.opset, fp16, args.device, log)
-        fast_graphs.add_fast_graphs(work, log=lambda msg: log(msg.replace(work, out)))
+        export_onnx(model, onnx_dir, args.opset, fp16, args.device, lambda msg: log(msg.replace(work, out)))
         pad_id = cfg.eos_token_id if 0 <= cfg.eos_token_id < cfg.vocab_size else 0
         meta = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size}
         parity = compute_parity(model, meta, args.dtype, pad_id, args.device)

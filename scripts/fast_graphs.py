@@ -237,9 +237,25 @@ def onnx_dir_of(model_dir: str) -> str:
     raise GraphPassError(f"no onnx/model.onnx under {model_dir}")
 
 
+def has_shared_fast_graphs(onnx_dir: str) -> bool:
+    """True when both fast graphs exist and take shared_key_values.* (export-gptj.py writes
+    those; this pass cannot: it has no model to trace the three-part attention from)."""
+    for kind in ("gen", "score"):
+        path = os.path.join(onnx_dir, f"model.{kind}.onnx")
+        if not os.path.isfile(path):
+            return False
+        if not any(i.name.startswith("shared_key_values.") for i in P.load_graph_only(path).graph.input):
+            return False
+    return True
+
+
 def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> Dict[str, str]:
-    """Run the pass on MODEL_DIR; returns the paths written."""
+    """Run the pass on MODEL_DIR; returns the paths written (none when the folder already has
+    fast graphs with shared_key_values inputs, which are better than what the pass makes)."""
     onnx_dir = onnx_dir_of(model_dir)
+    if has_shared_fast_graphs(onnx_dir):
+        log(f"{onnx_dir} already has fast graphs with shared_key_values inputs (from export-gptj.py): left as they are")
+        return {}
     main_path = os.path.join(onnx_dir, "model.onnx")
     model = P.load_graph_only(main_path)
     _check_supported(model)

@@ -238,6 +238,54 @@ class GPTJAttention(nn.Module):
         out = out.transpose(1, 2).reshape(b, s, self.n_head * self.head_dim)
         return self.out_proj(out), present
 
+    def forward_fast(
+        self,
+        h: torch.Tensor,
+        sin: torch.Tensor,
+        cos: torch.Tensor,
+        visible: torch.Tensor,
+        past: Tuple[torch.Tensor, torch.Tensor],
+        shared: Tuple[torch.Tensor, torch.Tensor],
+    ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Attention over three key/value parts without concatenating any of them:
+        `shared` [1, H, S, D], a prefix common to every row and stored once; `past`
+        [b, H, P, D], each row's own cache; and the s new positions. `visible`
+        covers [S + P + s] keys in that order. Only the small score tensors are
+        concatenated (one softmax over all keys); the three probs @ V products are
+        summed. The shared part is ONE matmul per head for all rows: queries
+        [1, H, b*s, D] against shared keys [1, H, D, S]. S and P may be 0.
+        Returns the output and the new positions' (key, value), [b, H, s, D]."""
+        b = h.size(0)
+        s = h.size(1)
+        H = self.n_head
+        D = self.head_dim
+        q = self.q_proj(h).view(b, s, H, D)
+        k = self.k_proj(h).view(b, s, H, D)
+        v = self.v_proj(h).view(b, s, H, D)
+        q = self._rotary(q, sin, cos, back_to_dtype=False).transpose(1, 2)  # [b, H, s, D] float32
+        k = self._rotary(k, sin, cos, back_to_dtype=True).transpose(1, 2)
+        v = v.transpose(1, 2)
+        past_k, past_v = past
+        shared_k, shared_v = shared
+        S = shared_k.size(2)
+        P = past_k.size(2)
+        # Sizes below are explicit (no -1): with S = 0 a -1 could not be inferred.
+        q_rows = q.transpose(0, 1).reshape(1, H, b * s, D)  # every row's queries, per head
+        s_shared = torch.matmul(q_rows, to_float32(shared_k).transpose(2, 3))  # [1, H, b*s, S]
+        s_shared = s_shared.reshape(H, b, s, S).transpose(0, 1)  # [b, H, s, S]
+        s_past = torch.matmul(q, to_float32(past_k).transpose(2, 3))  # [b, H, s, P]
+        s_new = torch.matmul(q, to_float32(k).transpose(2, 3))  # [b, H, s, s]
+        scores = torch.cat([s_shared, s_past, s_new], dim=3) / self.scale
+        scores = torch.where(visible, scores, torch.tensor(torch.finfo(torch.float32).min, dtype=torch.float32))
+        probs = cast_like(torch.softmax(scores, dim=3), v)
+        p_shared = probs[:, :, :, 0:S]
+        p_past = probs[:, :, :, S : S + P]
+        p_new = probs[:, :, :, S + P : S + P + s]
+        o_shared = torch.matmul(p_shared.transpose(0, 1).reshape(1, H, b * s, S), shared_v)  # [1, H, b*s, D]
+        out = o_shared.reshape(H, b, s, D).transpose(0, 1) + torch.matmul(p_past, past_v) + torch.matmul(p_new, v)
+        out = out.transpose(1, 2).reshape(b, s, H * D)
+        return self.out_proj(out), (k, v)
+
 
 class GPTJMLP(nn.Module):
     def __init__(self, config: GPTJConfig, device: Optional[torch.device] = None):
@@ -262,6 +310,11 @@ class GPTJBlock(nn.Module):
         attn_out, present = self.attn(x, sin, cos, visible, past)
         return h + attn_out + self.mlp(x), present
 
+    def forward_fast(self, h, sin, cos, visible, past, shared):
+        x = self.ln_1(h)
+        attn_out, new_kv = self.attn.forward_fast(x, sin, cos, visible, past, shared)
+        return h + attn_out + self.mlp(x), new_kv
+
 
 class GPTJModel(nn.Module):
     def __init__(self, config: GPTJConfig, device: Optional[torch.device] = None):
@@ -274,7 +327,7 @@ class GPTJModel(nn.Module):
         self.register_buffer("rot_sin", sin, persistent=False)
         self.register_buffer("rot_cos", cos, persistent=False)
 
-    def forward(self, input_ids, attention_mask, position_ids, past_key_values: Optional[PastKV] = None):
+    def _embed(self, input_ids, attention_mask, position_ids):
         h = self.wte(input_ids)
         visible = build_attention_bias(attention_mask, position_ids)
         # Padding slots may carry position -1: clamp for the table lookup only
@@ -282,6 +335,21 @@ class GPTJModel(nn.Module):
         pos = torch.clamp(position_ids, min=0)
         sin = F.embedding(pos, self.rot_sin).unsqueeze(2)  # [b, s, 1, rot]
         cos = F.embedding(pos, self.rot_cos).unsqueeze(2)
+        return h, visible, sin, cos
+
+    def forward_fast(self, input_ids, attention_mask, position_ids, past_key_values: PastKV, shared_key_values: PastKV):
+        """The fast graphs' path (GPTJAttention.forward_fast): attention_mask covers
+        [shared + past + new]. Returns the final hidden states and the new
+        positions' (key, value) per layer."""
+        h, visible, sin, cos = self._embed(input_ids, attention_mask, position_ids)
+        news = []
+        for i, block in enumerate(self.h):
+            h, new_kv = block.forward_fast(h, sin, cos, visible, past_key_values[i], shared_key_values[i])
+            news.append(new_kv)
+        return self.ln_f(h), news
+
+    def forward(self, input_ids, attention_mask, position_ids, past_key_values: Optional[PastKV] = None):
+        h, visible, sin, cos = self._embed(input_ids, attention_mask, position_ids)
         presents = []
         for i, block in enumerate(self.h):
             past = past_key_values[i] if past_key_values is not None else None
@@ -316,6 +384,26 @@ class GPTJForCausalLM(nn.Module):
             position_ids = positions_from_mask(attention_mask, input_ids.size(1))
         h, presents = self.transformer(input_ids, attention_mask, position_ids, past_key_values)
         return to_float32(self.lm_head(h)), presents
+
+    def forward_fast(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: PastKV,
+        shared_key_values: PastKV,
+    ) -> Tuple[torch.Tensor, PastKV]:
+        """The fast graphs' forward: (hidden states after ln_f [b, s, n_embd], new
+        positions' (key, value) per layer [b, n_head, s, head_dim]). Keys come in
+        three parts: shared_key_values [1, n_head, S, head_dim] (one prefix common
+        to all rows, not copied per row), past_key_values [b, n_head, P, head_dim]
+        and the new positions; attention_mask is [b, S + P + s]. The LM head is
+        left to the caller (only the positions it needs)."""
+        return self.transformer.forward_fast(input_ids, attention_mask, position_ids, past_key_values, shared_key_values)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """float32 logits of hidden states."""
+        return to_float32(self.lm_head(h))
 
     @classmethod
     def from_state_dict(cls, config: GPTJConfig, state_dict: Dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> "GPTJForCausalLM":

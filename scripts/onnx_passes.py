@@ -6,9 +6,11 @@
   PyTorch-like promotion, so fp16 exports need no fp16 kernels in PyTorch.
 - constants_to_initializers: large Constant nodes become initializers (so they
   go to the shared external data file too).
-- consolidate_external_data: every initializer of at least `min_bytes` goes to
-  ONE external data file, read tensor by tensor (a 6B model is never in memory
-  twice), deduplicated by content hash, offsets aligned.
+- ExternalDataWriter / consolidate_external_data: every initializer of at
+  least `min_bytes`, of one graph or several, goes to ONE external data file,
+  read tensor by tensor (a 6B model is never in memory twice), deduplicated by
+  content hash (and by source key, so shared weights are not hashed again),
+  offsets aligned.
 
 Models are handled loaded WITHOUT their external data (onnx.load(...,
 load_external_data=False)): the proto then stays small whatever the model size.
@@ -280,9 +282,14 @@ def params_to_initializers(model: onnx.ModelProto, arrays: Dict[str, Callable[[]
     return dict(arrays)
 
 
-def fold_initializer_transposes(model: onnx.ModelProto, sources: Dict[str, Callable[[], np.ndarray]]) -> None:
+def fold_initializer_transposes(
+    model: onnx.ModelProto,
+    sources: Dict[str, Callable[[], np.ndarray]],
+    source_keys: Optional[Dict[str, object]] = None,
+) -> None:
     """Transpose(initializer) -> a transposed initializer (torch exports
-    Linear as MatMul(x, Transpose(W)) when it does not constant-fold)."""
+    Linear as MatMul(x, Transpose(W)) when it does not constant-fold). With
+    source_keys, the new tensor's key is (the source's key, perm)."""
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     alias: Dict[str, str] = {}
@@ -299,6 +306,8 @@ def fold_initializer_transposes(model: onnx.ModelProto, sources: Dict[str, Calla
             t.data_type = base.data_type
             t.dims.extend([base.dims[i] for i in perm])
             sources[name] = (lambda f, p: (lambda: np.transpose(f(), p)))(sources[src], perm)
+            if source_keys is not None and src in source_keys:
+                source_keys[name] = (source_keys[src], tuple(perm))
             continue
         kept.append(node)
     del g.node[:]
@@ -328,6 +337,102 @@ def read_tensor_bytes(t: onnx.TensorProto, base_dir: str) -> bytes:
     return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
 
 
+class ExternalDataWriter:
+    """Writes the initializers of one or more graphs into ONE external data
+    file (base_dir/data_name) and points each proto at it. Identical tensors
+    (same type and bytes) are stored once, across all graphs given: the three
+    graphs of an export share every weight. A tensor whose data comes from
+    `sources` (see params_to_initializers) may carry a key in `source_keys`
+    (e.g. the parameter name and a transpose); a key seen before reuses that
+    tensor's place without computing, converting or hashing its data again.
+    Offsets are aligned to 4096 bytes for large tensors (page aligned, mmap
+    friendly) and 64 for small ones; tensors under min_bytes stay embedded.
+    The file appears (renamed into place) on close()."""
+
+    def __init__(self, base_dir: str, data_name: str = "model.onnx_data", min_bytes: int = 1024):
+        self.base_dir = base_dir
+        self.data_name = data_name
+        self.min_bytes = min_bytes
+        self.tmp_path = os.path.join(base_dir, f"{data_name}.tmp-{os.getpid()}")
+        self.out = open(self.tmp_path, "wb")
+        self.pos = 0
+        self.seen: Dict[bytes, tuple] = {}
+        self.seen_keys: Dict[object, tuple] = {}
+        self.old_files: Set[str] = set()
+
+    def add(
+        self,
+        model: onnx.ModelProto,
+        to_fp16: Iterable[str] = (),
+        sources: Optional[Dict[str, Callable[[], np.ndarray]]] = None,
+        source_keys: Optional[Dict[str, object]] = None,
+    ) -> None:
+        to_fp16 = set(to_fp16)
+        sources = sources or {}
+        source_keys = source_keys or {}
+        for t in model.graph.initializer:
+            if t.data_location == TensorProto.EXTERNAL:
+                self.old_files.add(_external_info(t)["location"])
+            fp16 = t.name in to_fp16 and t.data_type == FLOAT
+            skey = (source_keys[t.name], fp16) if t.name in sources and t.name in source_keys else None
+            if skey is not None and skey in self.seen_keys:
+                data_type, raw, place = self.seen_keys[skey]
+                _clear_data(t)
+                t.data_type = data_type
+                if raw is not None:
+                    t.raw_data = raw
+                else:
+                    self._point(t, *place)
+                continue
+            if t.name in sources:
+                arr = sources[t.name]()
+                if list(arr.shape) != list(t.dims):
+                    raise ValueError(f"source of {t.name} has shape {list(arr.shape)}, the graph says {list(t.dims)}")
+                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            else:
+                data = read_tensor_bytes(t, self.base_dir)
+            if fp16:
+                data = np.frombuffer(data, dtype="<f4").astype("<f2").tobytes()
+                t.data_type = FLOAT16
+            _clear_data(t)
+            if len(data) < self.min_bytes:
+                t.raw_data = data
+                if skey is not None:
+                    self.seen_keys[skey] = (t.data_type, data, None)
+                continue
+            key = hashlib.sha256(bytes([t.data_type]) + data).digest()
+            if key not in self.seen:
+                align = 4096 if len(data) >= 65536 else 64
+                pad = (-self.pos) % align
+                if pad:
+                    self.out.write(b"\0" * pad)
+                    self.pos += pad
+                self.seen[key] = (self.pos, len(data))
+                self.out.write(data)
+                self.pos += len(data)
+            self._point(t, *self.seen[key])
+            if skey is not None:
+                self.seen_keys[skey] = (t.data_type, None, self.seen[key])
+
+    def _point(self, t: onnx.TensorProto, offset: int, length: int) -> None:
+        t.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", self.data_name), ("offset", str(offset)), ("length", str(length))):
+            e = t.external_data.add()
+            e.key, e.value = k, v
+
+    def close(self) -> Set[str]:
+        """Renames the file into place; returns the other external files the graphs referenced before."""
+        self.out.close()
+        os.replace(self.tmp_path, os.path.join(self.base_dir, self.data_name))
+        self.old_files.discard(self.data_name)
+        return self.old_files
+
+    def abort(self) -> None:
+        self.out.close()
+        if os.path.exists(self.tmp_path):
+            os.remove(self.tmp_path)
+
+
 def consolidate_external_data(
     model: onnx.ModelProto,
     base_dir: str,
@@ -336,57 +441,16 @@ def consolidate_external_data(
     min_bytes: int = 1024,
     sources: Optional[Dict[str, Callable[[], np.ndarray]]] = None,
 ) -> Set[str]:
-    """Write every initializer of >= min_bytes into base_dir/data_name (one
-    file) and point the proto at it; smaller ones are embedded. Identical
-    tensors (same type, shape-independent bytes) are stored once. Offsets are
-    aligned to 4096 bytes for large tensors (page aligned, mmap friendly) and
-    64 for small ones. Returns the other external files the model referenced
-    before (the caller may delete them). `sources` gives the data of
-    placeholder initializers (see params_to_initializers), one tensor at a time."""
-    to_fp16 = set(to_fp16)
-    sources = sources or {}
-    tmp_path = os.path.join(base_dir, f"{data_name}.tmp-{os.getpid()}")
-    old_files: Set[str] = set()
-    seen: Dict[bytes, tuple] = {}
-    pos = 0
-    with open(tmp_path, "wb") as out:
-        for t in model.graph.initializer:
-            if t.data_location == TensorProto.EXTERNAL:
-                old_files.add(_external_info(t)["location"])
-            if t.name in sources:
-                arr = sources[t.name]()
-                if list(arr.shape) != list(t.dims):
-                    raise ValueError(f"source of {t.name} has shape {list(arr.shape)}, the graph says {list(t.dims)}")
-                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-            else:
-                data = read_tensor_bytes(t, base_dir)
-            if t.name in to_fp16 and t.data_type == FLOAT:
-                data = np.frombuffer(data, dtype="<f4").astype("<f2").tobytes()
-                t.data_type = FLOAT16
-            _clear_data(t)
-            if len(data) < min_bytes:
-                t.raw_data = data
-                continue
-            key = hashlib.sha256(bytes([t.data_type]) + data).digest()
-            if key in seen:
-                offset, length = seen[key]
-            else:
-                align = 4096 if len(data) >= 65536 else 64
-                pad = (-pos) % align
-                if pad:
-                    out.write(b"\0" * pad)
-                    pos += pad
-                offset, length = pos, len(data)
-                out.write(data)
-                pos += length
-                seen[key] = (offset, length)
-            t.data_location = TensorProto.EXTERNAL
-            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(length))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-    os.replace(tmp_path, os.path.join(base_dir, data_name))
-    old_files.discard(data_name)
-    return old_files
+    """ExternalDataWriter for one graph: every initializer of >= min_bytes
+    goes to base_dir/data_name, deduplicated. Returns the other external files
+    the model referenced before (the caller may delete them)."""
+    w = ExternalDataWriter(base_dir, data_name, min_bytes)
+    try:
+        w.add(model, to_fp16, sources)
+    except BaseException:
+        w.abort()
+        raise
+    return w.close()
 
 
 def _clear_data(t: onnx.TensorProto) -> None:

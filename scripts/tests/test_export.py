@@ -88,9 +88,15 @@ def test_checkers_pass_and_io_contract(exported):
     assert [o.name for o in g["gen"].graph.output][0] == "logits_last"
     assert [o.name for o in g["score"].graph.output] == ["token_logprobs", "new_key_values.0.key", "new_key_values.0.value",
                                                          "new_key_values.1.key", "new_key_values.1.value"]
-    assert [i.name for i in g["gen"].graph.input] == ins and [i.name for i in g["score"].graph.input] == ins
+    shared = ["shared_key_values.0.key", "shared_key_values.0.value", "shared_key_values.1.key", "shared_key_values.1.value"]
+    assert [i.name for i in g["gen"].graph.input] == ins + shared and [i.name for i in g["score"].graph.input] == ins + shared
     assert P.dims_of(g["main"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
+    assert P.dims_of(g["gen"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
+    assert P.dims_of(g["gen"].graph.input[7]) == [1, 2, "shared_sequence_length", 16]
+    assert P.dims_of(g["gen"].graph.input[1]) == ["batch_size", "shared_sequence_length + past_sequence_length + sequence_length"]
     assert P.dims_of(g["gen"].graph.output[0]) == ["batch_size", 260]
+    assert P.dims_of(g["score"].graph.output[0]) == ["batch_size", "sequence_length - 1"]
+    assert P.dims_of(g["score"].graph.output[1]) == ["batch_size", 2, "sequence_length", 16]
     assert not any(n.domain == "uit" for m in g.values() for n in m.graph.node)  # markers resolved
 
 
@@ -98,12 +104,18 @@ def test_weights_stored_once_and_shared(exported):
     g = graphs(exported)
     main_ext = {t.name: ext(t) for t in g["main"].graph.initializer if t.data_location == TensorProto.EXTERNAL}
     assert len(main_ext) >= 2 * 6 + 3
+    assert len(set(main_ext.values())) == len(main_ext)  # no tensor twice
+    places = set(main_ext.values())
     for kind in ("gen", "score"):
+        # The fast graphs are traced separately (their tensor names differ) but point at the same bytes.
+        n = 0
         for t in g[kind].graph.initializer:
             if t.data_location == TensorProto.EXTERNAL:
-                assert main_ext.get(t.name) == ext(t), (kind, t.name)
+                assert ext(t) in places, (kind, t.name)
+                n += 1
             else:
                 assert len(t.raw_data) < 1024
+        assert n >= 2 * 6 + 2  # 6 matrices a layer, the embedding, the LM head
     ends = [int(dict(e)["offset"]) + int(dict(e)["length"]) for e in main_ext.values()]
     assert os.path.getsize(exported / "onnx" / "model.onnx_data") == max(ends)
 
@@ -121,17 +133,39 @@ def test_every_checkpoint_weight_is_in_the_data_file(exported, ckpt):
         assert cands & stored, name
 
 
+def _lm_head_matmuls(m):
+    # The LM head weight is the only [n_embd, vocab] initializer (vocab 260 here).
+    w = [t.name for t in m.graph.initializer if list(t.dims) == [32, 260]]
+    assert len(w) == 1
+    return [n for n in m.graph.node if w[0] in n.input]
+
+
 def test_fast_graphs_drop_the_full_vocab_work(exported):
     g = graphs(exported)
-    head, _ = fast_graphs.find_lm_head(g["main"].graph)
-    weight = head.input[1]
-    users = [n for n in g["gen"].graph.node if weight in n.input]
-    assert [n.name for n in users] == ["uit_fast/lm_head_matmul"]  # only the last-position head
-    gathers = [n for n in g["gen"].graph.node if n.name == "uit_fast/gather_last"]
-    assert gathers and gathers[0].input[0] == head.input[0]
+    prod = {o: n for n in g["gen"].graph.node for o in n.output}
+    users = _lm_head_matmuls(g["gen"])
+    assert [n.op_type for n in users] == ["MatMul"]
+    assert prod[users[0].input[0]].op_type == "Slice"  # the LM head runs on the last position only
     assert "logits" not in {o.name for o in g["score"].graph.output}
     ops = {n.op_type for n in g["score"].graph.node}
     assert {"LogSoftmax", "GatherElements"} <= ops
+
+
+def test_fast_graphs_never_concatenate_the_kv_cache(exported):
+    # The point of the fast graphs: past and shared KV are read where they are, never copied into
+    # a concatenation (model.onnx does concatenate: its `present` outputs are made that way).
+    for kind, expect_concat in (("main", True), ("gen", False), ("score", False)):
+        m = graphs(exported)[kind]
+        prod = {o: n for n in m.graph.node for o in n.output}
+
+        def source(name):
+            while name in prod and prod[name].op_type in ("Cast", "Identity", "Transpose", "Reshape"):
+                name = prod[name].input[0]
+            return name
+
+        kv_concats = [n.name for n in m.graph.node if n.op_type == "Concat"
+                      and any(source(i).startswith(("past_key_values.", "shared_key_values.")) for i in n.input)]
+        assert bool(kv_concats) == expect_concat, (kind, kv_concats)
 
 
 def test_parity_record_is_the_checkpoint_model(exported, ckpt):
@@ -139,6 +173,11 @@ def test_parity_record_is_the_checkpoint_model(exported, ckpt):
     meta = {"n_layer": 2, "n_head": 2, "head_dim": 16, "vocab_size": 260}
     want = compute_parity(ckpt[1], meta, "fp32", 256, "cpu")
     assert parity["steps"] == want["steps"] and parity["tolerance"] == {"atol": 1e-4, "rtol": 1e-4}
+    assert parity["shared"] == want["shared"]
+    sh = parity["shared"]
+    assert len(sh["shared_ids"]) == 1 and len(sh["shared_ids"][0]) == 5
+    assert [len(s["attention_mask"][0]) for s in sh["steps"]] == [5 + 3, 5 + 3 + 2]  # shared + past + new
+    assert sh["steps"][0]["attention_mask"][1][5] == 0 and sh["steps"][0]["expected"]["token_logprobs"][1][0] is None
     st = parity["steps"]
     assert [s["past"] for s in st] == ["none", "previous", "previous", "previous"]
     assert st[0]["attention_mask"][1][:3] == [0, 0, 0]  # the left-padded row
@@ -155,7 +194,7 @@ def test_fp16_export(exported16, exported):
     assert len(weights16) >= 2 * 6 + 2  # 6 matrices a layer, wte, lm_head (small vectors stay inline)
     types = {vi.name: vi.type.tensor_type.elem_type for m in g.values() for vi in list(m.graph.input) + list(m.graph.output)}
     assert types["past_key_values.0.key"] == TensorProto.FLOAT16 and types["present.1.value"] == TensorProto.FLOAT16
-    assert types["new_key_values.0.key"] == TensorProto.FLOAT16
+    assert types["new_key_values.0.key"] == TensorProto.FLOAT16 and types["shared_key_values.1.value"] == TensorProto.FLOAT16
     assert types["logits"] == types["logits_last"] == types["token_logprobs"] == TensorProto.FLOAT
     parity = json.loads((exported16 / "onnx" / "parity.json").read_text())
     assert parity["dtype"] == "fp16" and parity["tolerance"]["atol"] > 1e-3
@@ -185,10 +224,12 @@ def test_refuses_a_non_empty_out(exported, ckpt):
     assert r.returncode == 2 and "--force" in r.stderr
 
 
-def test_pass_is_idempotent(exported):
+def test_pass_keeps_the_exporters_fast_graphs(exported):
+    # The pass would write fast graphs without shared_key_values inputs: on an export-gptj.py
+    # folder it leaves the better ones alone.
     before = {f: (exported / "onnx" / f).read_bytes() for f in ("model.onnx", "model.gen.onnx", "model.score.onnx", "model.onnx_data")}
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(exported))
-    assert "moving weights" not in r.stdout
+    assert "moving weights" not in r.stdout and "shared_key_values" in r.stdout
     for f, b in before.items():
         assert (exported / "onnx" / f).read_bytes() == b, f
 

@@ -4,7 +4,7 @@
 import ort from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
 import { checkCompatible, readGraphSpec, type GraphKind, type GraphSpec } from './graph-spec.js';
-import type { KvArray, KvShape } from './kv-cache.js';
+import { allocKv, type KvArray, type KvShape } from './kv-cache.js';
 import type { ModelConfig, ModelFolder } from './model-folder.js';
 import { createSession, type SessionConfig } from './session.js';
 import { halfToFloat32 } from './half.js';
@@ -15,7 +15,7 @@ export interface ForwardInput {
   seq: number;
   /** int64 [rows, seq] */
   inputIds: BigInt64Array;
-  /** int64 [rows, pastLength + seq] */
+  /** int64 [rows, sharedLength + pastLength + seq] */
   attentionMask: BigInt64Array;
   /** int64 [rows, seq] */
   positionIds: BigInt64Array;
@@ -24,6 +24,17 @@ export interface ForwardInput {
   /** Per layer, [rows, heads, pastLength, headDim]. */
   pastKeys: readonly KvArray[];
   pastValues: readonly KvArray[];
+  /**
+   * A prefix common to every row, stored once: per layer [1, heads, length, headDim]. Its slots come
+   * first in `attentionMask`. Only for graphs with shared_key_values inputs (`fast.sharedKv`).
+   */
+  shared?: SharedKv;
+}
+
+export interface SharedKv {
+  length: number;
+  keys: readonly KvArray[];
+  values: readonly KvArray[];
 }
 
 /**
@@ -48,8 +59,11 @@ export interface ForwardOutput {
 export interface Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
-  /** Which outputs come from a fast graph (only what is needed leaves the graph). */
-  readonly fast: { generation: boolean; scoring: boolean };
+  /**
+   * Which outputs come from a fast graph (only what is needed leaves the graph), and whether the
+   * fast graphs take a shared prefix KV (`ForwardInput.shared`) instead of per-row copies.
+   */
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean };
   readonly device: 'cpu' | 'cuda';
   forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput>;
   dispose(): Promise<void>;
@@ -63,13 +77,18 @@ interface Graph {
 export interface OrtBackendOptions extends SessionConfig {
   /** Use model.gen.onnx / model.score.onnx when the folder has them (default true). */
   fastGraphs?: boolean;
+  /**
+   * Pass shared prefixes once when the fast graphs take shared_key_values (default true); false
+   * makes the engine copy them into every row (the path for graphs without those inputs).
+   */
+  sharedKv?: boolean;
 }
 
 /** Backend over onnxruntime-node sessions; graphs other than the primary one load on first use. */
 export class OrtBackend implements Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
-  readonly fast: { generation: boolean; scoring: boolean };
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean };
   device: 'cpu' | 'cuda';
   deviceNote?: string;
   private readonly graphs = new Map<GraphKind, Promise<Graph>>();
@@ -90,7 +109,9 @@ export class OrtBackend implements Backend {
       gen: fast ? folder.files.gen : undefined,
       score: fast ? folder.files.score : undefined,
     };
-    this.fast = { generation: this.paths.gen !== undefined, scoring: this.paths.score !== undefined };
+    // Read from the generation graph; the scoring graph, loaded later, must agree (graph()).
+    const sharedKv = primary.spec.kind === 'gen' && primary.spec.hasSharedKv && (options.sharedKv ?? true);
+    this.fast = { generation: this.paths.gen !== undefined, scoring: this.paths.score !== undefined, sharedKv };
     this.graphs.set(primary.spec.kind, Promise.resolve(primary));
     this.device = 'cpu';
   }
@@ -121,6 +142,12 @@ export class OrtBackend implements Backend {
         const spec = readGraphSpec(kind, path, created.session, this.folder.config as ModelConfig);
         const primary = await this.graphs.values().next().value!;
         checkCompatible(primary.spec, spec);
+        if (primary.spec.kind === 'gen' && kind === 'score' && primary.spec.hasSharedKv !== spec.hasSharedKv) {
+          throw new ModelError(
+            `${spec.path} ${spec.hasSharedKv ? 'takes' : 'does not take'} shared_key_values inputs but ${primary.spec.path} ` +
+              `${primary.spec.hasSharedKv ? 'does' : 'does not'}: export both fast graphs with the same tool`,
+          );
+        }
         return { spec, session: created.session };
       })();
       this.graphs.set(kind, g);
@@ -146,11 +173,13 @@ export class OrtBackend implements Backend {
   }
 
   private feeds(spec: GraphSpec, input: ForwardInput): Record<string, ort.Tensor> {
-    const { rows, seq, pastLength } = input;
+    const { rows, seq, pastLength, shared } = input;
     const { numKvHeads: H, headDim: D, dtype } = this.shape;
+    if (shared && !spec.hasSharedKv) throw new Error(`${spec.path} takes no shared_key_values: the engine must copy the prefix into the rows`);
+    const sharedLength = shared?.length ?? 0;
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', input.inputIds, [rows, seq]),
-      attention_mask: new ort.Tensor('int64', input.attentionMask, [rows, pastLength + seq]),
+      attention_mask: new ort.Tensor('int64', input.attentionMask, [rows, sharedLength + pastLength + seq]),
     };
     if (spec.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', input.positionIds, [rows, seq]);
     if (spec.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLength > 0 ? 1 : 0]), [1]);
@@ -158,6 +187,15 @@ export class OrtBackend implements Backend {
     for (let l = 0; l < spec.numLayers; l++) {
       feeds[spec.pastKeys[l]] = new ort.Tensor(dtype, input.pastKeys[l], dims);
       feeds[spec.pastValues[l]] = new ort.Tensor(dtype, input.pastValues[l], dims);
+    }
+    if (spec.hasSharedKv) {
+      // Without a shared prefix the graph still gets its inputs, zero-length.
+      const sdims = [1, H, sharedLength, D];
+      const none = allocKv(dtype, 0);
+      for (let l = 0; l < spec.numLayers; l++) {
+        feeds[spec.sharedKeys[l]] = new ort.Tensor(dtype, shared ? shared.keys[l] : none, sdims);
+        feeds[spec.sharedValues[l]] = new ort.Tensor(dtype, shared ? shared.values[l] : none, sdims);
+      }
     }
     return feeds;
   }

@@ -19,6 +19,13 @@ export interface GraphSpec {
   hasUseCacheBranch: boolean;
   pastKeys: string[];
   pastValues: string[];
+  /**
+   * `shared_key_values.{i}.key|value` [1, heads, shared, head_dim]: a prefix common to every row,
+   * passed once (fast graphs made by scripts/export-gptj.py); empty when the graph has none.
+   */
+  sharedKeys: string[];
+  sharedValues: string[];
+  hasSharedKv: boolean;
   /** `present.{i}.*` (decoder) or `new_key_values.{i}.*` (fast graphs). */
   outKeys: string[];
   outValues: string[];
@@ -102,7 +109,23 @@ export function readGraphSpec(
   if (positionIds && positionIds.type !== 'int64') fail(`input "position_ids" is ${positionIds.type}, expected int64`);
   const useCacheBranch = inputs.get('use_cache_branch');
   if (useCacheBranch && useCacheBranch.type !== 'bool') fail(`input "use_cache_branch" is ${useCacheBranch.type}, expected bool`);
-  const known = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', ...pastKeys, ...pastValues]);
+  const sharedKeys: string[] = [];
+  const sharedValues: string[] = [];
+  if (inputs.has('shared_key_values.0.key')) {
+    for (let i = 0; i < numLayers; i++) {
+      for (const [part, list] of [['key', sharedKeys], ['value', sharedValues]] as const) {
+        const name = `shared_key_values.${i}.${part}`;
+        const m = inputs.get(name);
+        if (!m) fail(`input "${name}" is missing (the graph has shared_key_values.0.key)`);
+        else if (m.type !== kvDtype) fail(`"${name}" is ${m.type} but "${pastKeys[0]}" is ${kvDtype}`);
+        else if (m.shape.length !== 4 || (typeof m.shape[0] === 'number' && m.shape[0] !== 1)) {
+          fail(`"${name}" has shape [${m.shape.join(', ')}], expected [1, heads, shared, head_dim]`);
+        }
+        list.push(name);
+      }
+    }
+  }
+  const known = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', ...pastKeys, ...pastValues, ...sharedKeys, ...sharedValues]);
   const unknown = [...inputs.keys()].filter((n) => !known.has(n));
   if (unknown.length) fail(`it has inputs uit does not know how to fill: ${unknown.join(', ')}`);
 
@@ -132,6 +155,9 @@ export function readGraphSpec(
     hasUseCacheBranch: useCacheBranch !== undefined,
     pastKeys,
     pastValues,
+    sharedKeys,
+    sharedValues,
+    hasSharedKv: sharedKeys.length > 0,
     outKeys,
     outValues,
     mainOutput,

@@ -14,6 +14,11 @@ export interface LoadModelOptions {
   graphOptimizationLevel?: GraphOptimizationLevel;
   /** Use onnx/model.gen.onnx and onnx/model.score.onnx when present (default true). */
   fastGraphs?: boolean;
+  /**
+   * Pass a shared prefix (one prompt's N samples, a scored candidate's prefix) to the fast graphs
+   * once when they take shared_key_values (default true); false copies it into every row instead.
+   */
+  sharedKv?: boolean;
 }
 
 export interface ModelInfo {
@@ -31,6 +36,8 @@ export interface ModelInfo {
   fastGeneration: boolean;
   /** Scoring runs on model.score.onnx (only token log-probs leave the graph). */
   fastScoring: boolean;
+  /** The fast graphs take a shared prefix's KV once for all rows (no per-row copies). */
+  sharedKv: boolean;
   device: 'cpu' | 'cuda';
   /** Why `auto` chose the CPU, when it did. */
   deviceNote?: string;
@@ -66,6 +73,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     threads: opts.threads,
     graphOptimizationLevel: opts.graphOptimizationLevel,
     fastGraphs: opts.fastGraphs,
+    sharedKv: opts.sharedKv,
   });
   const fast = opts.fastGraphs ?? true;
   const info: ModelInfo = {
@@ -84,6 +92,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     },
     fastGeneration: backend.fast.generation,
     fastScoring: backend.fast.scoring,
+    sharedKv: backend.fast.sharedKv,
     device: backend.device,
     deviceNote: backend.deviceNote,
   };

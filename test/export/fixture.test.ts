@@ -24,12 +24,23 @@ const HEAD_DIM = config.n_embd / config.n_head;
 const i64 = (rows: number[][]) =>
   new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
 
-function emptyPast(batch: number): Record<string, ort.Tensor> {
+/** Zero-length past_key_values.* and (for the fast graphs) shared_key_values.*. */
+function emptyPast(batch: number, shared = true): Record<string, ort.Tensor> {
   const past: Record<string, ort.Tensor> = {};
   for (let i = 0; i < config.n_layer; i++)
-    for (const kv of ['key', 'value'])
+    for (const kv of ['key', 'value']) {
       past[`past_key_values.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [batch, config.n_head, 0, HEAD_DIM]);
+      if (shared) past[`shared_key_values.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, config.n_head, 0, HEAD_DIM]);
+    }
   return past;
+}
+
+/** Row 0 of a [1, h, t, d] tensor repeated `rows` times (the copy the shared inputs avoid). */
+function repeatRows(t: ort.Tensor, rows: number): ort.Tensor {
+  const src = t.data as Float32Array;
+  const out = new Float32Array(src.length * rows);
+  for (let r = 0; r < rows; r++) out.set(src, r * src.length);
+  return new ort.Tensor('float32', out, [rows, ...t.dims.slice(1)]);
 }
 
 /** Insert `n` slots of garbage after position `at` of every past tensor (axis 2). */
@@ -50,10 +61,10 @@ function withGarbageSlots(past: Record<string, ort.Tensor>, at: number, n: numbe
   return out;
 }
 
-function newKvAsPast(out: ort.InferenceSession.OnnxValueMapType): Record<string, ort.Tensor> {
+function newKvAsPast(out: ort.InferenceSession.OnnxValueMapType, as = 'past_key_values.'): Record<string, ort.Tensor> {
   const past: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(out))
-    if (name.startsWith('new_key_values.')) past[name.replace('new_key_values.', 'past_key_values.')] = t as ort.Tensor;
+    if (name.startsWith('new_key_values.')) past[name.replace('new_key_values.', as)] = t as ort.Tensor;
   return past;
 }
 
@@ -119,12 +130,13 @@ describe('tiny-gptj fixture', () => {
     const past = Array.from({ length: config.n_layer }, (_, i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]).flat();
     const present = past.map((n) => n.replace('past_key_values.', 'present.'));
     const fresh = past.map((n) => n.replace('past_key_values.', 'new_key_values.'));
+    const shared = past.map((n) => n.replace('past_key_values.', 'shared_key_values.'));
     const inputs = ['input_ids', 'attention_mask', 'position_ids', ...past];
     expect(main.inputNames).toEqual(inputs);
     expect(main.outputNames).toEqual(['logits', ...present]);
-    expect(gen.inputNames).toEqual(inputs);
+    expect(gen.inputNames).toEqual([...inputs, ...shared]);
     expect(gen.outputNames).toEqual(['logits_last', ...fresh]);
-    expect(score.inputNames).toEqual(inputs);
+    expect(score.inputNames).toEqual([...inputs, ...shared]);
     expect(score.outputNames).toEqual(['token_logprobs', ...fresh]);
     const meta = (s: ort.InferenceSession, name: string) => {
       const m = [...s.inputMetadata, ...s.outputMetadata].find((x) => x.name === name);
@@ -139,6 +151,55 @@ describe('tiny-gptj fixture', () => {
     expect(meta(gen, 'logits_last').shape).toEqual(['batch_size', config.vocab_size]);
     expect(meta(gen, 'new_key_values.1.value').shape).toEqual(['batch_size', config.n_head, 'sequence_length', HEAD_DIM]);
     expect(meta(score, 'token_logprobs').type).toBe('float32');
+    expect(meta(gen, 'shared_key_values.1.key').shape).toEqual([1, config.n_head, 'shared_sequence_length', HEAD_DIM]);
+    expect(meta(gen, 'attention_mask').shape).toEqual(['batch_size', 'shared_sequence_length + past_sequence_length + sequence_length']);
+  });
+
+  it('reads a prefix passed once as shared_key_values like the prefix copied into every row', async () => {
+    const prefix = [68, 101, 102, 105, 110, 105, 116, 105, 111, 110, 58, 32]; // "Definition: "
+    const pre = await gen.run({
+      input_ids: i64([prefix]),
+      attention_mask: i64([prefix.map(() => 1)]),
+      position_ids: i64([prefix.map((_, i) => i)]),
+      ...emptyPast(1),
+    });
+    const S = prefix.length;
+    // Three rows continue it: row 1 with a padded first position, row 2 with two own past tokens.
+    const own = await gen.run({
+      input_ids: i64([[65, 66], [0, 67], [68, 69]]),
+      attention_mask: i64([...[[1, 1], [0, 1], [1, 1]].map((m) => [...prefix.map(() => 1), ...m])]),
+      position_ids: i64([[S, S + 1], [1, S], [S, S + 1]]),
+      ...emptyPast(3),
+      ...newKvAsPast(pre, 'shared_key_values.'),
+    });
+    const step = { input_ids: i64([[70], [71], [72]]), position_ids: i64([[S + 2], [S + 1], [S + 2]]) };
+    const ownMask = [[1, 1, 1], [0, 1, 1], [1, 1, 1]];
+    const viaShared = await gen.run({
+      ...step,
+      attention_mask: i64(ownMask.map((m) => [...prefix.map(() => 1), ...m])),
+      ...newKvAsPast(own),
+      ...newKvAsPast(pre, 'shared_key_values.'),
+    });
+    // The same with the prefix copied into each row's past, on model.gen.onnx and model.onnx.
+    const copied: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(newKvAsPast(own))) copied[name] = concatKv(repeatRows(pre[name.replace('past_key_values.', 'new_key_values.')] as ort.Tensor, 3), t);
+    const feeds = { ...step, attention_mask: i64(ownMask.map((m) => [...prefix.map(() => 1), ...m])), ...copied };
+    const viaCopies = await gen.run({ ...feeds, ...emptyPast(3), ...copied });
+    const viaMain = await main.run(feeds);
+    const a = viaShared.logits_last.data as Float32Array;
+    expect(maxAbsDiff(a, viaCopies.logits_last.data as Float32Array)).toBeLessThan(1e-5);
+    const V = config.vocab_size;
+    const lastOfMain = new Float32Array(3 * V);
+    for (let r = 0; r < 3; r++) lastOfMain.set((viaMain.logits.data as Float32Array).subarray(r * V, (r + 1) * V), r * V);
+    expect(maxAbsDiff(a, lastOfMain)).toBeLessThan(1e-5);
+    // The shared part is read: without it (masked out) the result changes.
+    const blind = await gen.run({
+      ...step,
+      attention_mask: i64(ownMask.map((m) => [...prefix.map(() => 0), ...m])),
+      ...newKvAsPast(own),
+      ...newKvAsPast(pre, 'shared_key_values.'),
+    });
+    expect(maxAbsDiff(a, blind.logits_last.data as Float32Array)).toBeGreaterThan(1e-2);
   });
 
   it('stores the weights once, in onnx/model.onnx_data', () => {
@@ -165,16 +226,16 @@ describe('tiny-gptj fixture', () => {
     });
     const past = newKvAsPast(pre);
     const step = { input_ids: i64([[119]]), position_ids: i64([[7]]) };
-    const plain = await gen.run({ ...step, attention_mask: i64([[1, 1, 1, 1, 1, 1, 1, 1]]), ...past });
+    const plain = await gen.run({ ...step, attention_mask: i64([[1, 1, 1, 1, 1, 1, 1, 1]]), ...emptyPast(1), ...past });
     // Three unused slots in the middle, then two at the end of the past buffer.
     const gapped = withGarbageSlots(withGarbageSlots(past, 4, 3), 10, 2);
     const mask = [[1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1]];
-    const viaGap = await gen.run({ ...step, attention_mask: i64(mask), ...gapped });
+    const viaGap = await gen.run({ ...step, attention_mask: i64(mask), ...emptyPast(1), ...gapped });
     const a = plain.logits_last.data as Float32Array;
     const b = viaGap.logits_last.data as Float32Array;
     expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);
     // The garbage is large enough to matter when it is NOT masked.
-    const leaky = await gen.run({ ...step, attention_mask: i64([mask[0].map(() => 1)]), position_ids: i64([[12]]), ...gapped });
+    const leaky = await gen.run({ ...step, attention_mask: i64([mask[0].map(() => 1)]), position_ids: i64([[12]]), ...emptyPast(1), ...gapped });
     expect(maxAbsDiff(a, leaky.logits_last.data as Float32Array)).toBeGreaterThan(1e-2);
   });
 
@@ -227,6 +288,7 @@ describe('tiny-gptj fixture', () => {
       input_ids: i64([ids.slice(5)]),
       attention_mask: i64([ids.map(() => 1)]),
       position_ids: i64([[5, 6, 7]]),
+      ...emptyPast(1),
       ...newKvAsPast(head),
     });
     const f = full.token_logprobs.data as Float32Array; // 7 values

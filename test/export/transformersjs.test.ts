@@ -21,9 +21,12 @@ async function greedyWithGenGraph(prompt: number[], maxNew: number): Promise<num
   const s = await ort.InferenceSession.create(join(FIXTURE, 'onnx', 'model.gen.onnx'), { intraOpNumThreads: 1 });
   const hd = config.n_embd / config.n_head;
   let past: Record<string, ort.Tensor> = {};
+  const noShared: Record<string, ort.Tensor> = {}; // the graph's shared_key_values, zero-length here
   for (let i = 0; i < config.n_layer; i++)
-    for (const kv of ['key', 'value'])
+    for (const kv of ['key', 'value']) {
       past[`past_key_values.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, config.n_head, 0, hd]);
+      noShared[`shared_key_values.${i}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, config.n_head, 0, hd]);
+    }
   const out: number[] = [];
   let ids = prompt;
   let total = 0;
@@ -33,6 +36,7 @@ async function greedyWithGenGraph(prompt: number[], maxNew: number): Promise<num
       attention_mask: i64([Array(total + ids.length).fill(1)]),
       position_ids: i64([ids.map((_, j) => total + j)]),
       ...past,
+      ...noShared,
     });
     total += ids.length;
     const logits = r.logits_last.data as Float32Array;
