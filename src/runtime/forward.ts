@@ -42,6 +42,7 @@ export async function step(
       pastLength: cache.capacity,
       pastKeys: cache.pastKeys(),
       pastValues: cache.pastValues(),
+      shared: cache.sharedInput(),
     },
     want,
     writeKv,
@@ -71,8 +72,9 @@ export async function prefill(backend: Backend, ids: readonly number[], base?: P
     if (base) return base;
     throw new RangeError('prefill: no tokens');
   }
-  // The copy has no free slots: passing empty (masked) slots as past would cost attention work.
-  const kv = base ? KvCache.gather(base.kv, [0], base.kv.used) : KvCache.create(backend.shape, 1, 0);
+  // No free slots, now or after the step: passing empty (masked) slots as past would cost attention
+  // work, here and wherever the prefix is used.
+  const kv = base ? KvCache.gather(base.kv, [0], base.kv.used + ids.length) : KvCache.create(backend.shape, 1, 0);
   const out = await step(backend, kv, ids, ids.length, 'last');
   return { ids: [...(base?.ids ?? []), ...ids], kv, lastLogits: out.last! };
 }
@@ -95,9 +97,11 @@ export interface ScoreOptions {
 
 /**
  * log p(token | prefix, earlier tokens of the continuation) for every token of every continuation,
- * in input order. The prefix's KV cache is copied into each row of a batch (once per call), and only
- * the continuations run: this is the prefix reuse of perplexity scoring. The first token's
- * log-prob comes from the prefix's `lastLogits`; without a prefix it is NaN (nothing predicts it).
+ * in input order. Only the continuations run, on top of the prefix's KV cache: this is the prefix
+ * reuse of perplexity scoring. When the scoring graph takes shared_key_values (`fast.sharedKv`),
+ * the prefix is passed once for all rows; otherwise it is copied into each row of a batch (once per
+ * call). The first token's log-prob comes from the prefix's `lastLogits`; without a prefix it is
+ * NaN (nothing predicts it).
  */
 export async function scoreContinuations(
   backend: Backend,
@@ -127,9 +131,12 @@ export async function scoreContinuations(
   for (const ci of batches.flat()) results[ci] = new Float32Array(continuations[ci].length);
   if (batches.length === 0) return results;
   const rowsMax = Math.max(...batches.map((b) => b.length));
-  const shared = prefix
-    ? KvCache.gather(prefix.kv, new Array<number>(rowsMax).fill(0), prefix.kv.used)
-    : KvCache.create(backend.shape, rowsMax, 0);
+  const passShared = prefix !== undefined && backend.fast.scoring && backend.fast.sharedKv === true && !prefix.kv.shared;
+  const shared = !prefix
+    ? KvCache.create(backend.shape, rowsMax, 0)
+    : passShared
+      ? KvCache.create(backend.shape, rowsMax, 0, prefix.kv) // rows own nothing: the prefix is passed once
+      : KvCache.gather(prefix.kv, new Array<number>(rowsMax).fill(0), prefix.kv.used);
   const base = { used: shared.used, capacity: shared.capacity };
 
   for (const batch of batches) {

@@ -6,6 +6,11 @@
 //
 // Rows are the outermost dimension, so the first r rows are a contiguous prefix: dropping finished
 // rows means moving the survivors to the front and passing a shorter view.
+//
+// A cache may also have a `shared` part: a one-row cache (a prompt of N samples, a scored
+// candidate's prefix) that every row attends to first. Graphs with shared_key_values inputs take it
+// once, so it is never copied per row; the rows' own buffers then hold only what follows it.
+import type { SharedKv } from './backend.js';
 import type { KvDtype } from './graph-spec.js';
 
 /** float32 caches are Float32Array; float16 caches hold the raw IEEE half bits in a Uint16Array. */
@@ -33,6 +38,8 @@ export class KvCache {
   values: KvArray[];
   /** 1 where a slot holds a real token, per row: [rows, capacity]. */
   mask: Uint8Array;
+  /** The one-row prefix every row follows (its slots come first in the attention mask), if any. */
+  readonly shared?: KvCache;
   /** Real tokens per row: the next token's position id. */
   validCount: Int32Array;
   /** Rows the buffers have room for (rows in use can be fewer after compaction). */
@@ -47,22 +54,29 @@ export class KvCache {
     readonly shape: KvShape,
     rows: number,
     capacity: number,
-    buffers?: { keys: KvArray[]; values: KvArray[] },
+    shared?: KvCache,
   ) {
+    if (shared && (shared.rows !== 1 || shared.shared)) throw new RangeError('a shared prefix cache must be one row without a shared part of its own');
+    this.shared = shared;
     this.rows = rows;
     this.allocatedRows = rows;
     this.capacity = capacity;
     this.used = 0;
     const n = rows * shape.numKvHeads * capacity * shape.headDim;
-    this.keys = buffers?.keys ?? Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
-    this.values = buffers?.values ?? Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
+    this.keys = Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
+    this.values = Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
     this.mask = new Uint8Array(rows * capacity);
-    this.validCount = new Int32Array(rows);
+    // Positions continue after the shared prefix's real tokens.
+    this.validCount = new Int32Array(rows).fill(shared ? shared.validCount[0] : 0);
   }
 
-  /** An empty cache of `rows` rows with room for `capacity` positions each. */
-  static create(shape: KvShape, rows: number, capacity: number): KvCache {
-    return new KvCache(shape, rows, capacity);
+  /**
+   * An empty cache of `rows` rows with room for `capacity` positions each; with `shared`, every
+   * row continues that one-row cache (which is referenced, not copied, and must not change while
+   * this cache uses it).
+   */
+  static create(shape: KvShape, rows: number, capacity: number, shared?: KvCache): KvCache {
+    return new KvCache(shape, rows, capacity, shared);
   }
 
   /**
@@ -71,7 +85,7 @@ export class KvCache {
    */
   static gather(src: KvCache, rowIndex: readonly number[], capacity = src.used): KvCache {
     if (capacity < src.used) throw new RangeError(`capacity ${capacity} < used ${src.used}`);
-    const dst = new KvCache(src.shape, rowIndex.length, capacity);
+    const dst = new KvCache(src.shape, rowIndex.length, capacity, src.shared);
     const { numKvHeads: H, headDim: D } = src.shape;
     const span = src.used * D;
     for (let l = 0; l < src.shape.numLayers; l++) {
@@ -116,18 +130,28 @@ export class KvCache {
     return this.values.map((v) => (v.length === n ? v : v.subarray(0, n)));
   }
 
+  /** The shared prefix as a forward input ([1, heads, its capacity, headDim] per layer), if any. */
+  sharedInput(): SharedKv | undefined {
+    const s = this.shared;
+    return s ? { length: s.capacity, keys: s.pastKeys(), values: s.pastValues() } : undefined;
+  }
+
   /**
-   * The attention mask for a step that adds `seq` positions: this cache's slot mask followed by
-   * `newValid` ([rows, seq], 1 for real tokens), as int64 [rows, capacity + seq].
+   * The attention mask for a step that adds `seq` positions: the shared prefix's slot mask (if
+   * any), this cache's slot mask, then `newValid` ([rows, seq], 1 for real tokens), as int64
+   * [rows, sharedCapacity + capacity + seq].
    */
   attentionMask(seq: number, newValid?: Uint8Array): BigInt64Array {
-    const width = this.capacity + seq;
+    const s = this.shared;
+    const off = s ? s.capacity : 0;
+    const width = off + this.capacity + seq;
     const out = new BigInt64Array(this.rows * width);
     for (let r = 0; r < this.rows; r++) {
       const base = r * width;
+      if (s) for (let j = 0; j < s.used; j++) if (s.mask[j]) out[base + j] = 1n;
       const m = r * this.capacity;
-      for (let j = 0; j < this.used; j++) if (this.mask[m + j]) out[base + j] = 1n;
-      for (let t = 0; t < seq; t++) out[base + this.capacity + t] = newValid ? BigInt(newValid[r * seq + t]) : 1n;
+      for (let j = 0; j < this.used; j++) if (this.mask[m + j]) out[base + off + j] = 1n;
+      for (let t = 0; t < seq; t++) out[base + off + this.capacity + t] = newValid ? BigInt(newValid[r * seq + t]) : 1n;
     }
     return out;
   }

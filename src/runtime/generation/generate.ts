@@ -1,7 +1,13 @@
 // Batched, KV-cached generation. A batch is a group of rows (one row = one sample of one prompt):
-// the group's distinct prompts are prefilled once (left-padded together), each prompt's KV cache is
-// copied into its rows, and then every step runs one token per live row, fetching only the last
-// position's logits. Finished rows leave the batch. Each row samples from its own seeded stream.
+// the group's distinct prompts are prefilled once (left-padded together), and then every step runs
+// one token per live row, fetching only the last position's logits. Finished rows leave the batch.
+// Each row samples from its own seeded stream.
+//
+// Where the prompt KV lives: when the generation graph takes shared_key_values, the prompts' common
+// prefix (the whole prompt for N samples of one prompt) is prefilled once into a one-row cache that
+// every row attends to without a copy, and the rows' own buffers hold only what follows it (the
+// rest of their prompt and the generated tokens). Otherwise each prompt's KV cache is copied into
+// its rows.
 import { ExitCode, UitError } from '../../errors.js';
 import { IncrementalDecoder } from '../../tokenizer/index.js';
 import type { Backend } from '../backend.js';
@@ -191,6 +197,20 @@ function groupRows(rows: Row[], batchSize: number, positionIds: boolean): Row[][
   return groups;
 }
 
+/** Slots a row's cache grows by: every step attends over the free ones too, so not too many. */
+const GROWTH_CHUNK = 64;
+
+/** Length of the longest common prefix of the token sequences. */
+function commonPrefix(seqs: readonly (readonly number[])[]): number {
+  let n = Math.min(...seqs.map((s) => s.length));
+  for (const s of seqs) {
+    let i = 0;
+    while (i < n && s[i] === seqs[0][i]) i++;
+    n = i;
+  }
+  return n;
+}
+
 class Engine {
   private readonly backend: Backend;
   private readonly processors: LogitsProcessor[];
@@ -216,37 +236,54 @@ class Engine {
       if (i === -1) i = prompts.push(row.prompt) - 1;
       return i;
     });
-    const maxLen = Math.max(...prompts.map((p) => p.length));
     const maxPositions = this.model.info.maxPositions;
     // Each row may generate until its own position limit, so a long neighbour in the batch
     // does not shorten a short prompt's output.
     const budgetOf = (row: Row) => Math.min(this.opts.maxNewTokens, maxPositions !== undefined ? maxPositions - row.prompt.length : Infinity);
     const budget = Math.max(...group.map(budgetOf));
 
-    // Prefill: all distinct prompts in one left-padded batch.
     const tp = performance.now();
-    const promptCache = KvCache.create(this.backend.shape, prompts.length, 0);
-    const ids = new Int32Array(prompts.length * maxLen);
-    const valid = new Uint8Array(prompts.length * maxLen);
-    prompts.forEach((p, r) => {
-      const pad = maxLen - p.length;
-      for (let t = 0; t < p.length; t++) {
-        ids[r * maxLen + pad + t] = p[t];
-        valid[r * maxLen + pad + t] = 1;
-      }
-    });
-    const pre = await step(this.backend, promptCache, ids, maxLen, 'last', { newValid: valid });
-    const vocab = pre.vocabSize;
+    const useShared = this.backend.fast.generation && this.backend.fast.sharedKv === true && this.backend.hasPositionIds;
+    // The shared part: the whole prompt when there is one, else the prompts' common prefix less one
+    // token (each prompt keeps a token of its own to predict from).
+    const sharedLen = !useShared ? 0 : prompts.length === 1 ? prompts[0].length : Math.min(commonPrefix(prompts), Math.min(...prompts.map((p) => p.length)) - 1);
+    let sharedCache: KvCache | undefined;
+    let pre: { vocabSize: number; last?: Float32Array };
+    let promptCache: KvCache;
+    if (sharedLen > 0) {
+      sharedCache = KvCache.create(this.backend.shape, 1, 0);
+      pre = await step(this.backend, sharedCache, prompts[0].slice(0, sharedLen), sharedLen, 'last');
+    }
+    const rest = prompts.map((p) => p.slice(sharedLen));
+    const restLen = Math.max(...rest.map((p) => p.length));
+    if (restLen > 0) {
+      // The distinct prompts (after the shared part) in one left-padded batch.
+      promptCache = KvCache.create(this.backend.shape, prompts.length, 0, sharedCache);
+      const ids = new Int32Array(prompts.length * restLen);
+      const valid = new Uint8Array(prompts.length * restLen);
+      rest.forEach((p, r) => {
+        const pad = restLen - p.length;
+        for (let t = 0; t < p.length; t++) {
+          ids[r * restLen + pad + t] = p[t];
+          valid[r * restLen + pad + t] = 1;
+        }
+      });
+      pre = await step(this.backend, promptCache, ids, restLen, 'last', { newValid: valid });
+    } else {
+      promptCache = KvCache.create(this.backend.shape, 1, 0, sharedCache); // one prompt, all of it shared
+    }
+    const vocab = pre!.vocabSize;
     this.timings.prefillMs += performance.now() - tp;
     this.timings.promptTokens += prompts.reduce((n, p) => n + p.length, 0);
 
-    // Each row starts from a copy of its prompt's cache, with room for the whole generation on
-    // the fast path (the slow path's cache is replaced by `present` every step anyway).
-    // A graph without position_ids may derive positions from the past length, so it gets no
-    // unused slots: its cache grows one slot per step instead.
+    // Each row starts from a copy of its prompt's own part of the cache (nothing when the prompt is
+    // all shared), with room for a chunk of generated tokens on the fast path; it grows by chunks.
+    // (The slow path's cache is replaced by `present` every step anyway.) A graph without
+    // position_ids may derive positions from the past length, so it gets no unused slots: its
+    // cache grows one slot per step instead.
     const roomy = this.backend.fast.generation && this.backend.hasPositionIds;
-    const cache = KvCache.gather(promptCache, promptOf, roomy ? maxLen + budget : maxLen);
-    if (!this.backend.hasPositionIds) cache.growthChunk = 1;
+    const cache = KvCache.gather(promptCache, promptOf, roomy ? restLen + Math.min(budget, GROWTH_CHUNK) : restLen);
+    cache.growthChunk = this.backend.hasPositionIds ? GROWTH_CHUNK : 1;
     let live = group.slice();
     let logits: Float32Array = new Float32Array(group.length * vocab);
     promptOf.forEach((p, r) => logits.set(pre.last!.subarray(p * vocab, (p + 1) * vocab), r * vocab));
