@@ -142,6 +142,8 @@ export function modelProvenance(args: {
       perplexity: c.perplexity,
       tokens: c.tokens,
       instances: c.instances,
+      // instances whose scoring prompt lost tokens on the left (from the Definition first) to fit the scorer
+      ...(c.truncatedInstances > 0 ? { truncatedInstances: c.truncatedInstances } : {}),
       rank: c.rank,
       kept: c.kept,
     })),

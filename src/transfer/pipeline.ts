@@ -102,6 +102,11 @@ export interface PipelineSummary {
     filtered: number;
     /** Tasks read but owned by another shard. */
     otherShards: number;
+    /**
+     * Written tasks where some scoring prompt was cut on the left (its Definition first) to fit
+     * the scorer's context: their scores say less (provenance: truncatedInstances).
+     */
+    truncatedScoring: number;
   };
   candidates: { generated: number; cached: number };
   scores: { computed: number; cached: number };
@@ -136,7 +141,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
     provenance: null,
     errors: null,
     shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null,
-    tasks: { ok: 0, failed: 0, filtered: 0, otherShards: 0 },
+    tasks: { ok: 0, failed: 0, filtered: 0, otherShards: 0, truncatedScoring: 0 },
     candidates: { generated: 0, cached: 0 },
     scores: { computed: 0, cached: 0 },
     modelCalls: { generation: 0, scoring: 0, total: 0 },
@@ -192,6 +197,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
         const outcome = await processTask(opts, lt, sinks, to);
         if (outcome.kind === 'ok') summary.tasks.ok++;
         else summary.tasks.filtered++;
+        if (outcome.report.scores?.candidates.some((c) => c.truncatedInstances > 0)) summary.tasks.truncatedScoring++;
         opts.onTask?.(outcome.report);
       } catch (err) {
         if (!isTaskError(err)) throw err;

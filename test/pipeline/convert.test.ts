@@ -49,7 +49,7 @@ const readJson = (p: string) => JSON.parse(readFileSync(p, 'utf8')) as Record<st
 
 describe('uit convert --method model', () => {
   it('writes every held-out P3, FLAN and Ni-v2 task with the lowest-perplexity candidate and its provenance', () => {
-    expect(baseSummary.tasks).toEqual({ ok: 6, failed: 0, filtered: 0, otherShards: 0 });
+    expect(baseSummary.tasks).toMatchObject({ ok: 6, failed: 0, filtered: 0, otherShards: 0 });
     expect(baseSummary.candidates).toEqual({ generated: 18, cached: 0 });
     expect(baseSummary.errors).toBeNull();
     const files = [...tree(base.out).keys()].sort();

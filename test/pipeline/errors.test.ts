@@ -115,6 +115,10 @@ describe('bad tasks in a collection', () => {
     expect(s.failures[0]).toMatchObject({ task: 'task1413_dart_object_identification' });
     expect(s.failures[0].reason).toMatch(/prompt has \d+ tokens; the model takes at most 300 positions/);
     expect([...tree(out).keys()].sort()).toEqual(['p3/imdb_Reviewer_Enjoyment_Yes_No.json', 'provenance.jsonl']);
+    // its scoring prompts (two examples and an input) did not fit either: cut on the left, and said so
+    expect(s.tasks).toMatchObject({ truncatedScoring: 1 });
+    const [p] = jsonl<{ candidates: { truncatedInstances?: number }[] }>(join(out, 'provenance.jsonl'));
+    expect(p.candidates.every((c) => (c.truncatedInstances ?? 0) > 0)).toBe(true);
   });
 
   it('empty candidates are never selected; a task with only empty candidates fails', () => {
