@@ -10,12 +10,13 @@
 //   3. per batch: if every pair is cached, skip it; else prefill the group's shared prefix (once
 //      per group), score the batch's continuations on copies of its KV cache, and store the
 //      batch's new scores in one cache transaction. Cached numbers win over recomputed ones.
-import type { Cache, JsonObject } from '../cache/index.js';
+import type { Cache, CachedScore, JsonObject } from '../cache/index.js';
 import { scoreKey } from '../cache/index.js';
 import { InputError, type InputLocation } from '../errors.js';
 import { prefill, scoreContinuations, type Model } from '../runtime/index.js';
 import { CountingBackend } from './counting-backend.js';
 import { planBatches, planGroups } from './plan.js';
+import { tokenBoundFor } from './token-bound.js';
 
 /** What to do when prefix + target is longer than the model's context. */
 export type OverflowPolicy = 'truncate-left' | 'error';
@@ -126,6 +127,8 @@ export class Scorer {
   private readonly overflow: OverflowPolicy;
   private readonly maxPositions: number | undefined;
   private scorerIdPromise?: Promise<string>;
+  /** Token-count bound of the tokenizer (null: none known); read on first use. */
+  private bound?: ((text: string) => number) | null;
   private registered = false;
 
   constructor(
@@ -161,6 +164,23 @@ export class Scorer {
     }
     this.stats.pairs += pairs.length;
 
+    // 0. a finished job: every pair's key is known from its text, and every key is cached
+    const looked = new Map<string, CachedScore | null>();
+    if (cache) {
+      const quick = this.quickKeys(pairs, scorerId);
+      if (quick) {
+        const unique = [...new Set(quick.filter((k): k is string => k !== null))];
+        const found = cache.getScores(unique);
+        for (const k of unique) looked.set(k, found.get(k) ?? null);
+        if (found.size === unique.length) {
+          this.stats.cacheHits += unique.length;
+          this.stats.empty += quick.filter((k) => k === null).length;
+          this.stats.ms += performance.now() - t0;
+          return pairs.map((pair, i) => (quick[i] === null ? emptyScore() : this.cachedScore(found.get(quick[i]!)!, 0, pair.target)));
+        }
+      }
+    }
+
     // 1. tokens, overflow, keys; distinct work by key
     const results: (PairScore | undefined)[] = new Array(pairs.length);
     const byKey = new Map<string, Work>();
@@ -168,7 +188,7 @@ export class Scorer {
     pairs.forEach((pair, i) => {
       const targetIds = this.model.tokenizer.encode(pair.target);
       if (targetIds.length === 0) {
-        results[i] = { tokens: 0, sumCe: 0, meanCe: null, truncatedPrefixTokens: 0, targetIds, logprobs: new Float32Array(0), cached: false };
+        results[i] = emptyScore();
         this.stats.empty++;
         return;
       }
@@ -185,21 +205,13 @@ export class Scorer {
     });
     const works = [...byKey.values()];
 
-    // 2. cached rows
+    // 2. cached rows (keys looked up in step 0 are not asked again)
     if (cache && works.length > 0) {
-      const found = cache.getScores(works.map((w) => w.key));
+      const found = cache.getScores(works.filter((w) => !looked.has(w.key)).map((w) => w.key));
       for (const w of works) {
-        const hit = found.get(w.key);
+        const hit = looked.get(w.key) ?? found.get(w.key);
         if (!hit) continue;
-        w.result = {
-          tokens: hit.tokenCount,
-          sumCe: hit.sumCe,
-          meanCe: hit.meanCe,
-          truncatedPrefixTokens: w.truncated,
-          targetIds: w.targetIds,
-          logprobs: hit.tokenLogprobs,
-          cached: true,
-        };
+        w.result = { ...cachedFields(hit, w.truncated), targetIds: w.targetIds };
         this.stats.cacheHits++;
       }
     }
@@ -218,6 +230,36 @@ export class Scorer {
     });
     this.stats.ms += performance.now() - t0;
     return results as PairScore[];
+  }
+
+  /**
+   * Every pair's cache key from its text alone (null for an empty target), or undefined when the
+   * fit of some pair in the context is not certain without tokenizing (token-bound.ts).
+   */
+  private quickKeys(pairs: readonly ScorePair[], scorerId: string): (string | null)[] | undefined {
+    const max = this.maxPositions;
+    this.bound ??= tokenBoundFor(this.model.folder.files.tokenizer) ?? null;
+    const bound = this.bound;
+    const keys: (string | null)[] = [];
+    for (const p of pairs) {
+      if (p.target === '') {
+        keys.push(null);
+        continue;
+      }
+      if (max !== undefined && (bound === null || bound(p.prefix) + bound(p.target) > max)) return undefined;
+      keys.push(scoreKey({ scorerId, prefix: p.prefix, target: p.target, params: {} }));
+    }
+    return keys;
+  }
+
+  /** A cached row as a PairScore; target ids are tokenized only if someone reads them. */
+  private cachedScore(hit: CachedScore, truncated: number, target: string): PairScore {
+    const tokenizer = this.model.tokenizer;
+    let ids: number[] | undefined;
+    return Object.defineProperty(cachedFields(hit, truncated), 'targetIds', {
+      enumerable: true,
+      get: () => (ids ??= tokenizer.encode(target)),
+    }) as PairScore;
   }
 
   /** The prefix's ids; an empty prefix stands as the BOS (else EOS) token, as LM evaluation harnesses do. */
@@ -329,4 +371,12 @@ export class Scorer {
     );
     if (next !== todo.length) throw new Error('scoring batches differ from the plan');
   }
+}
+
+function emptyScore(): PairScore {
+  return { tokens: 0, sumCe: 0, meanCe: null, truncatedPrefixTokens: 0, targetIds: [], logprobs: new Float32Array(0), cached: false };
+}
+
+function cachedFields(hit: CachedScore, truncated: number): Omit<PairScore, 'targetIds'> {
+  return { tokens: hit.tokenCount, sumCe: hit.sumCe, meanCe: hit.meanCe, truncatedPrefixTokens: truncated, logprobs: hit.tokenLogprobs, cached: true };
 }

@@ -3,7 +3,7 @@
 // empty targets are null, overflow follows its policy, and the cache returns the same numbers
 // without running the model.
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openCache } from '../../src/cache/index.js';
 import { ExitCode, InputError } from '../../src/errors.js';
 import { Scorer, type PairScore, type ScorePair } from '../../src/perplexity/index.js';
@@ -187,7 +187,10 @@ describe('Scorer with the cache', () => {
       expect(first.stats.modelCalls).toBeGreaterThan(0);
       expect(cache.counters.scores.writes).toBe(7);
       const second = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 2 });
+      const encode = vi.spyOn(fast.tokenizer, 'encode'); // calls through: counts, does not replace
       const b = await second.score(PAIRS);
+      expect(encode).not.toHaveBeenCalled(); // a finished job is answered from the text alone
+      encode.mockRestore();
       expect(second.stats).toMatchObject({ modelCalls: 0, computed: 0, cacheHits: 7, prefills: 0, batches: 0 });
       for (const i of PAIRS.keys()) {
         expect(b[i].cached).toBe(b[i].tokens > 0);
@@ -195,7 +198,10 @@ describe('Scorer with the cache', () => {
         expect(b[i].meanCe).toBe(a[i].meanCe);
         expect(b[i].tokens).toBe(a[i].tokens);
         expect(Array.from(b[i].logprobs!)).toEqual(Array.from(a[i].logprobs!));
+        expect(b[i].targetIds).toEqual(a[i].targetIds); // tokenized on demand
+        expect(b[i].truncatedPrefixTokens).toBe(0);
       }
+      expect(cache.counters.scores).toMatchObject({ hits: 7, misses: 7 });
     } finally {
       cache.close();
     }
@@ -214,6 +220,30 @@ describe('Scorer with the cache', () => {
       some.forEach((_, k) => expect(b[k * 3 + 1].sumCe).toBe(a[k].sumCe));
       expect(b[0].sumCe).toBe(a[1].sumCe);
       await expectMatchesReference(fast, PAIRS, b);
+    } finally {
+      cache.close();
+    }
+  });
+
+  it('a rerun of a truncated job tokenizes to find its keys, and reports the same truncation', async () => {
+    const cache = openCache(join(tmp.dir, 'truncated.sqlite'));
+    try {
+      const pairs = [
+        { prefix: `${DEF_A}Who ran away from the small triangle, and why?\nOutput: `, target: 'the big triangle' },
+        { prefix: 'Q: ', target: 'ok' },
+      ];
+      const a = await new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 64 }).score(pairs);
+      expect(a[0].truncatedPrefixTokens).toBeGreaterThan(0);
+      const rerun = new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 64 });
+      const b = await rerun.score(pairs);
+      expect(rerun.stats).toMatchObject({ modelCalls: 0, cacheHits: 2 });
+      expect(b.map((x) => [x.truncatedPrefixTokens, x.sumCe, x.cached])).toEqual(a.map((x) => [x.truncatedPrefixTokens, x.sumCe, true]));
+      // the same pairs with room enough are other numbers, not the truncated ones
+      const roomy = new Scorer(fast, { scorerId: SCORER_ID, cache });
+      const c = await roomy.score(pairs);
+      expect(roomy.stats.cacheHits).toBe(1);
+      expect(c[0].truncatedPrefixTokens).toBe(0);
+      expect(c[0].sumCe).not.toBe(a[0].sumCe);
     } finally {
       cache.close();
     }
