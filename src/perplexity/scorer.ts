@@ -16,6 +16,7 @@ import { InputError, type InputLocation } from '../errors.js';
 import { prefill, scoreContinuations, type Model } from '../runtime/index.js';
 import { CountingBackend } from './counting-backend.js';
 import { planBatches, planGroups } from './plan.js';
+import { SegmentTokenizer } from './segment-tokenizer.js';
 import { tokenBoundFor } from './token-bound.js';
 
 /** What to do when prefix + target is longer than the model's context. */
@@ -127,6 +128,8 @@ export class Scorer {
   private readonly overflow: OverflowPolicy;
   private readonly maxPositions: number | undefined;
   private scorerIdPromise?: Promise<string>;
+  /** Memoised tokenization of prompt segments (segment-tokenizer.ts), cleared after each call. */
+  private readonly tokens: SegmentTokenizer;
   /** Token-count bound of the tokenizer (null: none known); read on first use. */
   private bound?: ((text: string) => number) | null;
   private registered = false;
@@ -136,6 +139,7 @@ export class Scorer {
     private readonly opts: ScorerOptions = {},
   ) {
     this.backend = new CountingBackend(model.backend);
+    this.tokens = SegmentTokenizer.forFile(model.tokenizer, model.folder.files.tokenizer);
     this.batchSize = Math.max(1, Math.floor(opts.batchSize ?? 8));
     this.callCost = Math.max(0, opts.callCost ?? 16);
     this.overflow = opts.overflow ?? 'truncate-left';
@@ -155,6 +159,14 @@ export class Scorer {
 
   /** Scores `pairs`, returning one result per pair in the same order. */
   async score(pairs: readonly ScorePair[]): Promise<PairScore[]> {
+    try {
+      return await this.scoreAll(pairs);
+    } finally {
+      this.tokens.clear();
+    }
+  }
+
+  private async scoreAll(pairs: readonly ScorePair[]): Promise<PairScore[]> {
     const t0 = performance.now();
     const scorerId = await this.scorerId();
     const cache = this.opts.cache;
@@ -186,7 +198,7 @@ export class Scorer {
     const byKey = new Map<string, Work>();
     const slotOf: (Work | undefined)[] = new Array(pairs.length);
     pairs.forEach((pair, i) => {
-      const targetIds = this.model.tokenizer.encode(pair.target);
+      const targetIds = this.tokens.encode(pair.target);
       if (targetIds.length === 0) {
         results[i] = emptyScore();
         this.stats.empty++;
@@ -264,7 +276,7 @@ export class Scorer {
 
   /** The prefix's ids; an empty prefix stands as the BOS (else EOS) token, as LM evaluation harnesses do. */
   private prefixIds(prefix: string, where: InputLocation): number[] {
-    const ids = this.model.tokenizer.encode(prefix);
+    const ids = this.tokens.encode(prefix);
     if (ids.length > 0) return ids;
     const stand = this.model.tokenizer.bosTokenId ?? this.model.tokenizer.eosTokenIds[0];
     if (stand === undefined) {
