@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Add model.gen.onnx and model.score.onnx to an optimum decoder export. See scripts/fast_graphs.py."""
+"""Add model.fast.onnx (the fast graph for generation and scoring) to an optimum decoder export. See scripts/fast_graphs.py."""
 import os
 import sys
 

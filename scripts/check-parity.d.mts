@@ -10,10 +10,12 @@ export interface DiffReport {
 export interface ParityReport {
   dtype: 'fp32' | 'fp16';
   tolerance: { atol: number; rtol: number };
-  /** Each graph against the PyTorch reference in parity.json. */
-  graphs: { main: DiffReport; gen: DiffReport; score: DiffReport };
-  /** The fast graphs against model.onnx on the same inputs. */
+  /** Each graph (model.onnx, model.fast.onnx) against the PyTorch reference in parity.json. */
+  graphs: { main: DiffReport; fast: DiffReport };
+  /** The fast graph against model.onnx on the same inputs (and with num_logprobs 0, 1 and s-1). */
   consistency: { logits_last: DiffReport; token_logprobs: DiffReport; new_key_values: DiffReport };
+  /** parity.json's shared-prefix steps were replayed; the fast graph too when it takes shared_key_values. */
+  shared?: { fastGraph: boolean; steps: number };
   ok: boolean;
 }
 

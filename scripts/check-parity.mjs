@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Check an exported model folder against its onnx/parity.json with onnxruntime-node:
-// model.onnx, model.gen.onnx and model.score.onnx on the recorded inputs (feeding the
-// KV cache back for the cached steps), within the recorded tolerance, and the fast
-// graphs against model.onnx. Run after exporting on the machine that will use the model:
+// model.onnx and model.fast.onnx on the recorded inputs (feeding the KV cache back for
+// the cached steps, and a shared prefix for the `shared` steps), within the recorded
+// tolerance, and the fast graph against model.onnx. Run after exporting on the machine that will use the model:
 //   node scripts/check-parity.mjs out/gpt-j-6b-onnx
 // Also imported by test/export/*.test.ts (types in check-parity.d.mts).
 import { existsSync, readFileSync } from 'node:fs';
@@ -100,16 +100,69 @@ class Diff {
   }
 }
 
+const num = (n) => ({ num_logprobs: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []) });
+
+/**
+ * One step of a sequence on model.onnx and model.fast.onnx, compared with parity.json's expected
+ * values (PyTorch) and with each other. The fast graph runs with num_logprobs = s-1 (every token
+ * scored), 0 (generation: no token_logprobs) and 1, which must agree where they overlap.
+ */
+async function compareStep(label, step, outMain, fast, fastFeeds, vsMain, consistency) {
+  const s = step.input_ids[0].length;
+  const exp = step.expected;
+  const logits = outMain.logits;
+  const V = logits.dims[2];
+  const rowAt = (b, t) => logits.data.subarray((b * s + t) * V, (b * s + t + 1) * V);
+  const outFast = fast ? await fast.run({ ...fastFeeds, ...num(s - 1) }) : undefined;
+  for (let b = 0; b < 2; b++) {
+    const last = rowAt(b, s - 1);
+    exp.logits_last_head[b].forEach((want, j) => vsMain.main.add(`${label} row ${b} logits[last][${j}]`, last[j], want));
+    vsMain.main.add(`${label} row ${b} logsumexp`, logSumExp(last), exp.logsumexp_last[b]);
+    // The reference's argmax must be a top logit here too (ties within tolerance allowed).
+    const top = last.reduce((m, v) => (v > m ? v : m), -Infinity);
+    vsMain.main.add(`${label} row ${b} logit of the reference argmax ${exp.argmax_last[b]} vs the top logit`, last[exp.argmax_last[b]], top);
+    (exp.logits_probe?.[b] ?? []).forEach((vals, t) => {
+      if (vals === null) return;
+      vals.forEach((want, j) => vsMain.main.add(`${label} row ${b} pos ${t} logits[${exp.logits_probe_ids[j]}]`, rowAt(b, t)[exp.logits_probe_ids[j]], want));
+    });
+    if (!outFast) continue;
+    const lastFast = outFast.logits_last.data.subarray(b * V, (b + 1) * V);
+    exp.logits_last_head[b].forEach((want, j) => vsMain.fast.add(`${label} row ${b} logits_last[${j}]`, lastFast[j], want));
+    vsMain.fast.add(`${label} row ${b} logsumexp`, logSumExp(lastFast), exp.logsumexp_last[b]);
+    for (let j = 0; j < V; j++) consistency.logits_last.add(`${label} row ${b} logits_last[${j}] vs logits`, lastFast[j], last[j]);
+    for (let t = 0; t < s - 1; t++) {
+      const want = exp.token_logprobs[b][t];
+      if (want === null) continue;
+      const got = outFast.token_logprobs.data[b * (s - 1) + t];
+      vsMain.fast.add(`${label} row ${b} token_logprobs[${t}]`, got, want);
+      consistency.token_logprobs.add(`${label} row ${b} token_logprobs[${t}] vs log_softmax(logits)`, got, logSoftmaxAt(rowAt(b, t), step.input_ids[b][t + 1]));
+    }
+  }
+  if (!outFast) return undefined;
+  if (outFast.token_logprobs.dims.join() !== `2,${s - 1}`) throw new Error(`token_logprobs has shape ${outFast.token_logprobs.dims}, want [2, ${s - 1}]`);
+  // Generation mode (n = 0) and a one-token tail give the same numbers where they overlap.
+  const gen = await fast.run({ ...fastFeeds, ...num(0) }, ['logits_last', 'token_logprobs']);
+  if (gen.token_logprobs.dims.join() !== '2,0') throw new Error(`with num_logprobs 0, token_logprobs has shape ${gen.token_logprobs.dims}, want [2, 0]`);
+  for (let j = 0; j < 2 * V; j++) consistency.logits_last.add(`${label} logits_last[${j}] with num_logprobs 0 vs s-1`, gen.logits_last.data[j], outFast.logits_last.data[j]);
+  if (s > 1) {
+    const one = await fast.run({ ...fastFeeds, ...num(1) }, ['token_logprobs']);
+    for (let b = 0; b < 2; b++) {
+      consistency.token_logprobs.add(`${label} row ${b} token_logprobs with num_logprobs 1 vs s-1`, one.token_logprobs.data[b], outFast.token_logprobs.data[b * (s - 1) + s - 2]);
+    }
+  }
+  return outFast;
+}
+
 /**
  * parity.json's `shared` steps: a prefix common to both rows, run once (batch 1); then per-row
- * chunks on top of it. Fast graphs with shared_key_values.* inputs take the prefix's KV once
+ * chunks on top of it. A fast graph with shared_key_values.* inputs takes the prefix's KV once
  * ([1, H, S, D]) and the rows' own past separately; model.onnx takes the prefix copied into every
  * row's past. Both are compared with the PyTorch reference (one plain forward over the whole
- * sequence), and the fast graphs with model.onnx.
+ * sequence), and the fast graph with model.onnx.
  */
-async function checkShared(parity, { main, gen, score }, layers, vsMain, consistency, report) {
-  const fastShared = hasShared(gen) && hasShared(score);
-  report.shared = { fastGraphs: fastShared, steps: parity.shared.steps.length };
+async function checkShared(parity, main, fast, layers, vsMain, consistency, report) {
+  const fastShared = hasShared(fast);
+  report.shared = { fastGraph: fastShared, steps: parity.shared.steps.length };
   const ids = parity.shared.shared_ids;
   const S = ids[0].length;
   const pre = await main.run({
@@ -118,153 +171,80 @@ async function checkShared(parity, { main, gen, score }, layers, vsMain, consist
     ...(main.inputNames.includes('position_ids') ? { position_ids: i64([ids[0].map((_, t) => t)]) } : {}),
     ...emptyPast(main, 1),
   });
-  const sharedKv = {};
-  for (const name of layers) sharedKv[name.replace('present.', '')] = pre[name]; // '{i}.key' -> [1, H, S, D]
   let pastMain = {};
   for (const name of layers) pastMain[name.replace('present.', 'past_key_values.')] = repeatRows(pre[name], 2);
-  let pastGen = emptyPast(gen, 2);
-  let pastScore = emptyPast(score, 2);
-  if (fastShared) {
-    for (const past of [pastGen, pastScore]) for (const name of layers) past[name.replace('present.', 'shared_key_values.')] = sharedKv[name.replace('present.', '')];
-  }
+  let pastFast = emptyPast(fast, 2);
+  for (const name of layers) pastFast[name.replace('present.', 'shared_key_values.')] = pre[name];
   for (const [k, step] of parity.shared.steps.entries()) {
     const feeds = { input_ids: i64(step.input_ids), attention_mask: i64(step.attention_mask) };
     if (main.inputNames.includes('position_ids')) feeds.position_ids = i64(step.position_ids);
     const s = step.input_ids[0].length;
-    const exp = step.expected;
     const outMain = await main.run({ ...feeds, ...pastMain });
-    const logits = outMain.logits;
-    const V = logits.dims[2];
-    const rowAt = (b, t) => logits.data.subarray((b * s + t) * V, (b * s + t + 1) * V);
-    const outGen = fastShared ? await gen.run({ ...feeds, ...pastGen }) : undefined;
-    const outScore = fastShared ? await score.run({ ...feeds, ...pastScore }) : undefined;
-    for (let b = 0; b < 2; b++) {
-      const last = rowAt(b, s - 1);
-      exp.logits_last_head[b].forEach((want, j) => vsMain.main.add(`shared step ${k} row ${b} logits[last][${j}]`, last[j], want));
-      vsMain.main.add(`shared step ${k} row ${b} logsumexp`, logSumExp(last), exp.logsumexp_last[b]);
-      if (!fastShared) continue;
-      const lastGen = outGen.logits_last.data.subarray(b * V, (b + 1) * V);
-      exp.logits_last_head[b].forEach((want, j) => vsMain.gen.add(`shared step ${k} row ${b} logits_last[${j}]`, lastGen[j], want));
-      vsMain.gen.add(`shared step ${k} row ${b} logsumexp`, logSumExp(lastGen), exp.logsumexp_last[b]);
-      for (let j = 0; j < V; j++) consistency.logits_last.add(`shared step ${k} row ${b} logits_last[${j}] vs logits`, lastGen[j], last[j]);
-      for (let t = 0; t < s - 1; t++) {
-        const want = exp.token_logprobs[b][t];
-        if (want === null) continue;
-        const got = outScore.token_logprobs.data[b * (s - 1) + t];
-        vsMain.score.add(`shared step ${k} row ${b} token_logprobs[${t}]`, got, want);
-        consistency.token_logprobs.add(`shared step ${k} row ${b} token_logprobs[${t}] vs log_softmax(logits)`, got, logSoftmaxAt(rowAt(b, t), step.input_ids[b][t + 1]));
-      }
-    }
+    const outFast = await compareStep(`shared step ${k}`, step, outMain, fastShared ? fast : undefined, { ...feeds, ...pastFast }, vsMain, consistency);
     const nextMain = {};
     for (const name of layers) {
       const pastName = name.replace('present.', 'past_key_values.');
       const newName = name.replace('present.', 'new_key_values.');
       nextMain[pastName] = outMain[name];
-      if (!fastShared) continue;
+      if (!outFast) continue;
       const tail = tailKv(outMain[name], s);
-      for (const out of [outGen[newName], outScore[newName]]) {
-        if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
-        for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`shared step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
-      }
-      pastGen[pastName] = concatKv(pastGen[pastName], outGen[newName]);
-      pastScore[pastName] = concatKv(pastScore[pastName], outScore[newName]);
+      const out = outFast[newName];
+      if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
+      for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`shared step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
+      pastFast[pastName] = concatKv(pastFast[pastName], out);
     }
     pastMain = nextMain;
   }
 }
 
 /**
- * Run the three graphs of `modelDir` on parity.json's steps (and its `shared` steps, when recorded).
+ * Run model.onnx and model.fast.onnx of `modelDir` on parity.json's steps (and its `shared` steps,
+ * when recorded), feeding the KV cache back for the cached steps.
  * @returns report with per-graph max |diff|, counts, failures and an `ok` flag.
  */
 export async function checkParity(modelDir, { threads = 1 } = {}) {
   // transformers.js layout (onnx/model.onnx) or optimum-cli's (model.onnx at the top).
   const onnxDir = existsSync(join(modelDir, 'onnx', 'model.onnx')) ? join(modelDir, 'onnx') : modelDir;
-  for (const f of ['model.onnx', 'model.gen.onnx', 'model.score.onnx', 'parity.json'])
+  for (const f of ['model.onnx', 'model.fast.onnx', 'parity.json'])
     if (!existsSync(join(onnxDir, f))) throw new Error(`${join(onnxDir, f)} not found (export with scripts/export-gptj.py, or run scripts/add-fast-graphs.py)`);
   const parity = JSON.parse(readFileSync(join(onnxDir, 'parity.json'), 'utf8'));
   const opts = { intraOpNumThreads: threads, interOpNumThreads: 1 };
   const tol = parity.tolerance;
-  // Fast graphs vs model.onnx: the same math, only kernel order differs (fp16 rounds each MatMul output: allow ~2 ulps).
+  // Fast graph vs model.onnx: the same math, only kernel order differs (fp16 rounds each MatMul output: allow ~2 ulps).
   const tight = parity.dtype === 'fp16' ? { atol: 5e-3, rtol: 5e-3 } : { atol: 1e-5, rtol: 1e-5 };
   const report = { dtype: parity.dtype, tolerance: tol, graphs: {}, consistency: {}, ok: true };
 
   const main = await ort.InferenceSession.create(join(onnxDir, 'model.onnx'), opts);
-  const gen = await ort.InferenceSession.create(join(onnxDir, 'model.gen.onnx'), opts);
-  const score = await ort.InferenceSession.create(join(onnxDir, 'model.score.onnx'), opts);
+  const fast = await ort.InferenceSession.create(join(onnxDir, 'model.fast.onnx'), opts);
   const layers = main.outputNames.filter((n) => n.startsWith('present.'));
-  const vsMain = { main: new Diff(tol), gen: new Diff(tol), score: new Diff(tol) };
+  const vsMain = { main: new Diff(tol), fast: new Diff(tol) };
   const consistency = { logits_last: new Diff(tight), token_logprobs: new Diff(tight), new_key_values: new Diff(tight) };
 
   let pastMain = emptyPast(main, 2);
-  let pastGen = emptyPast(gen, 2);
-  let pastScore = emptyPast(score, 2);
+  let pastFast = emptyPast(fast, 2);
   for (const [k, step] of parity.steps.entries()) {
-    const feeds = {
-      input_ids: i64(step.input_ids),
-      attention_mask: i64(step.attention_mask),
-    };
+    const feeds = { input_ids: i64(step.input_ids), attention_mask: i64(step.attention_mask) };
     // Exports without a position_ids input derive positions from the mask.
     if (main.inputNames.includes('position_ids')) feeds.position_ids = i64(step.position_ids);
     const s = step.input_ids[0].length;
-    const exp = step.expected;
     const outMain = await main.run({ ...feeds, ...pastMain });
-    const outGen = await gen.run({ ...feeds, ...pastGen });
-    const outScore = await score.run({ ...feeds, ...pastScore });
-    const logits = outMain.logits;
-    const V = logits.dims[2];
-    const rowAt = (b, t) => logits.data.subarray((b * s + t) * V, (b * s + t + 1) * V);
-    for (let b = 0; b < 2; b++) {
-      const last = rowAt(b, s - 1);
-      const lastGen = outGen.logits_last.data.subarray(b * V, (b + 1) * V);
-      exp.logits_last_head[b].forEach((want, j) => {
-        vsMain.main.add(`step ${k} row ${b} logits[last][${j}]`, last[j], want);
-        vsMain.gen.add(`step ${k} row ${b} logits_last[${j}]`, lastGen[j], want);
-      });
-      vsMain.main.add(`step ${k} row ${b} logsumexp`, logSumExp(last), exp.logsumexp_last[b]);
-      // The reference's argmax must be a top logit here too (ties within tolerance allowed).
-      const top = last.reduce((m, v) => (v > m ? v : m), -Infinity);
-      vsMain.main.add(`step ${k} row ${b} logit of the reference argmax ${exp.argmax_last[b]} vs the top logit`, last[exp.argmax_last[b]], top);
-      vsMain.gen.add(`step ${k} row ${b} logsumexp`, logSumExp(lastGen), exp.logsumexp_last[b]);
-      for (let j = 0; j < V; j++) consistency.logits_last.add(`step ${k} row ${b} logits_last[${j}] vs logits`, lastGen[j], last[j]);
-      exp.logits_probe[b].forEach((vals, t) => {
-        if (vals === null) return;
-        vals.forEach((want, j) => vsMain.main.add(`step ${k} row ${b} pos ${t} logits[${exp.logits_probe_ids[j]}]`, rowAt(b, t)[exp.logits_probe_ids[j]], want));
-      });
-      for (let t = 0; t < s - 1; t++) {
-        const got = outScore.token_logprobs.data[b * (s - 1) + t];
-        const fromMain = logSoftmaxAt(rowAt(b, t), step.input_ids[b][t + 1]);
-        const want = exp.token_logprobs[b][t];
-        if (want !== null) {
-          vsMain.score.add(`step ${k} row ${b} token_logprobs[${t}]`, got, want);
-          consistency.token_logprobs.add(`step ${k} row ${b} token_logprobs[${t}] vs log_softmax(logits)`, got, fromMain);
-        }
-      }
-    }
-    if (outScore.token_logprobs.dims[1] !== s - 1) throw new Error(`token_logprobs has shape ${outScore.token_logprobs.dims}, want [2, ${s - 1}]`);
-    for (const name of layers) {
-      const newName = name.replace('present.', 'new_key_values.');
-      const tail = tailKv(outMain[name], s);
-      for (const out of [outGen[newName], outScore[newName]]) {
-        if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
-        for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
-      }
-    }
+    const outFast = await compareStep(`step ${k}`, step, outMain, fast, { ...feeds, ...pastFast }, vsMain, consistency);
     const nextMain = {};
-    const nextGen = emptyPast(gen, 2); // zero-length shared_key_values.*, when the graph has them
-    const nextScore = emptyPast(score, 2);
+    const nextFast = emptyPast(fast, 2); // zero-length shared_key_values.*, when the graph has them
     for (const name of layers) {
       const pastName = name.replace('present.', 'past_key_values.');
       const newName = name.replace('present.', 'new_key_values.');
+      const tail = tailKv(outMain[name], s);
+      const out = outFast[newName];
+      if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
+      for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
       nextMain[pastName] = outMain[name];
-      nextGen[pastName] = concatKv(pastGen[pastName], outGen[newName]);
-      nextScore[pastName] = concatKv(pastScore[pastName], outScore[newName]);
+      nextFast[pastName] = concatKv(pastFast[pastName], out);
     }
     pastMain = nextMain;
-    pastGen = nextGen;
-    pastScore = nextScore;
+    pastFast = nextFast;
   }
-  if (parity.shared) await checkShared(parity, { main, gen, score }, layers, vsMain, consistency, report);
+  if (parity.shared) await checkShared(parity, main, fast, layers, vsMain, consistency, report);
   for (const [g, d] of Object.entries(vsMain)) {
     report.graphs[g] = { maxAbsDiff: d.max, compared: d.count, failures: d.failures.slice(0, 10) };
     if (d.failures.length) report.ok = false;
@@ -273,14 +253,14 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
     report.consistency[g] = { maxAbsDiff: d.max, compared: d.count, failures: d.failures.slice(0, 10) };
     if (d.failures.length) report.ok = false;
   }
-  await Promise.all([main.release(), gen.release(), score.release()]);
+  await Promise.all([main.release(), fast.release()]);
   return report;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const dir = process.argv[2];
   if (!dir || dir === '--help' || dir === '-h') {
-    console.log('usage: node scripts/check-parity.mjs MODEL_DIR\n  checks MODEL_DIR/onnx/{model,model.gen,model.score}.onnx against MODEL_DIR/onnx/parity.json');
+    console.log('usage: node scripts/check-parity.mjs MODEL_DIR\n  checks MODEL_DIR/onnx/model.onnx and model.fast.onnx against MODEL_DIR/onnx/parity.json');
     process.exit(dir ? 0 : 2);
   }
   let report;

@@ -3,16 +3,19 @@
 OUT/
   config.json, generation_config.json, tokenizer.json, tokenizer_config.json, ...
   onnx/model.onnx        optimum text-generation-with-past contract
-  onnx/model.gen.onnx    logits_last + new_key_values.*   (scripts/fast_graphs.py)
-  onnx/model.score.onnx  token_logprobs + new_key_values.*
-  onnx/model.onnx_data   the weights, once, shared by the three graphs
+  onnx/model.fast.onnx   logits_last + token_logprobs + new_key_values.*; takes
+                         shared_key_values.* and num_logprobs too (_FastWrapper)
+  onnx/model.onnx_data   the weights, once, shared by the two graphs
   onnx/parity.json       PyTorch reference outputs on fixed inputs
 
 Steps: build the PyTorch GPT-J (scripts/gptj.py) from a checkpoint or random
 weights; trace it to ONNX in float32 (Debian's torch has no fp16 CPU kernels,
-so fp16 is a graph pass: scripts/onnx_passes.py); move the weights to one
-external data file; add the fast graphs with the same pass users run on
-optimum exports; run the PyTorch model on fixed inputs and write parity.json.
+so fp16 is a graph pass: scripts/onnx_passes.py), once as the optimum
+decoder and once through the module's fast path (three-part attention over
+shared prefix, per-row past and new positions, no KV concatenation); write
+the weights of both graphs to one external data file; run the PyTorch model
+on fixed inputs and write parity.json. (scripts/add-fast-graphs.py makes a
+fast graph without shared inputs for exports this script did not make.)
 """
 from __future__ import annotations
 
@@ -63,32 +66,34 @@ class _ExportWrapper(torch.nn.Module):
 
 
 class _FastWrapper(torch.nn.Module):
-    """The fast graphs (model.gen.onnx, model.score.onnx): GPTJForCausalLM.forward_fast
-    with shared_key_values.* after past_key_values.*, and only what the engine needs
-    out: `logits_last` [b, vocab] (gen: the LM head on the last position only) or
-    `token_logprobs` [b, s-1] (score: log_softmax(logits[:, t])[input_ids[:, t+1]],
-    the LM head on the first s-1 positions), then new_key_values.* [b, H, s, D]."""
+    """The fast graph (model.fast.onnx): GPTJForCausalLM.forward_fast with
+    shared_key_values.* after past_key_values.* and a scalar `num_logprobs` n,
+    and only what the engine needs out. The LM head runs on the last n+1
+    positions only: `logits_last` [b, vocab] is the last one's logits (n = 0
+    when generating), `token_logprobs` [b, n] the log-probability of each of
+    the last n input tokens given what precedes it:
+        token_logprobs[:, j] = log_softmax(logits[:, s-1-n+j])[input_ids[:, s-n+j]]
+    (n = s-1 scores every token but the first). Then new_key_values.* [b, H, s, D]."""
 
-    def __init__(self, model: GPTJForCausalLM, kind: str):
+    def __init__(self, model: GPTJForCausalLM):
         super().__init__()
         self.model = model
-        self.kind = kind
 
-    def forward(self, input_ids, attention_mask, position_ids, *kv_flat):
+    def forward(self, input_ids, attention_mask, position_ids, num_logprobs, *kv_flat):
         n = self.model.config.n_layer
         past = [(kv_flat[2 * i], kv_flat[2 * i + 1]) for i in range(n)]
         shared = [(kv_flat[2 * n + 2 * i], kv_flat[2 * n + 2 * i + 1]) for i in range(n)]
         h, news = self.model.forward_fast(input_ids, attention_mask, position_ids, past, shared)
         s = h.size(1)
-        if self.kind == "gen":
-            # A 3-D slice, not h[:, s-1]: on 2-D input torch exports Linear as Gemm on the
-            # untransposed weight, which would store the LM head a second time.
-            main = self.model.head(h[:, s - 1 : s, :]).squeeze(1)  # [b, vocab]
-        else:
-            logp = torch.log_softmax(self.model.head(h[:, 0 : s - 1, :]), dim=2)  # [b, s-1, vocab]
-            targets = input_ids[:, 1:s].unsqueeze(2)
-            main = torch.gather(logp, 2, targets).squeeze(2)  # [b, s-1]
-        out = [main]
+        # Positions s-1-n .. s-1 (a Range of traced sizes, so n and s stay dynamic).
+        tail = torch.arange(num_logprobs + 1, device=h.device) + (s - 1 - num_logprobs)
+        logits = self.model.head(torch.index_select(h, 1, tail))  # [b, n+1, vocab] float32
+        t = logits.size(1)
+        logits_last = logits[:, t - 1 : t, :].squeeze(1)
+        logp = torch.log_softmax(logits[:, 0 : t - 1, :], dim=2)  # [b, n, vocab]
+        targets = torch.index_select(input_ids, 1, tail[1:t])  # input_ids[:, s-n .. s-1]
+        token_logprobs = torch.gather(logp, 2, targets.unsqueeze(2)).squeeze(2)
+        out = [logits_last, token_logprobs]
         for k, v in news:
             out += [k, v]
         return tuple(out)
@@ -104,9 +109,10 @@ def io_names(n_layer: int):
     return inputs, outputs
 
 
-def fast_io_names(n_layer: int, kind: str):
+def fast_io_names(n_layer: int):
     inputs, _ = io_names(n_layer)
-    outputs = ["logits_last" if kind == "gen" else "token_logprobs"]
+    inputs.insert(3, "num_logprobs")
+    outputs = ["logits_last", "token_logprobs"]
     for i in range(n_layer):
         for kv in ("key", "value"):
             inputs.append(f"shared_key_values.{i}.{kv}")
@@ -169,16 +175,14 @@ def _finish(m, model: GPTJForCausalLM, inputs: List[str], fp16: bool, kv_inputs:
 
 
 def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, device: str, log=print) -> None:
-    """Trace model.onnx (optimum's contract) and the two fast graphs (model.gen.onnx,
-    model.score.onnx: shared_key_values inputs, only what the engine needs out) into
-    onnx_dir, all three pointing at the same tensors of onnx_dir/model.onnx_data."""
+    """Trace model.onnx (optimum's contract) and the fast graph model.fast.onnx
+    (shared_key_values and num_logprobs inputs, only what the engine needs out)
+    into onnx_dir, both pointing at the same tensors of onnx_dir/model.onnx_data."""
     cfg = model.config
     H, D, L = cfg.n_head, cfg.head_dim, cfg.n_layer
     b, s, past, shared = 2, 3, 2, 2  # non-empty past and shared, so every part is traced
     ids = torch.zeros(b, s, dtype=torch.int64, device=device)
-    pos = torch.arange(shared + past, shared + past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
     kv = [torch.zeros(b, H, past, D, device=device) for _ in range(2 * L)]
-    shared_kv = [torch.zeros(1, H, shared, D, device=device) for _ in range(2 * L)]
     graphs = []  # (file name, proto, to_fp16, sources)
     source_keys: Dict[str, object] = {}
     t0 = time.time()
@@ -195,29 +199,33 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     for name in outputs[1:]:
         dyn[name] = {0: "batch_size", 2: TOTAL}
     mask = torch.ones(b, past + s, dtype=torch.int64, device=device)
-    pos_main = torch.arange(past, past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
-    m = _trace(_ExportWrapper(model), (ids, mask, pos_main, *kv), inputs, outputs, dyn, opset, onnx_dir)
+    pos = torch.arange(past, past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
+    m = _trace(_ExportWrapper(model), (ids, mask, pos, *kv), inputs, outputs, dyn, opset, onnx_dir)
     to_fp16, sources = _finish(m, model, inputs, fp16, inputs[3:], source_keys)
     _set_io_shapes(m, cfg, fp16)
     graphs.append(("model.onnx", m, to_fp16, sources))
 
-    for kind in ("gen", "score"):
-        inputs, outputs = fast_io_names(L, kind)
-        dyn = {
-            "input_ids": {0: "batch_size", 1: "sequence_length"},
-            "attention_mask": {0: "batch_size", 1: FAST_TOTAL},
-            "position_ids": {0: "batch_size", 1: "sequence_length"},
-            outputs[0]: {0: "batch_size"} if kind == "gen" else {0: "batch_size", 1: "sequence_length - 1"},
-        }
-        for name in inputs[3:]:
-            dyn[name] = {0: "batch_size", 2: "past_sequence_length"} if name.startswith("past_") else {2: "shared_sequence_length"}
-        for name in outputs[1:]:
-            dyn[name] = {0: "batch_size", 2: "sequence_length"}
-        mask = torch.ones(b, shared + past + s, dtype=torch.int64, device=device)
-        m = _trace(_FastWrapper(model, kind), (ids, mask, pos, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
-        to_fp16, sources = _finish(m, model, inputs, fp16, inputs[3:], source_keys)
-        _set_fast_io_shapes(m, cfg, fp16, kind)
-        graphs.append((f"model.{kind}.onnx", m, to_fp16, sources))
+    inputs, outputs = fast_io_names(L)
+    dyn = {
+        "input_ids": {0: "batch_size", 1: "sequence_length"},
+        "attention_mask": {0: "batch_size", 1: FAST_TOTAL},
+        "position_ids": {0: "batch_size", 1: "sequence_length"},
+        "logits_last": {0: "batch_size"},
+        "token_logprobs": {0: "batch_size", 1: "num_logprobs"},
+    }
+    kv_inputs = [n for n in inputs if "_key_values." in n]
+    for name in kv_inputs:
+        dyn[name] = {0: "batch_size", 2: "past_sequence_length"} if name.startswith("past_") else {2: "shared_sequence_length"}
+    for name in outputs[2:]:
+        dyn[name] = {0: "batch_size", 2: "sequence_length"}
+    mask = torch.ones(b, shared + past + s, dtype=torch.int64, device=device)
+    pos = torch.arange(shared + past, shared + past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
+    n = torch.tensor(1, dtype=torch.int64, device=device)  # 0 < n < s-1, so no size is special-cased
+    shared_kv = [torch.zeros(1, H, shared, D, device=device) for _ in range(2 * L)]
+    m = _trace(_FastWrapper(model), (ids, mask, pos, n, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
+    to_fp16, sources = _finish(m, model, inputs, fp16, kv_inputs, source_keys)
+    _set_fast_io_shapes(m, cfg, fp16)
+    graphs.append((fast_graphs.FAST_NAME, m, to_fp16, sources))
     log(f"traced in {time.time() - t0:.1f}s")
 
     t0 = time.time()
@@ -235,8 +243,8 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
         path = os.path.join(onnx_dir, name)
         P.save_proto_atomic(m, path)
         if name != "model.onnx":
-            outs = [o.name for o in m.graph.output]
-            log(f"wrote {path} ({len(m.graph.node)} nodes, outputs {', '.join(outs[:3])}, ...; inputs ... shared_key_values.*)")
+            log(f"wrote {path} ({len(m.graph.node)} nodes; outputs logits_last, token_logprobs, new_key_values.*; "
+                f"inputs add num_logprobs, shared_key_values.*)")
 
 
 def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
@@ -248,16 +256,18 @@ def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
             P.set_output_shape(vi, kv_type, ["batch_size", cfg.n_head, TOTAL, cfg.head_dim])
 
 
-def _set_fast_io_shapes(m, cfg: GPTJConfig, fp16: bool, kind: str) -> None:
+def _set_fast_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
     kv_type = P.FLOAT16 if fp16 else P.FLOAT
     for vi in m.graph.input:
         if vi.name.startswith("shared_key_values."):
             P.set_output_shape(vi, kv_type, [1, cfg.n_head, "shared_sequence_length", cfg.head_dim])
+        elif vi.name == "num_logprobs":
+            P.set_output_shape(vi, P.INT64, [])
     for vi in m.graph.output:
         if vi.name == "logits_last":
             P.set_output_shape(vi, P.FLOAT, ["batch_size", cfg.vocab_size])
         elif vi.name == "token_logprobs":
-            P.set_output_shape(vi, P.FLOAT, ["batch_size", "sequence_length - 1"])
+            P.set_output_shape(vi, P.FLOAT, ["batch_size", "num_logprobs"])
         else:
             P.set_output_shape(vi, kv_type, ["batch_size", cfg.n_head, "sequence_length", cfg.head_dim])
 

@@ -1,21 +1,25 @@
-"""Add the two fast graphs next to an optimum-style decoder export.
+"""Add the fast graph next to an optimum-style decoder export.
 
 Given MODEL_DIR/onnx/model.onnx (optimum's text-generation-with-past contract:
 inputs input_ids, attention_mask, [position_ids], past_key_values.{i}.key|value;
-outputs logits, present.{i}.key|value), write:
+outputs logits, present.{i}.key|value), write onnx/model.fast.onnx: the same
+inputs plus a scalar int64 `num_logprobs` n, and the outputs
 
-- onnx/model.gen.onnx: outputs `logits_last` float32 [batch, vocab] (the LM
-  head runs on the last position only) and `new_key_values.{i}.key|value`
-  [batch, heads, seq, head_dim] (only the new positions: the second input of
-  the Concat that makes present.{i}.*).
-- onnx/model.score.onnx: outputs `token_logprobs` float32 [batch, seq-1],
-  token_logprobs[b, t] = log_softmax(logits[b, t])[input_ids[b, t+1]], and the
-  same new_key_values.
+- `logits_last` float32 [batch, vocab]: the last position's logits;
+- `token_logprobs` float32 [batch, n]: token_logprobs[b, j] =
+  log_softmax(logits[b, s-1-n+j])[input_ids[b, s-n+j]], the log-probability of
+  each of the last n input tokens (n = 0 when generating, s-1 to score all);
+- `new_key_values.{i}.key|value` [batch, heads, seq, head_dim]: only the new
+  positions (the second input of the Concat that makes present.{i}.*).
 
-All three graphs point at the same tensors of one onnx/model.onnx_data (the
-pass moves embedded or scattered weights there first), so weights are stored
-once. Works on any such export (GPT-2, GPT-J, Llama, Qwen); merged exports with
-`use_cache_branch` (an If node) are refused with a clear message.
+The LM head runs on the last n+1 positions only. One graph serves generation
+and scoring, so a process that does both holds the weights once more, not
+twice. Both graphs point at the same tensors of one onnx/model.onnx_data (the
+pass moves embedded or scattered weights there first). Works on any such
+export (GPT-2, GPT-J, Llama, Qwen); merged exports with `use_cache_branch` (an
+If node) are refused with a clear message. scripts/export-gptj.py writes a
+better model.fast.onnx for GPT-J (shared_key_values inputs, no KV Concat),
+which this pass leaves alone.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import onnx_passes as P
 PRESENT_RE = re.compile(r"^present\.(\d+)\.(key|value)$")
 INT64_MAX = 2**63 - 1
 DATA_NAME = "model.onnx_data"
+FAST_NAME = "model.fast.onnx"
 
 
 class GraphPassError(Exception):
@@ -143,73 +148,70 @@ def _fast_outputs_common(base: onnx.ModelProto) -> Tuple[onnx.ModelProto, List[o
     return m, outs
 
 
-def make_gen_graph(base: onnx.ModelProto) -> onnx.ModelProto:
+def make_fast_graph(base: onnx.ModelProto) -> onnx.ModelProto:
     m, kv_outs = _fast_outputs_common(base)
     g = m.graph
     opset = P.default_opset(m)
+    if opset < 11:
+        raise GraphPassError(f"the graph uses opset {opset}; the fast graph needs 11 or newer (Range)")
     matmul, chain = find_lm_head(g)
     logits_vi = _output_vi(g, "logits")
     ldims = P.dims_of(logits_vi)
     nodes: List[onnx.NodeProto] = []
-    last_idx = "uit_fast/last_index"
-    nodes.append(helper.make_node("Constant", [], [last_idx], value=helper.make_tensor(last_idx, TensorProto.INT64, [], [-1]), name="uit_fast/last_index_const"))
-    hidden_last = "uit_fast/hidden_last"
-    nodes.append(helper.make_node("Gather", [matmul.input[0], last_idx], [hidden_last], axis=1, name="uit_fast/gather_last"))
-    cur = "uit_fast/lm_head_last"
-    nodes.append(helper.make_node("MatMul", [hidden_last, matmul.input[1]], [cur], name="uit_fast/lm_head_matmul"))
+
+    def const(name: str, value: int, scalar: bool = True) -> str:
+        nodes.append(helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [] if scalar else [1], [value]), name=f"{name}_const"))
+        return name
+
+    def node(op: str, ins: List[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
+        return out
+
+    # tail = s-1-n .. s-1: the positions the LM head runs on.
+    hidden = matmul.input[0]
+    one, zero = const("uit_fast/one", 1), const("uit_fast/zero", 0)
+    seq = node("Gather", [node("Shape", [hidden], "uit_fast/hidden_shape"), one], "uit_fast/seq", axis=0)
+    count = node("Add", ["num_logprobs", one], "uit_fast/count")
+    start = node("Sub", [node("Sub", [seq, one], "uit_fast/seq_minus_1"), "num_logprobs"], "uit_fast/start")
+    tail = node("Add", [node("Range", [zero, count, one], "uit_fast/range"), start], "uit_fast/tail")
+    cur = node("Gather", [hidden, tail], "uit_fast/hidden_tail", axis=1)
+    cur = node("MatMul", [cur, matmul.input[1]], "uit_fast/lm_head_tail")
     prev_out = matmul.output[0]
-    for k, node in enumerate(chain):
+    for k, n in enumerate(chain):
         new = onnx.NodeProto()
-        new.CopyFrom(node)
-        new.name = f"uit_fast/lm_head_{k}_{node.op_type}"
-        ins = [cur if i == prev_out else i for i in node.input]
+        new.CopyFrom(n)
+        new.name = f"uit_fast/lm_head_{k}_{n.op_type}"
+        ins = [cur if i == prev_out else i for i in n.input]
         del new.input[:]
         new.input.extend(ins)
         out = f"uit_fast/lm_head_{k}"
         del new.output[:]
         new.output.append(out)
         nodes.append(new)
-        prev_out, cur = node.output[0], out
+        prev_out, cur = n.output[0], out
     if logits_vi.type.tensor_type.elem_type != TensorProto.FLOAT:
-        nodes.append(helper.make_node("Cast", [cur], ["logits_last"], to=TensorProto.FLOAT, name="uit_fast/logits_last_cast"))
-    else:
-        nodes.append(helper.make_node("Identity", [cur], ["logits_last"], name="uit_fast/logits_last"))
-    g.node.extend(nodes)
-    out = onnx.ValueInfoProto()
-    out.name = "logits_last"
-    P.set_output_shape(out, TensorProto.FLOAT, [ldims[0], ldims[2]])
-    del g.output[:]
-    g.output.extend([out] + kv_outs)
-    P.prune(g)
-    return m
-
-
-def make_score_graph(base: onnx.ModelProto) -> onnx.ModelProto:
-    m, kv_outs = _fast_outputs_common(base)
-    g = m.graph
-    opset = P.default_opset(m)
-    logits_vi = _output_vi(g, "logits")
-    ldims = P.dims_of(logits_vi)
-    nodes: List[onnx.NodeProto] = []
-    logits = "logits"
-    if logits_vi.type.tensor_type.elem_type != TensorProto.FLOAT:
-        nodes.append(helper.make_node("Cast", [logits], ["uit_fast/logits_f32"], to=TensorProto.FLOAT, name="uit_fast/logits_cast"))
-        logits = "uit_fast/logits_f32"
-    # Positions 0..seq-2 predict tokens 1..seq-1.
-    ax1 = _const_i64(nodes, "uit_fast/axis1", [1])
-    nodes.append(helper.make_node("Slice", [logits, _const_i64(nodes, "uit_fast/zero", [0]), _const_i64(nodes, "uit_fast/minus1", [-1]), ax1], ["uit_fast/logits_head"], name="uit_fast/slice_logits"))
-    nodes.append(helper.make_node("LogSoftmax", ["uit_fast/logits_head"], ["uit_fast/logprobs"], axis=2, name="uit_fast/log_softmax"))
-    nodes.append(helper.make_node("Slice", ["input_ids", _const_i64(nodes, "uit_fast/one", [1]), _const_i64(nodes, "uit_fast/int64max", [INT64_MAX]), ax1], ["uit_fast/targets"], name="uit_fast/slice_targets"))
-    _axes_input(nodes, opset, "Unsqueeze", "uit_fast/targets", 2, "uit_fast/targets3", "uit_fast/targets")
-    nodes.append(helper.make_node("GatherElements", ["uit_fast/logprobs", "uit_fast/targets3"], ["uit_fast/gathered"], axis=2, name="uit_fast/gather_targets"))
+        cur = node("Cast", [cur], "uit_fast/logits_tail_f32", to=TensorProto.FLOAT)
+    # logits_last: the tail's last row.
+    node("Gather", [cur, const("uit_fast/minus1", -1)], "logits_last", axis=1)
+    # token_logprobs: the tail's first n rows, log-softmaxed, at input_ids[:, s-n .. s-1].
+    ax1 = const("uit_fast/axis1", 1, scalar=False)
+    head = node("Slice", [cur, const("uit_fast/zero1", 0, scalar=False), const("uit_fast/minus1_1", -1, scalar=False), ax1], "uit_fast/logits_head")
+    logp = node("LogSoftmax", [head], "uit_fast/logprobs", axis=2)
+    idx = node("Slice", [tail, const("uit_fast/one1", 1, scalar=False), const("uit_fast/int64max", INT64_MAX, scalar=False), const("uit_fast/axis0", 0, scalar=False)], "uit_fast/target_index")
+    targets = node("Gather", ["input_ids", idx], "uit_fast/targets", axis=1)
+    _axes_input(nodes, opset, "Unsqueeze", targets, 2, "uit_fast/targets3", "uit_fast/targets")
+    node("GatherElements", [logp, "uit_fast/targets3"], "uit_fast/gathered", axis=2)
     _axes_input(nodes, opset, "Squeeze", "uit_fast/gathered", 2, "token_logprobs", "uit_fast/gathered")
     g.node.extend(nodes)
-    seq = _input_dims(g, "input_ids")[1]
-    out = onnx.ValueInfoProto()
-    out.name = "token_logprobs"
-    P.set_output_shape(out, TensorProto.FLOAT, [ldims[0], f"{seq} - 1" if isinstance(seq, str) else None])
+    g.input.append(helper.make_tensor_value_info("num_logprobs", TensorProto.INT64, []))
+    last = onnx.ValueInfoProto()
+    last.name = "logits_last"
+    P.set_output_shape(last, TensorProto.FLOAT, [ldims[0], ldims[2]])
+    lps = onnx.ValueInfoProto()
+    lps.name = "token_logprobs"
+    P.set_output_shape(lps, TensorProto.FLOAT, [ldims[0], "num_logprobs"])
     del g.output[:]
-    g.output.extend([out] + kv_outs)
+    g.output.extend([last, lps] + kv_outs)
     P.prune(g)
     return m
 
@@ -237,24 +239,19 @@ def onnx_dir_of(model_dir: str) -> str:
     raise GraphPassError(f"no onnx/model.onnx under {model_dir}")
 
 
-def has_shared_fast_graphs(onnx_dir: str) -> bool:
-    """True when both fast graphs exist and take shared_key_values.* (export-gptj.py writes
-    those; this pass cannot: it has no model to trace the three-part attention from)."""
-    for kind in ("gen", "score"):
-        path = os.path.join(onnx_dir, f"model.{kind}.onnx")
-        if not os.path.isfile(path):
-            return False
-        if not any(i.name.startswith("shared_key_values.") for i in P.load_graph_only(path).graph.input):
-            return False
-    return True
+def has_shared_fast_graph(onnx_dir: str) -> bool:
+    """True when model.fast.onnx exists and takes shared_key_values.* (export-gptj.py writes that
+    one; this pass cannot: it has no model to trace the three-part attention from)."""
+    path = os.path.join(onnx_dir, FAST_NAME)
+    return os.path.isfile(path) and any(i.name.startswith("shared_key_values.") for i in P.load_graph_only(path).graph.input)
 
 
 def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> Dict[str, str]:
-    """Run the pass on MODEL_DIR; returns the paths written (none when the folder already has
-    fast graphs with shared_key_values inputs, which are better than what the pass makes)."""
+    """Run the pass on MODEL_DIR; returns the paths written (none when the folder already has a
+    fast graph with shared_key_values inputs, which is better than what the pass makes)."""
     onnx_dir = onnx_dir_of(model_dir)
-    if has_shared_fast_graphs(onnx_dir):
-        log(f"{onnx_dir} already has fast graphs with shared_key_values inputs (from export-gptj.py): left as they are")
+    if has_shared_fast_graph(onnx_dir):
+        log(f"{os.path.join(onnx_dir, FAST_NAME)} already takes shared_key_values inputs (from export-gptj.py): left as it is")
         return {}
     main_path = os.path.join(onnx_dir, "model.onnx")
     model = P.load_graph_only(main_path)
@@ -268,14 +265,14 @@ def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> 
                 p = os.path.join(onnx_dir, f)
                 if os.path.isfile(p):
                     os.remove(p)
-    written = {"model": main_path}
-    for kind, make in (("gen", make_gen_graph), ("score", make_score_graph)):
-        fast = make(model)
-        path = os.path.join(onnx_dir, f"model.{kind}.onnx")
-        P.save_proto_atomic(fast, path)
-        written[kind] = path
-        log(f"wrote {path} ({len(fast.graph.node)} nodes, outputs {', '.join(o.name for o in fast.graph.output[:3])}{', ...' if len(fast.graph.output) > 3 else ''})")
-    return written
+    fast = make_fast_graph(model)
+    path = os.path.join(onnx_dir, FAST_NAME)
+    P.save_proto_atomic(fast, path)
+    log(f"wrote {path} ({len(fast.graph.node)} nodes; outputs logits_last, token_logprobs, new_key_values.*; input num_logprobs added)")
+    stale = [f for f in ("model.gen.onnx", "model.score.onnx") if os.path.isfile(os.path.join(onnx_dir, f))]
+    if stale:
+        log(f"{' and '.join(stale)} (from an older uit) are no longer used; you may delete them")
+    return {"model": main_path, "fast": path}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -284,8 +281,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     ap = argparse.ArgumentParser(
         prog="add-fast-graphs.py",
-        description="Add model.gen.onnx (last-position logits, new KV only) and model.score.onnx "
-        "(target-token log-probs, new KV only) to an optimum decoder export, sharing onnx/model.onnx_data.",
+        description="Add model.fast.onnx (last-position logits, the last n tokens' log-probs, new KV entries only; "
+        "one graph for generation and scoring) to an optimum decoder export, sharing onnx/model.onnx_data.",
         epilog="example: /usr/bin/python3 scripts/add-fast-graphs.py ./gpt2-onnx   (a folder from: optimum-cli export onnx --model gpt2 --task text-generation-with-past ./gpt2-onnx)",
     )
     ap.add_argument("model_dir", help="model folder with onnx/model.onnx (or model.onnx at its top)")

@@ -27,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 FLOAT = TensorProto.FLOAT
 FLOAT16 = TensorProto.FLOAT16
+INT64 = TensorProto.INT64
 FLOAT_TYPES = (FLOAT, FLOAT16)
 MARKER_DOMAIN = "uit"
 

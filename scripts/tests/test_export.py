@@ -59,8 +59,7 @@ def exported16(ckpt, tmp_path_factory):
 
 
 def graphs(out):
-    return {k: onnx.load(str(out / "onnx" / f), load_external_data=False)
-            for k, f in (("main", "model.onnx"), ("gen", "model.gen.onnx"), ("score", "model.score.onnx"))}
+    return {k: onnx.load(str(out / "onnx" / f), load_external_data=False) for k, f in (("main", "model.onnx"), ("fast", "model.fast.onnx"))}
 
 
 def ext(t):
@@ -70,7 +69,7 @@ def ext(t):
 def test_folder_layout_and_configs(exported, ckpt):
     names = sorted(os.listdir(exported))
     assert names == ["config.json", "generation_config.json", "onnx", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
-    assert sorted(os.listdir(exported / "onnx")) == ["model.gen.onnx", "model.onnx", "model.onnx_data", "model.score.onnx", "parity.json"]
+    assert sorted(os.listdir(exported / "onnx")) == ["model.fast.onnx", "model.onnx", "model.onnx_data", "parity.json"]
     cfg = json.loads((exported / "config.json").read_text())
     assert cfg["model_type"] == "gptj" and cfg["n_embd"] == 32 and cfg["transformers.js_config"] == {"use_external_data_format": True}
     assert json.loads((exported / "generation_config.json").read_text()) == {"bos_token_id": 256, "eos_token_id": 256}
@@ -78,25 +77,27 @@ def test_folder_layout_and_configs(exported, ckpt):
 
 
 def test_checkers_pass_and_io_contract(exported):
-    for f in ("model.onnx", "model.gen.onnx", "model.score.onnx"):
+    for f in ("model.onnx", "model.fast.onnx"):
         onnx.checker.check_model(str(exported / "onnx" / f))  # path form: reads external data too
     g = graphs(exported)
     ins = [i.name for i in g["main"].graph.input]
     assert ins == ["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value",
                    "past_key_values.1.key", "past_key_values.1.value"]
     assert [o.name for o in g["main"].graph.output] == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
-    assert [o.name for o in g["gen"].graph.output][0] == "logits_last"
-    assert [o.name for o in g["score"].graph.output] == ["token_logprobs", "new_key_values.0.key", "new_key_values.0.value",
-                                                         "new_key_values.1.key", "new_key_values.1.value"]
+    assert [o.name for o in g["fast"].graph.output] == ["logits_last", "token_logprobs", "new_key_values.0.key", "new_key_values.0.value",
+                                                        "new_key_values.1.key", "new_key_values.1.value"]
     shared = ["shared_key_values.0.key", "shared_key_values.0.value", "shared_key_values.1.key", "shared_key_values.1.value"]
-    assert [i.name for i in g["gen"].graph.input] == ins + shared and [i.name for i in g["score"].graph.input] == ins + shared
+    assert [i.name for i in g["fast"].graph.input] == ins[:3] + ["num_logprobs"] + ins[3:] + shared
     assert P.dims_of(g["main"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
-    assert P.dims_of(g["gen"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
-    assert P.dims_of(g["gen"].graph.input[7]) == [1, 2, "shared_sequence_length", 16]
-    assert P.dims_of(g["gen"].graph.input[1]) == ["batch_size", "shared_sequence_length + past_sequence_length + sequence_length"]
-    assert P.dims_of(g["gen"].graph.output[0]) == ["batch_size", 260]
-    assert P.dims_of(g["score"].graph.output[0]) == ["batch_size", "sequence_length - 1"]
-    assert P.dims_of(g["score"].graph.output[1]) == ["batch_size", 2, "sequence_length", 16]
+    fast_in = {i.name: i for i in g["fast"].graph.input}
+    assert P.dims_of(fast_in["past_key_values.0.key"]) == ["batch_size", 2, "past_sequence_length", 16]
+    assert P.dims_of(fast_in["shared_key_values.1.value"]) == [1, 2, "shared_sequence_length", 16]
+    assert P.dims_of(fast_in["num_logprobs"]) == [] and fast_in["num_logprobs"].type.tensor_type.elem_type == TensorProto.INT64
+    assert P.dims_of(fast_in["attention_mask"]) == ["batch_size", "shared_sequence_length + past_sequence_length + sequence_length"]
+    out = {o.name: o for o in g["fast"].graph.output}
+    assert P.dims_of(out["logits_last"]) == ["batch_size", 260]
+    assert P.dims_of(out["token_logprobs"]) == ["batch_size", "num_logprobs"]
+    assert P.dims_of(out["new_key_values.1.key"]) == ["batch_size", 2, "sequence_length", 16]
     assert not any(n.domain == "uit" for m in g.values() for n in m.graph.node)  # markers resolved
 
 
@@ -106,16 +107,15 @@ def test_weights_stored_once_and_shared(exported):
     assert len(main_ext) >= 2 * 6 + 3
     assert len(set(main_ext.values())) == len(main_ext)  # no tensor twice
     places = set(main_ext.values())
-    for kind in ("gen", "score"):
-        # The fast graphs are traced separately (their tensor names differ) but point at the same bytes.
-        n = 0
-        for t in g[kind].graph.initializer:
-            if t.data_location == TensorProto.EXTERNAL:
-                assert ext(t) in places, (kind, t.name)
-                n += 1
-            else:
-                assert len(t.raw_data) < 1024
-        assert n >= 2 * 6 + 2  # 6 matrices a layer, the embedding, the LM head
+    # The fast graph is traced separately (its tensor names differ) but points at the same bytes.
+    n = 0
+    for t in g["fast"].graph.initializer:
+        if t.data_location == TensorProto.EXTERNAL:
+            assert ext(t) in places, t.name
+            n += 1
+        else:
+            assert len(t.raw_data) < 1024
+    assert n >= 2 * 6 + 2  # 6 matrices a layer, the embedding, the LM head
     ends = [int(dict(e)["offset"]) + int(dict(e)["length"]) for e in main_ext.values()]
     assert os.path.getsize(exported / "onnx" / "model.onnx_data") == max(ends)
 
@@ -140,21 +140,33 @@ def _lm_head_matmuls(m):
     return [n for n in m.graph.node if w[0] in n.input]
 
 
-def test_fast_graphs_drop_the_full_vocab_work(exported):
+def test_fast_graph_drops_the_full_vocab_work(exported):
     g = graphs(exported)
-    prod = {o: n for n in g["gen"].graph.node for o in n.output}
-    users = _lm_head_matmuls(g["gen"])
+    prod = {o: n for n in g["fast"].graph.node for o in n.output}
+    users = _lm_head_matmuls(g["fast"])
     assert [n.op_type for n in users] == ["MatMul"]
-    assert prod[users[0].input[0]].op_type == "Slice"  # the LM head runs on the last position only
-    assert "logits" not in {o.name for o in g["score"].graph.output}
-    ops = {n.op_type for n in g["score"].graph.node}
+    # The LM head runs on a Gather of the last num_logprobs+1 positions (a Range), not on all of them.
+    gather = prod[users[0].input[0]]
+    assert gather.op_type == "Gather"
+    index_ops = set()
+    todo = [gather.input[1]]
+    while todo:
+        x = todo.pop()
+        if x in prod:
+            index_ops.add(prod[x].op_type)
+            todo.extend(prod[x].input)
+        elif x == "num_logprobs":
+            index_ops.add("num_logprobs")
+    assert {"Range", "num_logprobs"} <= index_ops
+    assert "logits" not in {o.name for o in g["fast"].graph.output}
+    ops = {n.op_type for n in g["fast"].graph.node}
     assert {"LogSoftmax", "GatherElements"} <= ops
 
 
 def test_fast_graphs_never_concatenate_the_kv_cache(exported):
     # The point of the fast graphs: past and shared KV are read where they are, never copied into
     # a concatenation (model.onnx does concatenate: its `present` outputs are made that way).
-    for kind, expect_concat in (("main", True), ("gen", False), ("score", False)):
+    for kind, expect_concat in (("main", True), ("fast", False)):
         m = graphs(exported)[kind]
         prod = {o: n for n in m.graph.node for o in n.output}
 
@@ -185,7 +197,7 @@ def test_parity_record_is_the_checkpoint_model(exported, ckpt):
 
 
 def test_fp16_export(exported16, exported):
-    for f in ("model.onnx", "model.gen.onnx", "model.score.onnx"):
+    for f in ("model.onnx", "model.fast.onnx"):
         onnx.checker.check_model(str(exported16 / "onnx" / f))
     g = graphs(exported16)
     big = [t for t in g["main"].graph.initializer if t.data_location == TensorProto.EXTERNAL]
@@ -224,10 +236,10 @@ def test_refuses_a_non_empty_out(exported, ckpt):
     assert r.returncode == 2 and "--force" in r.stderr
 
 
-def test_pass_keeps_the_exporters_fast_graphs(exported):
-    # The pass would write fast graphs without shared_key_values inputs: on an export-gptj.py
-    # folder it leaves the better ones alone.
-    before = {f: (exported / "onnx" / f).read_bytes() for f in ("model.onnx", "model.gen.onnx", "model.score.onnx", "model.onnx_data")}
+def test_pass_keeps_the_exporters_fast_graph(exported):
+    # The pass would write a fast graph without shared_key_values inputs: on an export-gptj.py
+    # folder it leaves the better one alone.
+    before = {f: (exported / "onnx" / f).read_bytes() for f in ("model.onnx", "model.fast.onnx", "model.onnx_data")}
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(exported))
     assert "moving weights" not in r.stdout and "shared_key_values" in r.stdout
     for f, b in before.items():

@@ -37,7 +37,7 @@ const SMOKE_PROMPT = 'Hello';
 
 function folderBytes(folder: ModelFolder): number {
   const f = folder.files;
-  return [f.decoder, f.gen, f.score, ...f.externalData]
+  return [f.decoder, f.fast, ...f.externalData]
     .filter((p): p is string => p !== undefined)
     .reduce((n, p) => n + statSync(p).size, 0);
 }
@@ -58,7 +58,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
   try {
     folder = inspectModelFolder(dir);
     const f = folder.files;
-    const graphs = [f.decoder, f.gen, f.score].filter((p): p is string => p !== undefined).map((p) => basename(p));
+    const graphs = [f.decoder, f.fast].filter((p): p is string => p !== undefined).map((p) => basename(p));
     add('files', true, `model_type ${folder.modelType}; graphs: ${graphs.join(', ')}; external data: ${f.externalData.map((p) => basename(p)).join(', ') || 'none'}`);
   } catch (err) {
     add('files', false, msg(err));
@@ -88,7 +88,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
         `position_ids ${i.hasPositionIds ? 'yes' : 'no'}; device ${i.device}${i.deviceNote ? ` (${i.deviceNote})` : ''}`,
     );
     const backend = model.backend as OrtBackend;
-    for (const kind of ['decoder', 'gen', 'score'] as const) {
+    for (const kind of ['decoder', 'fast'] as const) {
       if (!i.graphs[kind]) continue;
       try {
         await backend.graph(kind);
@@ -96,8 +96,9 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
         add(`graph ${kind}`, false, msg(err));
       }
     }
-    add('fast generation', true, i.fastGeneration ? 'yes (model.gen.onnx)' : 'no: model.onnx only, every step copies the whole KV cache out (run scripts/add-fast-graphs.py)');
-    add('fast scoring', true, i.fastScoring ? 'yes (model.score.onnx)' : 'no: scoring fetches full logits (run scripts/add-fast-graphs.py)');
+    add('fast generation', true, i.fastGeneration ? 'yes (model.fast.onnx)' : 'no: model.onnx only, every step copies the whole KV cache out (run scripts/add-fast-graphs.py)');
+    add('fast scoring', true, i.fastScoring ? 'yes (model.fast.onnx)' : 'no: scoring fetches full logits (run scripts/add-fast-graphs.py)');
+    add('shared prefix', true, i.sharedKv ? 'yes: one prompt\'s samples and a scored prefix are passed once, not copied per row' : 'no: shared prefixes are copied into every row (export with scripts/export-gptj.py for GPT-J)');
 
     const t0 = performance.now();
     const gen = await generate(model, [{ prompt: SMOKE_PROMPT }], { maxNewTokens: 1, greedy: true });
@@ -105,7 +106,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
     add('smoke run', true, `"${SMOKE_PROMPT}" -> token ${sample.tokenIds[0]} ${JSON.stringify(model.tokenizer.tokenText(sample.tokenIds[0]))} in ${Math.round(performance.now() - t0)} ms`);
 
     const ids = model.tokenizer.encode(`${SMOKE_PROMPT}, world. This is a test.`);
-    if (ids.length >= 3 && (i.graphs.score || i.graphs.decoder)) {
+    if (ids.length >= 3) {
       const prefix = await prefill(model.backend, ids.slice(0, 2));
       const [lp] = await scoreContinuations(model.backend, prefix, [ids.slice(2)]);
       const finite = Array.from(lp).every(Number.isFinite);

@@ -333,6 +333,8 @@ export class Scorer {
       conts,
       {
         batches: todo,
+        // Only the targets' log-probs are used: the fast graph runs its LM head on those alone.
+        tails: members.map((w) => w.targetIds.length),
         onBatch: (indices, lps) => {
           const batch = todo[next++];
           if (!batch || indices.length !== batch.length || indices.some((k, j) => k !== batch[j])) {

@@ -29,6 +29,11 @@ export interface ForwardInput {
    * first in `attentionMask`. Only for graphs with shared_key_values inputs (`fast.sharedKv`).
    */
   shared?: SharedKv;
+  /**
+   * With `logprobs`: only the last n input tokens' log-probs are wanted (1 <= n <= seq-1; default
+   * seq-1, every token but the first). The fast graph then runs its LM head on n+1 positions only.
+   */
+  logprobsTail?: number;
 }
 
 export interface SharedKv {
@@ -39,7 +44,8 @@ export interface SharedKv {
 
 /**
  * - `last`: next-token logits at the last position, [rows, vocab] (generation);
- * - `logprobs`: log p(inputIds[r, t+1] | ..t) for t < seq-1, [rows, seq-1] (scoring);
+ * - `logprobs`: log p(inputIds[r, t+1] | ..t) for t < seq-1, [rows, seq-1] (scoring); with
+ *   `logprobsTail` n, only the last n: [rows, n], entry j for input token seq-n+j;
  * - `logits`: all logits, [rows, seq, vocab] (only the decoder graph has them).
  */
 export type ForwardWant = 'last' | 'logprobs' | 'logits';
@@ -60,8 +66,8 @@ export interface Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
   /**
-   * Which outputs come from a fast graph (only what is needed leaves the graph), and whether the
-   * fast graphs take a shared prefix KV (`ForwardInput.shared`) instead of per-row copies.
+   * Which outputs come from the fast graph (only what is needed leaves the graph), and whether it
+   * takes a shared prefix KV (`ForwardInput.shared`) instead of per-row copies.
    */
   readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean };
   readonly device: 'cpu' | 'cuda';
@@ -75,16 +81,20 @@ interface Graph {
 }
 
 export interface OrtBackendOptions extends SessionConfig {
-  /** Use model.gen.onnx / model.score.onnx when the folder has them (default true). */
+  /** Use model.fast.onnx when the folder has it (default true). */
   fastGraphs?: boolean;
   /**
-   * Pass shared prefixes once when the fast graphs take shared_key_values (default true); false
+   * Pass shared prefixes once when the fast graph takes shared_key_values (default true); false
    * makes the engine copy them into every row (the path for graphs without those inputs).
    */
   sharedKv?: boolean;
 }
 
-/** Backend over onnxruntime-node sessions; graphs other than the primary one load on first use. */
+/**
+ * Backend over onnxruntime-node sessions. The fast graph (model.fast.onnx) serves generation and
+ * scoring in one session, so the weights are loaded once; model.onnx (full logits, or the only
+ * graph) loads on first use.
+ */
 export class OrtBackend implements Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
@@ -104,23 +114,18 @@ export class OrtBackend implements Backend {
     this.shape = { numLayers: s.numLayers, numKvHeads: s.numKvHeads, headDim: s.headDim, dtype: s.kvDtype };
     this.hasPositionIds = s.hasPositionIds;
     const fast = options.fastGraphs ?? true;
-    this.paths = {
-      decoder: folder.files.decoder,
-      gen: fast ? folder.files.gen : undefined,
-      score: fast ? folder.files.score : undefined,
-    };
-    // Read from the generation graph; the scoring graph, loaded later, must agree (graph()).
-    const sharedKv = primary.spec.kind === 'gen' && primary.spec.hasSharedKv && (options.sharedKv ?? true);
-    this.fast = { generation: this.paths.gen !== undefined, scoring: this.paths.score !== undefined, sharedKv };
+    this.paths = { decoder: folder.files.decoder, fast: fast ? folder.files.fast : undefined };
+    const sharedKv = primary.spec.kind === 'fast' && primary.spec.hasSharedKv && (options.sharedKv ?? true);
+    this.fast = { generation: this.paths.fast !== undefined, scoring: this.paths.fast !== undefined, sharedKv };
     this.graphs.set(primary.spec.kind, Promise.resolve(primary));
     this.device = 'cpu';
   }
 
-  /** Opens the generation graph (the fast one when present) and reads the model's facts from it. */
+  /** Opens the fast graph when present (else model.onnx) and reads the model's facts from it. */
   static async open(folder: ModelFolder, options: OrtBackendOptions): Promise<OrtBackend> {
     const fast = options.fastGraphs ?? true;
-    const kind: GraphKind = fast && folder.files.gen ? 'gen' : 'decoder';
-    const path = kind === 'gen' ? folder.files.gen : folder.files.decoder;
+    const kind: GraphKind = fast && folder.files.fast ? 'fast' : 'decoder';
+    const path = kind === 'fast' ? folder.files.fast : folder.files.decoder;
     if (!path) throw new ModelError(`${folder.dir}: onnx/model.onnx is missing (needed when the fast graphs are off)`);
     const created = await createSession(path, options);
     const spec = readGraphSpec(kind, path, created.session, folder.config);
@@ -142,12 +147,6 @@ export class OrtBackend implements Backend {
         const spec = readGraphSpec(kind, path, created.session, this.folder.config as ModelConfig);
         const primary = await this.graphs.values().next().value!;
         checkCompatible(primary.spec, spec);
-        if (primary.spec.kind === 'gen' && kind === 'score' && primary.spec.hasSharedKv !== spec.hasSharedKv) {
-          throw new ModelError(
-            `${spec.path} ${spec.hasSharedKv ? 'takes' : 'does not take'} shared_key_values inputs but ${primary.spec.path} ` +
-              `${primary.spec.hasSharedKv ? 'does' : 'does not'}: export both fast graphs with the same tool`,
-          );
-        }
         return { spec, session: created.session };
       })();
       this.graphs.set(kind, g);
@@ -162,13 +161,12 @@ export class OrtBackend implements Backend {
   }
 
   async forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
-    if (want === 'last' && this.fast.generation) return this.runFast('gen', input, want, fetchKv);
-    if (want === 'logprobs' && this.fast.scoring) return this.runFast('score', input, want, fetchKv);
-    if (!this.paths.decoder) {
-      throw new ModelError(
-        `${this.folder.dir}: ${want === 'logprobs' ? 'scoring needs onnx/model.score.onnx or onnx/model.onnx' : 'full logits need onnx/model.onnx'}`,
-      );
+    const tail = input.logprobsTail;
+    if (want === 'logprobs' && tail !== undefined && !(Number.isInteger(tail) && tail >= 1 && tail <= input.seq - 1)) {
+      throw new RangeError(`logprobsTail ${tail} is not in 1..${input.seq - 1}`);
     }
+    if (want !== 'logits' && this.paths.fast) return this.runFast(input, want, fetchKv);
+    if (!this.paths.decoder) throw new ModelError(`${this.folder.dir}: full logits need onnx/model.onnx`);
     return this.runDecoder(input, want, fetchKv);
   }
 
@@ -200,14 +198,18 @@ export class OrtBackend implements Backend {
     return feeds;
   }
 
-  private async runFast(kind: 'gen' | 'score', input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
-    const { spec, session } = await this.graph(kind);
-    const fetches = [spec.mainOutput, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
-    const out = await run(spec, session, this.feeds(spec, input), fetches);
-    const main = out[spec.mainOutput];
-    const data = toFloat32(main);
+  private async runFast(input: ForwardInput, want: 'last' | 'logprobs', fetchKv: boolean): Promise<ForwardOutput> {
+    const { spec, session } = await this.graph('fast');
+    // The LM head runs on the last n+1 positions: n = 0 for the next token, the tail when scoring.
+    const n = want === 'last' ? 0 : (input.logprobsTail ?? input.seq - 1);
+    const feeds = this.feeds(spec, input);
+    feeds.num_logprobs = new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []);
+    const name = want === 'last' ? spec.mainOutput : spec.logprobsOutput!;
+    const fetches = [name, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
+    const out = await run(spec, session, feeds, fetches);
+    const data = toFloat32(out[name]);
     const result: ForwardOutput = {
-      vocabSize: kind === 'gen' ? data.length / input.rows : 0,
+      vocabSize: want === 'last' ? data.length / input.rows : (spec.vocabSize ?? 0),
       ...(want === 'last' ? { last: data } : { logprobs: data }),
     };
     if (fetchKv) {
@@ -235,7 +237,7 @@ export class OrtBackend implements Backend {
         last.set(logits.subarray(((r + 1) * seq - 1) * vocabSize, (r + 1) * seq * vocabSize), r * vocabSize);
       }
       result.last = last;
-    } else result.logprobs = gatherLogprobs(logits, input.inputIds, rows, seq, vocabSize);
+    } else result.logprobs = gatherLogprobs(logits, input.inputIds, rows, seq, vocabSize, input.logprobsTail);
     if (fetchKv) {
       result.kv = {
         kind: 'present',
@@ -275,13 +277,18 @@ async function run(
   }
 }
 
-/** log p(ids[r, t+1] | logits[r, t]) for t < seq-1, computed in float64 for a stable log-sum-exp. */
-export function gatherLogprobs(logits: Float32Array, ids: BigInt64Array, rows: number, seq: number, vocab: number): Float32Array {
-  const out = new Float32Array(rows * Math.max(0, seq - 1));
+/**
+ * log p(ids[r, t+1] | logits[r, t]) for t < seq-1, computed in float64 for a stable log-sum-exp:
+ * [rows, seq-1]; with `tail` n only the last n (t >= seq-1-n): [rows, n].
+ */
+export function gatherLogprobs(logits: Float32Array, ids: BigInt64Array, rows: number, seq: number, vocab: number, tail = seq - 1): Float32Array {
+  const n = Math.max(0, tail);
+  const out = new Float32Array(rows * n);
   for (let r = 0; r < rows; r++) {
-    for (let t = 0; t < seq - 1; t++) {
+    for (let j = 0; j < n; j++) {
+      const t = seq - 1 - n + j;
       const base = (r * seq + t) * vocab;
-      out[r * (seq - 1) + t] = logSoftmaxAt(logits, base, vocab, Number(ids[r * seq + t + 1]));
+      out[r * n + j] = logSoftmaxAt(logits, base, vocab, Number(ids[r * seq + t + 1]));
     }
   }
   return out;

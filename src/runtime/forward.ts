@@ -25,7 +25,7 @@ export async function step(
   ids: ArrayLike<number>,
   seq: number,
   want: ForwardWant,
-  opts: { newValid?: Uint8Array; writeKv?: boolean } = {},
+  opts: { newValid?: Uint8Array; writeKv?: boolean; logprobsTail?: number } = {},
 ): Promise<StepResult> {
   const rows = cache.rows;
   if (ids.length !== rows * seq) throw new RangeError(`step: ${ids.length} ids for ${rows} rows x ${seq}`);
@@ -43,6 +43,7 @@ export async function step(
       pastKeys: cache.pastKeys(),
       pastValues: cache.pastValues(),
       shared: cache.sharedInput(),
+      logprobsTail: opts.logprobsTail,
     },
     want,
     writeKv,
@@ -93,15 +94,22 @@ export interface ScoreOptions {
    * their log-probs, so a caller can store results batch by batch (a killed run keeps them).
    */
   onBatch?: (indices: readonly number[], logprobs: readonly Float32Array[]) => void;
+  /**
+   * Per continuation, how many of its last tokens' log-probs are needed (a scored target after the
+   * rest of its prefix); the others come back as NaN. The fast graph then runs its LM head on those
+   * positions only. Default: every token.
+   */
+  tails?: readonly number[];
 }
 
 /**
  * log p(token | prefix, earlier tokens of the continuation) for every token of every continuation,
  * in input order. Only the continuations run, on top of the prefix's KV cache: this is the prefix
- * reuse of perplexity scoring. When the scoring graph takes shared_key_values (`fast.sharedKv`),
- * the prefix is passed once for all rows; otherwise it is copied into each row of a batch (once per
+ * reuse of perplexity scoring. When the fast graph takes shared_key_values (`fast.sharedKv`), the
+ * prefix is passed once for all rows; otherwise it is copied into each row of a batch (once per
  * call). The first token's log-prob comes from the prefix's `lastLogits`; without a prefix it is
- * NaN (nothing predicts it).
+ * NaN (nothing predicts it). Rows are left-padded (so every row's last token is in the last column
+ * and `tails` cut the LM head work), or right-padded for a graph without position_ids.
  */
 export async function scoreContinuations(
   backend: Backend,
@@ -138,6 +146,12 @@ export async function scoreContinuations(
       ? KvCache.create(backend.shape, rowsMax, 0, prefix.kv) // rows own nothing: the prefix is passed once
       : KvCache.gather(prefix.kv, new Array<number>(rowsMax).fill(0), prefix.kv.used);
   const base = { used: shared.used, capacity: shared.capacity };
+  // Left padding needs position_ids (a graph without them may number positions by slot).
+  const left = backend.hasPositionIds;
+  const tailOf = (ci: number) => {
+    const t = opts.tails?.[ci];
+    return t === undefined ? continuations[ci].length : Math.max(0, Math.min(Math.floor(t), continuations[ci].length));
+  };
 
   for (const batch of batches) {
     const seq = Math.max(...batch.map((ci) => continuations[ci].length));
@@ -145,21 +159,29 @@ export async function scoreContinuations(
     shared.rows = rows; // every row is the same prefix, so the first `rows` rows serve any batch
     const ids = new Int32Array(rows * seq);
     const valid = new Uint8Array(rows * seq);
+    const offset = batch.map((ci) => (left ? seq - continuations[ci].length : 0));
     batch.forEach((ci, r) => {
       const c = continuations[ci];
       for (let t = 0; t < c.length; t++) {
-        ids[r * seq + t] = c[t];
-        valid[r * seq + t] = 1;
+        ids[r * seq + offset[r] + t] = c[t];
+        valid[r * seq + offset[r] + t] = 1;
       }
     });
-    const out = await step(backend, shared, ids, seq, 'logprobs', { newValid: valid, writeKv: false });
+    // The graph's log-probs cover the last n columns: enough for every row's needed tail (the first
+    // token of a row comes from the prefix, not from the graph).
+    const need = left ? Math.max(1, ...batch.map((ci) => Math.min(tailOf(ci), continuations[ci].length - 1))) : seq - 1;
+    const n = Math.min(need, seq - 1);
+    const out = await step(backend, shared, ids, seq, 'logprobs', { newValid: valid, writeKv: false, logprobsTail: n > 0 ? n : undefined });
     if (shared.used !== base.used || shared.capacity !== base.capacity) throw new Error('scoring changed the shared prefix');
     const lp = out.logprobs!;
     batch.forEach((ci, r) => {
       const c = continuations[ci];
       const res = results[ci];
       res[0] = prefix ? logSoftmaxAt(prefix.lastLogits, 0, prefix.lastLogits.length, c[0]) : NaN;
-      for (let t = 1; t < c.length; t++) res[t] = lp[r * (seq - 1) + t - 1];
+      for (let t = 1; t < c.length; t++) {
+        const j = offset[r] + t - (seq - n); // token at column offset+t is entry column-(seq-n)
+        res[t] = j >= 0 ? lp[r * n + j] : NaN;
+      }
     });
     opts.onBatch?.(batch, batch.map((ci) => results[ci]));
   }

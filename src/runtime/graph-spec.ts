@@ -1,11 +1,11 @@
 // What a decoder graph takes and gives, read from the session's input/output metadata (never
 // guessed from config.json when the graph says it): layers, KV heads, head size, KV dtype, and the
-// optional inputs (position_ids, use_cache_branch).
+// optional inputs (position_ids, use_cache_branch, shared_key_values.*).
 import type ort from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
 import { configNumber, type ModelConfig } from './model-folder.js';
 
-export type GraphKind = 'decoder' | 'gen' | 'score';
+export type GraphKind = 'decoder' | 'fast';
 export type KvDtype = 'float32' | 'float16';
 
 export interface GraphSpec {
@@ -26,11 +26,13 @@ export interface GraphSpec {
   sharedKeys: string[];
   sharedValues: string[];
   hasSharedKv: boolean;
-  /** `present.{i}.*` (decoder) or `new_key_values.{i}.*` (fast graphs). */
+  /** `present.{i}.*` (decoder) or `new_key_values.{i}.*` (fast graph). */
   outKeys: string[];
   outValues: string[];
-  /** `logits` (decoder), `logits_last` (gen) or `token_logprobs` (score). */
+  /** `logits` (decoder) or `logits_last` (fast graph). */
   mainOutput: string;
+  /** The fast graph's `token_logprobs` [batch, num_logprobs], fed by its `num_logprobs` input. */
+  logprobsOutput?: string;
   /** The main output's element type as the graph declares it. */
   mainOutputType: string;
   /** The vocabulary size when the graph declares it statically. */
@@ -44,8 +46,8 @@ function isTensorMeta(m: Meta): m is TensorMeta {
   return m.isTensor;
 }
 
-const MAIN_OUTPUT: Record<GraphKind, string> = { decoder: 'logits', gen: 'logits_last', score: 'token_logprobs' };
-const KV_OUT_PREFIX: Record<GraphKind, string> = { decoder: 'present', gen: 'new_key_values', score: 'new_key_values' };
+const MAIN_OUTPUT: Record<GraphKind, string> = { decoder: 'logits', fast: 'logits_last' };
+const KV_OUT_PREFIX: Record<GraphKind, string> = { decoder: 'present', fast: 'new_key_values' };
 
 /** Reads a graph's contract from session metadata; throws a ModelError naming what does not match. */
 export function readGraphSpec(
@@ -125,14 +127,23 @@ export function readGraphSpec(
       }
     }
   }
+  if (kind === 'fast') {
+    const n = inputs.get('num_logprobs');
+    if (!n) fail('input "num_logprobs" is missing (a fast graph from an older uit? run scripts/add-fast-graphs.py again)');
+    else if (n.type !== 'int64') fail(`input "num_logprobs" is ${n.type}, expected int64`);
+  }
   const known = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', ...pastKeys, ...pastValues, ...sharedKeys, ...sharedValues]);
+  if (kind === 'fast') known.add('num_logprobs');
   const unknown = [...inputs.keys()].filter((n) => !known.has(n));
   if (unknown.length) fail(`it has inputs uit does not know how to fill: ${unknown.join(', ')}`);
 
   const mainOutput = MAIN_OUTPUT[kind];
   const main = outputs.get(mainOutput);
-  if (!main) {
-    throw new ModelError(`${path}: output "${mainOutput}" is missing (outputs: ${[...outputs.keys()].slice(0, 6).join(', ')}...)`);
+  const logprobsOutput = kind === 'fast' ? 'token_logprobs' : undefined;
+  for (const name of [mainOutput, logprobsOutput]) {
+    if (name && !outputs.has(name)) {
+      throw new ModelError(`${path}: output "${name}" is missing (outputs: ${[...outputs.keys()].slice(0, 6).join(', ')}...)`);
+    }
   }
   const outKeys: string[] = [];
   const outValues: string[] = [];
@@ -143,7 +154,7 @@ export function readGraphSpec(
       (part === 'key' ? outKeys : outValues).push(name);
     }
   }
-  const lastDim = main.shape[main.shape.length - 1];
+  const lastDim = main!.shape[main!.shape.length - 1];
   return {
     kind,
     path,
@@ -161,8 +172,9 @@ export function readGraphSpec(
     outKeys,
     outValues,
     mainOutput,
-    mainOutputType: main.type,
-    vocabSize: kind !== 'score' && typeof lastDim === 'number' ? lastDim : undefined,
+    logprobsOutput,
+    mainOutputType: main!.type,
+    vocabSize: typeof lastDim === 'number' ? lastDim : undefined,
   };
 }
 

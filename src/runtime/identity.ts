@@ -22,7 +22,7 @@ export function userCacheDir(): string {
  */
 export function identityFiles(folder: ModelFolder): string[] {
   const f = folder.files;
-  const graphs = f.decoder ? [f.decoder] : [f.gen, f.score].filter((p): p is string => p !== undefined);
+  const graphs = f.decoder ? [f.decoder] : [f.fast].filter((p): p is string => p !== undefined);
   return [...graphs, ...f.externalData, f.tokenizer];
 }
 

@@ -6,9 +6,13 @@ import { ModelError } from '../errors.js';
 
 /** Decoder graphs in optimum's text-generation-with-past layout, in order of preference. */
 const DECODER_GRAPHS = ['model.onnx', 'decoder_model_merged.onnx'];
-/** The fast graphs (scripts/add-fast-graphs.py): only new KV entries and only needed logits leave them. */
-const GEN_GRAPH = 'model.gen.onnx';
-const SCORE_GRAPH = 'model.score.onnx';
+/**
+ * The fast graph (scripts/export-gptj.py, or scripts/add-fast-graphs.py for other exports): only the
+ * new KV entries and the needed logits / log-probs leave it. (model.gen.onnx and model.score.onnx,
+ * the two fast graphs of earlier versions, are no longer read: such a folder runs on model.onnx until
+ * add-fast-graphs.py adds model.fast.onnx.)
+ */
+const FAST_GRAPH = 'model.fast.onnx';
 
 export type ModelConfig = Record<string, unknown>;
 
@@ -25,10 +29,8 @@ export interface ModelFolder {
     generationConfig?: string;
     /** The optimum decoder (slow path: full logits and whole `present` KV come out). */
     decoder?: string;
-    /** Fast generation graph: `logits_last` + `new_key_values.*`. */
-    gen?: string;
-    /** Fast scoring graph: `token_logprobs` + `new_key_values.*`. */
-    score?: string;
+    /** The fast graph: `logits_last` + `token_logprobs` + `new_key_values.*`, for generation and scoring. */
+    fast?: string;
     /** Other files in onnx/ (external data such as model.onnx_data; not parity.json), sorted. */
     externalData: string[];
   };
@@ -77,13 +79,12 @@ export function inspectModelFolder(dirArg: string): ModelFolder {
   const onnxDir = nested ? sub : dir;
   const onnxFiles = readdirSync(onnxDir).sort();
   const decoderName = DECODER_GRAPHS.find((n) => onnxFiles.includes(n));
-  const gen = onnxFiles.includes(GEN_GRAPH) ? join(onnxDir, GEN_GRAPH) : undefined;
-  const score = onnxFiles.includes(SCORE_GRAPH) ? join(onnxDir, SCORE_GRAPH) : undefined;
-  if (!decoderName && !gen) {
+  const fast = onnxFiles.includes(FAST_GRAPH) ? join(onnxDir, FAST_GRAPH) : undefined;
+  if (!decoderName && !fast) {
     const found = onnxFiles.filter((n) => n.endsWith('.onnx'));
     throw new ModelError(
       `${dirArg}: onnx/model.onnx is missing` +
-        (found.length ? ` (found ${found.join(', ')}; uit reads model.onnx, or model.gen.onnx for generation)` : ''),
+        (found.length ? ` (found ${found.join(', ')}; uit reads model.onnx and model.fast.onnx)` : ''),
     );
   }
   // External data: in onnx/, every other file (a per-tensor export names files after tensors); at
@@ -105,8 +106,7 @@ export function inspectModelFolder(dirArg: string): ModelFolder {
       tokenizerConfig: file('tokenizer_config.json'),
       generationConfig: file('generation_config.json'),
       decoder: decoderName ? join(onnxDir, decoderName) : undefined,
-      gen,
-      score,
+      fast,
       externalData,
     },
   };

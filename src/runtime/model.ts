@@ -12,7 +12,7 @@ export interface LoadModelOptions {
   /** Intra-op threads; default: onnxruntime's choice (the physical cores). */
   threads?: number;
   graphOptimizationLevel?: GraphOptimizationLevel;
-  /** Use onnx/model.gen.onnx and onnx/model.score.onnx when present (default true). */
+  /** Use onnx/model.fast.onnx when present (default true). */
   fastGraphs?: boolean;
   /**
    * Pass a shared prefix (one prompt's N samples, a scored candidate's prefix) to the fast graphs
@@ -31,12 +31,13 @@ export interface ModelInfo {
   hasPositionIds: boolean;
   /** Largest number of positions the model was built for (config.json), if it says. */
   maxPositions?: number;
-  graphs: { decoder?: string; gen?: string; score?: string };
-  /** Generation runs on model.gen.onnx (only logits_last and new KV entries leave the graph). */
+  /** The graphs the model uses: model.onnx, and model.fast.onnx unless the fast graph is off. */
+  graphs: { decoder?: string; fast?: string };
+  /** Generation runs on model.fast.onnx (only logits_last and new KV entries leave the graph). */
   fastGeneration: boolean;
-  /** Scoring runs on model.score.onnx (only token log-probs leave the graph). */
+  /** Scoring runs on model.fast.onnx (only the needed token log-probs leave the graph). */
   fastScoring: boolean;
-  /** The fast graphs take a shared prefix's KV once for all rows (no per-row copies). */
+  /** The fast graph takes a shared prefix's KV once for all rows (no per-row copies). */
   sharedKv: boolean;
   device: 'cpu' | 'cuda';
   /** Why `auto` chose the CPU, when it did. */
@@ -85,11 +86,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     kvDtype: backend.shape.dtype,
     hasPositionIds: backend.hasPositionIds,
     maxPositions: configNumber(folder.config, 'n_positions', 'max_position_embeddings', 'n_ctx'),
-    graphs: {
-      decoder: folder.files.decoder,
-      gen: fast ? folder.files.gen : undefined,
-      score: fast ? folder.files.score : undefined,
-    },
+    graphs: { decoder: folder.files.decoder, fast: fast ? folder.files.fast : undefined },
     fastGeneration: backend.fast.generation,
     fastScoring: backend.fast.scoring,
     sharedKv: backend.fast.sharedKv,

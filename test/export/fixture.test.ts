@@ -75,34 +75,40 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-let gen: ort.InferenceSession;
-let score: ort.InferenceSession;
+let fast: ort.InferenceSession;
 let main: ort.InferenceSession;
+
+const num = (n: number) => ({ num_logprobs: new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []) });
+/** model.fast.onnx as a generation step (num_logprobs 0: only the last position's logits). */
+const genRun = (feeds: Record<string, ort.Tensor>) => fast.run({ ...feeds, ...num(0) });
+/** model.fast.onnx scoring every token but the first (num_logprobs = seq - 1). */
+const scoreRun = (feeds: Record<string, ort.Tensor>) => fast.run({ ...feeds, ...num(feeds.input_ids.dims[1] - 1) });
 
 beforeAll(async () => {
   const opts = { intraOpNumThreads: 1, interOpNumThreads: 1 };
-  [main, gen, score] = await Promise.all(
-    ['model.onnx', 'model.gen.onnx', 'model.score.onnx'].map((f) => ort.InferenceSession.create(join(ONNX, f), opts)),
+  [main, fast] = await Promise.all(
+    ['model.onnx', 'model.fast.onnx'].map((f) => ort.InferenceSession.create(join(ONNX, f), opts)),
   );
 });
 
 afterAll(async () => {
-  await Promise.all([main?.release(), gen?.release(), score?.release()]);
+  await Promise.all([main?.release(), fast?.release()]);
 });
 
 describe('tiny-gptj fixture', () => {
   it('matches PyTorch on parity.json (prefill with left padding, 3 cached steps) in all three graphs', async () => {
     const report = await checkParity(FIXTURE);
     expect(report.graphs.main.failures).toEqual([]);
-    expect(report.graphs.gen.failures).toEqual([]);
-    expect(report.graphs.score.failures).toEqual([]);
+    expect(report.graphs.fast.failures).toEqual([]);
     expect(report.consistency.logits_last.failures).toEqual([]);
     expect(report.consistency.token_logprobs.failures).toEqual([]);
     expect(report.consistency.new_key_values.failures).toEqual([]);
     expect(report.ok).toBe(true);
     // Something was compared in every check (a check that compares nothing cannot fail).
     expect(report.graphs.main.compared).toBeGreaterThan(300);
-    expect(report.graphs.score.compared).toBeGreaterThan(10);
+    expect(report.graphs.fast.compared).toBeGreaterThan(300);
+    expect(report.consistency.token_logprobs.compared).toBeGreaterThan(20);
+    expect(report.shared).toEqual({ fastGraph: true, steps: 2 });
     expect(report.consistency.new_key_values.compared).toBeGreaterThan(1000);
     expect(report.graphs.main.maxAbsDiff).toBeLessThan(1e-4);
   });
@@ -119,8 +125,8 @@ describe('tiny-gptj fixture', () => {
       const report = await checkParity(dir);
       expect(report.ok).toBe(false);
       expect(report.graphs.main.failures.join('\n')).toContain('step 2 row 1 logits[last][5]');
-      expect(report.graphs.gen.failures.join('\n')).toContain('step 2 row 1 logits_last[5]');
-      expect(report.graphs.score.failures.join('\n')).toContain('step 3 row 0 token_logprobs[1]');
+      expect(report.graphs.fast.failures.join('\n')).toContain('step 2 row 1 logits_last[5]');
+      expect(report.graphs.fast.failures.join('\n')).toContain('step 3 row 0 token_logprobs[1]');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -134,10 +140,8 @@ describe('tiny-gptj fixture', () => {
     const inputs = ['input_ids', 'attention_mask', 'position_ids', ...past];
     expect(main.inputNames).toEqual(inputs);
     expect(main.outputNames).toEqual(['logits', ...present]);
-    expect(gen.inputNames).toEqual([...inputs, ...shared]);
-    expect(gen.outputNames).toEqual(['logits_last', ...fresh]);
-    expect(score.inputNames).toEqual([...inputs, ...shared]);
-    expect(score.outputNames).toEqual(['token_logprobs', ...fresh]);
+    expect(fast.inputNames).toEqual([...inputs.slice(0, 3), 'num_logprobs', ...past, ...shared]);
+    expect(fast.outputNames).toEqual(['logits_last', 'token_logprobs', ...fresh]);
     const meta = (s: ort.InferenceSession, name: string) => {
       const m = [...s.inputMetadata, ...s.outputMetadata].find((x) => x.name === name);
       if (!m || !m.isTensor) throw new Error(`no tensor ${name}`);
@@ -148,16 +152,37 @@ describe('tiny-gptj fixture', () => {
     expect(meta(main, 'past_key_values.0.key').type).toBe('float32');
     expect(meta(main, 'past_key_values.0.key').shape).toEqual(['batch_size', config.n_head, 'past_sequence_length', HEAD_DIM]);
     expect(meta(main, 'logits').shape).toEqual(['batch_size', 'sequence_length', config.vocab_size]);
-    expect(meta(gen, 'logits_last').shape).toEqual(['batch_size', config.vocab_size]);
-    expect(meta(gen, 'new_key_values.1.value').shape).toEqual(['batch_size', config.n_head, 'sequence_length', HEAD_DIM]);
-    expect(meta(score, 'token_logprobs').type).toBe('float32');
-    expect(meta(gen, 'shared_key_values.1.key').shape).toEqual([1, config.n_head, 'shared_sequence_length', HEAD_DIM]);
-    expect(meta(gen, 'attention_mask').shape).toEqual(['batch_size', 'shared_sequence_length + past_sequence_length + sequence_length']);
+    expect(meta(fast, 'logits_last').shape).toEqual(['batch_size', config.vocab_size]);
+    expect(meta(fast, 'new_key_values.1.value').shape).toEqual(['batch_size', config.n_head, 'sequence_length', HEAD_DIM]);
+    expect(meta(fast, 'token_logprobs').type).toBe('float32');
+    expect(meta(fast, 'token_logprobs').shape).toEqual(['batch_size', 'num_logprobs']);
+    expect(meta(fast, 'num_logprobs')).toMatchObject({ type: 'int64', shape: [] });
+    expect(meta(fast, 'shared_key_values.1.key').shape).toEqual([1, config.n_head, 'shared_sequence_length', HEAD_DIM]);
+    expect(meta(fast, 'attention_mask').shape).toEqual(['batch_size', 'shared_sequence_length + past_sequence_length + sequence_length']);
+  });
+
+  it('scores the last num_logprobs tokens only: the same numbers as scoring all, and the same last logits', async () => {
+    const ids = [[10, 20, 30, 40, 50, 60, 70], [71, 72, 73, 74, 75, 76, 77]];
+    const feeds = {
+      input_ids: i64(ids),
+      attention_mask: i64(ids.map((r) => r.map(() => 1))),
+      position_ids: i64(ids.map((r) => r.map((_, i) => i))),
+      ...emptyPast(2),
+    };
+    const all = await fast.run({ ...feeds, ...num(6) });
+    expect(all.token_logprobs.dims).toEqual([2, 6]);
+    for (const n of [0, 1, 3]) {
+      const part = await fast.run({ ...feeds, ...num(n) });
+      expect(part.token_logprobs.dims).toEqual([2, n]);
+      const want = [0, 1].flatMap((r) => Array.from((all.token_logprobs.data as Float32Array).subarray(r * 6 + 6 - n, (r + 1) * 6)));
+      expect(maxAbsDiff(part.token_logprobs.data as Float32Array, want)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(part.logits_last.data as Float32Array, all.logits_last.data as Float32Array)).toBeLessThan(1e-5);
+    }
   });
 
   it('reads a prefix passed once as shared_key_values like the prefix copied into every row', async () => {
     const prefix = [68, 101, 102, 105, 110, 105, 116, 105, 111, 110, 58, 32]; // "Definition: "
-    const pre = await gen.run({
+    const pre = await genRun({
       input_ids: i64([prefix]),
       attention_mask: i64([prefix.map(() => 1)]),
       position_ids: i64([prefix.map((_, i) => i)]),
@@ -165,7 +190,7 @@ describe('tiny-gptj fixture', () => {
     });
     const S = prefix.length;
     // Three rows continue it: row 1 with a padded first position, row 2 with two own past tokens.
-    const own = await gen.run({
+    const own = await genRun({
       input_ids: i64([[65, 66], [0, 67], [68, 69]]),
       attention_mask: i64([...[[1, 1], [0, 1], [1, 1]].map((m) => [...prefix.map(() => 1), ...m])]),
       position_ids: i64([[S, S + 1], [1, S], [S, S + 1]]),
@@ -174,17 +199,17 @@ describe('tiny-gptj fixture', () => {
     });
     const step = { input_ids: i64([[70], [71], [72]]), position_ids: i64([[S + 2], [S + 1], [S + 2]]) };
     const ownMask = [[1, 1, 1], [0, 1, 1], [1, 1, 1]];
-    const viaShared = await gen.run({
+    const viaShared = await genRun({
       ...step,
       attention_mask: i64(ownMask.map((m) => [...prefix.map(() => 1), ...m])),
       ...newKvAsPast(own),
       ...newKvAsPast(pre, 'shared_key_values.'),
     });
-    // The same with the prefix copied into each row's past, on model.gen.onnx and model.onnx.
+    // The same with the prefix copied into each row's past, on model.fast.onnx and model.onnx.
     const copied: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(newKvAsPast(own))) copied[name] = concatKv(repeatRows(pre[name.replace('past_key_values.', 'new_key_values.')] as ort.Tensor, 3), t);
     const feeds = { ...step, attention_mask: i64(ownMask.map((m) => [...prefix.map(() => 1), ...m])), ...copied };
-    const viaCopies = await gen.run({ ...feeds, ...emptyPast(3), ...copied });
+    const viaCopies = await genRun({ ...feeds, ...emptyPast(3), ...copied });
     const viaMain = await main.run(feeds);
     const a = viaShared.logits_last.data as Float32Array;
     expect(maxAbsDiff(a, viaCopies.logits_last.data as Float32Array)).toBeLessThan(1e-5);
@@ -193,7 +218,7 @@ describe('tiny-gptj fixture', () => {
     for (let r = 0; r < 3; r++) lastOfMain.set((viaMain.logits.data as Float32Array).subarray(r * V, (r + 1) * V), r * V);
     expect(maxAbsDiff(a, lastOfMain)).toBeLessThan(1e-5);
     // The shared part is read: without it (masked out) the result changes.
-    const blind = await gen.run({
+    const blind = await genRun({
       ...step,
       attention_mask: i64(ownMask.map((m) => [...prefix.map(() => 0), ...m])),
       ...newKvAsPast(own),
@@ -210,7 +235,7 @@ describe('tiny-gptj fixture', () => {
       config.n_layer * (4 * config.n_embd ** 2 + 2 * 4 * config.n_embd ** 2 + 4 * config.n_embd + 3 * config.n_embd);
     expect(data).toBeGreaterThanOrEqual(params * 4);
     // Each graph file is far smaller than the weights: none embeds them.
-    for (const f of ['model.onnx', 'model.gen.onnx', 'model.score.onnx']) expect(statSync(join(ONNX, f)).size).toBeLessThan(data / 5);
+    for (const f of ['model.onnx', 'model.fast.onnx']) expect(statSync(join(ONNX, f)).size).toBeLessThan(data / 5);
     const cfg = JSON.parse(readFileSync(join(FIXTURE, 'config.json'), 'utf8'));
     expect(cfg.model_type).toBe('gptj');
     expect(cfg['transformers.js_config']).toEqual({ use_external_data_format: true });
@@ -218,7 +243,7 @@ describe('tiny-gptj fixture', () => {
 
   it('ignores masked past slots, whatever they hold (a preallocated KV buffer)', async () => {
     const prompt = [[72, 101, 108, 108, 111, 44, 32]];
-    const pre = await gen.run({
+    const pre = await genRun({
       input_ids: i64(prompt),
       attention_mask: i64([prompt[0].map(() => 1)]),
       position_ids: i64([prompt[0].map((_, i) => i)]),
@@ -226,16 +251,16 @@ describe('tiny-gptj fixture', () => {
     });
     const past = newKvAsPast(pre);
     const step = { input_ids: i64([[119]]), position_ids: i64([[7]]) };
-    const plain = await gen.run({ ...step, attention_mask: i64([[1, 1, 1, 1, 1, 1, 1, 1]]), ...emptyPast(1), ...past });
+    const plain = await genRun({ ...step, attention_mask: i64([[1, 1, 1, 1, 1, 1, 1, 1]]), ...emptyPast(1), ...past });
     // Three unused slots in the middle, then two at the end of the past buffer.
     const gapped = withGarbageSlots(withGarbageSlots(past, 4, 3), 10, 2);
     const mask = [[1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 1]];
-    const viaGap = await gen.run({ ...step, attention_mask: i64(mask), ...emptyPast(1), ...gapped });
+    const viaGap = await genRun({ ...step, attention_mask: i64(mask), ...emptyPast(1), ...gapped });
     const a = plain.logits_last.data as Float32Array;
     const b = viaGap.logits_last.data as Float32Array;
     expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);
     // The garbage is large enough to matter when it is NOT masked.
-    const leaky = await gen.run({ ...step, attention_mask: i64([mask[0].map(() => 1)]), position_ids: i64([[12]]), ...emptyPast(1), ...gapped });
+    const leaky = await genRun({ ...step, attention_mask: i64([mask[0].map(() => 1)]), position_ids: i64([[12]]), ...emptyPast(1), ...gapped });
     expect(maxAbsDiff(a, leaky.logits_last.data as Float32Array)).toBeGreaterThan(1e-2);
   });
 
@@ -243,13 +268,13 @@ describe('tiny-gptj fixture', () => {
     const a = [10, 20, 30, 40, 50, 60];
     const b = [70, 80, 90];
     const pad = config.eos_token_id;
-    const batch = await score.run({
+    const batch = await scoreRun({
       input_ids: i64([a, [pad, pad, pad, ...b]]),
       attention_mask: i64([[1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]]),
       position_ids: i64([[0, 1, 2, 3, 4, 5], [1, 1, 1, 0, 1, 2]]),
       ...emptyPast(2),
     });
-    const alone = await score.run({
+    const alone = await scoreRun({
       input_ids: i64([b]),
       attention_mask: i64([[1, 1, 1]]),
       position_ids: i64([[0, 1, 2]]),
@@ -258,7 +283,7 @@ describe('tiny-gptj fixture', () => {
     const lp = batch.token_logprobs.data as Float32Array; // [2, 5]
     const lpAlone = alone.token_logprobs.data as Float32Array; // [1, 2]
     expect(maxAbsDiff(lp.subarray(5 + 3, 10), lpAlone)).toBeLessThan(1e-5);
-    const first = await score.run({
+    const first = await scoreRun({
       input_ids: i64([a]),
       attention_mask: i64([[1, 1, 1, 1, 1, 1]]),
       position_ids: i64([[0, 1, 2, 3, 4, 5]]),
@@ -270,13 +295,13 @@ describe('tiny-gptj fixture', () => {
 
   it('continues a cached prefix with concatenated new_key_values like one full pass', async () => {
     const ids = [5, 6, 7, 8, 9, 10, 11, 12];
-    const full = await score.run({
+    const full = await scoreRun({
       input_ids: i64([ids]),
       attention_mask: i64([ids.map(() => 1)]),
       position_ids: i64([ids.map((_, i) => i)]),
       ...emptyPast(1),
     });
-    const head = await score.run({
+    const head = await scoreRun({
       input_ids: i64([ids.slice(0, 5)]),
       attention_mask: i64([[1, 1, 1, 1, 1]]),
       position_ids: i64([[0, 1, 2, 3, 4]]),
@@ -284,7 +309,7 @@ describe('tiny-gptj fixture', () => {
     });
     // token_logprobs covers transitions inside one call: ids[5] given the prefix is the prefix
     // pass's last-position distribution (what logits_last gives), so f[4] is in neither call.
-    const tail = await score.run({
+    const tail = await scoreRun({
       input_ids: i64([ids.slice(5)]),
       attention_mask: i64([ids.map(() => 1)]),
       position_ids: i64([[5, 6, 7]]),

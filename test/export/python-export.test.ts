@@ -91,11 +91,13 @@ suite(`Python exports checked from Node${missing ? ` (${REQUIRE ? 'required, mis
     py([join(SCRIPTS, 'export-gptj.py'), '--random-init', join(tmp, 'shape.json'), out, '--seed', '11', '--dtype', 'fp16']);
     const report = await checkParity(out);
     expectParity(report);
-    const s = await ort.InferenceSession.create(join(out, 'onnx', 'model.gen.onnx'));
+    const s = await ort.InferenceSession.create(join(out, 'onnx', 'model.fast.onnx'));
     const meta = (name: string) => [...s.inputMetadata, ...s.outputMetadata].find((m) => m.name === name) as { type: string };
     expect(meta('past_key_values.0.key').type).toBe('float16');
     expect(meta('new_key_values.2.value').type).toBe('float16');
     expect(meta('logits_last').type).toBe('float32');
+    expect(meta('token_logprobs').type).toBe('float32');
+    expect(meta('shared_key_values.1.value').type).toBe('float16');
     await s.release();
     // transformers.js loads it with its default options (the KV dtype comes from the graph).
     env.allowRemoteModels = false;
@@ -112,14 +114,14 @@ suite(`Python exports checked from Node${missing ? ` (${REQUIRE ? 'required, mis
     expect(fp16).toBeLessThan(fp32 * 0.6);
   });
 
-  it.each(['llama', 'gpt2'])('adds the fast graphs to a %s-like export not made by export-gptj.py', async (kind) => {
+  it.each(['llama', 'gpt2'])('adds the fast graph to a %s-like export not made by export-gptj.py', async (kind) => {
     const out = join(tmp, `foreign-${kind}`);
     const onnxDir = py([join(SCRIPTS, 'tests', 'foreign_decoder.py'), kind, out]).trim().split('\n').pop() as string;
     const before = readdirSync(onnxDir);
     if (kind === 'llama') expect(before.length).toBeGreaterThan(5); // one file per tensor
     if (kind === 'gpt2') expect(before).not.toContain('model.onnx_data'); // weights embedded
     py([join(SCRIPTS, 'add-fast-graphs.py'), out]);
-    expect(readdirSync(onnxDir).filter((f) => f !== 'config.json').sort()).toEqual(['model.gen.onnx', 'model.onnx', 'model.onnx_data', 'model.score.onnx', 'parity.json']);
+    expect(readdirSync(onnxDir).filter((f) => f !== 'config.json').sort()).toEqual(['model.fast.onnx', 'model.onnx', 'model.onnx_data', 'parity.json']);
     expectParity(await checkParity(out));
   });
 });

@@ -1,6 +1,6 @@
 // The exported folder works with transformers.js (@huggingface/transformers, the benchmark's
 // peer): it loads the fixture from disk with no network, and its greedy generation on
-// onnx/model.onnx gives the same tokens as a plain loop over our model.gen.onnx.
+// onnx/model.onnx gives the same tokens as a plain loop over our model.fast.onnx.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,9 +16,9 @@ const config = JSON.parse(readFileSync(join(FIXTURE, 'config.json'), 'utf8')) as
 const i64 = (rows: number[][]) =>
   new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
 
-/** Greedy decoding over model.gen.onnx: prefill once, then one token per step, KV kept by concatenation. */
+/** Greedy decoding over model.fast.onnx: prefill once, then one token per step, KV kept by concatenation. */
 async function greedyWithGenGraph(prompt: number[], maxNew: number): Promise<number[]> {
-  const s = await ort.InferenceSession.create(join(FIXTURE, 'onnx', 'model.gen.onnx'), { intraOpNumThreads: 1 });
+  const s = await ort.InferenceSession.create(join(FIXTURE, 'onnx', 'model.fast.onnx'), { intraOpNumThreads: 1 });
   const hd = config.n_embd / config.n_head;
   let past: Record<string, ort.Tensor> = {};
   const noShared: Record<string, ort.Tensor> = {}; // the graph's shared_key_values, zero-length here
@@ -37,6 +37,7 @@ async function greedyWithGenGraph(prompt: number[], maxNew: number): Promise<num
       position_ids: i64([ids.map((_, j) => total + j)]),
       ...past,
       ...noShared,
+      num_logprobs: new ort.Tensor('int64', BigInt64Array.of(0n), []),
     });
     total += ids.length;
     const logits = r.logits_last.data as Float32Array;
@@ -53,7 +54,7 @@ async function greedyWithGenGraph(prompt: number[], maxNew: number): Promise<num
 }
 
 describe('transformers.js on the exported folder', () => {
-  it('loads tiny-gptj from disk and generates greedily the same tokens as model.gen.onnx', async () => {
+  it('loads tiny-gptj from disk and generates greedily the same tokens as model.fast.onnx', async () => {
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     env.localModelPath = FIXTURES;

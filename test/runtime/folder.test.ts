@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode, ModelError } from '../../src/errors.js';
 import {
+  KvCache,
   generate,
   inspectModelFolder,
   loadModel,
@@ -12,6 +13,7 @@ import {
   prefill,
   providerReport,
   scoreContinuations,
+  step,
 } from '../../src/runtime/index.js';
 import { FIXTURE, copyFixture, tempDir } from './helpers.js';
 
@@ -49,8 +51,9 @@ describe('bad model folders', () => {
     expect((await modelError(noTok)).message).toMatch(/tokenizer\.json is missing/);
     const noOnnx = copyFixture(join(tmp.dir, 'b'), { drop: ['onnx'] });
     expect((await modelError(noOnnx)).message).toMatch(/the onnx\/ folder is missing/);
-    const noGraph = copyFixture(join(tmp.dir, 'c'), { drop: ['onnx/model.onnx', 'onnx/model.gen.onnx'] });
-    expect((await modelError(noGraph)).message).toMatch(/onnx\/model\.onnx is missing \(found model\.score\.onnx/);
+    const noGraph = copyFixture(join(tmp.dir, 'c'), { drop: ['onnx/model.onnx', 'onnx/model.fast.onnx'] });
+    writeFileSync(join(noGraph, 'onnx', 'model.gen.onnx'), 'x'); // a fast graph of an older uit is not read
+    expect((await modelError(noGraph)).message).toMatch(/onnx\/model\.onnx is missing \(found model\.gen\.onnx; uit reads model\.onnx and model\.fast\.onnx/);
   });
 
   it('report malformed JSON with the file name', async () => {
@@ -60,7 +63,7 @@ describe('bad model folders', () => {
   });
 
   it('explain a graph without past key values', async () => {
-    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.gen.onnx', 'onnx/model.score.onnx'] });
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.fast.onnx'] });
     copyFileSync(join(BAD, 'no-past.onnx'), join(dir, 'onnx', 'model.onnx'));
     const msg = (await modelError(dir)).message;
     expect(msg).toMatch(/model\.onnx: it has no past_key_values\.\{i\}\.key inputs/);
@@ -68,7 +71,7 @@ describe('bad model folders', () => {
   });
 
   it('explain an input of the wrong type', async () => {
-    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.gen.onnx', 'onnx/model.score.onnx'] });
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.fast.onnx'] });
     copyFileSync(join(BAD, 'int32-mask.onnx'), join(dir, 'onnx', 'model.onnx'));
     expect((await modelError(dir)).message).toMatch(/input "attention_mask" is int32, expected int64/);
   });
@@ -89,8 +92,8 @@ describe('bad model folders', () => {
 });
 
 describe('layouts', () => {
-  it('an optimum export without the fast graphs runs on the slow path', async () => {
-    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.gen.onnx', 'onnx/model.score.onnx'] });
+  it('an optimum export without the fast graph runs on the slow path', async () => {
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.fast.onnx'] });
     const m = await loadModel(dir, { threads: 1 });
     try {
       expect(m.info.fastGeneration).toBe(false);
@@ -102,18 +105,27 @@ describe('layouts', () => {
     }
   });
 
-  it('a folder with only model.gen.onnx generates, and scoring says what it needs', async () => {
-    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.onnx', 'onnx/model.score.onnx'] });
+  it('a folder with only model.fast.onnx generates and scores; full logits say what they need', async () => {
+    const dir = copyFixture(tmp.dir, { drop: ['onnx/model.onnx'] });
     const m = await loadModel(dir, { threads: 1 });
     try {
-      expect(m.info.fastGeneration).toBe(true);
+      expect(m.info.fastGeneration && m.info.fastScoring).toBe(true);
       const r = await generate(m, [{ prompt: 'abc' }], { maxNewTokens: 4, greedy: true });
       expect(r.outputs[0].samples[0].tokenIds).toHaveLength(4);
       const p = await prefill(m.backend, m.tokenizer.encode('abc'));
-      await expect(scoreContinuations(m.backend, p, [[1, 2]])).rejects.toThrow(/scoring needs onnx\/model\.score\.onnx or onnx\/model\.onnx/);
+      const [lp] = await scoreContinuations(m.backend, p, [[1, 2]]);
+      expect(Array.from(lp).every(Number.isFinite)).toBe(true);
+      await expect(step(m.backend, KvCache.create(m.backend.shape, 1, 0), [1, 2], 2, 'logits')).rejects.toThrow(/full logits need onnx\/model\.onnx/);
     } finally {
       await m.dispose();
     }
+  });
+
+  it('a fast graph of an older uit (no num_logprobs input) is refused with what to run', async () => {
+    const dir = copyFixture(tmp.dir);
+    copyFileSync(join(dir, 'onnx', 'model.onnx'), join(dir, 'onnx', 'model.fast.onnx'));
+    const msg = (await modelError(dir)).message;
+    expect(msg).toMatch(/model\.fast\.onnx: input "num_logprobs" is missing .*add-fast-graphs\.py/);
   });
 
   it('lists the external data but not parity.json', () => {
@@ -139,8 +151,8 @@ describe('model identity', () => {
     expect(await modelIdentity(folder, { memoFile })).toBe('sha256:planted');
     expect(await modelIdentity(folder, { memoFile, refresh: true })).toBe(id);
 
-    // The fast graphs are views of the same weights: they do not change the identity.
-    rmSync(join(dir, 'onnx', 'model.gen.onnx'));
+    // The fast graph is a view of the same weights: it does not change the identity.
+    rmSync(join(dir, 'onnx', 'model.fast.onnx'));
     expect(await modelIdentity(inspectModelFolder(dir), { memoFile })).toBe(id);
 
     // Another tokenizer is another model.
@@ -170,7 +182,7 @@ describe('runtime failures', () => {
     const m = await loadModel(FIXTURE, { threads: 1 });
     const err = await generate(m, [{ promptIds: [1, 99999] }], { maxNewTokens: 2, greedy: true }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelError);
-    expect((err as Error).message).toMatch(/model\.gen\.onnx: onnxruntime failed on input_ids 1x2/);
+    expect((err as Error).message).toMatch(/model\.fast\.onnx: onnxruntime failed on input_ids 1x2/);
     await m.dispose();
     await expect(generate(m, [{ prompt: 'a' }], { maxNewTokens: 1, greedy: true })).rejects.toThrow(/disposed/);
   });

@@ -57,6 +57,27 @@ describe('scoreContinuations', () => {
     expect(maxAbsDiff(a[0], b[0])).toBeLessThan(1e-4);
   });
 
+  for (const path of ['fast', 'slow'] as const) {
+    it(`with tails, gives the same numbers for the needed last tokens and NaN before them (${path})`, async () => {
+      const m = path === 'fast' ? fast : slow;
+      const tok = m.tokenizer;
+      const prefix = await prefill(m.backend, tok.encode('Definition: Copy the input.\n\n'));
+      const conts = ['Input: abc\nOutput: abc', 'Input: a much longer input\nOutput: x', 'Input: q\nOutput: qq'].map((t) => tok.encode(t));
+      const tails = [3, 1, 0];
+      const all = await scoreContinuations(m.backend, prefix, conts, { batchSize: 3 });
+      const cut = await scoreContinuations(m.backend, prefix, conts, { batchSize: 3, tails });
+      conts.forEach((c, i) => {
+        const from = c.length - tails[i];
+        expect(maxAbsDiff(cut[i].subarray(from), all[i].subarray(from)), `continuation ${i}`).toBeLessThan(1e-5);
+        // The batch's graph call scores its last 3 columns (the largest tail): earlier entries are not
+        // computed (NaN), except the first token's, which comes from the prefix.
+        expect(Number.isFinite(cut[i][0])).toBe(true);
+        for (let t = 1; t < c.length - 3; t++) expect(Number.isNaN(cut[i][t]), `continuation ${i} token ${t}`).toBe(true);
+      });
+      expect(tails.map((n, i) => Array.from(cut[i].subarray(conts[i].length - n)).every(Number.isFinite))).toEqual([true, true, true]);
+    });
+  }
+
   it('without a prefix the first token has no log-prob (NaN)', async () => {
     const [s] = await scoreContinuations(fast.backend, undefined, [[65, 66, 67]]);
     expect(Number.isNaN(s[0])).toBe(true);
