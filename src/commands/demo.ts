@@ -103,7 +103,8 @@ function indent(text: string, pad: string): string {
 export function demoText(r: DemoResult): string {
   const lines: string[] = [];
   const rel = relative(process.cwd(), r.model) || r.model;
-  lines.push(`uit demo: ${rel.startsWith('..') ? r.model : rel} writes and scores Ni-v2 definitions for ${r.summary.tasks.ok + r.summary.tasks.failed} held-out tasks (examples/p3, examples/flan-trec)`);
+  const name = r.model === DEMO_MODEL ? 'models/uit-tiny (the embedded model)' : rel.startsWith('..') ? r.model : rel;
+  lines.push(`uit demo: ${name} writes and scores Ni-v2 definitions for ${r.summary.tasks.ok + r.summary.tasks.failed} held-out tasks (examples/p3, examples/flan-trec)`);
   const e = r.example;
   if (e) {
     lines.push('');
