@@ -89,10 +89,11 @@ class _FastWrapper(torch.nn.Module):
         tail = torch.arange(num_logprobs + 1, device=h.device) + (s - 1 - num_logprobs)
         logits = self.model.head(torch.index_select(h, 1, tail))  # [b, n+1, vocab] float32
         t = logits.size(1)
-        logits_last = logits[:, t - 1 : t, :].squeeze(1)
+        # select, not squeeze: torch exports squeeze of a dynamic dim as an If node.
+        logits_last = logits.select(1, t - 1)
         logp = torch.log_softmax(logits[:, 0 : t - 1, :], dim=2)  # [b, n, vocab]
         targets = torch.index_select(input_ids, 1, tail[1:t])  # input_ids[:, s-n .. s-1]
-        token_logprobs = torch.gather(logp, 2, targets.unsqueeze(2)).squeeze(2)
+        token_logprobs = torch.gather(logp, 2, targets.unsqueeze(2)).select(2, 0)
         out = [logits_last, token_logprobs]
         for k, v in news:
             out += [k, v]

@@ -262,7 +262,8 @@ class GPTJAttention(nn.Module):
         q = self.q_proj(h).view(b, s, H, D)
         k = self.k_proj(h).view(b, s, H, D)
         v = self.v_proj(h).view(b, s, H, D)
-        q = self._rotary(q, sin, cos, back_to_dtype=False).transpose(1, 2)  # [b, H, s, D] float32
+        # The 1/sqrt(D) scale goes on the queries (s x D values), not on the scores (s x keys).
+        q = self._rotary(q, sin, cos, back_to_dtype=False).transpose(1, 2) * (1.0 / self.scale)  # [b, H, s, D] float32
         k = self._rotary(k, sin, cos, back_to_dtype=True).transpose(1, 2)
         v = v.transpose(1, 2)
         past_k, past_v = past
@@ -275,7 +276,7 @@ class GPTJAttention(nn.Module):
         s_shared = s_shared.reshape(H, b, s, S).transpose(0, 1)  # [b, H, s, S]
         s_past = torch.matmul(q, to_float32(past_k).transpose(2, 3))  # [b, H, s, P]
         s_new = torch.matmul(q, to_float32(k).transpose(2, 3))  # [b, H, s, s]
-        scores = torch.cat([s_shared, s_past, s_new], dim=3) / self.scale
+        scores = torch.cat([s_shared, s_past, s_new], dim=3)
         scores = torch.where(visible, scores, torch.tensor(torch.finfo(torch.float32).min, dtype=torch.float32))
         probs = cast_like(torch.softmax(scores, dim=3), v)
         p_shared = probs[:, :, :, 0:S]
