@@ -18,6 +18,7 @@ import { cpus, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openCache } from '../src/cache/index.js';
+import { niv2 } from '../src/formats/niv2.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { Scorer, scoreCandidates, uitPairs, uitSetup, type ScorePair } from '../src/perplexity/index.js';
 import { loadModel, ortVersion, type Model } from '../src/runtime/index.js';
@@ -45,21 +46,10 @@ const batchSize = Number(args['batch-size']);
 const numCandidates = Number(args.candidates);
 const M = Number(args.instances);
 
-/** The task as the Ni-v2 reader sees it (only the fields scoring uses). */
-function readTask(file: string): Task {
-  const doc = JSON.parse(readFileSync(file, 'utf8')) as {
-    Definition: string[];
-    'Positive Examples': { input: string; output: string }[];
-    Instances: { id: string; input: string; output: string[] }[];
-  };
-  return {
-    id: basename(file, '.json'),
-    source: { format: 'niv2', file, extra: {} },
-    definition: doc.Definition[0],
-    positiveExamples: doc['Positive Examples'].map((e) => ({ input: e.input, output: e.output })),
-    negativeExamples: [],
-    instances: doc.Instances.map((x) => ({ id: x.id, input: x.input, outputs: x.output })),
-  };
+/** The task, read with the project's Ni-v2 reader. */
+async function readTask(file: string): Promise<Task> {
+  for await (const lazy of niv2.read(file, {})) return lazy.task;
+  throw new Error(`${file}: no task`);
 }
 
 /** The task's own definition, then real definitions of other Ni-v2 tasks (every 97th), as candidates. */
@@ -133,7 +123,7 @@ async function transformersScores(pairs: readonly { prefixIds: number[]; targetI
 }
 
 async function main(): Promise<void> {
-  const task = readTask(resolve(args.task!));
+  const task = await readTask(resolve(args.task!));
   const candidates = candidateDefinitions(task, numCandidates);
   const model: Model = await loadModel(modelDir, { threads });
   const scorerId = await model.identity();
