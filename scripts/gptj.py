@@ -134,6 +134,58 @@ class _ToFloat32(torch.autograd.Function):
         return out
 
 
+class _Reshape(torch.autograd.Function):
+    """x reshaped to `shape`, a 1-D int64 tensor in ONNX's Reshape convention (0 copies the
+    input's dim at that index, -1 is inferred), exported as ONE Reshape on that tensor. A view()
+    with traced sizes exports as Shape, Gather, Unsqueeze and Concat nodes for every use, which
+    onnxruntime runs on every step (it cannot fold dynamic shapes): with constant shapes, or shapes
+    computed once per forward (FastShapes), a small model's decode step has far fewer nodes."""
+
+    @staticmethod
+    def forward(ctx, x, shape):  # type: ignore[override]
+        return x.reshape([x.size(i) if d == 0 else d for i, d in enumerate(shape.tolist())]).clone()
+
+    @staticmethod
+    def symbolic(g, x, shape):
+        # Through an Identity (removed after export): torch 1.13's exporter asserts on a constant
+        # Reshape shape with a 0 and no -1, although ONNX allows it.
+        return g.op("Reshape", x, g.op("Identity", shape))
+
+
+class _Slice(torch.autograd.Function):
+    """x[start:end] on `axis`, bounds as 1-element int64 tensors computed once per forward,
+    exported as one Slice (see _Reshape)."""
+
+    @staticmethod
+    def forward(ctx, x, start, end, axis: int):  # type: ignore[override]
+        a = int(start[0])
+        return x.narrow(axis, a, int(end[0]) - a).clone()
+
+    @staticmethod
+    def symbolic(g, x, start, end, axis):
+        return g.op("Slice", x, start, end, g.op("Constant", value_t=torch.tensor([axis], dtype=torch.int64)))
+
+
+class FastShapes:
+    """The shapes and slice bounds of GPTJAttention.forward_fast, made once per forward from the
+    inputs' sizes (b rows, s new positions, P past, S shared). Zeros in a shape copy that dim of
+    the tensor being reshaped (ONNX's convention), which is how S, which may be 0, gets in."""
+
+    def __init__(self, input_ids: torch.Tensor, past_k: torch.Tensor, shared_k: torch.Tensor, n_head: int, head_dim: int):
+        i64 = dict(dtype=torch.int64, device=input_ids.device)
+        bs = torch._shape_as_tensor(input_ids).to(input_ids.device)
+        b, s = bs[0:1], bs[1:2]
+        S = torch._shape_as_tensor(shared_k).to(input_ids.device)[2:3]
+        P = torch._shape_as_tensor(past_k).to(input_ids.device)[2:3]
+        zero = torch.zeros(1, **i64)
+        self.heads = torch.tensor([0, 0, n_head, head_dim], **i64)  # [b, s, E] -> [b, s, H, D]
+        self.merged = torch.tensor([0, 0, n_head * head_dim], **i64)  # [b, s, H, D] -> [b, s, E]
+        self.rows = torch.tensor([1, n_head, -1, head_dim], **i64)  # [H, b, s, D] -> [1, H, b*s, D]
+        self.rows_copy = torch.cat([torch.tensor([1, n_head], **i64), b * s, zero])  # [H, b, s, X] -> [1, H, b*s, X]
+        self.split = torch.cat([torch.tensor([n_head], **i64), b, s, zero])  # [1, H, b*s, X] -> [H, b, s, X]
+        self.bounds = (zero, S, S + P, S + P + s)  # shared | past | new along the keys
+
+
 def cast_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if torch.onnx.is_in_onnx_export():
         return _CastLike.apply(x, like)
@@ -246,6 +298,7 @@ class GPTJAttention(nn.Module):
         visible: torch.Tensor,
         past: Tuple[torch.Tensor, torch.Tensor],
         shared: Tuple[torch.Tensor, torch.Tensor],
+        shapes: FastShapes,
     ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         """Attention over three key/value parts without concatenating any of them:
         `shared` [1, H, S, D], a prefix common to every row and stored once; `past`
@@ -255,36 +308,30 @@ class GPTJAttention(nn.Module):
         summed. The shared part is ONE matmul per head for all rows: queries
         [1, H, b*s, D] against shared keys [1, H, D, S]. S and P may be 0.
         Returns the output and the new positions' (key, value), [b, H, s, D]."""
-        b = h.size(0)
-        s = h.size(1)
-        H = self.n_head
-        D = self.head_dim
-        q = self.q_proj(h).view(b, s, H, D)
-        k = self.k_proj(h).view(b, s, H, D)
-        v = self.v_proj(h).view(b, s, H, D)
+        q = _Reshape.apply(self.q_proj(h), shapes.heads)  # [b, s, H, D]
+        k = _Reshape.apply(self.k_proj(h), shapes.heads)
+        v = _Reshape.apply(self.v_proj(h), shapes.heads)
         # The 1/sqrt(D) scale goes on the queries (s x D values), not on the scores (s x keys).
         q = self._rotary(q, sin, cos, back_to_dtype=False).transpose(1, 2) * (1.0 / self.scale)  # [b, H, s, D] float32
         k = self._rotary(k, sin, cos, back_to_dtype=True).transpose(1, 2)
         v = v.transpose(1, 2)
         past_k, past_v = past
         shared_k, shared_v = shared
-        S = shared_k.size(2)
-        P = past_k.size(2)
-        # Sizes below are explicit (no -1): with S = 0 a -1 could not be inferred.
-        q_rows = q.transpose(0, 1).reshape(1, H, b * s, D)  # every row's queries, per head
+        q_rows = _Reshape.apply(q.transpose(0, 1), shapes.rows)  # [1, H, b*s, D]: every row's queries, per head
         s_shared = torch.matmul(q_rows, to_float32(shared_k).transpose(2, 3))  # [1, H, b*s, S]
-        s_shared = s_shared.reshape(H, b, s, S).transpose(0, 1)  # [b, H, s, S]
+        s_shared = _Reshape.apply(s_shared, shapes.split).transpose(0, 1)  # [b, H, s, S]
         s_past = torch.matmul(q, to_float32(past_k).transpose(2, 3))  # [b, H, s, P]
         s_new = torch.matmul(q, to_float32(k).transpose(2, 3))  # [b, H, s, s]
         scores = torch.cat([s_shared, s_past, s_new], dim=3)
         scores = torch.where(visible, scores, torch.tensor(torch.finfo(torch.float32).min, dtype=torch.float32))
         probs = cast_like(torch.softmax(scores, dim=3), v)
-        p_shared = probs[:, :, :, 0:S]
-        p_past = probs[:, :, :, S : S + P]
-        p_new = probs[:, :, :, S + P : S + P + s]
-        o_shared = torch.matmul(p_shared.transpose(0, 1).reshape(1, H, b * s, S), shared_v)  # [1, H, b*s, D]
-        out = o_shared.reshape(H, b, s, D).transpose(0, 1) + torch.matmul(p_past, past_v) + torch.matmul(p_new, v)
-        out = out.transpose(1, 2).reshape(b, s, H * D)
+        z, S, SP, SPs = shapes.bounds
+        p_shared = _Slice.apply(probs, z, S, 3)
+        p_past = _Slice.apply(probs, S, SP, 3)
+        p_new = _Slice.apply(probs, SP, SPs, 3)
+        o_shared = torch.matmul(_Reshape.apply(p_shared.transpose(0, 1), shapes.rows_copy), shared_v)  # [1, H, b*s, D]
+        out = _Reshape.apply(o_shared, shapes.split).transpose(0, 1) + torch.matmul(p_past, past_v) + torch.matmul(p_new, v)
+        out = _Reshape.apply(out.transpose(1, 2), shapes.merged)  # [b, s, E]
         return self.out_proj(out), (k, v)
 
 
@@ -311,9 +358,9 @@ class GPTJBlock(nn.Module):
         attn_out, present = self.attn(x, sin, cos, visible, past)
         return h + attn_out + self.mlp(x), present
 
-    def forward_fast(self, h, sin, cos, visible, past, shared):
+    def forward_fast(self, h, sin, cos, visible, past, shared, shapes):
         x = self.ln_1(h)
-        attn_out, new_kv = self.attn.forward_fast(x, sin, cos, visible, past, shared)
+        attn_out, new_kv = self.attn.forward_fast(x, sin, cos, visible, past, shared, shapes)
         return h + attn_out + self.mlp(x), new_kv
 
 
@@ -343,9 +390,10 @@ class GPTJModel(nn.Module):
         [shared + past + new]. Returns the final hidden states and the new
         positions' (key, value) per layer."""
         h, visible, sin, cos = self._embed(input_ids, attention_mask, position_ids)
+        shapes = FastShapes(input_ids, past_key_values[0][0], shared_key_values[0][0], self.config.n_head, self.config.head_dim)
         news = []
         for i, block in enumerate(self.h):
-            h, new_kv = block.forward_fast(h, sin, cos, visible, past_key_values[i], shared_key_values[i])
+            h, new_kv = block.forward_fast(h, sin, cos, visible, past_key_values[i], shared_key_values[i], shapes)
             news.append(new_kv)
         return self.ln_f(h), news
 
