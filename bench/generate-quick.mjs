@@ -5,11 +5,14 @@
 //     in one batch, and num_return_sequences: 16; its best counts);
 //   - greedy, batch 1, 64 new tokens.
 // Both sides generate exactly 64 tokens (EOS off / min_new_tokens) with the same thread count.
-// Also: resident memory across 100 consecutive generate calls.
+// Also: resident memory across 100 consecutive generate calls; with --copy-path, uit's 16 samples
+// again with the prompt copied into every row (loadModel({sharedKv: false}), the path for fast
+// graphs without shared_key_values inputs).
 //
 //   npm run build
 //   /usr/bin/python3 scripts/export-gptj.py --random-init bench/gptj-25m.json bench/models/gptj-25m --seed 1
 //   node --expose-gc bench/generate-quick.mjs --model bench/models/gptj-25m --runs 3 --threads 2
+//   node --expose-gc bench/generate-quick.mjs --model models/uit-tiny --runs 3 --threads 1 --copy-path
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,6 +27,8 @@ const { values: args } = parseArgs({
     samples: { type: 'string', default: '16' },
     'skip-peer': { type: 'boolean', default: false },
     'memory-calls': { type: 'string', default: '100' },
+    'copy-path': { type: 'boolean', default: false },
+    'prompt-tokens': { type: 'string', default: '290' },
   },
 });
 const dir = resolve(args.model);
@@ -32,10 +37,10 @@ const threads = Number(args.threads);
 const NEW = Number(args['new-tokens']);
 const SAMPLES = Number(args.samples);
 
-// A real Ni-v2 definition (shared data), cut to about 300 byte-level tokens.
+// Real Ni-v2 definitions (shared data), cut to --prompt-tokens tokens of the model's tokenizer, then
+// "\nOutput:" (298 tokens with a byte-level vocabulary).
 const defs = readFileSync(resolve('../shared/data/niv2/definitions.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-let PROMPT = `Definition: ${defs.find((d) => d.definition.length > 400).definition}`;
-PROMPT = `${Buffer.from(PROMPT).subarray(0, 290).toString('utf8').replace(/\uFFFD+$/, '')}\nOutput:`;
+const longDefs = defs.filter((d) => d.definition.length > 400).map((d) => d.definition);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 /** Wall seconds, and CPU seconds of this process (user + system, all threads): on a shared
@@ -50,10 +55,17 @@ async function timed(fn) {
 
 // --- uit
 const model = await loadModel(dir, { threads });
+const PROMPT = (() => {
+  const ids = model.tokenizer.encode(`Definition: ${longDefs.join('\n\n')}`).slice(0, Number(args['prompt-tokens']));
+  return `${model.tokenizer.decode(ids).replace(/\uFFFD+$/, '')}\nOutput:`;
+})();
 const promptTokens = model.tokenizer.encode(PROMPT).length;
+const copies = args['copy-path'] ? await loadModel(dir, { threads, sharedKv: false }) : undefined;
 const uitSampled = () =>
   generate(model, [{ prompt: PROMPT, numSamples: SAMPLES }], { maxNewTokens: NEW, temperature: 1, seed: 1, stopOnEos: false, batchSize: SAMPLES });
 const uitGreedy = () => generate(model, [{ prompt: PROMPT }], { maxNewTokens: NEW, greedy: true, stopOnEos: false });
+const uitCopies = () =>
+  generate(copies, [{ prompt: PROMPT, numSamples: SAMPLES }], { maxNewTokens: NEW, temperature: 1, seed: 1, stopOnEos: false, batchSize: SAMPLES });
 
 // --- peer
 let peer;
@@ -87,6 +99,7 @@ if (!args['skip-peer']) {
 // Warm up (first runs pay allocation and kernel selection), and check the token counts.
 const w1 = await uitSampled();
 await uitGreedy();
+if (copies) await uitCopies();
 const uitCount = w1.outputs[0].samples.reduce((n, s) => n + s.tokenIds.length, 0);
 if (uitCount !== SAMPLES * NEW) throw new Error(`uit generated ${uitCount} tokens, expected ${SAMPLES * NEW}`);
 if (peer) {
@@ -101,9 +114,10 @@ if (peer) {
   }
 }
 
-const t = { uitSampled: [], uitGreedy: [], peerBatch: [], peerNumReturn: [], peerGreedy: [] };
+const t = { uitSampled: [], uitCopies: [], uitGreedy: [], peerBatch: [], peerNumReturn: [], peerGreedy: [] };
 for (let r = 0; r < runs; r++) {
   t.uitSampled.push(await timed(uitSampled));
+  if (copies) t.uitCopies.push(await timed(uitCopies));
   if (peer) t.peerBatch.push(await timed(peer.batch));
   if (peer?.numReturn) t.peerNumReturn.push(await timed(peer.numReturn));
   t.uitGreedy.push(await timed(uitGreedy));
@@ -126,8 +140,10 @@ const result = {
   threads,
   runs,
   fast_generation: model.info.fastGeneration,
+  shared_prefix: model.info.sharedKv,
   tokens_per_s: {
     uit_sampled: tps(t.uitSampled, SAMPLES * NEW),
+    uit_sampled_copy_path: tps(t.uitCopies, SAMPLES * NEW),
     peer_sampled_batch: tps(t.peerBatch, SAMPLES * NEW),
     peer_sampled_num_return_sequences: tps(t.peerNumReturn, SAMPLES * NEW),
     uit_greedy_b1: tps(t.uitGreedy, NEW),
@@ -137,6 +153,7 @@ const result = {
 };
 result.tokens_per_cpu_s = {
   uit_sampled: tpsCpu(t.uitSampled, SAMPLES * NEW),
+  uit_sampled_copy_path: tpsCpu(t.uitCopies, SAMPLES * NEW),
   peer_sampled: peerSampledCpu,
   uit_greedy_b1: tpsCpu(t.uitGreedy, NEW),
   peer_greedy_b1: tpsCpu(t.peerGreedy, NEW),
@@ -175,13 +192,15 @@ if (calls > 0) {
   };
 }
 await model.dispose();
+await copies?.dispose();
 
 const f = (x) => (x === null ? '-' : x.toFixed(1));
 console.log(`model ${dir} (${promptTokens}-token prompt, ${NEW} new tokens, ${threads} threads, median of ${runs})`);
 console.log(`16 samples: uit ${f(result.tokens_per_s.uit_sampled)} tok/s | peer batch ${f(result.tokens_per_s.peer_sampled_batch)} | peer num_return_sequences ${f(result.tokens_per_s.peer_sampled_num_return_sequences)} | ratio ${f(result.ratio_sampled)}x`);
+if (copies) console.log(`16 samples, prompt copied into every row: uit ${f(result.tokens_per_s.uit_sampled_copy_path)} tok/s (${f(c.uit_sampled_copy_path)} per CPU second)`);
 console.log(`greedy b1:  uit ${f(result.tokens_per_s.uit_greedy_b1)} tok/s | peer ${f(result.tokens_per_s.peer_greedy_b1)} | ratio ${f(result.ratio_greedy_b1)}x`);
 console.log(`per CPU second: 16 samples uit ${f(c.uit_sampled)} | peer ${f(c.peer_sampled)} | ratio ${f(result.ratio_sampled_cpu)}x; greedy b1 uit ${f(c.uit_greedy_b1)} | peer ${f(c.peer_greedy_b1)} | ratio ${f(result.ratio_greedy_b1_cpu)}x`);
 console.log(`load average at the end: ${result.load_average_at_end.join(' ')} (this machine has ${(await import('node:os')).cpus().length} cores)`);
 if (result.memory) console.log(`memory: RSS ${result.memory.rss_before_mib} -> ${result.memory.rss_after_mib} MiB over ${calls} calls (every 10: ${result.memory.rss_every_10_calls_mib.join(' ')})`);
 mkdirSync('bench/results', { recursive: true });
-writeFileSync('bench/results/generate-quick.json', `${JSON.stringify(result, null, 2)}\n`);
+writeFileSync(`bench/results/generate-quick-${basename(dir)}-${threads}t.json`, `${JSON.stringify(result, null, 2)}\n`);
