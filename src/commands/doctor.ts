@@ -120,7 +120,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
             const sp = await prefill(slow.backend, ids.slice(0, 2));
             const [slp] = await scoreContinuations(slow.backend, sp, [ids.slice(2)]);
             const d = Math.max(maxAbsDiff(prefix.lastLogits, sp.lastLogits), maxAbsDiff(lp, slp));
-            add('fast = slow', d < 1e-3, `fast graphs agree with model.onnx: max |diff| ${d.toExponential(1)}`);
+            add('fast = slow', d < 1e-3, `the fast graph agrees with model.onnx: max |diff| ${d.toExponential(1)}`);
           } finally {
             await slow.dispose();
           }
