@@ -24,6 +24,11 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `uit ... | head`: the reader went away; stop quietly, as command-line tools do.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(ExitCode.OK);
+    throw err;
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -102,13 +102,6 @@ one becomes the Definition (docs/pipeline.md). Everything goes through the cache
         return;
       }
       if (opts.json && !opts.out) throw new UitError('--json needs -o: without it the converted data goes to stdout', ExitCode.USAGE);
-      if (!opts.out) {
-        // `uit convert ... | head`: the reader went away; stop quietly, as command-line tools do
-        process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-          if (err.code === 'EPIPE') process.exit(ExitCode.OK);
-          throw err;
-        });
-      }
       const summary = await convert({
         input,
         to: opts.to,
