@@ -43,7 +43,7 @@ export function positive(name: string) {
 /** The options every scoring command takes. */
 export function addScorerOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or model.score.onnx)')
+    .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
     .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
     .option('--json', 'JSON lines instead of a table')
     .option('--cache <file>', `SQLite cache of scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
