@@ -48,6 +48,7 @@ function taskJson(t: Task, s: TaskScores): Record<string, unknown> {
     instances: s.setup.instances.map((x) => x.id),
     examples: s.setup.examples.length,
     examples_from_instances: s.setup.examplesFromInstances,
+    examples_shortened: s.shortenedExamples,
     candidates: s.candidates.map((c) => ({
       index: c.index,
       definition: c.definition,
@@ -56,6 +57,8 @@ function taskJson(t: Task, s: TaskScores): Record<string, unknown> {
       tokens: c.tokens,
       instances_scored: c.instances,
       instances_empty: c.emptyInstances,
+      instances_shortened: c.shortenedInstances,
+      fitted_alone: c.fittedAlone,
       instances_truncated: c.truncatedInstances,
       rank: c.rank,
       kept: c.kept,
@@ -73,6 +76,10 @@ function taskTable(t: Task, s: TaskScores): string {
   const from = s.setup.examplesFromInstances.length ? ` (${s.setup.examplesFromInstances.length} borrowed from instances)` : '';
   const n = (k: number, what: string) => `${k} ${what}${k === 1 ? '' : 's'}`;
   let out = `${t.id}: ${n(s.candidates.length, 'candidate')}, ${n(s.setup.instances.length, 'instance')}, ${n(s.setup.examples.length, 'example')}${from}\n`;
+  const shortened = Math.max(0, ...s.candidates.map((c) => c.shortenedInstances));
+  if (shortened > 0) out += `  ${n(shortened, 'prompt')} with inputs shortened to fit the context (Definitions whole)\n`;
+  const truncated = Math.max(0, ...s.candidates.map((c) => c.truncatedInstances));
+  if (truncated > 0) out += `  ${n(truncated, 'prompt')} still too long: cut on the left, the Definition first\n`;
   out += '  rank\tmean_ce\tperplexity\ttokens\tpick\tdefinition\n';
   const order = [...s.candidates].sort((a, b) => (a.rank ?? Infinity) - (b.rank ?? Infinity) || a.index - b.index);
   for (const c of order) {

@@ -26,3 +26,4 @@ export {
   type TaskScores,
   type ScoreCandidatesOptions,
 } from './uit.js';
+export { fitUitSetup, cutText, waterLevel, CUT_MARKER, DEFINITION_RESERVE, type FitContext, type FitReport } from './fit-prompt.js';

@@ -151,6 +151,26 @@ export class Scorer {
     if (opts.scorerId !== undefined) this.scorerIdPromise = Promise.resolve(opts.scorerId);
   }
 
+  /** The context length pairs must fit (undefined: no limit known). */
+  get contextLength(): number | undefined {
+    return this.maxPositions;
+  }
+
+  get overflowPolicy(): OverflowPolicy {
+    return this.overflow;
+  }
+
+  /** Tokens of a text as score() tokenizes a prefix or a target (memoised segments until the next score()). */
+  countTokens(text: string): number {
+    return this.tokens.encode(text).length;
+  }
+
+  /** A cheap upper bound on countTokens() (token-bound.ts), or undefined when the tokenizer has none. */
+  tokenBound(): ((text: string) => number) | undefined {
+    this.bound ??= tokenBoundFor(this.model.folder.files.tokenizer) ?? null;
+    return this.bound ?? undefined;
+  }
+
   /** The identity cache keys are made with. */
   scorerId(): Promise<string> {
     this.scorerIdPromise ??= this.model.identity();
@@ -250,8 +270,7 @@ export class Scorer {
    */
   private quickKeys(pairs: readonly ScorePair[], scorerId: string): (string | null)[] | undefined {
     const max = this.maxPositions;
-    this.bound ??= tokenBoundFor(this.model.folder.files.tokenizer) ?? null;
-    const bound = this.bound;
+    const bound = this.tokenBound() ?? null;
     const keys: (string | null)[] = [];
     for (const p of pairs) {
       if (p.target === '') {

@@ -11,7 +11,10 @@
 //   output, which are then not scored. A task with no instances to borrow gets fewer blocks;
 // - a candidate's score: the token-weighted mean CE over its scored instances (sum of CE / sum of
 //   tokens), and perplexity = exp(mean CE). (The reference averages the means of 4 chunks of 8.)
+// - prompts longer than the scorer's context: the long inputs are shortened, never the Definition
+//   (fit-prompt.ts); only a prompt that cannot fit that way meets the scorer's overflow policy.
 import type { Example, Instance, Task } from '../types.js';
+import { fitUitSetup, unfitted, type FitReport } from './fit-prompt.js';
 import { buildScoringPrefix } from './scoring-prompt.js';
 import type { PairScore, ScorePair, Scorer } from './scorer.js';
 import { rankAndSelect, type Selection } from './select.js';
@@ -83,8 +86,15 @@ export interface CandidateScore {
   instances: number;
   /** Instances whose gold output is empty (scored null, not in the mean). */
   emptyInstances: number;
-  /** Instances whose prompt lost tokens on the left to fit the context. */
+  /** Instances whose prompt lost tokens on the left to fit the context (the Definition first). */
   truncatedInstances: number;
+  /**
+   * Instances whose prompt had inputs shortened (an example's or its own) to fit the context with
+   * the Definition whole (fit-prompt.ts); the same for every candidate fitted with the task's reserve.
+   */
+  shortenedInstances: number;
+  /** Its inputs were fitted for it alone: its Definition is longer than the reserve (fit-prompt.ts). */
+  fittedAlone: boolean;
   /** Per scored instance, in UitSetup order: its mean CE (null for an empty output). */
   instanceMeanCe: (number | null)[];
   /** 1 = best; null when unscored. */
@@ -96,6 +106,10 @@ export interface CandidateScore {
 export interface TaskScores {
   taskId: string;
   setup: UitSetup;
+  /** Per candidate: the setup whose texts it was scored on (`setup` itself unless inputs were shortened to fit). */
+  scored: UitSetup[];
+  /** Indices of the examples whose input the task's shared fit shortened. */
+  shortenedExamples: number[];
   candidates: CandidateScore[];
   /** Index of the best kept candidate; null when none is kept. */
   best: number | null;
@@ -104,6 +118,13 @@ export interface TaskScores {
 export interface ScoreCandidatesOptions extends UitOptions, Selection {
   /** File named in errors (default: the task's source file). */
   file?: string;
+  /**
+   * Shorten long inputs so that prompts fit the scorer's context with the Definition whole
+   * (default true; never under the scorer's `error` overflow policy, which leaves prompts as they are).
+   */
+  fitInputs?: boolean;
+  /** Tokens of Definition the shared fit leaves room for (fit-prompt.ts; default min(128, context / 4)). */
+  definitionReserve?: number;
 }
 
 /** Scores every candidate of a task in one scorer call (so the planner sees all shared prefixes). */
@@ -115,20 +136,43 @@ export async function scoreCandidates(
 ): Promise<TaskScores> {
   const setup = uitSetup(task, opts);
   const file = opts.file ?? task.source.file;
-  const pairs = candidates.flatMap((d) => uitPairs(setup, d, file));
+  const fit = fitFor(scorer, setup, candidates, opts);
+  const pairs = candidates.flatMap((d, k) => uitPairs(fit.setups[k], d, file));
   const scores = await scorer.score(pairs);
   const n = setup.instances.length;
-  const partial = candidates.map((definition, index) => aggregate(index, definition, scores.slice(index * n, (index + 1) * n)));
+  const partial = candidates.map((definition, index) => ({
+    ...aggregate(index, definition, scores.slice(index * n, (index + 1) * n)),
+    shortenedInstances: fit.shortened[index].filter(Boolean).length,
+    fittedAlone: fit.alone[index],
+  }));
   const ranked = rankAndSelect(
     partial.map((c) => c.meanCe),
     { threshold: opts.threshold, topK: opts.topK },
   );
   const result = partial.map((c, i) => ({ ...c, ...ranked[i] }));
   const best = result.filter((c) => c.kept).sort((a, b) => a.rank! - b.rank!)[0];
-  return { taskId: task.id, setup, candidates: result, best: best ? best.index : null };
+  return {
+    taskId: task.id,
+    setup,
+    scored: fit.setups,
+    shortenedExamples: fit.shortenedExamples,
+    candidates: result,
+    best: best ? best.index : null,
+  };
 }
 
-function aggregate(index: number, definition: string, scores: readonly PairScore[]): Omit<CandidateScore, 'rank' | 'kept'> {
+function fitFor(scorer: Scorer, setup: UitSetup, candidates: readonly string[], opts: ScoreCandidatesOptions): FitReport {
+  const max = scorer.contextLength;
+  if (opts.fitInputs === false || max === undefined || scorer.overflowPolicy === 'error') return unfitted(setup, candidates.length);
+  return fitUitSetup(setup, candidates, {
+    count: (t) => scorer.countTokens(t),
+    maxPositions: max,
+    bound: scorer.tokenBound(),
+    reserve: opts.definitionReserve,
+  });
+}
+
+function aggregate(index: number, definition: string, scores: readonly PairScore[]): Omit<CandidateScore, 'rank' | 'kept' | 'shortenedInstances' | 'fittedAlone'> {
   let sumCe = 0;
   let tokens = 0;
   let instances = 0;

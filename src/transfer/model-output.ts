@@ -142,7 +142,11 @@ export function modelProvenance(args: {
       perplexity: c.perplexity,
       tokens: c.tokens,
       instances: c.instances,
-      // instances whose scoring prompt lost tokens on the left (from the Definition first) to fit the scorer
+      // instances whose scoring prompt had long inputs shortened to fit the scorer (Definition whole)
+      ...(c.shortenedInstances > 0 ? { shortenedInstances: c.shortenedInstances } : {}),
+      // ... with inputs cut for it alone: its Definition is longer than the room kept for one
+      ...(c.fittedAlone ? { fittedAlone: true } : {}),
+      // instances whose prompt did not fit even so and lost tokens on the left (the Definition first)
       ...(c.truncatedInstances > 0 ? { truncatedInstances: c.truncatedInstances } : {}),
       rank: c.rank,
       kept: c.kept,

@@ -314,8 +314,11 @@ export function summaryLine(s: PipelineSummary): string {
   parts.push(`${plural(s.modelCalls.total, 'model call')}`);
   parts.push(`${s.seconds.toFixed(1)} s`);
   let line = parts.join(' | ') + ` -> ${s.out}`;
+  if (s.tasks.shortenedScoring) {
+    line += `\n${s.command}: ${plural(s.tasks.shortenedScoring, 'task')} had long inputs shortened to fit the scorer's context, Definitions whole (see shortenedInstances in the provenance)`;
+  }
   if (s.tasks.truncatedScoring) {
-    line += `\n${s.command}: ${plural(s.tasks.truncatedScoring, 'task')} had scoring prompts longer than the scorer's context, cut on the left (see truncatedInstances in the provenance)`;
+    line += `\n${s.command}: ${plural(s.tasks.truncatedScoring, 'task')} had scoring prompts that did not fit even so, cut on the left (see truncatedInstances in the provenance)`;
   }
   if (s.errors) line += `\n${s.command}: ${plural(s.tasks.failed, 'task')} failed, see ${s.errors}; first: ${failureText(s.failures[0])}`;
   return line;

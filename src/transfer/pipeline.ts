@@ -103,8 +103,13 @@ export interface PipelineSummary {
     /** Tasks read but owned by another shard. */
     otherShards: number;
     /**
-     * Written tasks where some scoring prompt was cut on the left (its Definition first) to fit
-     * the scorer's context: their scores say less (provenance: truncatedInstances).
+     * Written tasks whose scoring prompts had long inputs shortened to fit the scorer's context,
+     * the Definition kept whole (provenance: shortenedInstances).
+     */
+    shortenedScoring: number;
+    /**
+     * Written tasks where some scoring prompt did not fit even with its inputs shortened and was
+     * cut on the left (its Definition first): their scores say less (provenance: truncatedInstances).
      */
     truncatedScoring: number;
   };
@@ -141,7 +146,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
     provenance: null,
     errors: null,
     shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null,
-    tasks: { ok: 0, failed: 0, filtered: 0, otherShards: 0, truncatedScoring: 0 },
+    tasks: { ok: 0, failed: 0, filtered: 0, otherShards: 0, shortenedScoring: 0, truncatedScoring: 0 },
     candidates: { generated: 0, cached: 0 },
     scores: { computed: 0, cached: 0 },
     modelCalls: { generation: 0, scoring: 0, total: 0 },
@@ -197,6 +202,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
         const outcome = await processTask(opts, lt, sinks, to);
         if (outcome.kind === 'ok') summary.tasks.ok++;
         else summary.tasks.filtered++;
+        if (outcome.report.scores?.candidates.some((c) => c.shortenedInstances > 0)) summary.tasks.shortenedScoring++;
         if (outcome.report.scores?.candidates.some((c) => c.truncatedInstances > 0)) summary.tasks.truncatedScoring++;
         opts.onTask?.(outcome.report);
       } catch (err) {
@@ -363,6 +369,8 @@ async function scoreNonEmpty(d: DenoiseStep, task: Task, texts: string[], file: 
     instances: 0,
     emptyInstances: 0,
     truncatedInstances: 0,
+    shortenedInstances: 0,
+    fittedAlone: false,
     instanceMeanCe: [],
     rank: null,
     kept: false,

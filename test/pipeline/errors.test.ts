@@ -115,10 +115,11 @@ describe('bad tasks in a collection', () => {
     expect(s.failures[0]).toMatchObject({ task: 'task1413_dart_object_identification' });
     expect(s.failures[0].reason).toMatch(/prompt has \d+ tokens; the model takes at most 300 positions/);
     expect([...tree(out).keys()].sort()).toEqual(['p3/imdb_Reviewer_Enjoyment_Yes_No.json', 'provenance.jsonl']);
-    // its scoring prompts (two examples and an input) did not fit either: cut on the left, and said so
-    expect(s.tasks).toMatchObject({ truncatedScoring: 1 });
-    const [p] = jsonl<{ candidates: { truncatedInstances?: number }[] }>(join(out, 'provenance.jsonl'));
-    expect(p.candidates.every((c) => (c.truncatedInstances ?? 0) > 0)).toBe(true);
+    // its scoring prompts (two examples and an input) did not fit either: the reviews were shortened,
+    // the candidates' Definitions kept whole (never cut on the left), and said so
+    expect(s.tasks).toMatchObject({ shortenedScoring: 1, truncatedScoring: 0 });
+    const [p] = jsonl<{ candidates: { definition: string; shortenedInstances?: number; truncatedInstances?: number }[] }>(join(out, 'provenance.jsonl'));
+    expect(p.candidates.every((c) => (c.shortenedInstances ?? 0) > 0 && c.truncatedInstances === undefined)).toBe(true);
   });
 
   it('empty candidates are never selected; a task with only empty candidates fails', () => {

@@ -56,7 +56,7 @@ export function uitAsync(args: string[]): Promise<CliResult> {
 }
 
 export interface Summary {
-  tasks: { ok: number; failed: number; filtered: number; otherShards: number; truncatedScoring: number };
+  tasks: { ok: number; failed: number; filtered: number; otherShards: number; shortenedScoring: number; truncatedScoring: number };
   candidates: { generated: number; cached: number };
   scores: { computed: number; cached: number };
   modelCalls: { generation: number; scoring: number; total: number };
