@@ -9,6 +9,7 @@ import { createProgress } from '../progress.js';
 import type { FormatName } from '../types.js';
 import './heuristic.js';
 import { transferMethod } from './method.js';
+import { outputName } from './output-name.js';
 
 export interface ConvertOptions extends ReadOptions {
   /** One or more files or folders, read in order into one output. */
@@ -24,7 +25,7 @@ export interface ConvertOptions extends ReadOptions {
   stdout?: Writable;
   /** No progress bar (--json, tests). */
   quiet?: boolean;
-  /** Called after each task is written. */
+  /** Called after each task is written; `output` is where the writer put it (a path, or `-#N` on stdout). */
   onTask?: (info: { id: string; output: string; instances: number }) => void;
 }
 
@@ -84,7 +85,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertSummary> {
         const { task, provenance } = await method(lazy, { target: opts.to, examples: opts.examples ?? 2 });
         const counter = { n: 0 };
         const output = await writer.write(counting(task, counter));
-        prov?.write({ id: task.task.id, output, ...provenance });
+        // relative to the output, as the model method writes it (output-name.ts)
+        prov?.write({ id: task.task.id, output: opts.out === undefined ? output : outputName(opts.out, output), ...provenance });
         summary.tasks++;
         summary.instances += counter.n;
         summary.methods[provenance.method] = (summary.methods[provenance.method] ?? 0) + 1;

@@ -10,7 +10,6 @@
 // finds every finished generation and score in the cache (zero model calls when all are there).
 // Outputs hold no timestamps or timings and follow the input order, so a killed and resumed run
 // writes the same bytes as an uninterrupted one. Leftover temp files of killed runs are removed.
-import { relative } from 'node:path';
 import type { Cache } from '../cache/index.js';
 import type { LazyTask, ReadOptions, TargetFormat } from '../formats/api.js';
 import { writerByName } from '../formats/registry.js';
@@ -26,6 +25,7 @@ import type { GenerationParams } from './generator.js';
 import { readTasks } from './inputs.js';
 import { checkInstances, definitionsToWrite, modelProvenance, prepareNiv2, withDefinitions, type ScorerInfo, type SelectionInfo } from './model-output.js';
 import { buildTransferPrompt, type PromptStyle, type SeedPair } from './prompt.js';
+import { outputName } from './output-name.js';
 import { inShard, type Shard } from './shard.js';
 import { removeStaleTemps } from './stale.js';
 import { errorsPathFor, failureOf, isTaskError, writeErrorsFile, type TaskFailure } from './task-errors.js';
@@ -377,10 +377,4 @@ async function scoreNonEmpty(d: DenoiseStep, task: Task, texts: string[], file: 
   }));
   scored.candidates.forEach((c, j) => (candidates[idx[j]] = { ...c, index: idx[j] }));
   return { ...scored, candidates, best: scored.best === null ? null : idx[scored.best] };
-}
-
-/** Where a task went, relative to the output, so that outputs in different places compare equal. */
-function outputName(out: string, where: string): string {
-  if (where.startsWith(`${out}#`)) return where.slice(out.length);
-  return relative(out, where).split('\\').join('/') || '.';
 }

@@ -84,6 +84,8 @@ describe('uit convert --method model', () => {
       expect(p.candidates[p.chosen!].rank).toBe(1);
       expect(p.candidates.filter((c) => c.kept)).toHaveLength(1);
       for (const c of scored) expect(c.perplexity).toBeCloseTo(Math.exp(c.meanCe!), 9);
+      // relative to OUT, the same as the heuristic method's (test/transfer/convert.test.ts)
+      expect(p.output).toBe(`${p.id}.json`);
       const doc = readJson(join(base.out, p.output!));
       expect(doc.Definition).toEqual([p.candidates[p.chosen!].definition]);
       expect((doc['Positive Examples'] as unknown[]).length).toBeGreaterThanOrEqual(1);

@@ -26,7 +26,8 @@ describe('Ni-v2 to Ni-v2 (nothing to transfer)', () => {
     expect(prov.length).toBe(180);
     expect(prov[0]).toEqual({
       id: 'task003_mctaco_question_generation_event_duration',
-      output: join(out, 'task003_mctaco_question_generation_event_duration.json'),
+      // relative to the output, as the model method writes it
+      output: 'task003_mctaco_question_generation_event_duration.json',
       source: { file: join(NIV2, 'task003_mctaco_question_generation_event_duration.json'), format: 'niv2', id: 'task003_mctaco_question_generation_event_duration' },
       method: 'identity',
       target: 'niv2',
@@ -71,6 +72,29 @@ describe('instance-level sources to Ni-v2', () => {
     expect(t['Positive Examples'].length).toBe(2);
     expect(t.Instances.length).toBe(4);
     expect(t.Source).toEqual(['rte']);
+  });
+});
+
+describe('provenance output', () => {
+  it('is relative to the output for every layout (folder, .jsonl, .json, FLAN folder), as the model method writes it', async () => {
+    const inputs = ['promptsource', 'p3'].map((p) => join(EXAMPLES, p));
+    const folder = join(tmp, 'rel/folder');
+    await convert({ input: inputs, to: 'niv2', out: folder, quiet: true });
+    const inFolder = jsonl(join(folder, 'provenance.jsonl'));
+    expect(inFolder.length).toBeGreaterThan(1);
+    for (const p of inFolder) {
+      expect(p.output).toBe(`${p.id}.json`);
+      expect(existsSync(join(folder, p.output))).toBe(true);
+    }
+    const lines = join(tmp, 'rel/tasks.jsonl');
+    await convert({ input: inputs, to: 'niv2', out: lines, quiet: true });
+    expect(jsonl(join(tmp, 'rel/tasks.provenance.jsonl')).map((p) => p.output)).toEqual(inFolder.map((_, i) => `#${i + 1}`));
+    const one = join(tmp, 'rel/one.json');
+    await convert({ input: join(NIV2, 'task003_mctaco_question_generation_event_duration.json'), to: 'niv2', out: one, quiet: true });
+    expect(jsonl(join(tmp, 'rel/one.provenance.jsonl'))[0].output).toBe('.');
+    const flanOut = join(tmp, 'rel/flan');
+    await convert({ input: join(NIV2, 'task003_mctaco_question_generation_event_duration.json'), to: 'flan', out: flanOut, quiet: true });
+    expect(jsonl(join(flanOut, 'provenance.jsonl'))[0].output).toBe('templates.json#task003_mctaco_question_generation_event_duration');
   });
 });
 
