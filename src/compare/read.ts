@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.js';
+import { isSidecar as isWriterSidecar } from '../formats/niv2.js';
 import type { Example, Instance, Task } from '../types.js';
 
 export interface CompareSide {
@@ -18,14 +19,9 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Sidecars the writers put next to task files (src/formats conventions): not tasks. */
+/** Hidden files and the sidecars uit writes next to task files (one list: src/formats/niv2.ts): not tasks. */
 function isSidecar(name: string): boolean {
-  return (
-    name.startsWith('.') ||
-    name === 'provenance.jsonl' ||
-    name === 'uit-summary.json' ||
-    /\.provenance\.jsonl?$/.test(name)
-  );
+  return name.startsWith('.') || isWriterSidecar(name) || /\.provenance\.json$/.test(name);
 }
 
 /** Task files under a folder, recursively: ids like `p3/ag_news/x` are written as nested paths. */

@@ -182,8 +182,18 @@ export function listTaskFiles(dir: string, exts: string[]): string[] {
   return out;
 }
 
+/**
+ * Files uit writes beside or inside an output that are not tasks, so that reading an output folder
+ * back (`uit convert OUT`, `uit compare`) skips them: provenance sidecars (provenancePathFor), the
+ * pipeline's errors file (`OUT.errors.jsonl`, src/transfer/task-errors.ts) and the demo's summary.
+ */
 export function isSidecar(name: string): boolean {
-  return name === 'provenance.jsonl' || name.endsWith('.provenance.jsonl') || name === 'uit-summary.json';
+  return (
+    name === 'provenance.jsonl' ||
+    name.endsWith('.provenance.jsonl') ||
+    name.endsWith('.errors.jsonl') ||
+    name === 'uit-summary.json'
+  );
 }
 
 async function* readNiv2(path: string): AsyncGenerator<LazyTask> {
