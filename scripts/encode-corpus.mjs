@@ -3,10 +3,12 @@
 //
 //   node scripts/encode-corpus.mjs TOKENIZER_DIR CORPUS.jsonl OUT_PREFIX
 //
-// CORPUS.jsonl: one {"text": ...} or {"segments": [...]} per line. Writes OUT_PREFIX.ids.bin
-// (uint16 little-endian token ids, every document followed by <|endoftext|>) and
-// OUT_PREFIX.docs.bin (uint32 little-endian start offsets of the documents, plus the total as a
-// last entry), for numpy.memmap in the trainer.
+// CORPUS.jsonl: one {"text": ...} or {"segments": [...]} per line. Writes, for numpy in the
+// trainer: OUT_PREFIX.ids.bin (uint16 little-endian token ids, every document followed by
+// <|endoftext|>), OUT_PREFIX.target.bin (uint8 per token: 1 for a document's target, i.e. its last
+// segment and the <|endoftext|> after it, or the whole of a document without segments; 0 for the
+// context before it) and OUT_PREFIX.docs.bin (uint32 little-endian start offsets of the documents,
+// plus the total as a last entry).
 import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -25,16 +27,23 @@ if (eos === undefined) throw new Error(`eos token ${tokenizerConfig.eos_token} i
 if (Object.keys(tokenizerJson.model.vocab).length > 65536) throw new Error('vocabulary too large for uint16 ids');
 
 let ids = new Uint16Array(1 << 20);
+let target = new Uint8Array(1 << 20);
 let n = 0;
 const starts = [];
-const push = (id) => {
+const push = (id, isTarget) => {
   if (n === ids.length) {
     const bigger = new Uint16Array(ids.length * 2);
     bigger.set(ids);
     ids = bigger;
+    const t = new Uint8Array(target.length * 2);
+    t.set(target);
+    target = t;
   }
+  target[n] = isTarget ? 1 : 0;
   ids[n++] = id;
 };
+const encode = (text) => tokenizer.encode(text, { add_special_tokens: false }).ids;
+let splitDiffers = 0;
 
 const lines = createInterface({ input: createReadStream(corpusPath, 'utf8'), crlfDelay: Infinity });
 for await (const line of lines) {
@@ -43,14 +52,20 @@ for await (const line of lines) {
   starts.push(n);
   // `segments` are tokenized one by one and the ids concatenated, as the scorer does with a
   // scoring prefix and its target.
-  for (const part of doc.segments ?? [doc.text]) {
-    for (const id of tokenizer.encode(part, { add_special_tokens: false }).ids) push(id);
-  }
-  push(eos);
+  const parts = doc.segments ?? [doc.text];
+  const pieces = parts.map(encode);
+  if (parts.length > 1 && doc.kind !== 'score' && pieces.flat().join() !== encode(parts.join('')).join()) splitDiffers++;
+  pieces.forEach((p, k) => {
+    for (const id of p) push(id, k === pieces.length - 1);
+  });
+  push(eos, true);
 }
 starts.push(n);
 const idsOut = ids.subarray(0, n);
 writeFileSync(`${outPrefix}.ids.bin`, Buffer.from(idsOut.buffer, idsOut.byteOffset, idsOut.byteLength));
+writeFileSync(`${outPrefix}.target.bin`, target.subarray(0, n));
 const docs = Uint32Array.from(starts);
 writeFileSync(`${outPrefix}.docs.bin`, Buffer.from(docs.buffer));
-console.log(JSON.stringify({ documents: starts.length - 1, tokens: n, eos }));
+const targets = target.subarray(0, n).reduce((a, b) => a + b, 0);
+// transfer documents split before the definition must tokenize like the whole text
+console.log(JSON.stringify({ documents: starts.length - 1, tokens: n, target_tokens: targets, eos, split_differs: splitDiffers }));

@@ -47,7 +47,11 @@ def load_model(folder: str) -> Tuple[GPTJForCausalLM, bpe.ByteLevelBPE]:
 
 @torch.no_grad()
 def target_nll(model: GPTJForCausalLM, prefix: List[int], target: List[int]) -> Tuple[float, int]:
-    """Sum of -log p(target | prefix) and the number of target tokens (teacher forcing)."""
+    """Sum of -log p(target | prefix) and the number of target tokens (teacher forcing). Past the
+    context length the prefix loses tokens on the left, as `uit score` does by default."""
+    room = model.config.n_positions - len(target)
+    if len(prefix) > room:
+        prefix = prefix[len(prefix) - room:]
     ids = torch.tensor([prefix + target])
     logits, _ = model(ids)
     logp = F.log_softmax(logits[0, len(prefix) - 1: ids.size(1) - 1], dim=1)
@@ -127,6 +131,20 @@ def swap_names(text: str, task: str, other: str) -> Optional[str]:
     return out if out != text else None
 
 
+def truncated_instances(model, tok, definition: str, examples: Sequence[dict], instances: Sequence[dict], m: int, seed: int) -> int:
+    """How many scored instances do not fit the context (their prefix loses its start, and with it
+    some or all of the definition)."""
+    insts = [i for i in instances if i["output"] and i["output"][0]]
+    random.Random(seed).shuffle(insts)
+    return sum(len(tok.encode(tc.scoring_prefix(definition, examples, i["input"]))) + len(tok.encode(i["output"][0]))
+               > model.config.n_positions for i in insts[:m])
+
+
+def binom_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided p-value of k successes against chance p."""
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
 def uit_score(model, tok, definition: str, examples: Sequence[dict], instances: Sequence[dict], m: int, seed: int) -> float:
     """Token-weighted mean CE of the gold outputs, prefix and target tokenized separately."""
     insts = [i for i in instances if i["output"] and i["output"][0]]
@@ -159,13 +177,16 @@ def eval_denoising(model, tok, tasks: Sequence[tc.NiTask], pool: Sequence[tc.NiT
         cands["other_task"] = other.definition
         scores = {k: uit_score(model, tok, v, t.positive[:2], t.instances, m, seed) for k, v in cands.items()}
         rows.append({"task": t.name, "other": other.name, "scores": scores,
-                     "human_best": min(scores, key=scores.get) == "human", "candidates": len(cands)})
-    summary = {"tasks": len(rows),
-               "human_best": sum(r["human_best"] for r in rows),
-               "chance_best": sum(1 / r["candidates"] for r in rows)}
+                     "human_best": all(scores["human"] < v for k, v in scores.items() if k != "human"), "candidates": len(cands),
+                     "truncated": truncated_instances(model, tok, t.definition, t.positive[:2], t.instances, m, seed)})
+    best = sum(r["human_best"] for r in rows)
+    chance = sum(1 / r["candidates"] for r in rows)
+    summary = {"tasks": len(rows), "human_best": best, "chance_best": round(chance, 1),
+               "tasks_with_truncated_prompts": sum(r["truncated"] > 0 for r in rows)}
     for k in ("shuffled_sentences", "swapped_names", "other_task"):
-        have = [r for r in rows if k in r["scores"]]
-        summary[f"human_beats_{k}"] = [sum(r["scores"]["human"] < r["scores"][k] for r in have), len(have)]
+        have = [r for r in rows if k in r["scores"] and r["scores"][k] != r["scores"]["human"]]
+        wins = sum(r["scores"]["human"] < r["scores"][k] for r in have)
+        summary[f"human_beats_{k}"] = {"wins": wins, "of": len(have), "p_value": round(binom_tail(wins, len(have), 0.5), 4)}
     return {"summary": summary, "rows": rows}
 
 
@@ -222,6 +243,17 @@ def eval_transfer(model, tok, heldout: dict, seeds: List[dict], per_dataset: int
     return rows
 
 
+def write_crosscheck_pairs(model, tok, t: tc.NiTask, path: str, n: int = 8) -> None:
+    nll = tokens = 0.0
+    with open(path, "w", encoding="utf-8") as f:
+        for i, inst in enumerate(t.instances[:n]):
+            prefix = tc.scoring_prefix(t.definition, t.positive[:2], inst["input"])
+            s, k = target_nll(model, tok.encode(prefix), tok.encode(inst["output"][0]))
+            nll, tokens = nll + s, tokens + k
+            f.write(json.dumps({"id": f"{t.name}#{i}", "prefix": prefix, "target": inst["output"][0], "py_sum_ce": s}) + "\n")
+    print(json.dumps({"pairs": path, "task": t.name, "py_mean_ce": nll / tokens}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(REPO, "tmp", "uit-tiny", "hf"))
@@ -232,6 +264,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="only the first N held-out tasks (a quick check)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: ppl,denoise,transfer")
+    ap.add_argument("--pairs-out", metavar="FILE", help="also write 8 scoring pairs of a held-out task as `uit score` JSONL, "
+                    "with PyTorch's summed CE as py_sum_ce, to compare the ONNX model with")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, tok = load_model(a.model)
@@ -239,6 +273,9 @@ def main() -> None:
         heldout = json.load(f)
     ni = tc.load_niv2(a.data)
     skip = set(filter(None, a.skip.split(",")))
+    if a.pairs_out:
+        name = "task1552_scitail_question_generation"
+        write_crosscheck_pairs(model, tok, ni[name if name in heldout["eval_tasks"] else heldout["eval_tasks"][0]], a.pairs_out)
     res: dict = {"model": a.model}
     pool = [ni[n] for n in heldout["eval_tasks"]]
     eval_tasks = pool[: a.limit]

@@ -97,8 +97,15 @@ def scoring_prefix(definition: str, examples: Sequence[dict], inp: str) -> str:
 def score_doc(prefix: str, target: str) -> dict:
     """A scoring-prompt document. The pipeline tokenizes the prefix and the gold output separately
     and concatenates the ids (DESIGN.md), so the encoder does the same with `segments`: the model
-    then learns exactly the token boundary it is scored on ("Output:", " ", then the target)."""
+    then learns exactly the token boundary it is scored on ("Output:", " ", then the target).
+    The last segment is the document's target (see the trainer's --context-weight)."""
     return {"kind": "score", "text": prefix + target, "segments": [prefix, target]}
+
+
+def transfer_doc(kind: str, prompt: str, definition: str) -> dict:
+    """A transfer document: the prompt up to "Definition:", then " " + the definition as the
+    target. Splitting there tokenizes like the whole text (the space starts a new pre-token)."""
+    return {"kind": kind, "text": f"{prompt} {definition.strip()}", "segments": [prompt, " " + definition.strip()]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,7 +357,7 @@ class Corpus:
 
 def build(data: str = DEFAULT_DATA, seed: int = 0, repo: str = REPO, min_pair_score: float = 0.15,
           score_docs_per_task: int = 10, fewshot_per_pair: int = 1, pair_repeat: int = 2,
-          p3_rows_per_file: int = 8) -> Corpus:
+          p3_rows_per_file: int = 8, score_docs_without_examples: int = 0) -> Corpus:
     rng = random.Random(seed)
     fmt = load_prompt_format(repo)
     ni = load_niv2(data)
@@ -393,22 +400,26 @@ def build(data: str = DEFAULT_DATA, seed: int = 0, repo: str = REPO, min_pair_sc
     docs: List[dict] = []
     for _ in range(pair_repeat):
         for p in pairs:
-            docs.append({"kind": "pair", "text": transfer_block(fmt, p["source"], p["definition"])})
+            docs.append(transfer_doc("pair", transfer_block(fmt, p["source"]), p["definition"]))
     for p in pairs:
         others = [q for q in pairs if q["dataset"] != p["dataset"]]
         for _ in range(fewshot_per_pair):
             shots = rng.sample(others, 2)
-            docs.append({"kind": "fewshot", "text": fewshot_prompt(
-                fmt, [(q["source"], q["definition"]) for q in shots], p["source"], p["definition"])})
+            docs.append(transfer_doc("fewshot", fewshot_prompt(fmt, [(q["source"], q["definition"]) for q in shots], p["source"]),
+                                     p["definition"]))
 
     for t in train_tasks:
         if t.instances and len(t.positive) >= 2:
             insts = [i for i in t.instances if i["output"]]
             rng.shuffle(insts)
-            for inst in insts[:score_docs_per_task]:
+            # As the scorer sees them (two positive examples), and optionally more without
+            # examples, where the definition is all there is to go by (tried for denoising: see
+            # docs/model.md, "What was tried").
+            for k, inst in enumerate(insts[:score_docs_per_task + score_docs_without_examples]):
                 exs = t.positive[:]
                 rng.shuffle(exs)
-                docs.append(score_doc(scoring_prefix(t.definition, exs[:2], inst["input"]), inst["output"][0]))
+                shown = exs[:2] if k < score_docs_per_task else []
+                docs.append(score_doc(scoring_prefix(t.definition, shown, inst["input"]), inst["output"][0]))
         else:
             for ex in t.positive:
                 docs.append(score_doc(scoring_prefix(t.definition, [], ex["input"]), ex["output"]))

@@ -13,7 +13,9 @@ Stages (each skips work whose output exists, so a killed run resumes where it st
 
 Deterministic: the corpus order, the tokenizer and the data order depend on --seed only, and the
 batch of step k is a function of k (so a resumed run sees the same batches as an unbroken one).
-Loss is next-token cross-entropy on every token (definitions are not weighted separately).
+Loss: next-token cross-entropy on every token. --context-weight W < 1 weighs a document's context
+W and its target 1 (the definition of a transfer pair, the gold output of a scoring prompt); that
+was tried and did not help (docs/model.md, "What was tried"), so the default is 1.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ DEFAULTS = dict(
     seq_len=512,
     batch_size=4,
     lr=1.5e-3,
+    context_weight=1.0,
     min_lr_ratio=0.1,
     warmup_steps=60,
     weight_decay=0.1,
@@ -121,35 +124,55 @@ def stage_encode(a: argparse.Namespace) -> None:
 
 def load_ids(work: str, split: str):
     ids = np.memmap(os.path.join(work, f"{split}.ids.bin"), dtype="<u2", mode="r")
+    target = np.memmap(os.path.join(work, f"{split}.target.bin"), dtype=np.uint8, mode="r")
     starts = np.fromfile(os.path.join(work, f"{split}.docs.bin"), dtype="<u4").astype(np.int64)
-    return ids, starts
+    return ids, target, starts
 
 
 class Batches:
     """Sequence packing: each epoch concatenates the documents (each ending in <|endoftext|>) in
     an order drawn from seed+epoch, and cuts the stream into windows of seq_len tokens."""
 
-    def __init__(self, ids, starts, seq_len: int, batch_size: int, seed: int):
+    def __init__(self, ids, starts, seq_len: int, batch_size: int, seed: int, target=None):
         self.ids, self.starts = ids, starts
+        self.target = target if target is not None else np.ones(len(ids), dtype=np.uint8)
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
         self.windows_per_epoch = int(starts[-1]) // seq_len
         self._epoch, self._stream = -1, None
 
-    def _epoch_stream(self, epoch: int) -> np.ndarray:
+    def _epoch_stream(self, epoch: int):
         if epoch != self._epoch:
             order = np.random.RandomState(self.seed + epoch).permutation(len(self.starts) - 1)
-            self._stream = np.concatenate([self.ids[self.starts[i]:self.starts[i + 1]] for i in order]).astype(np.int64)
+            spans = [slice(self.starts[i], self.starts[i + 1]) for i in order]
+            self._stream = (np.concatenate([self.ids[sp] for sp in spans]).astype(np.int64),
+                            np.concatenate([self.target[sp] for sp in spans]))
             self._epoch = epoch
         return self._stream
 
     def batch(self, step: int) -> np.ndarray:
-        rows = []
+        return self.batch_with_target(step)[0]
+
+    def batch_with_target(self, step: int):
+        """Token ids [batch, seq_len] and the target flags of the same tokens."""
+        rows, flags = [], []
         for j in range(self.batch_size):
             w = step * self.batch_size + j
             epoch, k = divmod(w, self.windows_per_epoch)
-            s = self._epoch_stream(epoch)
-            rows.append(s[k * self.seq_len:(k + 1) * self.seq_len])
-        return np.stack(rows)
+            ids, target = self._epoch_stream(epoch)
+            rows.append(ids[k * self.seq_len:(k + 1) * self.seq_len])
+            flags.append(target[k * self.seq_len:(k + 1) * self.seq_len])
+        return np.stack(rows), np.stack(flags)
+
+
+def weighted_lm_loss(logits, ids, target, context_weight: float):
+    """Next-token cross-entropy where a predicted token of a target weighs 1, others context_weight."""
+    import torch
+    import torch.nn.functional as F
+
+    v = logits.size(2)
+    ce = F.cross_entropy(logits[:, :-1].reshape(-1, v), ids[:, 1:].reshape(-1), reduction="none")
+    w = torch.where(target[:, 1:].reshape(-1) > 0, torch.tensor(1.0), torch.tensor(context_weight))
+    return (ce * w).sum() / w.sum()
 
 
 def lr_at(step: int, a: argparse.Namespace) -> float:
@@ -198,9 +221,9 @@ def stage_train(a: argparse.Namespace) -> None:
         step, elapsed = ck["step"], ck["elapsed"]
         log(f"train: resumed at step {step} ({elapsed:.0f}s trained)")
     n_params = sum(p.numel() for p in model.parameters())
-    ids, starts = load_ids(a.work, "train")
-    data = Batches(ids, starts, a.seq_len, a.batch_size, a.seed)
-    vids, vstarts = load_ids(a.work, "val")
+    ids, target, starts = load_ids(a.work, "train")
+    data = Batches(ids, starts, a.seq_len, a.batch_size, a.seed, target)
+    vids, _vt, _vs = load_ids(a.work, "val")
     val = np.asarray(vids[: (len(vids) // a.seq_len) * a.seq_len], dtype=np.int64).reshape(-1, a.seq_len)[: a.val_windows]
     log(f"train: {n_params / 1e6:.2f}M params, {int(starts[-1])} tokens/epoch, {a.steps} steps x "
         f"{a.batch_size}x{a.seq_len} = {a.steps * a.batch_size * a.seq_len / starts[-1]:.2f} epochs")
@@ -227,9 +250,13 @@ def stage_train(a: argparse.Namespace) -> None:
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a)
-        x = torch.from_numpy(data.batch(step))
+        xb, tb = data.batch_with_target(step)
+        x = torch.from_numpy(xb)
         logits, _ = model(x)
-        loss = causal_lm_loss(logits, x)
+        if a.context_weight == 1.0:
+            loss = causal_lm_loss(logits, x)
+        else:
+            loss = weighted_lm_loss(logits, x, torch.from_numpy(tb), a.context_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

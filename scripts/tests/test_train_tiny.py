@@ -213,3 +213,61 @@ def test_cosine_schedule():
     assert tr.lr_at(9, a) == pytest.approx(1e-3)
     assert tr.lr_at(60, a) == pytest.approx(0.55e-3)
     assert tr.lr_at(110, a) == pytest.approx(1e-4)
+
+
+def test_weighted_loss_weighs_targets():
+    import torch
+    import torch.nn.functional as F
+
+    tr = _load_trainer()
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    ids = torch.randint(0, 11, (2, 6))
+    flags = torch.tensor([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]], dtype=torch.uint8)
+    plain = F.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1))
+    assert torch.allclose(tr.weighted_lm_loss(logits, ids, flags, 1.0), plain)
+    ce = F.cross_entropy(logits[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1), reduction="none").view(2, 5)
+    only_targets = torch.cat([ce[0, 2:], ce[1]]).mean()  # row 0 predicts ids[3..5] as targets
+    assert torch.allclose(tr.weighted_lm_loss(logits, ids, flags, 0.0), only_targets)
+
+
+def test_batches_carry_target_flags():
+    tr = _load_trainer()
+    ids = np.arange(40, dtype=np.uint16)
+    target = (np.arange(40) % 3 == 0).astype(np.uint8)
+    starts = np.array([0, 10, 25, 40], dtype=np.int64)
+    b = tr.Batches(ids, starts, 8, 2, seed=1, target=target)
+    x, t = b.batch_with_target(3)
+    assert np.array_equal(t, target[x])  # the flags travel with their tokens through the shuffle
+
+
+@needs_node
+def test_encoder_marks_targets_and_splits_like_the_scorer(tmp_path):
+    texts = ["Instruction: Say hi.\nDefinition: Write hello.", "Output: hello world"] * 3
+    tok, cfg = bpe.train_tokenizer(texts, 300)
+    tdir = tmp_path / "tok"
+    tdir.mkdir()
+    (tdir / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
+    (tdir / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    docs = [tc.transfer_doc("pair", "Instruction: Say hi.\nDefinition:", "Write hello."),
+            tc.score_doc("Input: x\nOutput: ", "hello world"),
+            {"kind": "p3", "text": "plain text"}]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    r = subprocess.run([NODE, os.path.join(SCRIPTS, "encode-corpus.mjs"), str(tdir), str(tmp_path / "c.jsonl"), str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=REPO, check=True)
+    info = json.loads(r.stdout)
+    assert info["split_differs"] == 0
+    ids = np.fromfile(tmp_path / "o.ids.bin", dtype="<u2")
+    flags = np.fromfile(tmp_path / "o.target.bin", dtype=np.uint8)
+    starts = np.fromfile(tmp_path / "o.docs.bin", dtype="<u4")
+    py = bpe.ByteLevelBPE(tok)
+    eos = py.eos_id
+    for d, a, b in zip(docs, starts[:-1], starts[1:]):
+        segs = d.get("segments", [d["text"]])
+        want = [i for s in segs for i in py.encode(s)] + [eos]
+        assert ids[a:b].tolist() == want
+        n_target = len(py.encode(segs[-1])) + 1
+        assert flags[a:b].tolist() == [0] * (len(want) - n_target) + [1] * n_target
+    # the scoring prompt's prefix ends with a lone space token, as the scorer tokenizes it
+    s_ids = ids[starts[1]:starts[2]].tolist()
+    assert py.decode([s_ids[len(py.encode("Input: x\nOutput: ")) - 1]]) == " "
