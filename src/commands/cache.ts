@@ -1,22 +1,24 @@
-// `uit cache stats|export|merge|vacuum`: look into and look after the SQLite cache.
+// `uit cache stats|export|merge|vacuum`: look into and look after the SQLite cache. SQLite
+// (better-sqlite3) loads when a subcommand runs, not when the CLI declares its options.
 import { once } from 'node:events';
 import { Command, Option } from 'commander';
-import {
-  EXPORT_COLUMNS,
-  EXPORT_TABLES,
-  csvHeader,
-  defaultCachePath,
-  formatExportRow,
-  openCache,
-  type CacheStats,
-  type ExportFormat,
-  type ExportTable,
-  type MergeResult,
-  type MergeTable,
-} from '../cache/index.js';
+import type { Cache, CacheStats, ExportFormat, ExportTable, MergeResult, MergeTable, OpenCacheOptions } from '../cache/index.js';
+import { defaultCachePath } from '../cache/location.js';
 import { ExitCode } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
-import { createProgress } from '../progress.js';
+
+/** The cache's EXPORT_TABLES, declared here so that `--help` needs no SQLite (the type keeps them equal). */
+const TABLES = ['generations', 'scores', 'models', 'runs'] as const satisfies readonly ExportTable[];
+const ALL_TABLES: Exclude<ExportTable, (typeof TABLES)[number]> extends never ? true : never = true;
+void ALL_TABLES;
+
+async function openCache(path: string, opts?: OpenCacheOptions): Promise<Cache> {
+  return (await import('../cache/index.js')).openCache(path, opts);
+}
+
+async function createProgress(...args: Parameters<typeof import('../progress.js').createProgress>) {
+  return (await import('../progress.js')).createProgress(...args);
+}
 
 interface CacheOption {
   cache?: string;
@@ -33,7 +35,8 @@ function cachePath(opts: CacheOption): string {
 export function register(program: Command): void {
   const cache = program
     .command('cache')
-    .description('inspect and maintain the SQLite cache of generations and scores')
+    .summary('inspect and maintain the SQLite cache of generations and scores')
+    .description('Inspect and maintain the SQLite cache of generations and scores: statistics, export, merge, vacuum.')
     .addHelpText(
       'after',
       `
@@ -49,7 +52,8 @@ Examples:
 
   cache
     .command('stats')
-    .description('rows per table and per model, size on disk, oldest and newest rows')
+    .summary('rows per table and per model, size on disk, oldest and newest rows')
+    .description('Show rows per table and per model, size on disk, oldest and newest rows, and the last run.')
     .addOption(cacheOption())
     .option('--check', "also run SQLite's integrity check (reads the whole file)")
     .option('--json', 'print the statistics as JSON')
@@ -60,8 +64,8 @@ Examples:
   $ uit cache stats
   $ uit cache stats --cache shard-3.sqlite --json | jq .rows`,
     )
-    .action((opts: CacheOption & { json?: boolean; check?: boolean }) => {
-      const c = openCache(cachePath(opts), { readonly: true });
+    .action(async (opts: CacheOption & { json?: boolean; check?: boolean }) => {
+      const c = await openCache(cachePath(opts), { readonly: true });
       try {
         const stats = c.stats();
         const problems = opts.check ? c.check() : undefined;
@@ -81,10 +85,12 @@ Examples:
 
   cache
     .command('export')
-    .description('write a table as JSON Lines or CSV, prompts reassembled (streamed)')
+    .summary('write a table as JSON Lines or CSV, prompts reassembled')
+    .description('Write a table as JSON Lines or CSV, prompts reassembled from their pieces (streamed: any size).')
     .addOption(cacheOption())
-    .addOption(new Option('--table <table>', 'the table to export').choices(EXPORT_TABLES).default('generations'))
+    .addOption(new Option('--table <table>', 'the table to export').choices(TABLES).default('generations'))
     .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'csv']).default('jsonl'))
+    .addOption(new Option('--json', 'the same as --format jsonl (the default)').conflicts('format'))
     .option('-o, --output <file>', 'write to FILE (atomically: all or nothing) instead of stdout')
     .addHelpText(
       'after',
@@ -94,13 +100,14 @@ Examples:
   $ uit cache export --table generations --format csv -o generations.csv
   $ uit cache export --table runs | jq -r '[.command, .status, .started_at] | @tsv'`,
     )
-    .action(async (opts: CacheOption & { table: ExportTable; format: ExportFormat; output?: string }) => {
-      await exportTable(cachePath(opts), opts.table, opts.format, opts.output);
+    .action(async (opts: CacheOption & { table: ExportTable; format: ExportFormat; output?: string; json?: boolean }) => {
+      await exportTable(cachePath(opts), opts.table, opts.json ? 'jsonl' : opts.format, opts.output);
     });
 
   cache
     .command('merge')
-    .description("add the rows of other caches (e.g. shards' caches) that this cache lacks")
+    .summary("add the rows of other caches (e.g. shards') that this cache lacks")
+    .description("Add the rows of other caches (e.g. shards' caches) that this cache lacks, matched by content key.")
     .argument('<other...>', 'cache files to merge from (read-only)')
     .addOption(cacheOption())
     .option('--json', 'print what was added as JSON')
@@ -114,10 +121,10 @@ Examples:
   $ uit cache merge shard-0.sqlite shard-1.sqlite shard-2.sqlite --cache merged.sqlite
   $ uit cache merge /scratch/job-*/cache.sqlite`,
     )
-    .action((others: string[], opts: CacheOption & { json?: boolean }) => {
-      const c = openCache(cachePath(opts));
+    .action(async (others: string[], opts: CacheOption & { json?: boolean }) => {
+      const c = await openCache(cachePath(opts));
       const results: MergeResult[] = [];
-      const progress = createProgress({ label: 'merging', total: others.length, quiet: opts.json });
+      const progress = await createProgress({ label: 'merging', total: others.length, quiet: opts.json });
       try {
         c.startRun('cache merge', { from: others });
         for (const other of others) {
@@ -146,7 +153,8 @@ Examples:
 
   cache
     .command('vacuum')
-    .description('rewrite the cache file compactly and truncate its write-ahead log')
+    .summary('rewrite the cache file compactly and truncate its write-ahead log')
+    .description('Rewrite the cache file compactly (SQLite VACUUM) and truncate its write-ahead log.')
     .addOption(cacheOption())
     .option('--json', 'print the sizes as JSON')
     .addHelpText(
@@ -158,8 +166,8 @@ processes writing the cache.
 Example:
   $ uit cache vacuum --cache merged.sqlite`,
     )
-    .action((opts: CacheOption & { json?: boolean }) => {
-      const c = openCache(cachePath(opts));
+    .action(async (opts: CacheOption & { json?: boolean }) => {
+      const c = await openCache(cachePath(opts));
       try {
         const { before, after } = c.vacuum();
         if (opts.json) process.stdout.write(`${JSON.stringify({ cache: c.path, bytesBefore: before, bytesAfter: after })}\n`);
@@ -171,7 +179,8 @@ Example:
 }
 
 async function exportTable(path: string, table: ExportTable, format: ExportFormat, output?: string): Promise<void> {
-  const c = openCache(path, { readonly: true });
+  const { EXPORT_COLUMNS, csvHeader, formatExportRow } = await import('../cache/index.js');
+  const c = await openCache(path, { readonly: true });
   let total: number;
   try {
     total = c.count(table);
@@ -181,7 +190,7 @@ async function exportTable(path: string, table: ExportTable, format: ExportForma
   }
   // Created only once reading works; from here every failure goes through abort().
   const writer = output === undefined ? undefined : new AtomicWriter(output);
-  const progress = createProgress({ label: `exporting ${table}`, total });
+  const progress = await createProgress({ label: `exporting ${table}`, total });
   let broken = false;
   let streamError: Error | undefined;
   // stdout may be a pipe that closes early (`| head`): stop quietly then, as other CLIs do.

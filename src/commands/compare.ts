@@ -1,11 +1,7 @@
 // `uit compare --offline A --api B`: how far offline instructions are from API ones.
+// The comparison code (and, with --scorer, the model runtime) loads only when the command runs.
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { compareOutputs, reportToJson } from '../compare/report.js';
-import { readCompareSide } from '../compare/read.js';
-import { renderTable } from '../compare/table.js';
-import { renderHtml } from '../compare/html.js';
-import { loadDefinitionScorer } from '../compare/scorer.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 interface CompareOptions {
@@ -31,10 +27,16 @@ function integer(v: string): number {
 }
 
 export async function runCompare(opts: CompareOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  const [{ compareOutputs, reportToJson }, { readCompareSide }, { renderTable }, { renderHtml }] = await Promise.all([
+    import('../compare/report.js'),
+    import('../compare/read.js'),
+    import('../compare/table.js'),
+    import('../compare/html.js'),
+  ]);
   const offline = readCompareSide(opts.offline);
   const api = readCompareSide(opts.api);
   const scorer = opts.scorer
-    ? await loadDefinitionScorer(opts.scorer, { maxInstances: opts.instances, seed: opts.seed, quiet: opts.json === true })
+    ? await (await import('../compare/scorer.js')).loadDefinitionScorer(opts.scorer, { maxInstances: opts.instances, seed: opts.seed, quiet: opts.json === true })
     : undefined;
   const report = await compareOutputs({ offlinePath: opts.offline, apiPath: opts.api, offline: offline.tasks, api: api.tasks, scorer });
   if (opts.html) writeFileAtomic(opts.html, renderHtml(report));
@@ -48,6 +50,7 @@ export async function runCompare(opts: CompareOptions, out: NodeJS.WritableStrea
 export function register(program: Command): void {
   program
     .command('compare')
+    .summary('compare offline and API outputs task by task (ROUGE-L, BLEU, ...)')
     .description(
       'Compare two uit outputs task by task (offline vs API instructions): ROUGE-L, BLEU, exact match, ' +
         'lengths, and with --scorer which instruction better predicts the gold outputs (lower perplexity).',

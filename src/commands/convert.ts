@@ -1,13 +1,13 @@
 // `uit convert IN --to niv2|flan|alpaca`: read any supported format, transfer each task's
 // instruction with a method (heuristic until a model is given), write the target format.
+// Only option declarations load with the CLI; readers, writers and models load when it runs.
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import type { TargetFormat } from '../formats/api.js';
-import { FORMAT_NAMES, formatList, TARGET_NAMES } from '../formats/registry.js';
+import { FORMAT_NAMES, formatList, TARGET_NAMES } from '../formats/names.js';
 import { ExitCode, UitError } from '../errors.js';
-import { convert, type ConvertSummary } from '../transfer/convert.js';
-import { transferMethodNames } from '../transfer/method.js';
-import { addDenoiseOptions, addRunOptions, addTransferOptions, runPipelineCommand, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
+import type { ConvertSummary } from '../transfer/convert.js';
+import { addDenoiseOptions, addRunOptions, addTransferOptions, type PipelineCliOptions } from '../transfer/pipeline-options.js';
 
 interface ConvertCliOptions {
   to: TargetFormat;
@@ -51,12 +51,17 @@ export function summaryText(s: ConvertSummary): string {
 export function register(program: Command): void {
   const cmd = program
     .command('convert')
-    .description('Convert instruction data to Ni-v2, FLAN-style or Alpaca format, rewriting each task\'s instruction for the target format.')
+    .summary('convert instruction data to Ni-v2, FLAN-style or Alpaca format')
+    .description(
+      "Convert instruction data to Ni-v2, FLAN-style or Alpaca format, rewriting each task's instruction " +
+        'for the target format: mapped directly (--method heuristic, the default) or written by a model and ' +
+        'picked by perplexity (--method model, the UIT pipeline).',
+    )
     .argument('<input...>', 'data files or folders (format detected from the content; --from to override), converted into one output')
     .addOption(new Option('--to <format>', 'target format').choices(TARGET_NAMES).makeOptionMandatory())
     .addOption(new Option('--from <format>', 'input format (default: detected)').choices(FORMAT_NAMES))
     .option('-o, --out <path>', 'output: a folder, a .json file or a .jsonl file (default: JSONL on stdout)')
-    .option('--method <name>', `transfer method (${[...transferMethodNames(), 'model'].join(', ')}; model: see docs/pipeline.md)`, 'heuristic')
+    .option('--method <name>', 'transfer method: heuristic (fields mapped directly) or model (the UIT pipeline, docs/pipeline.md)', 'heuristic')
     .option('--rows <file>', 'dataset rows (JSONL) for PromptSource or FLAN templates')
     .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
     .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first instances of a task that has none', nonNegativeInt, 2)
@@ -98,10 +103,12 @@ one becomes the Definition (docs/pipeline.md). Everything goes through the cache
     )
     .action(async (input: string[], opts: ConvertCliOptions & PipelineCliOptions) => {
       if (opts.method === 'model') {
+        const { runPipelineCommand } = await import('../transfer/pipeline-cli.js');
         await runPipelineCommand('convert', input, opts);
         return;
       }
       if (opts.json && !opts.out) throw new UitError('--json needs -o: without it the converted data goes to stdout', ExitCode.USAGE);
+      const { convert } = await import('../transfer/convert.js');
       const summary = await convert({
         input,
         to: opts.to,

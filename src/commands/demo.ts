@@ -9,9 +9,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelError } from '../errors.js';
-import { convert, type ConvertSummary } from '../transfer/convert.js';
-import { runPipeline, type PipelineSummary, type TaskReport } from '../transfer/pipeline.js';
-import { int, openPipeline, summaryLine, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
+import type { ConvertSummary } from '../transfer/convert.js';
+import type { PipelineSummary, TaskReport } from '../transfer/pipeline.js';
+import { int, type PipelineCliOptions } from '../transfer/pipeline-options.js';
 import { summaryText } from './convert.js';
 
 /** The bundled sample, next to src/ and dist/ in the package. */
@@ -61,6 +61,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   }
   const dir = opts.examplesDir ?? EXAMPLES_DIR;
   const out = opts.out ?? DEMO_DEFAULTS.out;
+  const [{ openPipeline }, { runPipeline }] = await Promise.all([import('../transfer/pipeline-cli.js'), import('../transfer/pipeline.js')]);
   const opened = await openPipeline('convert', DEMO_INPUTS.map((p) => join(dir, p)), {
     ...opts,
     model,
@@ -100,7 +101,8 @@ function indent(text: string, pad: string): string {
   return text.split('\n').map((l) => pad + l).join('\n');
 }
 
-export function demoText(r: DemoResult): string {
+/** The demo's report; `summary` is the pipeline's summary line (pipeline-cli.ts, summaryLine). */
+export function demoText(r: DemoResult, summary: string): string {
   const lines: string[] = [];
   const rel = relative(process.cwd(), r.model) || r.model;
   const name = r.model === DEMO_MODEL ? 'models/uit-tiny (the embedded model)' : rel.startsWith('..') ? r.model : rel;
@@ -122,7 +124,7 @@ export function demoText(r: DemoResult): string {
     lines.push(e.chosen === null ? 'No candidate kept.' : `Picked #${e.chosen + 1} (lowest perplexity); it is Definition[0] of ${e.file}`);
   }
   lines.push('');
-  lines.push(summaryLine(r.summary));
+  lines.push(summary);
   lines.push(`Every task is in ${r.out}/ (Ni-v2 JSON); ${r.out}/provenance.jsonl lists every candidate with its scores.`);
   return lines.join('\n') + '\n';
 }
@@ -130,6 +132,7 @@ export function demoText(r: DemoResult): string {
 /** The model-free demo of the formats layer (heuristic transfer of every instance-level format). */
 async function heuristicDemo(out: string, dir: string): Promise<{ out: string; summary: ConvertSummary; example: { file: string; task: Record<string, unknown> } }> {
   let exampleFile: string | undefined;
+  const { convert } = await import('../transfer/convert.js');
   const summary = await convert({
     input: HEURISTIC_PARTS.map((p) => join(dir, p)),
     to: 'niv2',
@@ -144,7 +147,11 @@ async function heuristicDemo(out: string, dir: string): Promise<{ out: string; s
 export function register(program: Command): void {
   const cmd = program
     .command('demo')
-    .description('Run the UIT pipeline on the bundled sample with the embedded model: candidate definitions, their perplexities and the pick, written as Ni-v2.')
+    .summary('run the UIT pipeline on the bundled sample with the embedded model')
+    .description(
+      'Run the UIT pipeline on the bundled sample with the embedded model: candidate definitions, their ' +
+        'perplexities and the pick, written as Ni-v2.',
+    )
     .option('-o, --out <dir>', 'output folder', DEMO_DEFAULTS.out)
     .option('--model <dir>', 'transfer model and scorer (default: the embedded models/uit-tiny)')
     .addOption(new Option('--method <name>', 'model: the UIT pipeline; heuristic: no model, fields mapped directly').choices(['model', 'heuristic']).default('model'))
@@ -178,7 +185,8 @@ Examples:
         return;
       }
       const r = await runDemo(opts);
-      process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : demoText(r));
+      const { summaryLine } = await import('../transfer/pipeline-cli.js');
+      process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : demoText(r, summaryLine(r.summary)));
       if (r.summary.tasks.failed > 0) process.exitCode = 6;
     });
 }

@@ -3,13 +3,17 @@
 // instances, keeps the lowest-perplexity one(s) and writes Ni-v2 tasks with provenance.
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { FORMAT_NAMES } from '../formats/registry.js';
-import { addDenoiseOptions, addRunOptions, int, runPipelineCommand, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
+import { FORMAT_NAMES } from '../formats/names.js';
+import { addDenoiseOptions, addRunOptions, int, type PipelineCliOptions } from '../transfer/pipeline-options.js';
 
 export function register(program: Command): void {
   const cmd = program
     .command('denoise')
-    .description('Score candidate definitions of each task with a scoring model and keep the best (perplexity denoising); writes Ni-v2 tasks.')
+    .summary('score candidate definitions and keep the best by perplexity')
+    .description(
+      "Score candidate definitions of each task with a scoring model (the perplexity of the task's gold " +
+        'outputs under the UIT scoring prompt) and keep the best (perplexity denoising); writes Ni-v2 tasks.',
+    )
     .argument('<input...>', 'the source tasks: data files or folders (their instances are what candidates are scored on)')
     .requiredOption('--candidates <file>', 'JSONL, one {"task": ID, "candidates": [TEXT, ...]} per task (uit transfer writes it)')
     .addOption(new Option('--from <format>', 'input format (default: detected)').choices(FORMAT_NAMES))
@@ -36,6 +40,7 @@ Examples:
   $ uit denoise tasks/ --candidates api-cands.jsonl --scorer models/uit-tiny --threshold 40 --top-k 2 -o out.jsonl`,
     )
     .action(async (input: string[], opts: PipelineCliOptions) => {
+      const { runPipelineCommand } = await import('../transfer/pipeline-cli.js');
       await runPipelineCommand('denoise', input, opts);
     });
 }

@@ -3,20 +3,8 @@ import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Command, Option } from 'commander';
 import { ExitCode, UitError } from '../errors.js';
-import {
-  OrtBackend,
-  generate,
-  inspectModelFolder,
-  loadModel,
-  prefill,
-  providerReport,
-  scoreContinuations,
-  type Device,
-  type Model,
-  type ModelFolder,
-  type ProviderReport,
-} from '../runtime/index.js';
-import { loadTokenizer } from '../tokenizer/index.js';
+// The runtime (onnxruntime-node) loads when the command runs, not with the CLI.
+import type { Device, Model, ModelFolder, OrtBackend, ProviderReport } from '../runtime/index.js';
 
 export interface Check {
   name: string;
@@ -49,6 +37,8 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 async function checkModel(dir: string, device: Device, threads: number | undefined): Promise<{ ok: boolean; checks: Check[] }> {
+  const { generate, inspectModelFolder, loadModel, prefill, scoreContinuations } = await import('../runtime/index.js');
+  const { loadTokenizer } = await import('../tokenizer/index.js');
   const checks: Check[] = [];
   const add = (name: string, ok: boolean, detail: string) => checks.push({ name, ok, detail });
   const failed = () => ({ ok: false, checks });
@@ -136,6 +126,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
 }
 
 export async function doctor(opts: { model?: string; device?: Device; threads?: number }): Promise<DoctorReport> {
+  const { providerReport } = await import('../runtime/index.js');
   const report: DoctorReport = {
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
@@ -170,7 +161,11 @@ export function formatReport(r: DoctorReport): string {
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('show Node, onnxruntime and execution providers, and check a model folder')
+    .summary('check Node, onnxruntime, execution providers and a model folder')
+    .description(
+      'Show Node, onnxruntime and the execution providers this machine offers, and check a model folder: ' +
+        'files, tokenizer, graphs, a one-token smoke run, scoring, and that the fast graph agrees with model.onnx.',
+    )
     .option('-m, --model <dir>', 'also check this model folder: files, graphs, a one-token smoke run')
     .addOption(new Option('--device <device>', 'execution provider for the model check').choices(['cpu', 'cuda', 'auto']).default('cpu'))
     .option('--threads <n>', 'onnxruntime intra-op threads', (v: string) => {

@@ -1,11 +1,10 @@
 // `uit generate`: try a model folder: continue prompts with greedy or sampled decoding.
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { z } from 'zod';
 import { ExitCode, InputError, UitError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { createProgress } from '../progress.js';
-import { generate, loadModel, type Device, type GenerateRequest, type GenerateResult } from '../runtime/index.js';
+// zod, the progress bar and the runtime (onnxruntime-node) load when the command runs.
+import type { Device, GenerateRequest, GenerateResult } from '../runtime/index.js';
 
 interface GenerateCliOptions {
   model: string;
@@ -42,10 +41,10 @@ function float(name: string, check: (n: number) => boolean, rule: string) {
   };
 }
 
-const lineSchema = z.object({ prompt: z.string(), num_samples: z.number().int().min(1).optional() });
-
 /** One request per line of a JSONL file: {"prompt": "...", "num_samples"?: N}. */
-export function readPromptsJsonl(file: string, defaultSamples: number): GenerateRequest[] {
+export async function readPromptsJsonl(file: string, defaultSamples: number): Promise<GenerateRequest[]> {
+  const { z } = await import('zod');
+  const lineSchema = z.object({ prompt: z.string(), num_samples: z.number().int().min(1).optional() });
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -81,7 +80,8 @@ function formatPlain(result: GenerateResult): string {
 export function register(program: Command): void {
   program
     .command('generate')
-    .description('continue prompts with a local ONNX model (greedy or sampled, KV-cached, batched)')
+    .summary('continue prompts with a local ONNX model')
+    .description('Continue prompts with a local ONNX model: greedy or sampled (temperature, top-k, top-p, repetition penalty), KV-cached, batched, seeded.')
     .argument('[prompt...]', 'prompt text (or use --input)')
     .requiredOption('-m, --model <dir>', 'model folder (config.json, tokenizer.json, onnx/model.onnx)')
     .option('-i, --input <file>', 'JSONL file of prompts: one {"prompt": "...", "num_samples"?: N} per line')
@@ -112,10 +112,11 @@ Examples:
     .action(async (promptArgs: string[], opts: GenerateCliOptions) => {
       let requests: GenerateRequest[];
       if (opts.input && promptArgs.length) throw new UitError('give either prompt text or --input, not both', ExitCode.USAGE);
-      if (opts.input) requests = readPromptsJsonl(opts.input, opts.numSamples);
+      if (opts.input) requests = await readPromptsJsonl(opts.input, opts.numSamples);
       else if (promptArgs.length) requests = [{ prompt: promptArgs.join(' '), numSamples: opts.numSamples }];
       else throw new UitError('no prompt: give prompt text or --input prompts.jsonl', ExitCode.USAGE);
 
+      const [{ generate, loadModel }, { createProgress }] = await Promise.all([import('../runtime/index.js'), import('../progress.js')]);
       const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads });
       try {
         if (model.info.deviceNote && !opts.json) process.stderr.write(`uit: ${model.info.deviceNote}\n`);

@@ -3,10 +3,10 @@
 // without one, from each task's own Definition list.
 import type { Command } from 'commander';
 import { InputError } from '../errors.js';
-import { niv2 } from '../formats/niv2.js';
-import { DEFAULT_INSTANCES, scoreCandidates, uitSetup, type TaskScores } from '../perplexity/index.js';
-import { createProgress, type Progress } from '../progress.js';
-import { readCandidatesFile } from '../transfer/candidates-file.js';
+import { DEFAULT_INSTANCES } from '../perplexity/defaults.js';
+// The readers, the scorer and the runtime load when the command runs.
+import type { TaskScores } from '../perplexity/index.js';
+import type { Progress } from '../progress.js';
 import type { Task } from '../types.js';
 import { Output, addScorerOptions, int, openScorer, positive, summaryLine, type ScorerCliOptions } from './score.js';
 
@@ -20,6 +20,7 @@ interface ScoreInstructionsOptions extends ScorerCliOptions {
 
 /** Every task of the given Ni-v2 files and folders, in order. */
 async function readTasks(paths: readonly string[]): Promise<Task[]> {
+  const { niv2 } = await import('../formats/niv2.js');
   const tasks: Task[] = [];
   const seen = new Map<string, string>();
   for (const p of paths) {
@@ -94,7 +95,8 @@ function taskTable(t: Task, s: TaskScores): string {
 export function register(program: Command): void {
   const cmd = program
     .command('score-instructions')
-    .description('rank candidate definitions of Ni-v2 tasks by the perplexity of their gold outputs (UIT denoising)')
+    .summary('rank candidate definitions of Ni-v2 tasks by perplexity')
+    .description('Rank candidate definitions of Ni-v2 tasks by the perplexity of their gold outputs under the UIT scoring prompt (UIT denoising).')
     .argument('<tasks...>', 'Ni-v2 task files (.json), JSONL of tasks, or folders of them');
   addScorerOptions(cmd)
     .option('--candidates <file>', 'candidates JSONL: {"task": id, "candidates": [text, ...]} per line (what `uit transfer` writes)')
@@ -110,12 +112,15 @@ For each candidate definition D, every scored instance (x, y) becomes the prompt
    Now complete the following example -\\nInput: x\\nOutput: "
 and the score is the cross-entropy of y (the instance's first output) given it. A candidate's
 mean CE is token-weighted over up to M instances from a seeded shuffle; perplexity = exp(mean CE).
-Without --candidates, each task's own Definition list is the candidate list.
+Without --candidates, each task's own Definition list is the candidate list. Prompts longer than
+the model's context get their long inputs shortened in the middle ("beginning ... end"), never the
+Definition (docs/scoring.md); only a prompt that cannot fit so meets --overflow.
 
 Plain output: per task, its candidates by rank ("*" the pick, "+" also kept); --json: one
 object per task: {"task", "file", "instances", "examples", "examples_from_instances",
-"candidates": [{"index", "definition", "mean_ce", "perplexity", "tokens", "instances_scored",
-"instances_empty", "instances_truncated", "rank", "kept"}], "pick"}.
+"examples_shortened", "candidates": [{"index", "definition", "mean_ce", "perplexity", "tokens",
+"instances_scored", "instances_empty", "instances_shortened", "fitted_alone",
+"instances_truncated", "rank", "kept"}], "pick"}.
 
 Examples:
   $ uit score-instructions -m models/uit-tiny ../data/niv2/tasks/task1147_country_currency.json
@@ -125,6 +130,11 @@ Examples:
     .action(async (paths: string[], opts: ScoreInstructionsOptions) => {
       const tasks = await readTasks(paths);
       const candidatesOf = new Map<string, string[]>();
+      const [{ readCandidatesFile }, { scoreCandidates, uitSetup }, { createProgress }] = await Promise.all([
+        import('../transfer/candidates-file.js'),
+        import('../perplexity/index.js'),
+        import('../progress.js'),
+      ]);
       if (opts.candidates) {
         const loaded = await readCandidatesFile(opts.candidates);
         for (const t of tasks) {

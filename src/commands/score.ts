@@ -1,14 +1,16 @@
 // `uit score`: teacher-forced scores of raw (prefix, target) pairs from a JSONL file, with prefix
 // reuse and the cache. Also the scorer options and setup shared with `uit score-instructions`.
 import { Option, InvalidArgumentError, type Command } from 'commander';
-import { z } from 'zod';
-import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cache/index.js';
+import type { Cache, JsonObject } from '../cache/index.js';
+import { defaultCachePath } from '../cache/location.js';
 import { InputError } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { readJsonl } from '../io/jsonl.js';
-import { OVERFLOW_POLICIES, Scorer, type OverflowPolicy, type PairScore, type ScorePair } from '../perplexity/index.js';
-import { createProgress, type Progress } from '../progress.js';
-import { loadModel, type Device, type Model } from '../runtime/index.js';
+import { OVERFLOW_POLICIES, type OverflowPolicy } from '../perplexity/defaults.js';
+// SQLite, the scorer and the runtime (onnxruntime-node), zod and the progress bar load when a command runs.
+import type { PairScore, ScorePair, Scorer } from '../perplexity/index.js';
+import type { Progress } from '../progress.js';
+import type { Device, Model } from '../runtime/index.js';
 
 export interface ScorerCliOptions {
   model: string;
@@ -69,6 +71,11 @@ export interface OpenedScorer {
 
 /** Loads the model, opens the cache (before the model: a bad cache fails fast) and makes the scorer. */
 export async function openScorer(command: string, opts: ScorerCliOptions, onBatch?: (pairs: number, targetTokens: number) => void): Promise<OpenedScorer> {
+  const [{ openCache }, { Scorer }, { loadModel }] = await Promise.all([
+    import('../cache/index.js'),
+    import('../perplexity/index.js'),
+    import('../runtime/index.js'),
+  ]);
   const cache = opts.cache === false ? undefined : openCache(opts.cache ?? defaultCachePath());
   let model: Model;
   try {
@@ -149,12 +156,6 @@ export class Output {
 
 // ---- uit score ----------------------------------------------------------------------------------
 
-const pairSchema = z.object({
-  prefix: z.string({ error: 'expected a string' }),
-  target: z.string({ error: 'expected a string' }),
-  id: z.union([z.string(), z.number()]).optional(),
-});
-
 interface InputPair extends ScorePair {
   line: number;
   id?: string | number;
@@ -162,6 +163,12 @@ interface InputPair extends ScorePair {
 
 /** Reads {"prefix", "target", "id"?} lines; other fields are ignored. */
 export async function readPairs(file: string): Promise<InputPair[]> {
+  const { z } = await import('zod');
+  const pairSchema = z.object({
+    prefix: z.string({ error: 'expected a string' }),
+    target: z.string({ error: 'expected a string' }),
+    id: z.union([z.string(), z.number()]).optional(),
+  });
   const pairs: InputPair[] = [];
   for await (const { value, line } of readJsonl(file)) {
     const parsed = pairSchema.safeParse(value);
@@ -223,7 +230,8 @@ function pairRow(p: InputPair, s: PairScore): string {
 export function register(program: Command): void {
   const cmd = program
     .command('score')
-    .description('teacher-forced scores of (prefix, target) pairs: tokens, summed and mean cross-entropy (natural log), perplexity')
+    .summary('teacher-forced scores of (prefix, target) pairs')
+    .description('Teacher-forced scores of (prefix, target) pairs: tokens, summed and mean cross-entropy (natural log), perplexity.')
     .argument('<pairs.jsonl>', 'one {"prefix": "...", "target": "...", "id"?: ...} per line');
   addScorerOptions(cmd)
     .option('--per-token', "add every target token's text and log-probability")
@@ -254,6 +262,7 @@ Examples:
         progress?.tick(n, { hits: opened.scorer.stats.cacheHits });
       });
       const { scorer, cache } = opened;
+      const { createProgress } = await import('../progress.js');
       progress = createProgress({ label: 'score', total: pairs.length, quiet: opts.json, payload: { hits: 0 }, extraFormat: 'cache hits {hits}' });
       const out = new Output(opts.output);
       let status: 'ok' | 'failed' = 'failed';

@@ -3,7 +3,13 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ExitCode, UitError } from '../errors.js';
 import type { Device } from '../runtime/index.js';
-import { DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES, isLoopback, startServer } from '../serve/index.js';
+
+/**
+ * The server's defaults (src/serve: DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES), repeated here so that
+ * declaring the options does not load the server and the runtime; test/cli/startup.test.ts checks
+ * that they agree.
+ */
+export const SERVE_DEFAULTS = { maxTokens: 512, maxN: 16, maxBodyBytes: 1024 * 1024 } as const;
 
 interface ServeCliOptions {
   model: string;
@@ -57,16 +63,17 @@ export function readToken(opts: { apiKeyEnv?: string; tokenFile?: string }): str
 export function register(program: Command): void {
   program
     .command('serve')
-    .description('serve a local ONNX model over an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models)')
+    .summary('serve a local model over an OpenAI-compatible HTTP API')
+    .description('Serve a local ONNX model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models).')
     .requiredOption('-m, --model <dir>', 'model folder (config.json, tokenizer.json, onnx/model.onnx)')
     .option('--model-name <name>', "the name clients send as 'model' (default: the folder's name)")
     .option('--host <host>', 'address to bind; the default answers this machine only', '127.0.0.1')
     .option('-p, --port <n>', 'port (0 = pick a free one and print it)', int('--port', 0, 65535), 8080)
     .addOption(new Option('--api-key-env <name>', 'require "Authorization: Bearer $NAME" (the token is read from this variable)').conflicts('tokenFile'))
     .option('--token-file <file>', 'require "Authorization: Bearer <token>", the token read from this file')
-    .option('--max-tokens <n>', 'largest max_tokens a request may ask for', int('--max-tokens', 1), DEFAULT_LIMITS.maxTokens)
-    .option('--max-n <n>', 'largest n (samples per prompt) a request may ask for', int('--max-n', 1), DEFAULT_LIMITS.maxN)
-    .option('--max-body-bytes <n>', 'largest request body; larger gets 413', int('--max-body-bytes', 1), DEFAULT_MAX_BODY_BYTES)
+    .option('--max-tokens <n>', 'largest max_tokens a request may ask for', int('--max-tokens', 1), SERVE_DEFAULTS.maxTokens)
+    .option('--max-n <n>', 'largest n (samples per prompt) a request may ask for', int('--max-n', 1), SERVE_DEFAULTS.maxN)
+    .option('--max-body-bytes <n>', 'largest request body; larger gets 413', int('--max-body-bytes', 1), SERVE_DEFAULTS.maxBodyBytes)
     .option('--batch-size <n>', 'most rows (prompt x sample) decoded together, across queued requests', int('--batch-size', 1), 16)
     .option('--max-queue <n>', 'most requests waiting for the model; more get 503 + Retry-After', int('--max-queue', 1), 64)
     .option('--chat-template <file>', "Jinja chat template for /v1/chat/completions (default: the model folder's, else the plain format)")
@@ -90,6 +97,7 @@ Any OpenAI SDK works with base_url http://127.0.0.1:8080/v1 (see docs/serve.md).
     )
     .action(async (opts: ServeCliOptions) => {
       const apiKey = readToken(opts);
+      const { isLoopback, startServer } = await import('../serve/index.js');
       const log = opts.quiet ? undefined : (line: string) => process.stderr.write(`uit serve: ${line}\n`);
       const server = await startServer({
         model: opts.model,

@@ -3,13 +3,17 @@
 // `uit denoise` (docs/pipeline.md). Every sample goes through the cache.
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { FORMAT_NAMES } from '../formats/registry.js';
-import { addRunOptions, addTransferOptions, int, runPipelineCommand, type PipelineCliOptions } from '../transfer/pipeline-cli.js';
+import { FORMAT_NAMES } from '../formats/names.js';
+import { addRunOptions, addTransferOptions, int, type PipelineCliOptions } from '../transfer/pipeline-options.js';
 
 export function register(program: Command): void {
   const cmd = program
     .command('transfer')
-    .description('Sample candidate Ni-v2 definitions for every task (the generation half of convert --method model); writes a candidates JSONL for uit denoise.')
+    .summary('sample candidate Ni-v2 definitions for each task with a model')
+    .description(
+      'Sample candidate Ni-v2 definitions for every task with a local model or an OpenAI-compatible API ' +
+        '(the generation half of convert --method model); writes a candidates JSONL for uit denoise.',
+    )
     .argument('<input...>', 'data files or folders (format detected from the content; --from to override)')
     .addOption(new Option('--from <format>', 'input format (default: detected)').choices(FORMAT_NAMES))
     .option('-o, --out <file.jsonl>', 'the candidates JSONL: one {"task", "source", "candidates", "transfer"} per task')
@@ -34,6 +38,7 @@ Examples:
   $ uit transfer tasks/ --model models/uit-tiny -o part-3.jsonl --shard 3/8 --cache shard-3.sqlite`,
     )
     .action(async (input: string[], opts: PipelineCliOptions) => {
+      const { runPipelineCommand } = await import('../transfer/pipeline-cli.js');
       await runPipelineCommand('transfer', input, opts);
     });
 }

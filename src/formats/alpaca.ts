@@ -11,6 +11,7 @@ import { DEFAULT_HEAD, groupConsecutive, type FormatModule, type FormatWriter, t
 import { outputLayout, provenancePathFor } from './niv2.js';
 import { openRecords, type SourceRecord } from './records.js';
 import { firstJsonRecordKeys } from './sniff.js';
+import { inputDescription, targetDescription } from './names.js';
 
 const KNOWN = ['instruction', 'input', 'output'];
 
@@ -30,7 +31,7 @@ function parse(r: SourceRecord): { instruction: string; input: string; output: s
 
 export const alpaca: FormatModule = {
   name: 'alpaca',
-  description: 'Alpaca-style {instruction, input, output} records, a JSON array or JSONL',
+  description: inputDescription('alpaca'),
   detect(s: Sniff): boolean {
     const keys = firstJsonRecordKeys(s);
     return !!keys && keys.includes('instruction') && keys.includes('output') && !keys.includes('instances');
@@ -72,7 +73,7 @@ export function alpacaRecord(task: Task, inst: Instance): Record<string, unknown
 
 export const alpacaWriter: FormatWriter = {
   name: 'alpaca',
-  description: 'Alpaca records: a .json array (indent 4) or .jsonl (default on stdout)',
+  description: targetDescription('alpaca'),
   open(opts: OpenOptions): TaskWriter {
     const layout = outputLayout(opts.out);
     if (layout === 'dir') {

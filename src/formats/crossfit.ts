@@ -9,6 +9,7 @@ import { readLines } from '../io/jsonl.js';
 import { InputError } from '../errors.js';
 import type { Instance, Task } from '../types.js';
 import { DEFAULT_HEAD, groupConsecutive, type FormatModule, type Sniff } from './api.js';
+import { inputDescription } from './names.js';
 
 const PREFIX = /^ ?\[([^\]\t]+)\] /;
 
@@ -40,7 +41,7 @@ export function crossfitLayout(input: string): string {
 
 export const crossfit: FormatModule = {
   name: 'crossfit',
-  description: 'CrossFit TSV: input<TAB>output per line, optionally with a " [task] " prefix',
+  description: inputDescription('crossfit'),
   detect(s: Sniff): boolean {
     if (s.ext === '.tsv') return true;
     const first = s.head.split('\n').find((l) => l.trim() !== '');

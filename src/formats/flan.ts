@@ -27,6 +27,7 @@ import {
 import { Checker } from './check.js';
 import { outputLayout, parseJsonFile } from './niv2.js';
 import { readRows } from './promptsource.js';
+import { inputDescription, targetDescription } from './names.js';
 
 export interface FlanTemplate {
   input: string;
@@ -168,7 +169,7 @@ async function* readFlan(path: string, opts: ReadOptions): AsyncGenerator<LazyTa
 
 export const flan: FormatModule = {
   name: 'flan',
-  description: 'FLAN templates {dataset: [{input, output}]} with rows JSONL (--rows/--dataset, or DIR/templates.json + DIR/rows/<dataset>.jsonl)',
+  description: inputDescription('flan'),
   detect(s: Sniff): boolean {
     return /^\s*\{\s*"[^"]+"\s*:\s*\[\s*\{\s*"(input|output)"\s*:/.test(s.head);
   },
@@ -186,7 +187,7 @@ function keyOf(task: Task): string {
 
 export const flanWriter: FormatWriter = {
   name: 'flan',
-  description: 'FLAN-style folder: templates.json ({task: [{input, output}]}) and rows/<task>.jsonl',
+  description: targetDescription('flan'),
   open(opts: OpenOptions): TaskWriter {
     if (outputLayout(opts.out) !== 'dir') {
       throw new UitError(`--to flan writes a folder (templates.json and rows/); give -o a folder name, not ${opts.out ?? 'stdout'}`, ExitCode.USAGE);

@@ -25,6 +25,7 @@ import {
   type TaskWriter,
 } from './api.js';
 import { Checker, type FieldPath } from './check.js';
+import { inputDescription, targetDescription } from './names.js';
 
 export const DEFINITION = 'Definition';
 export const POSITIVE = 'Positive Examples';
@@ -233,7 +234,7 @@ async function* readNiv2File(file: string, id: string): AsyncGenerator<LazyTask>
 
 export const niv2: FormatModule = {
   name: 'niv2',
-  description: 'Super-NaturalInstructions task JSON (a file, a folder of files, or JSONL of tasks)',
+  description: inputDescription('niv2'),
   detect(s: Sniff): boolean {
     if (s.ext === '.jsonl') {
       const first = s.head.split('\n', 1)[0];
@@ -378,7 +379,7 @@ export function provenancePathFor(out: string, layout: OutputLayout): string {
 
 export const niv2Writer: FormatWriter = {
   name: 'niv2',
-  description: 'Ni-v2 task JSON: a folder of <task>.json files, one .json file (one task), or .jsonl (a task per line)',
+  description: targetDescription('niv2'),
   open(opts: OpenOptions): TaskWriter {
     const layout = outputLayout(opts.out);
     const out = opts.out ?? '-';

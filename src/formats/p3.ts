@@ -10,6 +10,7 @@ import { alignPrompts } from '../transfer/template-text.js';
 import { DEFAULT_HEAD, lazyFromStream, type FormatModule, type LazyTask, type Sniff } from './api.js';
 import { Checker } from './check.js';
 import { firstJsonRecordKeys } from './sniff.js';
+import { inputDescription } from './names.js';
 
 const EOT = '<|endoftext|>';
 const PAIRS: Array<[string, string]> = [
@@ -45,7 +46,7 @@ async function* instances(file: string, name: string): AsyncGenerator<Instance> 
 
 export const p3: FormatModule = {
   name: 'p3',
-  description: 'P3 prompts rendered by PromptSource, JSONL of {prompt, completion} or {inputs, targets}; one file per template',
+  description: inputDescription('p3'),
   detect(s: Sniff): boolean {
     const keys = firstJsonRecordKeys(s);
     return !!keys && !!fields(keys) && !s.head.trimStart().startsWith('[');

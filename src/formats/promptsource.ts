@@ -18,6 +18,7 @@ import { promptsourceText } from '../transfer/template-text.js';
 import { DEFAULT_HEAD, lazyFromStream, type FormatModule, type LazyTask, type ReadOptions, type Skipped, type Sniff } from './api.js';
 import { compileTemplate, pyStrip, seededRng, TemplateError, type CompiledTemplate, type Rng } from './jinja-py.js';
 import { listTaskFiles } from './niv2.js';
+import { inputDescription } from './names.js';
 
 export interface PsTemplate {
   id: string;
@@ -294,7 +295,7 @@ async function* readPromptsource(path: string, opts: ReadOptions): AsyncGenerato
 
 export const promptsource: FormatModule = {
   name: 'promptsource',
-  description: 'PromptSource templates.yaml (!Template entries) with dataset rows as JSONL (--rows, or rows.jsonl beside it)',
+  description: inputDescription('promptsource'),
   detect(s: Sniff): boolean {
     return /!Template\b/.test(s.head) && /^templates\s*:/m.test(s.head);
   },

@@ -13,6 +13,7 @@ import { p3 } from './p3.js';
 import { promptsource } from './promptsource.js';
 import { selfinstruct } from './selfinstruct.js';
 import { sharegpt } from './sharegpt.js';
+import { FORMAT_NAMES, TARGET_NAMES, formatList } from './names.js';
 import { sniffFile } from './sniff.js';
 
 /** In detection order: the more specific shapes first. */
@@ -20,16 +21,16 @@ export const FORMATS: readonly FormatModule[] = [niv2, p3, selfinstruct, sharegp
 
 export const WRITERS: Readonly<Record<TargetFormat, FormatWriter>> = { niv2: niv2Writer, flan: flanWriter, alpaca: alpacaWriter };
 
-export const FORMAT_NAMES = FORMATS.map((f) => f.name);
-export const TARGET_NAMES = Object.keys(WRITERS) as TargetFormat[];
+export { FORMAT_NAMES, TARGET_NAMES, formatList };
+
+// names.ts lists the formats for the command line without loading them: it must agree with the modules.
+if (FORMATS.map((f) => f.name).join() !== FORMAT_NAMES.join() || Object.keys(WRITERS).join() !== TARGET_NAMES.join()) {
+  throw new Error('src/formats/names.ts and the format registry disagree');
+}
 
 /** Formats whose reader takes a folder as a whole (ids from paths, templates beside rows). */
 const FOLDER_READERS = new Set<FormatName>(['niv2', 'promptsource', 'flan']);
 const DATA_EXTS = ['.json', '.jsonl', '.tsv', '.txt', '.yaml', '.yml'];
-
-export function formatList(): string {
-  return FORMATS.map((f) => `  ${f.name.padEnd(13)} ${f.description}`).join('\n');
-}
 
 export function formatByName(name: string): FormatModule {
   const f = FORMATS.find((m) => m.name === name);

@@ -7,10 +7,11 @@ import type { FormatModule, LazyTask, Sniff } from './api.js';
 import { lazyFromTask } from './api.js';
 import { openRecords } from './records.js';
 import { firstJsonRecordKeys } from './sniff.js';
+import { inputDescription } from './names.js';
 
 export const selfinstruct: FormatModule = {
   name: 'selfinstruct',
-  description: 'self-instruct seed tasks: {id, instruction, instances: [{input, output}]} per line (or a JSON array)',
+  description: inputDescription('selfinstruct'),
   detect(s: Sniff): boolean {
     const keys = firstJsonRecordKeys(s);
     return !!keys && keys.includes('instruction') && keys.includes('instances');

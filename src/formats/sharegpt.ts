@@ -8,13 +8,14 @@ import type { FormatModule, LazyTask, Sniff } from './api.js';
 import { lazyFromTask } from './api.js';
 import { openRecords } from './records.js';
 import { firstJsonRecordKeys } from './sniff.js';
+import { inputDescription } from './names.js';
 
 const USER = new Set(['human', 'user']);
 const MODEL = new Set(['gpt', 'assistant', 'chatgpt', 'bard', 'bing', 'model']);
 
 export const sharegpt: FormatModule = {
   name: 'sharegpt',
-  description: 'ShareGPT {id, conversations: [{from, value}]}, single-turn only (multi-turn ones are skipped and reported)',
+  description: inputDescription('sharegpt'),
   detect(s: Sniff): boolean {
     const keys = firstJsonRecordKeys(s);
     return !!keys && keys.includes('conversations');

@@ -19,9 +19,9 @@ import { planBatches, planGroups } from './plan.js';
 import { SegmentTokenizer } from './segment-tokenizer.js';
 import { tokenBoundFor } from './token-bound.js';
 
-/** What to do when prefix + target is longer than the model's context. */
-export type OverflowPolicy = 'truncate-left' | 'error';
-export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['truncate-left', 'error'];
+import { OVERFLOW_POLICIES, type OverflowPolicy } from './defaults.js';
+
+export { OVERFLOW_POLICIES, type OverflowPolicy };
 
 export interface ScorePair {
   prefix: string;

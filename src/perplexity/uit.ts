@@ -14,13 +14,14 @@
 // - prompts longer than the scorer's context: the long inputs are shortened, never the Definition
 //   (fit-prompt.ts); only a prompt that cannot fit that way meets the scorer's overflow policy.
 import type { Example, Instance, Task } from '../types.js';
+import { DEFAULT_INSTANCES } from './defaults.js';
 import { fitUitSetup, unfitted, type FitReport } from './fit-prompt.js';
 import { buildScoringPrefix } from './scoring-prompt.js';
 import type { PairScore, ScorePair, Scorer } from './scorer.js';
 import { rankAndSelect, type Selection } from './select.js';
 import { instanceRng, shuffled } from './shuffle.js';
 
-export const DEFAULT_INSTANCES = 32;
+export { DEFAULT_INSTANCES };
 export const EXAMPLES_IN_PROMPT = 2;
 
 export interface UitOptions {
