@@ -1,7 +1,7 @@
 // `uit compare --offline A --api B`: how far offline instructions are from API ones.
 // The comparison code (and, with --scorer, the model runtime) loads only when the command runs.
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { int } from '../cli-values.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 interface CompareOptions {
@@ -14,17 +14,7 @@ interface CompareOptions {
   html?: string;
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
 
-function integer(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('expected an integer');
-  return n;
-}
 
 export async function runCompare(opts: CompareOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   const [{ compareOutputs, reportToJson }, { readCompareSide }, { renderTable }, { renderHtml }] = await Promise.all([
@@ -58,8 +48,8 @@ export function register(program: Command): void {
     .requiredOption('--offline <path>', 'offline output: a folder of Ni-v2 task files, one Ni-v2 JSON file, or JSONL of Ni-v2-shaped tasks')
     .requiredOption('--api <path>', 'API output, same forms as --offline')
     .option('--scorer <dir>', 'a model folder that scores both instructions by perplexity (UIT scoring prompt)')
-    .option('--instances <m>', 'instances scored per task with --scorer', positiveInt, 32)
-    .option('--seed <n>', 'seed of the instance sample with --scorer', integer, 0)
+    .option('--instances <m>', 'instances scored per task with --scorer', int('--instances', 1), 32)
+    .option('--seed <n>', 'seed of the instance sample with --scorer', int('--seed', Number.MIN_SAFE_INTEGER), 0)
     .option('--json', 'print the comparison as JSON: {"tasks", "only_offline", "only_api", "summary"}')
     .option('--html <file>', 'also write a self-contained HTML report (histogram, sortable side-by-side table)')
     .addHelpText(

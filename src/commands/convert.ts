@@ -2,7 +2,8 @@
 // instruction with a method (heuristic until a model is given), write the target format.
 // Only option declarations load with the CLI; readers, writers and models load when it runs.
 import type { Command } from 'commander';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
+import { int } from '../cli-values.js';
 import type { TargetFormat } from '../formats/api.js';
 import { FORMAT_NAMES, formatList, TARGET_NAMES } from '../formats/names.js';
 import { ExitCode, UitError } from '../errors.js';
@@ -22,11 +23,6 @@ interface ConvertCliOptions {
   json?: boolean;
 }
 
-function nonNegativeInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
-  return n;
-}
 
 export function summaryText(s: ConvertSummary): string {
   const methods = Object.entries(s.methods)
@@ -64,9 +60,9 @@ export function register(program: Command): void {
     .option('--method <name>', 'transfer method: heuristic (fields mapped directly) or model (the UIT pipeline, docs/pipeline.md)', 'heuristic')
     .option('--rows <file>', 'dataset rows (JSONL) for PromptSource or FLAN templates')
     .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
-    .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first instances of a task that has none', nonNegativeInt, 2)
+    .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first instances of a task that has none', int('--examples', 0), 2)
     .option('--no-truncate', "PromptSource: do not cut substituted values to 2048 characters (PromptSource's default cuts them)")
-    .option('--seed <n>', 'seed for template helpers that pick at random (PromptSource choice/random) and, with --method model, for sampling', nonNegativeInt, 0)
+    .option('--seed <n>', 'seed for template helpers that pick at random (PromptSource choice/random) and, with --method model, for sampling', int('--seed', 0), 0)
     .option('--json', 'print the summary as JSON (needs -o: stdout would carry the data)');
   // --method model: the UIT pipeline (src/transfer/pipeline.ts); these options apply to it only.
   addTransferOptions(cmd);

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { ModelError } from '../errors.js';
 import type { ConvertSummary } from '../transfer/convert.js';
 import type { PipelineSummary, TaskReport } from '../transfer/pipeline.js';
-import { int, type PipelineCliOptions } from '../transfer/pipeline-options.js';
+import { int } from '../cli-values.js';
+import type { PipelineCliOptions } from '../transfer/pipeline-options.js';
 import { summaryText } from './convert.js';
 
 /** The bundled sample, next to src/ and dist/ in the package. */

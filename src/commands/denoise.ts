@@ -4,7 +4,8 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { FORMAT_NAMES } from '../formats/names.js';
-import { addDenoiseOptions, addRunOptions, int, type PipelineCliOptions } from '../transfer/pipeline-options.js';
+import { int } from '../cli-values.js';
+import { addDenoiseOptions, addRunOptions, type PipelineCliOptions } from '../transfer/pipeline-options.js';
 
 export function register(program: Command): void {
   const cmd = program

@@ -1,6 +1,7 @@
 // `uit generate`: try a model folder: continue prompts with greedy or sampled decoding.
 import { readFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { float, int } from '../cli-values.js';
 import { ExitCode, InputError, UitError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 // zod, the progress bar and the runtime (onnxruntime-node) load when the command runs.
@@ -25,21 +26,7 @@ interface GenerateCliOptions {
   json?: boolean;
 }
 
-function int(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
 
-function float(name: string, check: (n: number) => boolean, rule: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`${name} must be ${rule}`);
-    return n;
-  };
-}
 
 /** One request per line of a JSONL file: {"prompt": "...", "num_samples"?: N}. */
 export async function readPromptsJsonl(file: string, defaultSamples: number): Promise<GenerateRequest[]> {

@@ -8,7 +8,8 @@ import { DEFAULT_INSTANCES } from '../perplexity/defaults.js';
 import type { TaskScores } from '../perplexity/index.js';
 import type { Progress } from '../progress.js';
 import type { Task } from '../types.js';
-import { Output, addScorerOptions, int, openScorer, positive, summaryLine, type ScorerCliOptions } from './score.js';
+import { int, positive } from '../cli-values.js';
+import { Output, addScorerOptions, openScorer, summaryLine, type ScorerCliOptions } from './score.js';
 
 interface ScoreInstructionsOptions extends ScorerCliOptions {
   candidates?: string;

@@ -1,6 +1,7 @@
 // `uit score`: teacher-forced scores of raw (prefix, target) pairs from a JSONL file, with prefix
 // reuse and the cache. Also the scorer options and setup shared with `uit score-instructions`.
-import { Option, InvalidArgumentError, type Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { int, positive } from '../cli-values.js';
 import type { Cache, JsonObject } from '../cache/index.js';
 import { defaultCachePath } from '../cache/location.js';
 import { InputError } from '../errors.js';
@@ -26,21 +27,7 @@ export interface ScorerCliOptions {
   output?: string;
 }
 
-export function int(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
 
-export function positive(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number > 0`);
-    return n;
-  };
-}
 
 /** The options every scoring command takes. */
 export function addScorerOptions(cmd: Command): Command {

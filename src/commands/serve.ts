@@ -1,6 +1,7 @@
 // `uit serve`: the local model behind an OpenAI-compatible HTTP API (docs/serve.md).
 import { readFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { int } from '../cli-values.js';
 import { ExitCode, UitError } from '../errors.js';
 import type { Device } from '../runtime/index.js';
 
@@ -30,13 +31,6 @@ interface ServeCliOptions {
   quiet?: boolean;
 }
 
-function int(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
-    return n;
-  };
-}
 
 /** The bearer token, from a variable or a file; never from the command line (shell history, ps). */
 export function readToken(opts: { apiKeyEnv?: string; tokenFile?: string }): string | undefined {

@@ -20,7 +20,7 @@ import { loadSeeds } from './seeds.js';
 import { parseShard } from './shard.js';
 import { failureText } from './task-errors.js';
 
-export { PIPELINE_DEFAULTS, addDenoiseOptions, addRunOptions, addTransferOptions, float, int, type PipelineCliOptions } from './pipeline-options.js';
+export { PIPELINE_DEFAULTS, addDenoiseOptions, addRunOptions, addTransferOptions, type PipelineCliOptions } from './pipeline-options.js';
 
 export interface OpenedPipeline {
   options: PipelineOptions;

@@ -1,7 +1,8 @@
 // The pipeline commands' options (`uit convert --method model`, `uit transfer`, `uit denoise`,
 // `uit demo`), declared without loading what runs them: every `uit` start declares them, `--help`
 // included, so this module imports nothing heavier than commander (pipeline-cli.ts runs them).
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { float, int } from '../cli-values.js';
 import { defaultCachePath } from '../cache/location.js';
 import { DEFAULT_INSTANCES } from '../perplexity/defaults.js';
 import { addOpenAIOptions, type OpenAICliOptions } from '../remote/cli-options.js';
@@ -54,21 +55,7 @@ export interface PipelineCliOptions extends Partial<OpenAICliOptions> {
   threads?: number;
 }
 
-export function int(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
 
-export function float(name: string, ok: (n: number) => boolean, rule: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new InvalidArgumentError(`${name} must be ${rule}`);
-    return n;
-  };
-}
 
 /** Options of the generation side (convert --method model, transfer). */
 export function addTransferOptions(cmd: Command, { modelRequired = false } = {}): Command {
