@@ -141,7 +141,8 @@ function pickTask() {
   const big = counts.filter((c) => c.n >= 32);
   const most = Math.max(...counts.map((c) => c.n));
   if (big.length) return big.find((c) => c.file === preferred)?.file ?? big[0].file;
-  notes.push(`no task file in ../shared/data/niv2/tasks has 32 instances (the most is ${most}, in all ${counts.length} files): M = all the task's instances, not 32`);
+  const note = `no task file in ../shared/data/niv2/tasks has 32 instances (the most is ${most}, in all ${counts.length} files): M = all the task's instances, not 32`;
+  if (!notes.includes(note)) notes.push(note);
   return preferred;
 }
 
