@@ -52,7 +52,8 @@ if (args.help) {
   --runs N               timed runs per measurement, after one warm-up (default 3; --quick 1)
   --quick                a smoke check: uit-tiny only unless --model, fewer tokens and calls
   --only LIST            sections, comma-separated: ${SECTIONS.join(',')}
-  --model DIR            bench this model folder instead of the defaults (repeatable)
+  --model DIR            bench this model folder instead of the defaults (repeatable; add
+                         --model models/uit-tiny --model bench/models/gptj-100m to keep them)
   --task FILE            Ni-v2 task file for the scoring sections
   --basis cpu|wall       which time the ratios use (default cpu on cpu, wall on cuda)
   --no-peer              skip @huggingface/transformers
@@ -502,7 +503,7 @@ result.table = lines;
 if (!args['no-save']) {
   const dir = join(ROOT, 'bench/results');
   mkdirSync(dir, { recursive: true });
-  const text = `${JSON.stringify(result, (k, v) => (typeof v === 'number' && !Number.isInteger(v) ? round(v, 6) : v), 2)}\n`;
+  const text = `${JSON.stringify(result, (k, v) => (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? Number(v.toPrecision(7)) : v), 2)}\n`;
   const stamp = started.toISOString().replace(/[:.]/g, '-');
   writeFileSync(join(dir, `${stamp}.json`), text);
   writeFileSync(join(dir, 'latest.json'), text);
