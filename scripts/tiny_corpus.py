@@ -347,6 +347,19 @@ def is_holdout_p3(fname: str) -> bool:
     return any(fname.startswith(h + "_") for h in HOLDOUT_DATASETS)
 
 
+def split_tasks(ni: Dict[str, NiTask], data: str = DEFAULT_DATA) -> Tuple[List[NiTask], List[str]]:
+    """(training tasks, EVAL task names): the EVAL tasks are the niv2/tasks files outside the
+    default train split; training tasks are all others, less the default test split and the
+    HOLDOUT datasets' tasks. The corpus and the trainer's finetune stage both use this."""
+    train_split = set(load_split(data, "train"))
+    test_split = set(load_split(data, "test"))
+    eval_tasks = sorted(n for n, t in ni.items() if t.has_file and n not in train_split)
+    excluded = set(eval_tasks) | test_split | {n for n in ni if is_holdout_task(n)}
+    train_tasks = [t for n, t in sorted(ni.items()) if n not in excluded]
+    assert not any(t.name in test_split for t in train_tasks)
+    return train_tasks, eval_tasks
+
+
 @dataclass
 class Corpus:
     train: List[dict]  # {kind, text}
@@ -361,12 +374,8 @@ def build(data: str = DEFAULT_DATA, seed: int = 0, repo: str = REPO, min_pair_sc
     rng = random.Random(seed)
     fmt = load_prompt_format(repo)
     ni = load_niv2(data)
-    train_split = set(load_split(data, "train"))
     test_split = set(load_split(data, "test"))
-    eval_tasks = sorted(n for n, t in ni.items() if t.has_file and n not in train_split)
-    excluded = set(eval_tasks) | test_split | {n for n in ni if is_holdout_task(n)}
-    train_tasks = [t for n, t in sorted(ni.items()) if n not in excluded]
-    assert not any(t.name in test_split for t in train_tasks)
+    train_tasks, eval_tasks = split_tasks(ni, data)
 
     templates = load_promptsource(data) + load_flan(data)
     train_templates = [t for t in templates if not is_holdout_template(t)]
