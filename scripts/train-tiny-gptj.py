@@ -9,6 +9,14 @@ Stages (each skips work whose output exists, so a killed run resumes where it st
   tokenizer  scripts/bpe.py on the unique training texts -> WORK/tokenizer/
   encode     node scripts/encode-corpus.mjs (@huggingface/tokenizers) -> WORK/{train,val}.{ids,docs}.bin
   train      GPT-J from scripts/gptj.py, AdamW + cosine LR, seeded, checkpoint WORK/ckpt.pt
+  finetune   from the trained weights (WORK/ckpt.pt, or --base: an exported model folder whose
+             onnx/model.onnx_data is read back), --ft-steps steps that teach the scorer to read the
+             definition: a margin loss on the UIT scoring prompt (train-split tasks only) between the
+             gold output's mean CE given the task's definition and given corrupted ones (its
+             sentences shuffled, its name words swapped for another task's, another task's
+             definition), plus the gold output's CE and the ordinary LM loss on the corpus;
+             checkpoint WORK/ft-ckpt.pt. Off by default (--ft-steps 0): tried with --ft-steps 500, it
+             did not make held-out denoising better than chance (docs/model.md, "What was tried")
   export     WORK/hf (config.json, pytorch_model.bin, tokenizer) -> scripts/export-gptj.py -> OUT
 
 Deterministic: the corpus order, the tokenizer and the data order depend on --seed only, and the
@@ -57,6 +65,22 @@ DEFAULTS = dict(
     weight_decay=0.1,
     steps=1000,
     seed=0,
+)
+
+# The finetune stage (see stage_finetune); its own checkpoint key. Off by default: the values are
+# those of the last try (--ft-steps 500: 1223 s on the 2-core box), which did not help on held-out
+# tasks (docs/model.md, "What was tried").
+FT_DEFAULTS = dict(
+    ft_steps=0,
+    ft_lr=5e-4,
+    ft_warmup=20,
+    ft_groups=6,
+    ft_margin=0.2,
+    ft_rank_weight=4.0,
+    ft_gold_weight=1.0,
+    ft_lm_batch=2,
+    ft_max_len=512,
+    ft_zero_shot=0.7,
 )
 
 
@@ -280,15 +304,240 @@ def stage_train(a: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
+# Finetune: make the scorer read the definition
+
+
+def state_dict_from_onnx(folder: str) -> dict:
+    """The PyTorch state dict of an exported model folder (onnx/model.onnx with its external data):
+    parameters stored under their own names ("model.transformer.wte.weight") and Linear weights
+    stored transposed by the exporter ("/model/transformer/h.0/attn/q_proj/Transpose_output_0")."""
+    import re
+
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    m = onnx.load(os.path.join(folder, "onnx", "model.onnx"), load_external_data=True)
+    sd = {}
+    for t in m.graph.initializer:
+        if t.name.startswith("model."):
+            sd[t.name[len("model."):]] = torch.from_numpy(numpy_helper.to_array(t).copy())
+        else:
+            mt = re.fullmatch(r"/model/(.*)/Transpose_output_0", t.name)
+            if mt:
+                sd[mt.group(1).replace("/", ".") + ".weight"] = torch.from_numpy(numpy_helper.to_array(t).T.copy())
+    return sd
+
+
+def ft_pools(data: str):
+    """Training-split Ni-v2 tasks (tiny_corpus.split_tasks: no EVAL task, no test-split task, no
+    HOLDOUT dataset): those with a task file (instances, 2+ positive examples) and all with at
+    least one positive example (for prompts without examples)."""
+    ni = tiny_corpus.load_niv2(data)
+    train, _eval = tiny_corpus.split_tasks(ni, data)
+    files = [t for t in train if t.has_file and len(t.positive) >= 2 and any(i["output"] and i["output"][0] for i in t.instances)]
+    shots = [t for t in train if any(e["output"] for e in t.positive)]
+    return files, shots
+
+
+def ft_group(rng, files, shots, tok, a):
+    """One scoring-prompt group: (kinds, prefix ids per candidate definition, gold output ids).
+    Candidate 0 is the task's definition; the others are the corruptions of scripts/eval_tiny.py
+    (sentences shuffled, own name words swapped for another task's, another task's definition),
+    the other task drawn from a different dataset. With probability ft_zero_shot the prompt has no
+    examples (any training task, a positive example as the instance), else two positive examples
+    and an instance of a task file, as the scorer prompts."""
+    from eval_tiny import shuffle_sentences, swap_names
+
+    for _ in range(50):
+        if rng.random() < a.ft_zero_shot:
+            t = rng.choice(shots)
+            exs = []
+            inst = rng.choice([e for e in t.positive if e["output"]])
+            inp, out = inst["input"], inst["output"]
+        else:
+            t = rng.choice(files)
+            exs = rng.sample(t.positive, 2)
+            inst = rng.choice([i for i in t.instances if i["output"] and i["output"][0]])
+            inp, out = inst["input"], inst["output"][0]
+        target = tok.encode(out)
+        if not target:
+            continue
+        ds = t.name.split("_")[1]
+        pool = files if exs else shots
+        other = rng.choice([o for o in pool if o.name.split("_")[1] != ds])
+        cands = {"human": t.definition}
+        sh = shuffle_sentences(t.definition, rng)
+        if sh:
+            cands["shuffled_sentences"] = sh
+        sw = swap_names(t.definition, t.name, other.name)
+        if sw:
+            cands["swapped_names"] = sw
+        if other.definition.strip() != t.definition.strip():
+            cands["other_task"] = other.definition
+        if len(cands) < 2:
+            continue
+        prefixes = [tok.encode(tiny_corpus.scoring_prefix(d, exs, inp)) for d in cands.values()]
+        if len(prefixes[0]) + len(target) > a.ft_max_len:
+            continue
+        room = a.n_positions - len(target)
+        return list(cands), [p[-room:] for p in prefixes], target
+    raise RuntimeError("no scoring group fits --ft-max-len")
+
+
+def group_target_ce(model, prefixes, target):
+    """Mean CE of the target tokens after each prefix: one right-padded batch (causal attention, so
+    the padding after a row never reaches its tokens)."""
+    import torch
+    import torch.nn.functional as F
+
+    rows = [p + target for p in prefixes]
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([r + [r[-1]] * (n - len(r)) for r in rows])
+    logits, _ = model(ids)
+    tgt = torch.tensor(target)
+    out = []
+    for b, p in enumerate(prefixes):
+        lp = F.log_softmax(logits[b, len(p) - 1: len(p) - 1 + len(target)], dim=1)
+        out.append(-lp.gather(1, tgt.unsqueeze(1)).mean())
+    return torch.stack(out)
+
+
+def ranking_loss(ce, margin: float):
+    """ce[0]: the gold output's mean CE given the true definition; ce[1:]: given corrupted ones.
+    Hinge: each corrupted candidate should score at least `margin` nats worse."""
+    import torch
+
+    return torch.clamp(margin - (ce[1:] - ce[0]), min=0).mean()
+
+
+def stage_finetune(a: argparse.Namespace) -> None:
+    import random
+
+    import torch
+    from gptj import GPTJConfig, GPTJForCausalLM, causal_lm_loss
+
+    if a.ft_steps <= 0:
+        log("finetune: --ft-steps 0, skipped")
+        return
+    torch.set_num_threads(a.threads)
+    ft_path = os.path.join(a.work, "ft-ckpt.pt")
+    run_key = {k: getattr(a, k) for k in list(DEFAULTS) + list(FT_DEFAULTS)}
+    base_ck = os.path.join(a.work, "ckpt.pt")
+    if os.path.exists(base_ck):
+        ck = torch.load(base_ck)
+        if ck["step"] < a.steps:
+            raise SystemExit(f"training is at step {ck['step']} of {a.steps}: run --stage train first")
+        cfg, base, base_from = GPTJConfig.from_dict(ck["config"]), ck["model"], base_ck
+    elif a.base:
+        cfg = GPTJConfig.from_json_file(os.path.join(a.base, "config.json"))
+        base, base_from = state_dict_from_onnx(a.base), a.base
+    else:
+        raise SystemExit(f"finetune needs {base_ck} (--stage train) or --base MODEL_FOLDER")
+    torch.manual_seed(a.seed)
+    model = GPTJForCausalLM(cfg)
+    model.load_state_dict(base)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.ft_lr, betas=(0.9, 0.95), eps=1e-8)
+    step, elapsed = 0, 0.0
+    if os.path.exists(ft_path):
+        ck = torch.load(ft_path)
+        if ck["run"] != run_key:
+            raise SystemExit(f"{ft_path} was made with other settings {ck['run']}; remove it or pass the same settings")
+        if ck["step"] >= a.ft_steps:
+            log(f"finetune: {ft_path} is complete ({ck['step']} steps)")
+            return
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed = ck["step"], ck["elapsed"]
+        log(f"finetune: resumed at step {step}")
+    tok = bpe.ByteLevelBPE.from_file(os.path.join(a.work, "tokenizer", "tokenizer.json"))
+    files, shots = ft_pools(a.data)
+    ids, target, starts = load_ids(a.work, "train")
+    lm = Batches(ids, starts, a.seq_len, a.ft_lm_batch, a.seed + 1000, target)
+    vids, _vt, _vs = load_ids(a.work, "val")
+    val = np.asarray(vids[: (len(vids) // a.seq_len) * a.seq_len], dtype=np.int64).reshape(-1, a.seq_len)[: a.val_windows]
+    log(f"finetune from {base_from}: {a.ft_steps} steps, {len(files)} task files, {len(shots)} tasks with examples; "
+        f"{a.ft_groups} scoring groups + {a.ft_lm_batch}x{a.seq_len} LM tokens per step")
+
+    def ft_lr(k: int) -> float:
+        if k < a.ft_warmup:
+            return a.ft_lr * (k + 1) / a.ft_warmup
+        t = (k - a.ft_warmup) / max(1, a.ft_steps - a.ft_warmup)
+        return a.ft_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+    def evaluate() -> float:
+        model.eval()
+        with torch.no_grad():
+            losses = [causal_lm_loss(model(torch.from_numpy(val[i:i + 4]))[0], torch.from_numpy(val[i:i + 4])).item()
+                      for i in range(0, len(val), 4)]
+        model.train()
+        return float(np.mean(losses))
+
+    def save() -> None:
+        tmp = ft_path + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                    "run": run_key, "config": cfg.to_hf_dict()}, tmp)
+        os.replace(tmp, ft_path)
+
+    logf = open(os.path.join(a.work, "finetune-log.jsonl"), "a", encoding="utf-8")
+    stop_at = a.ft_steps if a.max_steps is None else min(a.ft_steps, step + a.max_steps)
+    model.train()
+    acc: list = []
+    while step < stop_at:
+        t0 = time.time()
+        for g in opt.param_groups:
+            g["lr"] = ft_lr(step)
+        rng = random.Random(a.seed * 1_000_003 + step)  # the groups of step k are a function of k
+        opt.zero_grad(set_to_none=True)
+        x = torch.from_numpy(lm.batch(step))
+        lm_loss = causal_lm_loss(model(x)[0], x)
+        lm_loss.backward()
+        rank_sum = gold_sum = 0.0
+        for _ in range(a.ft_groups):
+            kinds, prefixes, tgt = ft_group(rng, files, shots, tok, a)
+            ce = group_target_ce(model, prefixes, tgt)
+            rank = ranking_loss(ce, a.ft_margin)
+            ((a.ft_rank_weight * rank + a.ft_gold_weight * ce[0]) / a.ft_groups).backward()
+            rank_sum += rank.item()
+            gold_sum += ce[0].item()
+            acc.append(float(bool((ce[1:] > ce[0]).all())))
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        elapsed += time.time() - t0
+        rec = {"step": step, "lm": round(lm_loss.item(), 4), "rank": round(rank_sum / a.ft_groups, 4),
+               "gold_ce": round(gold_sum / a.ft_groups, 4), "lr": round(ft_lr(step - 1), 6), "gnorm": round(float(gnorm), 3),
+               "elapsed_s": round(elapsed, 1)}
+        if step % a.eval_every == 0 or step == a.ft_steps:
+            rec["val_loss"] = round(evaluate(), 4)
+        if step % 10 == 0 or "val_loss" in rec:
+            rec["human_best_last50"] = round(float(np.mean(acc[-50 * a.ft_groups:])), 3)
+            log(json.dumps(rec))
+        logf.write(json.dumps(rec) + "\n")
+        if step % 25 == 0 or step == stop_at:
+            save()
+    logf.close()
+    log(f"finetune: stopped at step {step}/{a.ft_steps}, {elapsed:.0f}s")
+
+
+# ------------------------------------------------------------------------------------------------
 # Export
 
 
 def stage_export(a: argparse.Namespace) -> None:
     import torch
 
-    ck = torch.load(os.path.join(a.work, "ckpt.pt"))
-    if ck["step"] < a.steps:
-        raise SystemExit(f"training is at step {ck['step']} of {a.steps}: run --stage train first")
+    if a.ft_steps > 0:
+        ck = torch.load(os.path.join(a.work, "ft-ckpt.pt"))
+        if ck["step"] < a.ft_steps:
+            raise SystemExit(f"finetuning is at step {ck['step']} of {a.ft_steps}: run --stage finetune first")
+    else:
+        ck = torch.load(os.path.join(a.work, "ckpt.pt"))
+        if ck["step"] < a.steps:
+            raise SystemExit(f"training is at step {ck['step']} of {a.steps}: run --stage train first")
     hf = os.path.join(a.work, "hf")
     os.makedirs(hf, exist_ok=True)
     torch.save(ck["model"], os.path.join(hf, "pytorch_model.bin"))
@@ -312,7 +561,8 @@ def stage_export(a: argparse.Namespace) -> None:
     log(f"export: {a.out} ({size / 1e6:.1f} MB)")
 
 
-STAGES = {"corpus": stage_corpus, "tokenizer": stage_tokenizer, "encode": stage_encode, "train": stage_train, "export": stage_export}
+STAGES = {"corpus": stage_corpus, "tokenizer": stage_tokenizer, "encode": stage_encode, "train": stage_train,
+          "finetune": stage_finetune, "export": stage_export}
 
 
 def main(argv=None) -> None:
@@ -327,7 +577,9 @@ def main(argv=None) -> None:
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--val-windows", type=int, default=16)
     ap.add_argument("--export-arg", dest="export_args", action="append", default=[], help="extra argument for export-gptj.py")
-    for k, v in DEFAULTS.items():
+    ap.add_argument("--base", default=None, help="finetune: start from this exported model folder (its onnx/model.onnx_data) "
+                    "when WORK/ckpt.pt is absent")
+    for k, v in {**DEFAULTS, **FT_DEFAULTS}.items():
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
     a = ap.parse_args(argv)
     os.makedirs(a.work, exist_ok=True)

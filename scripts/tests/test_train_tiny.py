@@ -271,3 +271,98 @@ def test_encoder_marks_targets_and_splits_like_the_scorer(tmp_path):
     # the scoring prompt's prefix ends with a lone space token, as the scorer tokenizes it
     s_ids = ids[starts[1]:starts[2]].tolist()
     assert py.decode([s_ids[len(py.encode("Input: x\nOutput: ")) - 1]]) == " "
+
+
+# ------------------------------------------------------------------------------------------------
+# The finetune stage
+
+
+def test_ranking_loss_is_a_hinge_on_the_gap():
+    import torch
+
+    tr = _load_trainer()
+    ce = torch.tensor([1.0, 1.5, 1.05, 0.9])  # human, then three corrupted candidates
+    # gaps 0.5, 0.05, -0.1 against a margin of 0.2: losses 0, 0.15, 0.3
+    assert tr.ranking_loss(ce, 0.2).item() == pytest.approx(0.15)
+    assert tr.ranking_loss(torch.tensor([1.0, 2.0, 3.0]), 0.2).item() == 0.0
+
+
+def test_group_target_ce_matches_unpadded_scoring():
+    """The right-padded batch gives each candidate the CE it has alone (what the scorer computes)."""
+    import torch
+    import torch.nn.functional as F
+    from gptj import GPTJConfig, GPTJForCausalLM
+
+    tr = _load_trainer()
+    cfg = GPTJConfig.from_dict({"vocab_size": 50, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 2, "rotary_dim": 8,
+                                "n_inner": 48, "bos_token_id": 49, "eos_token_id": 49})
+    m = GPTJForCausalLM(cfg)
+    m.init_weights(std=0.2, randomize_all=True, generator=torch.Generator().manual_seed(3))
+    m.eval()
+    prefixes = [[1, 2, 3, 4, 5, 6, 7], [8, 9, 10], [11, 12, 13, 14, 15]]
+    target = [20, 21, 22, 23]
+    with torch.no_grad():
+        got = tr.group_target_ce(m, prefixes, target)
+        for k, p in enumerate(prefixes):
+            logits, _ = m(torch.tensor([p + target]))
+            lp = F.log_softmax(logits[0, len(p) - 1:-1], dim=1)
+            want = -lp.gather(1, torch.tensor(target).unsqueeze(1)).mean()
+            assert got[k].item() == pytest.approx(want.item(), abs=1e-5)
+    assert len({round(x, 4) for x in got.tolist()}) == 3  # the prefixes matter
+
+
+def test_state_dict_from_onnx_reads_back_an_export(tmp_path):
+    """The finetune stage can start from a shipped model folder: its ONNX weights are the state dict."""
+    import sys
+
+    import torch
+    from gptj import GPTJConfig, GPTJForCausalLM
+    from tokenizer_files import write_byte_tokenizer
+
+    tr = _load_trainer()
+    cfg = {"model_type": "gptj", "vocab_size": 260, "n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 2,
+           "rotary_dim": 8, "n_inner": 48, "bos_token_id": 256, "eos_token_id": 256}
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps(cfg))
+    m = GPTJForCausalLM(GPTJConfig.from_dict(cfg))
+    m.init_weights(std=0.2, randomize_all=True, generator=torch.Generator().manual_seed(11))
+    torch.save(m.state_dict(), hf / "pytorch_model.bin")
+    write_byte_tokenizer(str(hf), 64)
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "export-gptj.py"), str(hf), str(tmp_path / "out")],
+                   check=True, capture_output=True, env={**os.environ, "UIT_TORCH_THREADS": "2"})
+    sd = tr.state_dict_from_onnx(str(tmp_path / "out"))
+    ref = m.state_dict()
+    assert set(sd) == set(ref)
+    for k, v in ref.items():
+        assert torch.equal(sd[k], v), k
+
+
+@needs_data
+def test_finetune_groups_come_from_training_tasks_only(corpus):
+    import argparse
+    import random
+
+    tr = _load_trainer()
+    files, shots = tr.ft_pools(tc.DEFAULT_DATA)
+    assert tc.split_tasks(tc.load_niv2(tc.DEFAULT_DATA))[1] == corpus.heldout["eval_tasks"]
+    held = set(corpus.heldout["eval_tasks"]) | set(corpus.heldout["holdout_tasks"]) | set(tc.load_split(tc.DEFAULT_DATA, "test"))
+    assert len(files) >= 100 and len(shots) >= 1000
+    assert not any(t.name in held for t in files + shots)
+    assert not any(tc.is_holdout_task(t.name) for t in shots)
+    tok = bpe.ByteLevelBPE.from_file(os.path.join(REPO, "models", "uit-tiny", "tokenizer.json"))
+    a = argparse.Namespace(ft_zero_shot=0.3, ft_max_len=512, n_positions=1024)
+    names = {t.definition: t.name for t in shots}
+    seen_kinds = set()
+    for seed in range(20):
+        kinds, prefixes, target = tr.ft_group(random.Random(seed), files, shots, tok, a)
+        again = tr.ft_group(random.Random(seed), files, shots, tok, a)
+        assert again == (kinds, prefixes, target)  # a function of the seed
+        assert kinds[0] == "human" and len(kinds) == len(prefixes) >= 2
+        assert len(prefixes[0]) + len(target) <= 512
+        text = tok.decode(prefixes[0])
+        assert text.startswith("Definition: ") and text.endswith("\nOutput: ")
+        definition = text[len("Definition: "):].split("\n\n")[0]
+        assert names.get(definition) not in held
+        seen_kinds.update(kinds)
+    assert seen_kinds == {"human", "shuffled_sentences", "swapped_names", "other_task"}
