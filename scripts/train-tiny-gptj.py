@@ -199,6 +199,34 @@ def weighted_lm_loss(logits, ids, target, context_weight: float):
     return (ce * w).sum() / w.sum()
 
 
+def val_windows(a: argparse.Namespace) -> np.ndarray:
+    """The first --val-windows windows of the validation split, the loss both stages log."""
+    vids, _vt, _vs = load_ids(a.work, "val")
+    return np.asarray(vids[: (len(vids) // a.seq_len) * a.seq_len], dtype=np.int64).reshape(-1, a.seq_len)[: a.val_windows]
+
+
+def val_loss(model, val: np.ndarray) -> float:
+    import torch
+    from gptj import causal_lm_loss
+
+    model.eval()
+    with torch.no_grad():
+        losses = [causal_lm_loss(model(torch.from_numpy(val[i:i + 4]))[0], torch.from_numpy(val[i:i + 4])).item()
+                  for i in range(0, len(val), 4)]
+    model.train()
+    return float(np.mean(losses))
+
+
+def save_checkpoint(path: str, model, opt, step: int, elapsed: float, run_key, cfg) -> None:
+    """Written to a temp file and renamed, so a killed run leaves the previous checkpoint whole."""
+    import torch
+
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                "run": run_key, "config": cfg.to_hf_dict()}, tmp)
+    os.replace(tmp, path)
+
+
 def lr_at(step: int, a: argparse.Namespace) -> float:
     if step < a.warmup_steps:
         return a.lr * (step + 1) / a.warmup_steps
@@ -247,24 +275,9 @@ def stage_train(a: argparse.Namespace) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     ids, target, starts = load_ids(a.work, "train")
     data = Batches(ids, starts, a.seq_len, a.batch_size, a.seed, target)
-    vids, _vt, _vs = load_ids(a.work, "val")
-    val = np.asarray(vids[: (len(vids) // a.seq_len) * a.seq_len], dtype=np.int64).reshape(-1, a.seq_len)[: a.val_windows]
+    val = val_windows(a)
     log(f"train: {n_params / 1e6:.2f}M params, {int(starts[-1])} tokens/epoch, {a.steps} steps x "
         f"{a.batch_size}x{a.seq_len} = {a.steps * a.batch_size * a.seq_len / starts[-1]:.2f} epochs")
-
-    def evaluate() -> float:
-        model.eval()
-        with torch.no_grad():
-            losses = [causal_lm_loss(model(torch.from_numpy(val[i:i + 4]))[0], torch.from_numpy(val[i:i + 4])).item()
-                      for i in range(0, len(val), 4)]
-        model.train()
-        return float(np.mean(losses))
-
-    def save() -> None:
-        tmp = ckpt_path + ".tmp"
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                    "run": run_key, "config": cfg.to_hf_dict()}, tmp)
-        os.replace(tmp, ckpt_path)
 
     logf = open(os.path.join(a.work, "train-log.jsonl"), "a", encoding="utf-8")
     stop_at = a.steps if a.max_steps is None else min(a.steps, step + a.max_steps)
@@ -291,14 +304,14 @@ def stage_train(a: argparse.Namespace) -> None:
         rec = {"step": step, "loss": round(loss.item(), 4), "lr": round(lr_at(step - 1, a), 6), "gnorm": round(float(gnorm), 3),
                "elapsed_s": round(elapsed, 1)}
         if step % a.eval_every == 0 or step == a.steps:
-            rec["val_loss"] = round(evaluate(), 4)
+            rec["val_loss"] = round(val_loss(model, val), 4)
         if step % 10 == 0 or "val_loss" in rec:
             rec["tok_per_s"] = round(tok_last / (time.time() - t_last))
             t_last, tok_last = time.time(), 0
             log(json.dumps(rec))
         logf.write(json.dumps(rec) + "\n")
         if step % a.ckpt_every == 0 or step == stop_at:
-            save()
+            save_checkpoint(ckpt_path, model, opt, step, elapsed, run_key, cfg)
     logf.close()
     log(f"train: stopped at step {step}/{a.steps}, {elapsed:.0f}s of training")
 
@@ -457,8 +470,7 @@ def stage_finetune(a: argparse.Namespace) -> None:
     files, shots = ft_pools(a.data)
     ids, target, starts = load_ids(a.work, "train")
     lm = Batches(ids, starts, a.seq_len, a.ft_lm_batch, a.seed + 1000, target)
-    vids, _vt, _vs = load_ids(a.work, "val")
-    val = np.asarray(vids[: (len(vids) // a.seq_len) * a.seq_len], dtype=np.int64).reshape(-1, a.seq_len)[: a.val_windows]
+    val = val_windows(a)
     log(f"finetune from {base_from}: {a.ft_steps} steps, {len(files)} task files, {len(shots)} tasks with examples; "
         f"{a.ft_groups} scoring groups + {a.ft_lm_batch}x{a.seq_len} LM tokens per step")
 
@@ -467,20 +479,6 @@ def stage_finetune(a: argparse.Namespace) -> None:
             return a.ft_lr * (k + 1) / a.ft_warmup
         t = (k - a.ft_warmup) / max(1, a.ft_steps - a.ft_warmup)
         return a.ft_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-    def evaluate() -> float:
-        model.eval()
-        with torch.no_grad():
-            losses = [causal_lm_loss(model(torch.from_numpy(val[i:i + 4]))[0], torch.from_numpy(val[i:i + 4])).item()
-                      for i in range(0, len(val), 4)]
-        model.train()
-        return float(np.mean(losses))
-
-    def save() -> None:
-        tmp = ft_path + ".tmp"
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                    "run": run_key, "config": cfg.to_hf_dict()}, tmp)
-        os.replace(tmp, ft_path)
 
     logf = open(os.path.join(a.work, "finetune-log.jsonl"), "a", encoding="utf-8")
     stop_at = a.ft_steps if a.max_steps is None else min(a.ft_steps, step + a.max_steps)
@@ -512,13 +510,13 @@ def stage_finetune(a: argparse.Namespace) -> None:
                "gold_ce": round(gold_sum / a.ft_groups, 4), "lr": round(ft_lr(step - 1), 6), "gnorm": round(float(gnorm), 3),
                "elapsed_s": round(elapsed, 1)}
         if step % a.eval_every == 0 or step == a.ft_steps:
-            rec["val_loss"] = round(evaluate(), 4)
+            rec["val_loss"] = round(val_loss(model, val), 4)
         if step % 10 == 0 or "val_loss" in rec:
             rec["human_best_last50"] = round(float(np.mean(acc[-50 * a.ft_groups:])), 3)
             log(json.dumps(rec))
         logf.write(json.dumps(rec) + "\n")
         if step % 25 == 0 or step == stop_at:
-            save()
+            save_checkpoint(ft_path, model, opt, step, elapsed, run_key, cfg)
     logf.close()
     log(f"finetune: stopped at step {step}/{a.ft_steps}, {elapsed:.0f}s")
 
