@@ -131,6 +131,22 @@ def swap_names(text: str, task: str, other: str) -> Optional[str]:
     return out if out != text else None
 
 
+def candidates(definition: str, task: str, other_task: str, other_definition: str, rng: random.Random,
+               other_if_distinct: bool = False) -> dict:
+    """The human definition and its corruptions, by kind: sentences shuffled, own name words
+    swapped for the other task's, and the other task's definition (optionally only when it differs).
+    The finetune stage of train-tiny-gptj.py draws its training candidates with this too."""
+    cands = {"human": definition}
+    s = shuffle_sentences(definition, rng)
+    if s:
+        cands["shuffled_sentences"] = s
+    w = swap_names(definition, task, other_task)
+    if w:
+        cands["swapped_names"] = w
+    if not other_if_distinct or other_definition.strip() != definition.strip():
+        cands["other_task"] = other_definition
+    return cands
+
 def truncated_instances(model, tok, definition: str, examples: Sequence[dict], instances: Sequence[dict], m: int, seed: int) -> int:
     """How many scored instances do not fit the context (their prefix loses its start, and with it
     some or all of the definition)."""
@@ -167,14 +183,7 @@ def eval_denoising(model, tok, tasks: Sequence[tc.NiTask], pool: Sequence[tc.NiT
             continue
         others = [o for o in pool if o.name.split("_")[1] != t.name.split("_")[1]]
         other = rng.choice(others)
-        cands = {"human": t.definition}
-        s = shuffle_sentences(t.definition, rng)
-        if s:
-            cands["shuffled_sentences"] = s
-        w = swap_names(t.definition, t.name, other.name)
-        if w:
-            cands["swapped_names"] = w
-        cands["other_task"] = other.definition
+        cands = candidates(t.definition, t.name, other.name, other.definition, rng)
         scores = {k: uit_score(model, tok, v, t.positive[:2], t.instances, m, seed) for k, v in cands.items()}
         rows.append({"task": t.name, "other": other.name, "scores": scores,
                      "human_best": all(scores["human"] < v for k, v in scores.items() if k != "human"), "candidates": len(cands),

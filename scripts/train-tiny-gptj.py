@@ -360,7 +360,7 @@ def ft_group(rng, files, shots, tok, a):
     the other task drawn from a different dataset. With probability ft_zero_shot the prompt has no
     examples (any training task, a positive example as the instance), else two positive examples
     and an instance of a task file, as the scorer prompts."""
-    from eval_tiny import shuffle_sentences, swap_names
+    from eval_tiny import candidates
 
     for _ in range(50):
         if rng.random() < a.ft_zero_shot:
@@ -379,15 +379,7 @@ def ft_group(rng, files, shots, tok, a):
         ds = t.name.split("_")[1]
         pool = files if exs else shots
         other = rng.choice([o for o in pool if o.name.split("_")[1] != ds])
-        cands = {"human": t.definition}
-        sh = shuffle_sentences(t.definition, rng)
-        if sh:
-            cands["shuffled_sentences"] = sh
-        sw = swap_names(t.definition, t.name, other.name)
-        if sw:
-            cands["swapped_names"] = sw
-        if other.definition.strip() != t.definition.strip():
-            cands["other_task"] = other.definition
+        cands = candidates(t.definition, t.name, other.name, other.definition, rng, other_if_distinct=True)
         if len(cands) < 2:
             continue
         prefixes = [tok.encode(tiny_corpus.scoring_prefix(d, exs, inp)) for d in cands.values()]
