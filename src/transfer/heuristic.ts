@@ -91,7 +91,7 @@ export function heuristicDefinition(task: Task): { definition: string; from: str
   switch (task.source.format) {
     case 'promptsource': {
       const tpl = extra.template as { jinja: string } | undefined;
-      const text = tpl ? promptsourceText(tpl.jinja) : { prompt: task.definition, target: '', fields: placeholders(task.definition) };
+      const text = tpl ? promptsourceText(tpl.jinja, { resolveSets: true }) : { prompt: task.definition, target: '', fields: placeholders(task.definition) };
       const choices = sharedChoices(task.instances.map((i) => i.extra?.answer_choices));
       return { definition: describeTemplate(text, choices), from: 'template' };
     }

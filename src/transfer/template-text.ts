@@ -23,36 +23,42 @@ interface Node {
 
 const PLACEHOLDER = /\{([A-Za-z_][\w.]*(?:\[[^\]]*\])?)\}/g;
 
+/** Variables a template sets from a field (`{% set p = premise | trim %}`): p -> premise. */
+type Aliases = Map<string, string>;
+
 /** The name a Jinja expression gets as a placeholder (filters and method calls are presentation). */
-function placeholderName(n: Node): string | null {
+function placeholderName(n: Node, aliases?: Aliases): string | null {
+  const name = (m: Node) => placeholderName(m, aliases);
   switch (n.type) {
     case 'StringLiteral':
       return null; // printed literally
     case 'Identifier':
-      return n.value as string;
+      return aliases?.get(n.value as string) ?? (n.value as string);
     case 'MemberExpression': {
-      const objName = placeholderName(n.object as Node);
+      const objName = name(n.object as Node);
       const prop = n.property as Node;
       if (objName === 'answer_choices') return 'answer';
       if (!n.computed) return objName ? `${objName}.${prop.value as string}` : (prop.value as string);
       return objName;
     }
     case 'FilterExpression':
-      return placeholderName(n.operand as Node);
+      return name(n.operand as Node);
     case 'CallExpression': {
       const callee = n.callee as Node;
-      if (callee.type === 'MemberExpression') return placeholderName(callee.object as Node);
+      if (callee.type === 'MemberExpression') return name(callee.object as Node);
       const args = n.args as Node[];
-      return args.length ? placeholderName(args[0]) : null;
+      return args.length ? name(args[0]) : null;
     }
     case 'Ternary':
-      return placeholderName(n.trueExpr as Node) ?? placeholderName(n.falseExpr as Node);
+      return name(n.trueExpr as Node) ?? name(n.falseExpr as Node);
     case 'BinaryExpression':
-      return placeholderName(n.left as Node) ?? placeholderName(n.right as Node);
+      return name(n.left as Node) ?? name(n.right as Node);
     case 'SelectExpression':
-      return placeholderName(n.lhs as Node);
-    default:
-      return firstIdentifier(n);
+      return name(n.lhs as Node);
+    default: {
+      const first = firstIdentifier(n);
+      return first === null ? null : (aliases?.get(first) ?? first);
+    }
   }
 }
 
@@ -77,10 +83,18 @@ function literalText(n: Node): string | null {
   return null;
 }
 
-function walk(body: Node[], out: string[], inLoop: Set<string>): void {
+function walk(body: Node[], out: string[], inLoop: Set<string>, aliases?: Aliases): void {
   for (const n of body) {
     switch (n.type) {
-      case 'Set':
+      case 'Set': {
+        const assignee = n.assignee as Node;
+        const value = n.value as Node | null;
+        if (aliases && assignee.type === 'Identifier' && value) {
+          const source = placeholderName(value, aliases);
+          if (source) aliases.set(assignee.value as string, source);
+        }
+        break;
+      }
       case 'Comment':
       case 'Macro':
       case 'Break':
@@ -88,10 +102,10 @@ function walk(body: Node[], out: string[], inLoop: Set<string>): void {
         break;
       case 'If':
         // the main branch stands for the template's usual text
-        walk(n.body as Node[], out, inLoop);
+        walk(n.body as Node[], out, inLoop, aliases);
         break;
       case 'For': {
-        const it = placeholderName(n.iterable as Node);
+        const it = placeholderName(n.iterable as Node, aliases);
         if (it && !inLoop.has(it)) {
           out.push(`{${it}}`);
           inLoop.add(it);
@@ -104,7 +118,7 @@ function walk(body: Node[], out: string[], inLoop: Set<string>): void {
           out.push(lit);
           break;
         }
-        const name = placeholderName(n);
+        const name = placeholderName(n, aliases);
         if (name) out.push(`{${name}}`);
       }
     }
@@ -117,11 +131,15 @@ export function placeholders(text: string): string[] {
   return seen;
 }
 
-/** A PromptSource Jinja template as readable text. Throws on a syntax error. */
-export function promptsourceText(jinja: string): TemplateText {
+/**
+ * A PromptSource Jinja template as readable text. Throws on a syntax error. With
+ * `resolveSets`, a variable the template sets from a field is named by that field ({premise},
+ * not {p}); off by default, because the embedded model was trained on the text without it.
+ */
+export function promptsourceText(jinja: string, opts: { resolveSets?: boolean } = {}): TemplateText {
   const program = parse(tokenize(jinja, { lstrip_blocks: false, trim_blocks: false })) as unknown as Node;
   const out: string[] = [];
-  walk(program.body as Node[], out, new Set());
+  walk(program.body as Node[], out, new Set(), opts.resolveSets ? new Map() : undefined);
   const [prompt = '', ...rest] = out.join('').split('|||');
   const p = prompt.trim();
   return { prompt: p, target: rest.join('|||').trim(), fields: placeholders(p) };

@@ -62,3 +62,17 @@ describe('PromptSource and FLAN template text', () => {
     expect(placeholders('{a} {b.c} {a}')).toEqual(['a', 'b.c']);
   });
 });
+
+describe('PromptSource: variables set from fields', () => {
+  const jinja = '{% set p = premise | trim %}{% set h = hypothesis %}{{ p }}\nDoes this imply "{{ h | lower }}"? ||| {{ answer_choices[label] }}';
+
+  it('are named by their field with resolveSets (the heuristic), as written without it (the model\'s training text)', () => {
+    expect(promptsourceText(jinja, { resolveSets: true })).toEqual({ prompt: '{premise}\nDoes this imply "{hypothesis}"?', target: '{answer}', fields: ['premise', 'hypothesis'] });
+    expect(promptsourceText(jinja).fields).toEqual(['p', 'h']);
+  });
+
+  it('follow chains and leave variables set from literals alone', () => {
+    const t = promptsourceText('{% set a = question %}{% set b = a | upper %}{% set c = "Pick one" %}{{ c }}: {{ b }} |||', { resolveSets: true });
+    expect(t.fields).toEqual(['c', 'question']);
+  });
+});
