@@ -3,12 +3,17 @@
 // InvalidArgumentError, which it reports as a usage error (exit code 2) naming the option.
 import { InvalidArgumentError } from 'commander';
 
-/** An integer option in [min, max]. Empty text is refused (Number('') would be 0). */
-export function int(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+/**
+ * An integer option, within [min, max] where given, and always a safe integer (a larger one would
+ * not survive as a number). Empty text is refused (Number('') would be 0).
+ */
+export function int(name: string, min?: number, max?: number) {
+  const rule =
+    min !== undefined && max !== undefined ? ` from ${min} to ${max}` : min !== undefined ? ` >= ${min}` : max !== undefined ? ` <= ${max}` : '';
   return (value: string): number => {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(max === Number.MAX_SAFE_INTEGER ? `${name} must be an integer >= ${min}` : `${name} must be an integer from ${min} to ${max}`);
+    if (value.trim() === '' || !Number.isSafeInteger(n) || (min !== undefined && n < min) || (max !== undefined && n > max)) {
+      throw new InvalidArgumentError(`${name} must be an integer${rule}`);
     }
     return n;
   };

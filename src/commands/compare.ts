@@ -14,8 +14,6 @@ interface CompareOptions {
   html?: string;
 }
 
-
-
 export async function runCompare(opts: CompareOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   const [{ compareOutputs, reportToJson }, { readCompareSide }, { renderTable }, { renderHtml }] = await Promise.all([
     import('../compare/report.js'),
@@ -49,7 +47,7 @@ export function register(program: Command): void {
     .requiredOption('--api <path>', 'API output, same forms as --offline')
     .option('--scorer <dir>', 'a model folder that scores both instructions by perplexity (UIT scoring prompt)')
     .option('--instances <m>', 'instances scored per task with --scorer', int('--instances', 1), 32)
-    .option('--seed <n>', 'seed of the instance sample with --scorer', int('--seed', Number.MIN_SAFE_INTEGER), 0)
+    .option('--seed <n>', 'seed of the instance sample with --scorer', int('--seed'), 0)
     .option('--json', 'print the comparison as JSON: {"tasks", "only_offline", "only_api", "summary"}')
     .option('--html <file>', 'also write a self-contained HTML report (histogram, sortable side-by-side table)')
     .addHelpText(

@@ -23,7 +23,6 @@ interface ConvertCliOptions {
   json?: boolean;
 }
 
-
 export function summaryText(s: ConvertSummary): string {
   const methods = Object.entries(s.methods)
     .map(([m, n]) => `${m} ${n}`)

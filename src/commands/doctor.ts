@@ -2,7 +2,8 @@
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Command, Option } from 'commander';
-import { ExitCode, UitError } from '../errors.js';
+import { int } from '../cli-values.js';
+import { ExitCode } from '../errors.js';
 // The runtime (onnxruntime-node) loads when the command runs, not with the CLI.
 import type { Device, Model, ModelFolder, OrtBackend, ProviderReport } from '../runtime/index.js';
 
@@ -168,11 +169,7 @@ export function register(program: Command): void {
     )
     .option('-m, --model <dir>', 'also check this model folder: files, graphs, a one-token smoke run')
     .addOption(new Option('--device <device>', 'execution provider for the model check').choices(['cpu', 'cuda', 'auto']).default('cpu'))
-    .option('--threads <n>', 'onnxruntime intra-op threads', (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new UitError('--threads must be a positive integer', ExitCode.USAGE);
-      return n;
-    })
+    .option('--threads <n>', 'onnxruntime intra-op threads', int('--threads', 1))
     .option('--json', 'print the report as JSON')
     .addHelpText(
       'after',

@@ -26,8 +26,6 @@ interface GenerateCliOptions {
   json?: boolean;
 }
 
-
-
 /** One request per line of a JSONL file: {"prompt": "...", "num_samples"?: N}. */
 export async function readPromptsJsonl(file: string, defaultSamples: number): Promise<GenerateRequest[]> {
   const { z } = await import('zod');

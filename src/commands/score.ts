@@ -27,8 +27,6 @@ export interface ScorerCliOptions {
   output?: string;
 }
 
-
-
 /** The options every scoring command takes. */
 export function addScorerOptions(cmd: Command): Command {
   return cmd

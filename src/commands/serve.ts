@@ -31,7 +31,6 @@ interface ServeCliOptions {
   quiet?: boolean;
 }
 
-
 /** The bearer token, from a variable or a file; never from the command line (shell history, ps). */
 export function readToken(opts: { apiKeyEnv?: string; tokenFile?: string }): string | undefined {
   if (opts.apiKeyEnv !== undefined) {

@@ -17,8 +17,6 @@ export interface OpenAICliOptions {
   apiSamples: 'auto' | 'repeat';
 }
 
-
-
 /** Adds the API options to a command. `--backend` is added too unless the command has its own. */
 export function addOpenAIOptions(cmd: Command, opts: { backendOption?: boolean } = {}): Command {
   if (opts.backendOption !== false) {

@@ -20,7 +20,8 @@ import { loadSeeds } from './seeds.js';
 import { parseShard } from './shard.js';
 import { failureText } from './task-errors.js';
 
-export { PIPELINE_DEFAULTS, addDenoiseOptions, addRunOptions, addTransferOptions, type PipelineCliOptions } from './pipeline-options.js';
+// pipeline-api.ts exports these from here with the rest of the pipeline's command-line face.
+export { PIPELINE_DEFAULTS, type PipelineCliOptions } from './pipeline-options.js';
 
 export interface OpenedPipeline {
   options: PipelineOptions;

@@ -55,8 +55,6 @@ export interface PipelineCliOptions extends Partial<OpenAICliOptions> {
   threads?: number;
 }
 
-
-
 /** Options of the generation side (convert --method model, transfer). */
 export function addTransferOptions(cmd: Command, { modelRequired = false } = {}): Command {
   cmd

@@ -11,6 +11,9 @@ describe('option values', () => {
     for (const bad of ['', ' ', '1.5', 'x', '-1', '1e400']) expect(() => int('--n', 0)(bad), bad).toThrow(InvalidArgumentError);
     expect(() => int('--n', 1)('0')).toThrow('--n must be an integer >= 1');
     expect(() => int('--port', 0, 65535)('65536')).toThrow('--port must be an integer from 0 to 65535');
+    expect(int('--seed')('-3')).toBe(-3);
+    expect(() => int('--seed')('2.5')).toThrow('--seed must be an integer');
+    expect(() => int('--seed')('9007199254740993')).toThrow(InvalidArgumentError); // past Number.MAX_SAFE_INTEGER
   });
 
   it('float and positive refuse empty, infinite and out-of-rule values', () => {
