@@ -203,22 +203,25 @@ async function benchModel(dir) {
   let genRuns = null;
 
   if (only.includes('generate')) {
-    const kinds = ['greedy_b1', 'samples_16', 'batch_8'];
+    // greedy_b1_plain is ours without prompt-lookup drafts, against the same peer runs as greedy_b1.
+    const kinds = ['greedy_b1', 'greedy_b1_plain', 'samples_16', 'batch_8'];
+    const peerKind = (k) => (k === 'greedy_b1_plain' ? null : k);
     const res = { uit: {}, peer: {} };
     for (const k of kinds) {
       progress(`${m.name}: generate warm-up ${k}`);
       res.uit[k] = [];
       res.peer[k] = [];
       await uit.call('generate', { kind: k });
-      if (peer) await peer.call('generate', { kind: k });
+      if (peer && peerKind(k)) await peer.call('generate', { kind: k });
     }
     for (let r = 0; r < runs; r++) {
       for (const k of kinds) {
         progress(`${m.name}: generate run ${r + 1}/${runs} ${k}`);
         res.uit[k].push(await uit.call('generate', { kind: k }));
-        if (peer) res.peer[k].push(await peer.call('generate', { kind: k }));
+        if (peer && peerKind(k)) res.peer[k].push(await peer.call('generate', { kind: k }));
       }
     }
+    res.peer.greedy_b1_plain = res.peer.greedy_b1;
     genRuns = res.uit;
     const sec = { new_tokens: newTokens, prompt_tokens: P, batch_prompt_tokens: uitLoad.batch_prompt_tokens, workloads: {} };
     for (const k of kinds) {
@@ -248,6 +251,10 @@ async function benchModel(dir) {
           const agree = diffs.filter((x, i) => x === -1 || a[i][x] === m.eos).length;
           w.same_tokens = { rows: a.length, rows_identical: diffs.filter((x) => x === -1).length, rows_agree_until_eos: agree, first_difference: diffs, eos: m.eos };
         }
+      }
+      const tm = res.uit[k].map((x) => x.timings);
+      if (tm[0]?.draftedTokens > 0) {
+        w.drafts = { forwards: tm[0].steps, drafted: tm[0].draftedTokens, accepted: tm[0].acceptedTokens, new_tokens: tm[0].newTokens };
       }
       sec.workloads[k] = w;
     }
@@ -306,7 +313,7 @@ async function benchModel(dir) {
       for (let r = 0; r < runs; r++) {
         progress(`${m.name}: reference ${N} tokens, run ${r + 1}/${runs}`);
         ref.push(await uit.call('reference', { newTokens: N }));
-        kv.push(await uit.call('generate', { kind: 'greedy_b1', newTokens: N }));
+        kv.push(await uit.call('generate', { kind: 'greedy_b1_plain', newTokens: N }));
       }
       sec.lengths[N] = {
         new_tokens: N,
@@ -327,12 +334,12 @@ async function benchModel(dir) {
     for (let r = 0; r < Math.max(runs, 3); r++) pre.push(await uit.call('prefill'));
     let g = genRuns;
     if (!g) {
-      g = { greedy_b1: [], samples_16: [] };
-      await uit.call('generate', { kind: 'greedy_b1' }); // warm-up
+      g = { greedy_b1_plain: [], samples_16: [] };
+      await uit.call('generate', { kind: 'greedy_b1_plain' }); // warm-up
       await uit.call('generate', { kind: 'samples_16' });
       for (let r = 0; r < runs; r++) {
         progress(`${m.name}: decode timings, run ${r + 1}/${runs}`);
-        g.greedy_b1.push(await uit.call('generate', { kind: 'greedy_b1' }));
+        g.greedy_b1_plain.push(await uit.call('generate', { kind: 'greedy_b1_plain' }));
         g.samples_16.push(await uit.call('generate', { kind: 'samples_16' }));
       }
     }
@@ -355,7 +362,8 @@ async function benchModel(dir) {
       });
       return summary(vals);
     };
-    const dec1 = decode(g.greedy_b1, 1);
+    // One token per forward: the plain greedy runs (a verified draft computes more than it keeps).
+    const dec1 = decode(g.greedy_b1_plain, 1);
     const dec16 = decode(g.samples_16, 16);
     const lim = { prefill: limitAt(P, 1), decode_b1: limitAt(1, 1), decode_16: limitAt(16, 16) };
     out.sections.limit = {
@@ -415,6 +423,7 @@ result.ratios_basis = basis;
 result.ratios = {
   generate_16_samples_vs_peer: s.generate?.workloads.samples_16.ratio ?? null,
   generate_greedy_b1_vs_peer: s.generate?.workloads.greedy_b1.ratio ?? null,
+  generate_greedy_b1_no_drafts_vs_peer: s.generate?.workloads.greedy_b1_plain?.ratio ?? null,
   score_vs_no_reuse: s.score?.ratio_vs_no_reuse ?? null,
   score_vs_peer: s.score?.ratio_vs_peer ?? null,
   cache_rerun_speedup: s.cache?.speedup.median ?? null,
@@ -425,6 +434,7 @@ result.ratios = {
 result.ratios_wall = {
   generate_16_samples_vs_peer: s.generate?.workloads.samples_16.ratio_wall ?? null,
   generate_greedy_b1_vs_peer: s.generate?.workloads.greedy_b1.ratio_wall ?? null,
+  generate_greedy_b1_no_drafts_vs_peer: s.generate?.workloads.greedy_b1_plain?.ratio_wall ?? null,
   score_vs_no_reuse: s.score?.ratio_vs_no_reuse_wall ?? null,
   score_vs_peer: s.score?.ratio_vs_peer_wall ?? null,
 };
@@ -464,11 +474,13 @@ for (const mo of result.models) {
   if (sec.generate) {
     const g = sec.generate;
     L(`  ${`generation, ${g.new_tokens} new tokens`.padEnd(30)} ${`ours tok/s (${basis})`.padEnd(22)} ${`peer tok/s (${basis})`.padEnd(22)} ${'ratio'.padStart(7)}  ${'peak RSS MiB'.padEnd(14)} greedy tokens agree`);
-    for (const [k, label] of [['greedy_b1', 'greedy, batch 1'], ['samples_16', '16 samples, one prompt'], ['batch_8', 'batch of 8 prompts, greedy']]) {
+    for (const [k, label] of [['greedy_b1', 'greedy, batch 1'], ['greedy_b1_plain', 'greedy, batch 1, no drafts'], ['samples_16', '16 samples, one prompt'], ['batch_8', 'batch of 8 prompts, greedy']]) {
       const w = g.workloads[k];
+      if (!w) continue;
       const key = `tokens_per_s_${basis}`;
       const same = w.same_tokens ? `${w.same_tokens.rows_agree_until_eos}/${w.same_tokens.rows} rows` : '';
       L(`  ${label.padEnd(30)} ${range(w.ours[key]).padEnd(22)} ${range(w.peer?.[key]).padEnd(22)} ${f(w.ratio, 2).padStart(6)}x  ${`${f(w.ours.peak_rss_mib, 0)} / ${f(w.peer?.peak_rss_mib, 0)}`.padEnd(14)} ${same}`);
+      if (w.drafts) L(`  ${''.padEnd(30)} prompt lookup: ${w.drafts.new_tokens} tokens in ${w.drafts.forwards} decode forwards; ${w.drafts.accepted} of ${w.drafts.drafted} drafted tokens kept`);
     }
     if (g.memory) L(`  RSS over ${g.memory.calls} generate calls: ${f(g.memory.rss_before_mib, 0)} -> ${f(g.memory.rss_after_mib, 0)} MiB (${f(g.memory.growth_mib, 1)} MiB)`);
   }

@@ -3,7 +3,7 @@
 OUT/
   config.json, generation_config.json, tokenizer.json, tokenizer_config.json, ...
   onnx/model.onnx        optimum text-generation-with-past contract
-  onnx/model.fast.onnx   logits_last + token_logprobs + new_key_values.*; takes
+  onnx/model.fast.onnx   logits_last + token_logprobs + token_argmax + new_key_values.*; takes
                          shared_key_values.* and num_logprobs too (_FastWrapper)
   onnx/model.onnx_data   the weights, once, shared by the two graphs
   onnx/parity.json       PyTorch reference outputs on fixed inputs
@@ -226,6 +226,7 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     m = _trace(_FastWrapper(model), (ids, mask, pos, n, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
     to_fp16, sources = _finish(m, model, inputs, fp16, kv_inputs, source_keys)
     _set_fast_io_shapes(m, cfg, fp16)
+    fast_graphs.add_argmax_output(m)
     graphs.append((fast_graphs.FAST_NAME, m, to_fp16, sources))
     log(f"traced in {time.time() - t0:.1f}s")
 
@@ -244,7 +245,7 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
         path = os.path.join(onnx_dir, name)
         P.save_proto_atomic(m, path)
         if name != "model.onnx":
-            log(f"wrote {path} ({len(m.graph.node)} nodes; outputs logits_last, token_logprobs, new_key_values.*; "
+            log(f"wrote {path} ({len(m.graph.node)} nodes; outputs logits_last, token_logprobs, token_argmax, new_key_values.*; "
                 f"inputs add num_logprobs, shared_key_values.*)")
 
 

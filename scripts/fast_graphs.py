@@ -9,6 +9,10 @@ inputs plus a scalar int64 `num_logprobs` n, and the outputs
 - `token_logprobs` float32 [batch, n]: token_logprobs[b, j] =
   log_softmax(logits[b, s-1-n+j])[input_ids[b, s-n+j]], the log-probability of
   each of the last n input tokens (n = 0 when generating, s-1 to score all);
+- `token_argmax` int64 [batch, n]: token_argmax[b, j] =
+  argmax(logits[b, s-1-n+j]), the greedy choice at the positions token_logprobs
+  reads; generation checks drafted tokens with it (prompt-lookup decoding:
+  n drafts verified in one forward);
 - `new_key_values.{i}.key|value` [batch, heads, seq, head_dim]: only the new
   positions (the second input of the Concat that makes present.{i}.*).
 
@@ -36,6 +40,7 @@ PRESENT_RE = re.compile(r"^present\.(\d+)\.(key|value)$")
 INT64_MAX = 2**63 - 1
 DATA_NAME = "model.onnx_data"
 FAST_NAME = "model.fast.onnx"
+ARGMAX_NAME = "token_argmax"
 
 
 class GraphPassError(Exception):
@@ -213,7 +218,40 @@ def make_fast_graph(base: onnx.ModelProto) -> onnx.ModelProto:
     del g.output[:]
     g.output.extend([last, lps] + kv_outs)
     P.prune(g)
+    add_argmax_output(m)
     return m
+
+
+def add_argmax_output(model: onnx.ModelProto) -> bool:
+    """Adds `token_argmax` [batch, num_logprobs] int64 to a fast graph: ArgMax over the vocabulary of
+    the logits that token_logprobs log-softmaxes. Only fetched outputs are computed, so generation
+    pays for it only when it asks for it. Returns False when the graph already has it."""
+    g = model.graph
+    if any(o.name == ARGMAX_NAME for o in g.output):
+        return False
+    producers = _producers(g)
+    name, node = "token_logprobs", None
+    for _ in range(16):  # token_logprobs <- Squeeze/Gather <- GatherElements <- LogSoftmax
+        node = producers.get(name)
+        if node is None or node.op_type == "LogSoftmax":
+            break
+        name = node.input[0]
+    if node is None or node.op_type != "LogSoftmax":
+        raise GraphPassError("token_logprobs does not come from a LogSoftmax over the logits: not a uit fast graph")
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
+    if axis not in (2, -1):
+        raise GraphPassError(f"the fast graph's LogSoftmax is over axis {axis}, not the vocabulary (2)")
+    g.node.append(helper.make_node("ArgMax", [node.input[0]], [ARGMAX_NAME], name="uit_fast/token_argmax", axis=2, keepdims=0))
+    dims = P.dims_of(_output_vi(g, "token_logprobs"))
+    vi = onnx.ValueInfoProto()
+    vi.name = ARGMAX_NAME
+    P.set_output_shape(vi, TensorProto.INT64, dims)
+    # After token_logprobs, so outputs keep their order (logits_last, token_logprobs, ..., new KV).
+    outs = list(g.output)
+    at = [o.name for o in outs].index("token_logprobs") + 1
+    del g.output[:]
+    g.output.extend(outs[:at] + [vi] + outs[at:])
+    return True
 
 
 def _check_supported(model: onnx.ModelProto) -> None:
@@ -251,8 +289,15 @@ def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> 
     fast graph with shared_key_values inputs, which is better than what the pass makes)."""
     onnx_dir = onnx_dir_of(model_dir)
     if has_shared_fast_graph(onnx_dir):
-        log(f"{os.path.join(onnx_dir, FAST_NAME)} already takes shared_key_values inputs (from export-gptj.py): left as it is")
-        return {}
+        path = os.path.join(onnx_dir, FAST_NAME)
+        fast = P.load_graph_only(path)
+        if not add_argmax_output(fast):
+            log(f"{path} already takes shared_key_values inputs (from export-gptj.py) and has token_argmax: left as it is")
+            return {}
+        # An export from before token_argmax: the graph gains that output, nothing else changes.
+        P.save_proto_atomic(fast, path)
+        log(f"{path} (from export-gptj.py): added the output token_argmax")
+        return {"fast": path}
     main_path = os.path.join(onnx_dir, "model.onnx")
     model = P.load_graph_only(main_path)
     _check_supported(model)
@@ -268,7 +313,7 @@ def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> 
     fast = make_fast_graph(model)
     path = os.path.join(onnx_dir, FAST_NAME)
     P.save_proto_atomic(fast, path)
-    log(f"wrote {path} ({len(fast.graph.node)} nodes; outputs logits_last, token_logprobs, new_key_values.*; input num_logprobs added)")
+    log(f"wrote {path} ({len(fast.graph.node)} nodes; outputs logits_last, token_logprobs, token_argmax, new_key_values.*; input num_logprobs added)")
     stale = [f for f in ("model.gen.onnx", "model.score.onnx") if os.path.isfile(os.path.join(onnx_dir, f))]
     if stale:
         log(f"{' and '.join(stale)} (from an older uit) are no longer used; you may delete them")

@@ -64,14 +64,17 @@ const handlers = {
   },
 
   // ------------------------------------------------------------------ generation
-  /** kind: greedy_b1 | samples_16 | batch_8; returns timings and the new token ids (greedy). */
+  /**
+   * kind: greedy_b1 | greedy_b1_plain (ours without prompt-lookup drafts; the peer runs greedy_b1)
+   * | samples_16 | batch_8; returns timings and the new token ids (greedy).
+   */
   async generate({ kind, samples = 16, newTokens = state.newTokens }) {
     if (state.engine === 'uit') {
       const { generate } = state.rt;
       const common = { maxNewTokens: newTokens, stopOnEos: false };
       const run =
-        kind === 'greedy_b1'
-          ? () => generate(state.model, [{ promptIds: state.promptIds }], { ...common, greedy: true })
+        kind === 'greedy_b1' || kind === 'greedy_b1_plain'
+          ? () => generate(state.model, [{ promptIds: state.promptIds }], { ...common, greedy: true, draftTokens: kind === 'greedy_b1' ? undefined : 0 })
           : kind === 'samples_16'
             ? () => generate(state.model, [{ promptIds: state.promptIds, numSamples: samples }], { ...common, temperature: 1, seed: 1, batchSize: samples })
             : () => generate(state.model, state.batchIds.map((promptIds) => ({ promptIds })), { ...common, greedy: true, batchSize: 8 });
@@ -82,7 +85,7 @@ const handlers = {
     }
     const { Tensor } = state.tf;
     const common = { max_new_tokens: newTokens, min_new_tokens: newTokens };
-    const rowsIds = kind === 'greedy_b1' ? [state.promptIds] : kind === 'samples_16' ? new Array(samples).fill(state.promptIds) : state.batchIds;
+    const rowsIds = kind.startsWith('greedy_b1') ? [state.promptIds] : kind === 'samples_16' ? new Array(samples).fill(state.promptIds) : state.batchIds;
     const { input_ids, attention_mask, width } = peerInputs(Tensor, rowsIds, state.padId);
     const opts = kind === 'samples_16' ? { do_sample: true, top_k: 0 } : { do_sample: false };
     const r = await timed(() => state.peer.generate({ input_ids, attention_mask, ...common, ...opts }));

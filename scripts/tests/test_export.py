@@ -5,6 +5,7 @@ since Python onnxruntime is not available; here: the contract, the weights, the 
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -84,8 +85,8 @@ def test_checkers_pass_and_io_contract(exported):
     assert ins == ["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value",
                    "past_key_values.1.key", "past_key_values.1.value"]
     assert [o.name for o in g["main"].graph.output] == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
-    assert [o.name for o in g["fast"].graph.output] == ["logits_last", "token_logprobs", "new_key_values.0.key", "new_key_values.0.value",
-                                                        "new_key_values.1.key", "new_key_values.1.value"]
+    assert [o.name for o in g["fast"].graph.output] == ["logits_last", "token_logprobs", "token_argmax", "new_key_values.0.key",
+                                                        "new_key_values.0.value", "new_key_values.1.key", "new_key_values.1.value"]
     shared = ["shared_key_values.0.key", "shared_key_values.0.value", "shared_key_values.1.key", "shared_key_values.1.value"]
     assert [i.name for i in g["fast"].graph.input] == ins[:3] + ["num_logprobs"] + ins[3:] + shared
     assert P.dims_of(g["main"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
@@ -97,6 +98,8 @@ def test_checkers_pass_and_io_contract(exported):
     out = {o.name: o for o in g["fast"].graph.output}
     assert P.dims_of(out["logits_last"]) == ["batch_size", 260]
     assert P.dims_of(out["token_logprobs"]) == ["batch_size", "num_logprobs"]
+    assert P.dims_of(out["token_argmax"]) == ["batch_size", "num_logprobs"]
+    assert out["token_argmax"].type.tensor_type.elem_type == TensorProto.INT64
     assert P.dims_of(out["new_key_values.1.key"]) == ["batch_size", 2, "sequence_length", 16]
     assert not any(n.domain == "uit" for m in g.values() for n in m.graph.node)  # markers resolved
 
@@ -208,6 +211,7 @@ def test_fp16_export(exported16, exported):
     assert types["past_key_values.0.key"] == TensorProto.FLOAT16 and types["present.1.value"] == TensorProto.FLOAT16
     assert types["new_key_values.0.key"] == TensorProto.FLOAT16 and types["shared_key_values.1.value"] == TensorProto.FLOAT16
     assert types["logits"] == types["logits_last"] == types["token_logprobs"] == TensorProto.FLOAT
+    assert types["token_argmax"] == TensorProto.INT64
     parity = json.loads((exported16 / "onnx" / "parity.json").read_text())
     assert parity["dtype"] == "fp16" and parity["tolerance"]["atol"] > 1e-3
     assert json.loads((exported16 / "config.json").read_text())["n_positions"] == 128
@@ -244,6 +248,47 @@ def test_pass_keeps_the_exporters_fast_graph(exported):
     assert "moving weights" not in r.stdout and "shared_key_values" in r.stdout
     for f, b in before.items():
         assert (exported / "onnx" / f).read_bytes() == b, f
+
+
+def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
+    # A folder exported before token_argmax existed: the pass adds that one output (its ArgMax reads
+    # the logits token_logprobs log-softmaxes) and touches nothing else.
+    d = tmp_path / "older"
+    shutil.copytree(exported, d)
+    path = d / "onnx" / "model.fast.onnx"
+    m = P.load_graph_only(str(path))
+    keep = [o for o in m.graph.output if o.name != "token_argmax"]
+    del m.graph.output[:]
+    m.graph.output.extend(keep)
+    P.prune(m.graph)
+    assert not any(n.op_type == "ArgMax" for n in m.graph.node)
+    P.save_proto_atomic(m, str(path))
+    data = (d / "onnx" / "model.onnx_data").read_bytes()
+    main = (d / "onnx" / "model.onnx").read_bytes()
+    r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
+    assert "added the output token_argmax" in r.stdout
+    m2 = onnx.load(str(path), load_external_data=False)
+    onnx.checker.check_model(str(path))
+    outs = [o.name for o in m2.graph.output]
+    assert outs[:3] == ["logits_last", "token_logprobs", "token_argmax"]
+    (argmax,) = [n for n in m2.graph.node if n.op_type == "ArgMax"]
+    producers = {o: n for n in m2.graph.node for o in n.output}
+    (logsoftmax,) = [n for n in m2.graph.node if n.op_type == "LogSoftmax"]
+    assert argmax.input[0] == logsoftmax.input[0] and producers[argmax.input[0]] is not None
+    assert {a.name: helper.get_attribute_value(a) for a in argmax.attribute} == {"axis": 2, "keepdims": 0}
+    assert (d / "onnx" / "model.onnx_data").read_bytes() == data and (d / "onnx" / "model.onnx").read_bytes() == main
+    # Run again: nothing to add.
+    before = path.read_bytes()
+    r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
+    assert "has token_argmax: left as it is" in r.stdout and path.read_bytes() == before
+
+
+def test_argmax_pass_refuses_a_graph_without_token_logprobs():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])
+    y = helper.make_tensor_value_info("token_logprobs", TensorProto.FLOAT, [1, 2])
+    g = helper.make_graph([helper.make_node("ReduceMax", ["x"], ["token_logprobs"], axes=[2], keepdims=0)], "g", [x], [y])
+    with pytest.raises(fast_graphs.GraphPassError, match="not a uit fast graph"):
+        fast_graphs.add_argmax_output(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
 
 
 def test_pass_refuses_merged_exports(tmp_path):

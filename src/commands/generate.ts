@@ -23,6 +23,7 @@ interface GenerateCliOptions {
   device: Device;
   threads?: number;
   batchSize: number;
+  draftTokens: number;
   json?: boolean;
 }
 
@@ -83,6 +84,7 @@ export function register(program: Command): void {
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1))
     .option('--batch-size <n>', 'most rows (prompt x sample) decoded together', int('--batch-size', 1), 16)
+    .option('--draft-tokens <n>', 'greedy, one row: tokens drafted per step by prompt lookup and verified in one forward (same text, fewer forwards; 0 = off)', int('--draft-tokens', 0), 8)
     .option('--json', 'structured output: prompt index, sample index, text, tokens, finish reason, timings')
     .addHelpText(
       'after',
@@ -119,6 +121,7 @@ Examples:
             seed: opts.seed,
             stop: opts.stop,
             batchSize: opts.batchSize,
+            draftTokens: opts.draftTokens,
             onTokens: (n) => progress.tick(n),
           });
         } finally {
@@ -154,6 +157,9 @@ function toJson(info: { dir: string; device: string; fastGeneration: boolean }, 
       total_ms: round(t.totalMs),
       prompt_tokens: t.promptTokens,
       new_tokens: t.newTokens,
+      decode_forwards: t.steps,
+      drafted_tokens: t.draftedTokens,
+      accepted_drafts: t.acceptedTokens,
       new_tokens_per_s: t.prefillMs + t.decodeMs > 0 ? round((t.newTokens * 1000) / (t.prefillMs + t.decodeMs)) : null,
     },
   };

@@ -34,6 +34,11 @@ export interface ForwardInput {
    * seq-1, every token but the first). The fast graph then runs its LM head on n+1 positions only.
    */
   logprobsTail?: number;
+  /**
+   * With `last`: also the greedy choice after each of the positions before the last n input tokens
+   * (1 <= n <= seq-1), which verifies n drafted tokens in one forward. Only when `fast.argmax`.
+   */
+  argmaxTail?: number;
 }
 
 export interface SharedKv {
@@ -56,6 +61,11 @@ export interface ForwardOutput {
   logprobs?: Float32Array;
   logits?: Float32Array;
   /**
+   * With `argmaxTail` n: [rows, n], entry j the argmax of the logits that predict input token
+   * seq-n+j (a draft is accepted while entry j equals that token).
+   */
+  argmax?: Int32Array;
+  /**
    * The KV entries, when asked for: `new` holds only the seq new positions [rows, heads, seq, headDim];
    * `present` holds past + new [rows, heads, pastLength + seq, headDim] (the optimum decoder).
    */
@@ -67,9 +77,10 @@ export interface Backend {
   readonly hasPositionIds: boolean;
   /**
    * Which outputs come from the fast graph (only what is needed leaves the graph), and whether it
-   * takes a shared prefix KV (`ForwardInput.shared`) instead of per-row copies.
+   * takes a shared prefix KV (`ForwardInput.shared`) instead of per-row copies, and whether it
+   * returns per-position argmax (`ForwardInput.argmaxTail`, for verifying drafts).
    */
-  readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean };
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean; argmax?: boolean };
   readonly device: 'cpu' | 'cuda';
   forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput>;
   dispose(): Promise<void>;
@@ -98,7 +109,7 @@ export interface OrtBackendOptions extends SessionConfig {
 export class OrtBackend implements Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
-  readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean };
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean; argmax: boolean };
   device: 'cpu' | 'cuda';
   deviceNote?: string;
   private readonly graphs = new Map<GraphKind, Promise<Graph>>();
@@ -116,7 +127,8 @@ export class OrtBackend implements Backend {
     const fast = options.fastGraphs ?? true;
     this.paths = { decoder: folder.files.decoder, fast: fast ? folder.files.fast : undefined };
     const sharedKv = primary.spec.kind === 'fast' && primary.spec.hasSharedKv && (options.sharedKv ?? true);
-    this.fast = { generation: this.paths.fast !== undefined, scoring: this.paths.fast !== undefined, sharedKv };
+    const argmax = primary.spec.kind === 'fast' && primary.spec.argmaxOutput !== undefined;
+    this.fast = { generation: this.paths.fast !== undefined, scoring: this.paths.fast !== undefined, sharedKv, argmax };
     this.graphs.set(primary.spec.kind, Promise.resolve(primary));
     this.device = 'cpu';
   }
@@ -165,6 +177,11 @@ export class OrtBackend implements Backend {
     if (want === 'logprobs' && tail !== undefined && !(Number.isInteger(tail) && tail >= 1 && tail <= input.seq - 1)) {
       throw new RangeError(`logprobsTail ${tail} is not in 1..${input.seq - 1}`);
     }
+    const am = input.argmaxTail;
+    if (am !== undefined) {
+      if (want !== 'last' || !this.fast.argmax) throw new RangeError('argmaxTail needs want "last" and a fast graph with token_argmax');
+      if (!(Number.isInteger(am) && am >= 1 && am <= input.seq - 1)) throw new RangeError(`argmaxTail ${am} is not in 1..${input.seq - 1}`);
+    }
     if (want !== 'logits' && this.paths.fast) return this.runFast(input, want, fetchKv);
     if (!this.paths.decoder) throw new ModelError(`${this.folder.dir}: full logits need onnx/model.onnx`);
     return this.runDecoder(input, want, fetchKv);
@@ -201,17 +218,20 @@ export class OrtBackend implements Backend {
   private async runFast(input: ForwardInput, want: 'last' | 'logprobs', fetchKv: boolean): Promise<ForwardOutput> {
     const { spec, session } = await this.graph('fast');
     // The LM head runs on the last n+1 positions: n = 0 for the next token, the tail when scoring.
-    const n = want === 'last' ? 0 : (input.logprobsTail ?? input.seq - 1);
+    // (and on the drafts' positions too when verifying them).
+    const argmaxTail = want === 'last' ? input.argmaxTail : undefined;
+    const n = want === 'last' ? (argmaxTail ?? 0) : (input.logprobsTail ?? input.seq - 1);
     const feeds = this.feeds(spec, input);
     feeds.num_logprobs = new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []);
     const name = want === 'last' ? spec.mainOutput : spec.logprobsOutput!;
-    const fetches = [name, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
+    const fetches = [name, ...(argmaxTail ? [spec.argmaxOutput!] : []), ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
     const out = await run(spec, session, feeds, fetches);
     const data = toFloat32(out[name]);
     const result: ForwardOutput = {
       vocabSize: want === 'last' ? data.length / input.rows : (spec.vocabSize ?? 0),
       ...(want === 'last' ? { last: data } : { logprobs: data }),
     };
+    if (argmaxTail) result.argmax = Int32Array.from(out[spec.argmaxOutput!].data as BigInt64Array, Number);
     if (fetchKv) {
       result.kv = {
         kind: 'new',

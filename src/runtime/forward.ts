@@ -13,6 +13,8 @@ export interface StepResult {
   logprobs?: Float32Array;
   /** [rows, seq, vocab] when `want` is `logits`. */
   logits?: Float32Array;
+  /** [rows, n] with `argmaxTail` n (see ForwardOutput.argmax). */
+  argmax?: Int32Array;
 }
 
 /**
@@ -25,7 +27,7 @@ export async function step(
   ids: ArrayLike<number>,
   seq: number,
   want: ForwardWant,
-  opts: { newValid?: Uint8Array; writeKv?: boolean; logprobsTail?: number } = {},
+  opts: { newValid?: Uint8Array; writeKv?: boolean; logprobsTail?: number; argmaxTail?: number } = {},
 ): Promise<StepResult> {
   const rows = cache.rows;
   if (ids.length !== rows * seq) throw new RangeError(`step: ${ids.length} ids for ${rows} rows x ${seq}`);
@@ -44,6 +46,7 @@ export async function step(
       pastValues: cache.pastValues(),
       shared: cache.sharedInput(),
       logprobsTail: opts.logprobsTail,
+      argmaxTail: opts.argmaxTail,
     },
     want,
     writeKv,
@@ -53,7 +56,7 @@ export async function step(
     if (out.kv.kind === 'new') cache.append(out.kv.keys, out.kv.values, seq, opts.newValid);
     else cache.adopt(out.kv.keys, out.kv.values, seq, opts.newValid);
   }
-  return { vocabSize: out.vocabSize, last: out.last, logprobs: out.logprobs, logits: out.logits };
+  return { vocabSize: out.vocabSize, last: out.last, logprobs: out.logprobs, logits: out.logits, argmax: out.argmax };
 }
 
 /** A prefilled token sequence: its one-row KV cache and the next-token logits after it. */

@@ -33,6 +33,11 @@ export interface GraphSpec {
   mainOutput: string;
   /** The fast graph's `token_logprobs` [batch, num_logprobs], fed by its `num_logprobs` input. */
   logprobsOutput?: string;
+  /**
+   * The fast graph's `token_argmax` int64 [batch, num_logprobs]: the greedy choice at the positions
+   * token_logprobs reads (graphs made before it have none; scripts/add-fast-graphs.py adds it).
+   */
+  argmaxOutput?: string;
   /** The main output's element type as the graph declares it. */
   mainOutputType: string;
   /** The vocabulary size when the graph declares it statically. */
@@ -154,6 +159,8 @@ export function readGraphSpec(
       (part === 'key' ? outKeys : outValues).push(name);
     }
   }
+  const argmax = kind === 'fast' ? outputs.get('token_argmax') : undefined;
+  if (argmax && argmax.type !== 'int64') fail(`output "token_argmax" is ${argmax.type}, expected int64`);
   const lastDim = main!.shape[main!.shape.length - 1];
   return {
     kind,
@@ -173,6 +180,7 @@ export function readGraphSpec(
     outValues,
     mainOutput,
     logprobsOutput,
+    argmaxOutput: argmax ? 'token_argmax' : undefined,
     mainOutputType: main!.type,
     vocabSize: typeof lastDim === 'number' ? lastDim : undefined,
   };

@@ -249,6 +249,21 @@ export class KvCache {
     this.used += seq;
   }
 
+  /**
+   * Forgets the last `count` slots (written by the last step): rejected draft tokens. Their entries
+   * stay in the buffers, masked, and the next step overwrites them.
+   */
+  rewind(count: number): void {
+    if (!Number.isInteger(count) || count < 0 || count > this.used) throw new RangeError(`rewind: ${count} of ${this.used} slots`);
+    for (let r = 0; r < this.rows; r++) {
+      for (let j = this.used - count; j < this.used; j++) {
+        this.validCount[r] -= this.mask[r * this.capacity + j];
+        this.mask[r * this.capacity + j] = 0;
+      }
+    }
+    this.used -= count;
+  }
+
   /** Keeps only the listed rows (ascending), moved to the front in that order. */
   compact(keep: readonly number[]): void {
     const rowSize = this.rowSize;

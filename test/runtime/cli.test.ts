@@ -61,6 +61,23 @@ describe('uit generate', () => {
     expect(doc.timings.new_tokens).toBe(30);
   });
 
+  it('--draft-tokens: prompt lookup gives the same greedy text in fewer forwards; 0 turns it off', () => {
+    const run = (...extra: string[]) => {
+      const r = uit('generate', '-m', FIXTURE, '--greedy', '-n', '40', '--threads', '1', '--json', ...extra, 'abc abc abc abc abc');
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout) as { results: { tokens: number[] }[]; timings: { decode_forwards: number; drafted_tokens: number; accepted_drafts: number } };
+    };
+    const on = run();
+    const off = run('--draft-tokens', '0');
+    expect(on.results).toEqual(off.results);
+    expect(off.timings).toMatchObject({ decode_forwards: 39, drafted_tokens: 0, accepted_drafts: 0 });
+    expect(on.timings.accepted_drafts).toBeGreaterThan(0);
+    expect(on.timings.decode_forwards).toBe(39 - on.timings.accepted_drafts);
+    const bad = uit('generate', '-m', FIXTURE, '--draft-tokens', '-1', 'x');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--draft-tokens/);
+  });
+
   it('separates several plain outputs and writes -o files', () => {
     const out = join(tmp.dir, 'sub', 'out.txt');
     const r = uit('generate', '-m', FIXTURE, '--num-samples', '2', '-n', '4', '--stop', '\\n', '-o', out, 'abc');

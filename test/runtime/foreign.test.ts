@@ -72,6 +72,14 @@ describe.runIf(run)(`foreign decoders${run ? '' : ` (skipped: ${torch.reason})`}
         const a = await generate(fast, reqs, opts);
         const b = await generate(slow, reqs, opts);
         expect(a.outputs.map((o) => o.samples.map((s) => s.tokenIds))).toEqual(b.outputs.map((o) => o.samples.map((s) => s.tokenIds)));
+        // The pass's token_argmax: drafted greedy decoding (one row) gives the slow path's tokens.
+        expect(fast.backend.fast.argmax).toBe(true);
+        const g = { maxNewTokens: 24, greedy: true, stopOnEos: false };
+        const ga = await generate(fast, [{ promptIds: [1, 2, 3, 1, 2, 3] }], g);
+        const gb = await generate(slow, [{ promptIds: [1, 2, 3, 1, 2, 3] }], g);
+        expect(ga.outputs).toEqual(gb.outputs);
+        // Drafts need position_ids (a graph that numbers positions itself could count rewound slots).
+        expect(ga.timings.draftedTokens > 0).toBe(fast.info.hasPositionIds);
         const pf = await prefill(fast.backend, ids.slice(0, 5));
         const ps = await prefill(slow.backend, ids.slice(0, 5));
         const conts = [ids.slice(5), ids.slice(5, 7)];

@@ -91,3 +91,22 @@ describe('half floats', () => {
     expect(halfToFloat32(Uint16Array.of(float32ToHalf(1e6)))[0]).toBe(Infinity);
   });
 });
+
+describe('KvCache.rewind', () => {
+  it('forgets the last slots: masks, positions and the next append follow the kept ones', () => {
+    const c = KvCache.create(shape, 1, 8);
+    c.append([entries(1, 2, 0, 1), entries(1, 2, 1, 1)], [entries(1, 2, 0, 2), entries(1, 2, 1, 2)], 2);
+    c.append([entries(1, 4, 0, 3), entries(1, 4, 1, 3)], [entries(1, 4, 0, 4), entries(1, 4, 1, 4)], 4);
+    expect(c.used).toBe(6);
+    c.rewind(3); // kept: 2 + the first of the 4
+    expect(c.used).toBe(3);
+    expect(Array.from(c.validCount)).toEqual([3]);
+    expect(Array.from(c.positionIds(1))).toEqual([3n]);
+    expect(Array.from(c.attentionMask(1)).slice(0, 9)).toEqual([1, 1, 1, 0, 0, 0, 0, 0, 1].map(BigInt));
+    c.append([entries(1, 1, 0, 5), entries(1, 1, 1, 5)], [entries(1, 1, 0, 6), entries(1, 1, 1, 6)], 1);
+    expect(at(c, 0, 0, 0, 2)).toBe(30000); // the kept draft slot
+    expect(at(c, 0, 0, 0, 3)).toBe(50000); // the rewound slot, overwritten
+    expect(c.used).toBe(4);
+    expect(() => c.rewind(5)).toThrow(RangeError);
+  });
+});
