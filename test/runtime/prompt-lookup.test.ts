@@ -8,16 +8,17 @@ describe('lookupDraft', () => {
   it('continues the latest earlier occurrence of the longest matching suffix', () => {
     // "5 6 7" occurred twice; the later one was followed by 9.
     expect(lookupDraft([5, 6, 7, 8, 1, 5, 6, 7, 9, 2, 5, 6, 7], { maxDraft: 2 })).toEqual([9, 2]);
-    // Only the last token matches (n = 1).
-    expect(lookupDraft([4, 1, 2, 3, 9, 4], { maxDraft: 3 })).toEqual([1, 2, 3]);
-    expect(lookupDraft([4, 1, 2, 3, 9, 4], { maxDraft: 3, minNgram: 2 })).toEqual([]);
+    // Only the last token matches: by default (2-token matches at least) no draft.
+    expect(lookupDraft([4, 1, 2, 3, 9, 4], { maxDraft: 3 })).toEqual([]);
+    expect(lookupDraft([4, 1, 2, 3, 9, 4], { maxDraft: 3, minNgram: 1 })).toEqual([1, 2, 3]);
     expect(lookupDraft([1, 2, 3], { maxDraft: 4 })).toEqual([]);
     expect(lookupDraft([1, 1], { maxDraft: 0 })).toEqual([]);
   });
 
   it('drafts a loop periodically past the end of the context', () => {
     expect(lookupDraft([7, 1, 2, 1, 2], { maxDraft: 5 })).toEqual([1, 2, 1, 2, 1]);
-    expect(lookupDraft([3, 3], { maxDraft: 4 })).toEqual([3, 3, 3, 3]);
+    expect(lookupDraft([3, 3, 3], { maxDraft: 4 })).toEqual([3, 3, 3, 3]);
+    expect(lookupDraft([3, 3], { maxDraft: 4, minNgram: 1 })).toEqual([3, 3, 3, 3]);
   });
 });
 

@@ -7,7 +7,11 @@
 export interface LookupOptions {
   /** Most tokens drafted per step. */
   maxDraft: number;
-  /** Longest and shortest suffix matched against the context (longer matches are tried first). */
+  /**
+   * Longest and shortest suffix matched against the context (longer matches are tried first).
+   * Default 3 and 2: a one-token match drafts often and is refused often (uit-tiny on transfer
+   * prompts: 7% of such drafts kept, against 25% with two-token matches).
+   */
   maxNgram?: number;
   minNgram?: number;
 }
@@ -20,7 +24,7 @@ export interface LookupOptions {
  */
 export function lookupDraft(context: readonly number[], opts: LookupOptions): number[] {
   const maxNgram = opts.maxNgram ?? 3;
-  const minNgram = opts.minNgram ?? 1;
+  const minNgram = opts.minNgram ?? 2;
   const len = context.length;
   if (opts.maxDraft < 1) return [];
   for (let n = Math.min(maxNgram, len - 1); n >= minNgram; n--) {
