@@ -313,6 +313,9 @@ class Engine {
     const td = performance.now();
     // A lone row's next token when a verified draft already decided it (no logits for it then).
     let decided: number | undefined;
+    // Draft length adapts as in transformers' assisted generation: +2 after a fully kept draft, -1
+    // after a refusal, so text the lookup does not predict costs short drafts, not long ones.
+    let draftLen = this.draft;
     for (;;) {
       // Pick the next token of every live row.
       const next = new Int32Array(live.length);
@@ -339,7 +342,7 @@ class Engine {
       }
       const row = live[0];
       // Room for the drafts and the token after them, within the row's budget.
-      const room = live.length === 1 ? Math.min(this.draft, budgetOf(row) - row.generated.length - 1) : 0;
+      const room = live.length === 1 ? Math.min(draftLen, budgetOf(row) - row.generated.length - 1) : 0;
       const draft = room > 0 ? lookupDraft(row.tokens, { maxDraft: room }) : [];
       if (draft.length === 0) {
         const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last');
@@ -361,6 +364,7 @@ class Engine {
         if (row.finish) break;
       }
       this.timings.acceptedTokens += m;
+      draftLen = m === k ? Math.min(this.draft, draftLen + 2) : Math.max(1, draftLen - 1);
       this.timings.newTokens += m;
       if (m > 0) this.opts.onTokens?.(m);
       if (row.finish) break;
