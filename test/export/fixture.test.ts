@@ -141,7 +141,7 @@ describe('tiny-gptj fixture', () => {
     expect(main.inputNames).toEqual(inputs);
     expect(main.outputNames).toEqual(['logits', ...present]);
     expect(fast.inputNames).toEqual([...inputs.slice(0, 3), 'num_logprobs', ...past, ...shared]);
-    expect(fast.outputNames).toEqual(['logits_last', 'token_logprobs', ...fresh]);
+    expect(fast.outputNames).toEqual(['logits_last', 'token_logprobs', 'token_argmax', ...fresh]);
     const meta = (s: ort.InferenceSession, name: string) => {
       const m = [...s.inputMetadata, ...s.outputMetadata].find((x) => x.name === name);
       if (!m || !m.isTensor) throw new Error(`no tensor ${name}`);
@@ -156,6 +156,7 @@ describe('tiny-gptj fixture', () => {
     expect(meta(fast, 'new_key_values.1.value').shape).toEqual(['batch_size', config.n_head, 'sequence_length', HEAD_DIM]);
     expect(meta(fast, 'token_logprobs').type).toBe('float32');
     expect(meta(fast, 'token_logprobs').shape).toEqual(['batch_size', 'num_logprobs']);
+    expect(meta(fast, 'token_argmax')).toMatchObject({ type: 'int64', shape: ['batch_size', 'num_logprobs'] });
     expect(meta(fast, 'num_logprobs')).toMatchObject({ type: 'int64', shape: [] });
     expect(meta(fast, 'shared_key_values.1.key').shape).toEqual([1, config.n_head, 'shared_sequence_length', HEAD_DIM]);
     expect(meta(fast, 'attention_mask').shape).toEqual(['batch_size', 'shared_sequence_length + past_sequence_length + sequence_length']);
