@@ -420,24 +420,22 @@ const main = result.models.reduce((a, b) => (b.model.params_approx > a.model.par
 const s = main.sections;
 result.ratios_model = main.model.name;
 result.ratios_basis = basis;
+// Generation and scoring ratios on the basis (suffix '') or on wall-clock time ('_wall').
+const speedRatios = (sfx) => ({
+  generate_16_samples_vs_peer: s.generate?.workloads.samples_16[`ratio${sfx}`] ?? null,
+  generate_greedy_b1_vs_peer: s.generate?.workloads.greedy_b1[`ratio${sfx}`] ?? null,
+  generate_greedy_b1_no_drafts_vs_peer: s.generate?.workloads.greedy_b1_plain?.[`ratio${sfx}`] ?? null,
+  score_vs_no_reuse: s.score?.[`ratio_vs_no_reuse${sfx}`] ?? null,
+  score_vs_peer: s.score?.[`ratio_vs_peer${sfx}`] ?? null,
+});
 result.ratios = {
-  generate_16_samples_vs_peer: s.generate?.workloads.samples_16.ratio ?? null,
-  generate_greedy_b1_vs_peer: s.generate?.workloads.greedy_b1.ratio ?? null,
-  generate_greedy_b1_no_drafts_vs_peer: s.generate?.workloads.greedy_b1_plain?.ratio ?? null,
-  score_vs_no_reuse: s.score?.ratio_vs_no_reuse ?? null,
-  score_vs_peer: s.score?.ratio_vs_peer ?? null,
+  ...speedRatios(''),
   cache_rerun_speedup: s.cache?.speedup.median ?? null,
   prefill_fraction_of_limit: s.limit?.fraction_of_limit.prefill ?? null,
   decode_fraction_of_limit: s.limit?.fraction_of_limit.decode_b1 ?? null,
 };
-// The same ratios on wall-clock time (generation and scoring), for comparison with the basis above.
-result.ratios_wall = {
-  generate_16_samples_vs_peer: s.generate?.workloads.samples_16.ratio_wall ?? null,
-  generate_greedy_b1_vs_peer: s.generate?.workloads.greedy_b1.ratio_wall ?? null,
-  generate_greedy_b1_no_drafts_vs_peer: s.generate?.workloads.greedy_b1_plain?.ratio_wall ?? null,
-  score_vs_no_reuse: s.score?.ratio_vs_no_reuse_wall ?? null,
-  score_vs_peer: s.score?.ratio_vs_peer_wall ?? null,
-};
+// The same ratios on wall-clock time, for comparison with the basis above.
+result.ratios_wall = speedRatios('_wall');
 const target = (ratio, min, what) => ({ target: min === null ? null : `>= ${min}`, measured: ratio, met: ratio === null || min === null ? null : ratio >= min, issue: what });
 const r = result.ratios;
 result.targets = {

@@ -218,8 +218,8 @@ export class OrtBackend implements Backend {
   private async runFast(input: ForwardInput, want: 'last' | 'logprobs', fetchKv: boolean): Promise<ForwardOutput> {
     const { spec, session } = await this.graph('fast');
     // The LM head runs on the last n+1 positions: n = 0 for the next token, the tail when scoring.
-    // (and on the drafts' positions too when verifying them).
-    const argmaxTail = want === 'last' ? input.argmaxTail : undefined;
+    // (and on the drafts' positions too when verifying them; forward() allows that with `last` only).
+    const argmaxTail = input.argmaxTail;
     const n = want === 'last' ? (argmaxTail ?? 0) : (input.logprobsTail ?? input.seq - 1);
     const feeds = this.feeds(spec, input);
     feeds.num_logprobs = new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []);
