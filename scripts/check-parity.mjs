@@ -100,7 +100,8 @@ class Diff {
   }
 }
 
-const num = (n) => ({ num_logprobs: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []) });
+// inv_temperature (probs_last's scalar input) is required where the graph has it; 1 leaves the logits as they are.
+const num = (n) => ({ num_logprobs: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []), inv_temperature: new ort.Tensor('float32', Float32Array.of(1), []) });
 
 /**
  * One step of a sequence on model.onnx and model.fast.onnx, compared with parity.json's expected

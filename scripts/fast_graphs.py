@@ -13,6 +13,10 @@ inputs plus a scalar int64 `num_logprobs` n, and the outputs
   argmax(logits[b, s-1-n+j]), the greedy choice at the positions token_logprobs
   reads; generation checks drafted tokens with it (prompt-lookup decoding:
   n drafts verified in one forward);
+- `probs_last` float32 [batch, vocab] = softmax(logits_last * inv_temperature),
+  with a new scalar float input `inv_temperature`: the sampling distribution at
+  temperature 1/inv_temperature, so that sampling does not exponentiate the
+  whole vocabulary in JavaScript (onnxruntime's Softmax is vectorised);
 - `new_key_values.{i}.key|value` [batch, heads, seq, head_dim]: only the new
   positions (the second input of the Concat that makes present.{i}.*).
 
@@ -41,6 +45,8 @@ INT64_MAX = 2**63 - 1
 DATA_NAME = "model.onnx_data"
 FAST_NAME = "model.fast.onnx"
 ARGMAX_NAME = "token_argmax"
+PROBS_NAME = "probs_last"
+INV_TEMPERATURE = "inv_temperature"
 
 
 class GraphPassError(Exception):
@@ -219,6 +225,7 @@ def make_fast_graph(base: onnx.ModelProto) -> onnx.ModelProto:
     g.output.extend([last, lps] + kv_outs)
     P.prune(g)
     add_argmax_output(m)
+    add_probs_output(m)
     return m
 
 
@@ -249,6 +256,41 @@ def add_argmax_output(model: onnx.ModelProto) -> bool:
     # After token_logprobs, so outputs keep their order (logits_last, token_logprobs, ..., new KV).
     outs = list(g.output)
     at = [o.name for o in outs].index("token_logprobs") + 1
+    del g.output[:]
+    g.output.extend(outs[:at] + [vi] + outs[at:])
+    return True
+
+
+def add_probs_output(model: onnx.ModelProto) -> bool:
+    """Adds the scalar float input `inv_temperature` and the output `probs_last` [batch, vocab] =
+    softmax(logits_last * inv_temperature) (float32) to a fast graph. Returns False when the graph
+    already has them."""
+    g = model.graph
+    has_out = any(o.name == PROBS_NAME for o in g.output)
+    has_in = any(i.name == INV_TEMPERATURE for i in g.input)
+    if has_out and has_in:
+        return False
+    if has_out or has_in:
+        raise GraphPassError(f"the fast graph has only one of {INV_TEMPERATURE} and {PROBS_NAME}: not a graph this pass wrote")
+    last = _output_vi(g, "logits_last")
+    logits = "logits_last"
+    if last.type.tensor_type.elem_type != TensorProto.FLOAT:
+        g.node.append(helper.make_node("Cast", [logits], ["uit_fast/logits_last_f32"], name="uit_fast/probs_cast", to=TensorProto.FLOAT))
+        logits = "uit_fast/logits_last_f32"
+    g.node.append(helper.make_node("Mul", [logits, INV_TEMPERATURE], ["uit_fast/scaled_logits"], name="uit_fast/probs_scale"))
+    g.node.append(helper.make_node("Softmax", ["uit_fast/scaled_logits"], [PROBS_NAME], name="uit_fast/probs_last", axis=1))
+    # After the other scalar input (num_logprobs), before the KV inputs, for a readable signature.
+    ins = list(g.input)
+    at = next((k + 1 for k, i in enumerate(ins) if i.name == "num_logprobs"), len(ins))
+    del g.input[:]
+    g.input.extend(ins[:at] + [helper.make_tensor_value_info(INV_TEMPERATURE, TensorProto.FLOAT, [])] + ins[at:])
+    # A required input: onnxruntime-node ignores feeds for an input with a default (an initializer
+    # of the same name), so the temperature could not be set.
+    vi = onnx.ValueInfoProto()
+    vi.name = PROBS_NAME
+    P.set_output_shape(vi, TensorProto.FLOAT, P.dims_of(last))
+    outs = list(g.output)
+    at = [o.name for o in outs].index("logits_last") + 1
     del g.output[:]
     g.output.extend(outs[:at] + [vi] + outs[at:])
     return True
@@ -291,12 +333,14 @@ def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> 
     if has_shared_fast_graph(onnx_dir):
         path = os.path.join(onnx_dir, FAST_NAME)
         fast = P.load_graph_only(path)
-        if not add_argmax_output(fast):
-            log(f"{path} already takes shared_key_values inputs (from export-gptj.py) and has token_argmax: left as it is")
+        added = [name for name, add in ((ARGMAX_NAME, add_argmax_output), (PROBS_NAME, add_probs_output)) if add(fast)]
+        if not added:
+            log(f"{path} already takes shared_key_values inputs (from export-gptj.py) and has {ARGMAX_NAME} and {PROBS_NAME}: left as it is")
             return {}
-        # An export from before token_argmax: the graph gains that output, nothing else changes.
+        # An export from before these outputs: the graph gains them, nothing else changes (the weights
+        # and model.onnx are untouched, so the model's identity and caches stay valid).
         P.save_proto_atomic(fast, path)
-        log(f"{path} (from export-gptj.py): added the output token_argmax")
+        log(f"{path} (from export-gptj.py): added {' and '.join(added)}")
         return {"fast": path}
     main_path = os.path.join(onnx_dir, "model.onnx")
     model = P.load_graph_only(main_path)
@@ -313,7 +357,7 @@ def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> 
     fast = make_fast_graph(model)
     path = os.path.join(onnx_dir, FAST_NAME)
     P.save_proto_atomic(fast, path)
-    log(f"wrote {path} ({len(fast.graph.node)} nodes; outputs logits_last, token_logprobs, token_argmax, new_key_values.*; input num_logprobs added)")
+    log(f"wrote {path} ({len(fast.graph.node)} nodes; outputs logits_last, probs_last, token_logprobs, token_argmax, new_key_values.*; inputs num_logprobs and inv_temperature added)")
     stale = [f for f in ("model.gen.onnx", "model.score.onnx") if os.path.isfile(os.path.join(onnx_dir, f))]
     if stale:
         log(f"{' and '.join(stale)} (from an older uit) are no longer used; you may delete them")
@@ -326,7 +370,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     ap = argparse.ArgumentParser(
         prog="add-fast-graphs.py",
-        description="Add model.fast.onnx (last-position logits, the last n tokens' log-probs, new KV entries only; "
+        description="Add model.fast.onnx (last-position logits and sampling probabilities, the last n tokens' log-probs, new KV entries only; "
         "one graph for generation and scoring) to an optimum decoder export, sharing onnx/model.onnx_data.",
         epilog="example: /usr/bin/python3 scripts/add-fast-graphs.py ./gpt2-onnx   (a folder from: optimum-cli export onnx --model gpt2 --task text-generation-with-past ./gpt2-onnx)",
     )

@@ -85,18 +85,20 @@ def test_checkers_pass_and_io_contract(exported):
     assert ins == ["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value",
                    "past_key_values.1.key", "past_key_values.1.value"]
     assert [o.name for o in g["main"].graph.output] == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
-    assert [o.name for o in g["fast"].graph.output] == ["logits_last", "token_logprobs", "token_argmax", "new_key_values.0.key",
+    assert [o.name for o in g["fast"].graph.output] == ["logits_last", "probs_last", "token_logprobs", "token_argmax", "new_key_values.0.key",
                                                         "new_key_values.0.value", "new_key_values.1.key", "new_key_values.1.value"]
     shared = ["shared_key_values.0.key", "shared_key_values.0.value", "shared_key_values.1.key", "shared_key_values.1.value"]
-    assert [i.name for i in g["fast"].graph.input] == ins[:3] + ["num_logprobs"] + ins[3:] + shared
+    assert [i.name for i in g["fast"].graph.input] == ins[:3] + ["num_logprobs", "inv_temperature"] + ins[3:] + shared
     assert P.dims_of(g["main"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
     fast_in = {i.name: i for i in g["fast"].graph.input}
     assert P.dims_of(fast_in["past_key_values.0.key"]) == ["batch_size", 2, "past_sequence_length", 16]
     assert P.dims_of(fast_in["shared_key_values.1.value"]) == [1, 2, "shared_sequence_length", 16]
     assert P.dims_of(fast_in["num_logprobs"]) == [] and fast_in["num_logprobs"].type.tensor_type.elem_type == TensorProto.INT64
+    assert P.dims_of(fast_in["inv_temperature"]) == [] and fast_in["inv_temperature"].type.tensor_type.elem_type == TensorProto.FLOAT
     assert P.dims_of(fast_in["attention_mask"]) == ["batch_size", "shared_sequence_length + past_sequence_length + sequence_length"]
     out = {o.name: o for o in g["fast"].graph.output}
     assert P.dims_of(out["logits_last"]) == ["batch_size", 260]
+    assert P.dims_of(out["probs_last"]) == ["batch_size", 260] and out["probs_last"].type.tensor_type.elem_type == TensorProto.FLOAT
     assert P.dims_of(out["token_logprobs"]) == ["batch_size", "num_logprobs"]
     assert P.dims_of(out["token_argmax"]) == ["batch_size", "num_logprobs"]
     assert out["token_argmax"].type.tensor_type.elem_type == TensorProto.INT64
@@ -210,7 +212,7 @@ def test_fp16_export(exported16, exported):
     types = {vi.name: vi.type.tensor_type.elem_type for m in g.values() for vi in list(m.graph.input) + list(m.graph.output)}
     assert types["past_key_values.0.key"] == TensorProto.FLOAT16 and types["present.1.value"] == TensorProto.FLOAT16
     assert types["new_key_values.0.key"] == TensorProto.FLOAT16 and types["shared_key_values.1.value"] == TensorProto.FLOAT16
-    assert types["logits"] == types["logits_last"] == types["token_logprobs"] == TensorProto.FLOAT
+    assert types["logits"] == types["logits_last"] == types["probs_last"] == types["token_logprobs"] == TensorProto.FLOAT
     assert types["token_argmax"] == TensorProto.INT64
     parity = json.loads((exported16 / "onnx" / "parity.json").read_text())
     assert parity["dtype"] == "fp16" and parity["tolerance"]["atol"] > 1e-3
@@ -266,11 +268,11 @@ def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
     data = (d / "onnx" / "model.onnx_data").read_bytes()
     main = (d / "onnx" / "model.onnx").read_bytes()
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
-    assert "added the output token_argmax" in r.stdout
+    assert "added token_argmax" in r.stdout and "probs_last" not in r.stdout.split("added")[1]
     m2 = onnx.load(str(path), load_external_data=False)
     onnx.checker.check_model(str(path))
     outs = [o.name for o in m2.graph.output]
-    assert outs[:3] == ["logits_last", "token_logprobs", "token_argmax"]
+    assert outs[:4] == ["logits_last", "probs_last", "token_logprobs", "token_argmax"]
     (argmax,) = [n for n in m2.graph.node if n.op_type == "ArgMax"]
     producers = {o: n for n in m2.graph.node for o in n.output}
     (logsoftmax,) = [n for n in m2.graph.node if n.op_type == "LogSoftmax"]
@@ -280,7 +282,48 @@ def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
     # Run again: nothing to add.
     before = path.read_bytes()
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
-    assert "has token_argmax: left as it is" in r.stdout and path.read_bytes() == before
+    assert "has token_argmax and probs_last: left as it is" in r.stdout and path.read_bytes() == before
+
+
+def test_pass_adds_probs_last_to_an_older_export(exported, tmp_path):
+    # A folder exported before probs_last existed: the pass adds the input inv_temperature and the
+    # output softmax(logits_last * inv_temperature), and touches neither the weights nor model.onnx.
+    d = tmp_path / "older"
+    shutil.copytree(exported, d)
+    path = d / "onnx" / "model.fast.onnx"
+    m = P.load_graph_only(str(path))
+    keep = [o for o in m.graph.output if o.name != "probs_last"]
+    del m.graph.output[:]
+    m.graph.output.extend(keep)
+    keep_in = [i for i in m.graph.input if i.name != "inv_temperature"]
+    del m.graph.input[:]
+    m.graph.input.extend(keep_in)
+    P.prune(m.graph)
+    assert not any(n.op_type == "Softmax" and n.output[0] == "probs_last" for n in m.graph.node)
+    P.save_proto_atomic(m, str(path))
+    data = (d / "onnx" / "model.onnx_data").read_bytes()
+    main = (d / "onnx" / "model.onnx").read_bytes()
+    r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
+    assert "added probs_last" in r.stdout
+    onnx.checker.check_model(str(path))
+    m2 = onnx.load(str(path), load_external_data=False)
+    assert [o.name for o in m2.graph.output][:2] == ["logits_last", "probs_last"]
+    assert [i.name for i in m2.graph.input][3:5] == ["num_logprobs", "inv_temperature"]
+    producers = {o: n for n in m2.graph.node for o in n.output}
+    softmax = producers["probs_last"]
+    assert softmax.op_type == "Softmax" and {a.name: helper.get_attribute_value(a) for a in softmax.attribute} == {"axis": 1}
+    scale = producers[softmax.input[0]]
+    assert scale.op_type == "Mul" and list(scale.input) == ["logits_last", "inv_temperature"]
+    assert (d / "onnx" / "model.onnx_data").read_bytes() == data and (d / "onnx" / "model.onnx").read_bytes() == main
+
+
+def test_probs_pass_refuses_a_half_made_graph(exported):
+    m = P.load_graph_only(str(exported / "onnx" / "model.fast.onnx"))
+    keep = [o for o in m.graph.output if o.name != "probs_last"]
+    del m.graph.output[:]
+    m.graph.output.extend(keep)
+    with pytest.raises(fast_graphs.GraphPassError, match="only one of inv_temperature and probs_last"):
+        fast_graphs.add_probs_output(m)
 
 
 def test_argmax_pass_refuses_a_graph_without_token_logprobs():

@@ -39,6 +39,11 @@ export interface ForwardInput {
    * (1 <= n <= seq-1), which verifies n drafted tokens in one forward. Only when `fast.argmax`.
    */
   argmaxTail?: number;
+  /**
+   * With `last` on a graph with `fast.probs`: return `probs`, softmax(logits / temperature) over the
+   * vocabulary computed in the graph, instead of `last`.
+   */
+  temperature?: number;
 }
 
 export interface SharedKv {
@@ -65,6 +70,8 @@ export interface ForwardOutput {
    * seq-n+j (a draft is accepted while entry j equals that token).
    */
   argmax?: Int32Array;
+  /** With `temperature`: the next-token distribution at the last position, [rows, vocab] (sums to 1). */
+  probs?: Float32Array;
   /**
    * The KV entries, when asked for: `new` holds only the seq new positions [rows, heads, seq, headDim];
    * `present` holds past + new [rows, heads, pastLength + seq, headDim] (the optimum decoder).
@@ -78,9 +85,10 @@ export interface Backend {
   /**
    * Which outputs come from the fast graph (only what is needed leaves the graph), and whether it
    * takes a shared prefix KV (`ForwardInput.shared`) instead of per-row copies, and whether it
-   * returns per-position argmax (`ForwardInput.argmaxTail`, for verifying drafts).
+   * returns per-position argmax (`ForwardInput.argmaxTail`, for verifying drafts), and whether it
+   * computes the sampling distribution (`ForwardInput.temperature`).
    */
-  readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean; argmax?: boolean };
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean; argmax?: boolean; probs?: boolean };
   readonly device: 'cpu' | 'cuda';
   forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput>;
   dispose(): Promise<void>;
@@ -109,7 +117,7 @@ export interface OrtBackendOptions extends SessionConfig {
 export class OrtBackend implements Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
-  readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean; argmax: boolean };
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean; argmax: boolean; probs: boolean };
   device: 'cpu' | 'cuda';
   deviceNote?: string;
   private readonly graphs = new Map<GraphKind, Promise<Graph>>();
@@ -128,7 +136,8 @@ export class OrtBackend implements Backend {
     this.paths = { decoder: folder.files.decoder, fast: fast ? folder.files.fast : undefined };
     const sharedKv = primary.spec.kind === 'fast' && primary.spec.hasSharedKv && (options.sharedKv ?? true);
     const argmax = primary.spec.kind === 'fast' && primary.spec.argmaxOutput !== undefined;
-    this.fast = { generation: this.paths.fast !== undefined, scoring: this.paths.fast !== undefined, sharedKv, argmax };
+    const probs = primary.spec.kind === 'fast' && primary.spec.probsOutput !== undefined;
+    this.fast = { generation: this.paths.fast !== undefined, scoring: this.paths.fast !== undefined, sharedKv, argmax, probs };
     this.graphs.set(primary.spec.kind, Promise.resolve(primary));
     this.device = 'cpu';
   }
@@ -182,6 +191,11 @@ export class OrtBackend implements Backend {
       if (want !== 'last' || !this.fast.argmax) throw new RangeError('argmaxTail needs want "last" and a fast graph with token_argmax');
       if (!(Number.isInteger(am) && am >= 1 && am <= input.seq - 1)) throw new RangeError(`argmaxTail ${am} is not in 1..${input.seq - 1}`);
     }
+    const t = input.temperature;
+    if (t !== undefined) {
+      if (want !== 'last' || !this.fast.probs) throw new RangeError('temperature needs want "last" and a fast graph with probs_last');
+      if (!(t > 0 && Number.isFinite(1 / t))) throw new RangeError(`temperature ${t} is not > 0`);
+    }
     if (want !== 'logits' && this.paths.fast) return this.runFast(input, want, fetchKv);
     if (!this.paths.decoder) throw new ModelError(`${this.folder.dir}: full logits need onnx/model.onnx`);
     return this.runDecoder(input, want, fetchKv);
@@ -223,13 +237,16 @@ export class OrtBackend implements Backend {
     const n = want === 'last' ? (argmaxTail ?? 0) : (input.logprobsTail ?? input.seq - 1);
     const feeds = this.feeds(spec, input);
     feeds.num_logprobs = new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []);
-    const name = want === 'last' ? spec.mainOutput : spec.logprobsOutput!;
+    // A graph that has the input always takes it, used or not.
+    if (spec.probsOutput) feeds.inv_temperature = new ort.Tensor('float32', Float32Array.of(1 / (input.temperature ?? 1)), []);
+    const probs = input.temperature !== undefined;
+    const name = want === 'logprobs' ? spec.logprobsOutput! : probs ? spec.probsOutput! : spec.mainOutput;
     const fetches = [name, ...(argmaxTail ? [spec.argmaxOutput!] : []), ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
     const out = await run(spec, session, feeds, fetches);
     const data = toFloat32(out[name]);
     const result: ForwardOutput = {
       vocabSize: want === 'last' ? data.length / input.rows : (spec.vocabSize ?? 0),
-      ...(want === 'last' ? { last: data } : { logprobs: data }),
+      ...(want === 'logprobs' ? { logprobs: data } : probs ? { probs: data } : { last: data }),
     };
     if (argmaxTail) result.argmax = Int32Array.from(out[spec.argmaxOutput!].data as BigInt64Array, Number);
     if (fetchKv) {

@@ -7,8 +7,10 @@ import { KvCache } from './kv-cache.js';
 
 export interface StepResult {
   vocabSize: number;
-  /** [rows, vocab] when `want` is `last`. */
+  /** [rows, vocab] when `want` is `last` (without `temperature`). */
   last?: Float32Array;
+  /** [rows, vocab] with `temperature`: the sampling distribution (see ForwardOutput.probs). */
+  probs?: Float32Array;
   /** [rows, seq-1] when `want` is `logprobs`. */
   logprobs?: Float32Array;
   /** [rows, seq, vocab] when `want` is `logits`. */
@@ -27,7 +29,7 @@ export async function step(
   ids: ArrayLike<number>,
   seq: number,
   want: ForwardWant,
-  opts: { newValid?: Uint8Array; writeKv?: boolean; logprobsTail?: number; argmaxTail?: number } = {},
+  opts: { newValid?: Uint8Array; writeKv?: boolean; logprobsTail?: number; argmaxTail?: number; temperature?: number } = {},
 ): Promise<StepResult> {
   const rows = cache.rows;
   if (ids.length !== rows * seq) throw new RangeError(`step: ${ids.length} ids for ${rows} rows x ${seq}`);
@@ -47,6 +49,7 @@ export async function step(
       shared: cache.sharedInput(),
       logprobsTail: opts.logprobsTail,
       argmaxTail: opts.argmaxTail,
+      temperature: opts.temperature,
     },
     want,
     writeKv,
@@ -56,7 +59,7 @@ export async function step(
     if (out.kv.kind === 'new') cache.append(out.kv.keys, out.kv.values, seq, opts.newValid);
     else cache.adopt(out.kv.keys, out.kv.values, seq, opts.newValid);
   }
-  return { vocabSize: out.vocabSize, last: out.last, logprobs: out.logprobs, logits: out.logits, argmax: out.argmax };
+  return { vocabSize: out.vocabSize, last: out.last, probs: out.probs, logprobs: out.logprobs, logits: out.logits, argmax: out.argmax };
 }
 
 /** A prefilled token sequence: its one-row KV cache and the next-token logits after it. */

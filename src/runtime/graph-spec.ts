@@ -38,6 +38,12 @@ export interface GraphSpec {
    * token_logprobs reads (graphs made before it have none; scripts/add-fast-graphs.py adds it).
    */
   argmaxOutput?: string;
+  /**
+   * The fast graph's `probs_last` float32 [batch, vocab] = softmax(logits_last * inv_temperature),
+   * with its scalar float input `inv_temperature`: the sampling distribution, exponentiated in the
+   * graph (graphs made before it have neither; scripts/add-fast-graphs.py adds both).
+   */
+  probsOutput?: string;
   /** The main output's element type as the graph declares it. */
   mainOutputType: string;
   /** The vocabulary size when the graph declares it statically. */
@@ -138,7 +144,10 @@ export function readGraphSpec(
     else if (n.type !== 'int64') fail(`input "num_logprobs" is ${n.type}, expected int64`);
   }
   const known = new Set(['input_ids', 'attention_mask', 'position_ids', 'use_cache_branch', ...pastKeys, ...pastValues, ...sharedKeys, ...sharedValues]);
+  const invTemperature = kind === 'fast' ? inputs.get('inv_temperature') : undefined;
+  if (invTemperature && invTemperature.type !== 'float32') fail(`input "inv_temperature" is ${invTemperature.type}, expected float32`);
   if (kind === 'fast') known.add('num_logprobs');
+  if (invTemperature) known.add('inv_temperature');
   const unknown = [...inputs.keys()].filter((n) => !known.has(n));
   if (unknown.length) fail(`it has inputs uit does not know how to fill: ${unknown.join(', ')}`);
 
@@ -161,6 +170,11 @@ export function readGraphSpec(
   }
   const argmax = kind === 'fast' ? outputs.get('token_argmax') : undefined;
   if (argmax && argmax.type !== 'int64') fail(`output "token_argmax" is ${argmax.type}, expected int64`);
+  const probs = kind === 'fast' ? outputs.get('probs_last') : undefined;
+  if (probs && probs.type !== 'float32') fail(`output "probs_last" is ${probs.type}, expected float32`);
+  if ((probs === undefined) !== (invTemperature === undefined)) {
+    fail(`it has ${probs ? 'output "probs_last" without input "inv_temperature"' : 'input "inv_temperature" without output "probs_last"'}`);
+  }
   const lastDim = main!.shape[main!.shape.length - 1];
   return {
     kind,
@@ -181,6 +195,7 @@ export function readGraphSpec(
     mainOutput,
     logprobsOutput,
     argmaxOutput: argmax ? 'token_argmax' : undefined,
+    probsOutput: probs ? 'probs_last' : undefined,
     mainOutputType: main!.type,
     vocabSize: typeof lastDim === 'number' ? lastDim : undefined,
   };

@@ -25,8 +25,22 @@ export {
   type GenerationTimings,
   type FinishReason,
 } from './generation/generate.js';
-export { buildProcessors, repetitionPenalty, temperature, topK, topP, softmax, isGreedy, type SamplingParams, type LogitsProcessor } from './generation/processors.js';
-export { argmax, sampleMultinomial } from './generation/sampler.js';
+export {
+  buildProcessors,
+  buildProbsWarpers,
+  repetitionPenalty,
+  temperature,
+  topK,
+  topP,
+  topKProbs,
+  topPProbs,
+  softmax,
+  isGreedy,
+  type SamplingParams,
+  type LogitsProcessor,
+  type ProbsWarper,
+} from './generation/processors.js';
+export { argmax, sampleMultinomial, sampleFromProbs } from './generation/sampler.js';
 export { sampleRng, Rng } from './generation/prng.js';
 export { StopMatcher } from './generation/stop.js';
 export { halfToFloat32, float32ToHalf } from './half.js';

@@ -78,7 +78,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 let fast: ort.InferenceSession;
 let main: ort.InferenceSession;
 
-const num = (n: number) => ({ num_logprobs: new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []) });
+const num = (n: number) => ({
+  num_logprobs: new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []),
+  inv_temperature: new ort.Tensor('float32', Float32Array.of(1), []),
+});
 /** model.fast.onnx as a generation step (num_logprobs 0: only the last position's logits). */
 const genRun = (feeds: Record<string, ort.Tensor>) => fast.run({ ...feeds, ...num(0) });
 /** model.fast.onnx scoring every token but the first (num_logprobs = seq - 1). */
@@ -140,8 +143,8 @@ describe('tiny-gptj fixture', () => {
     const inputs = ['input_ids', 'attention_mask', 'position_ids', ...past];
     expect(main.inputNames).toEqual(inputs);
     expect(main.outputNames).toEqual(['logits', ...present]);
-    expect(fast.inputNames).toEqual([...inputs.slice(0, 3), 'num_logprobs', ...past, ...shared]);
-    expect(fast.outputNames).toEqual(['logits_last', 'token_logprobs', 'token_argmax', ...fresh]);
+    expect(fast.inputNames).toEqual([...inputs.slice(0, 3), 'num_logprobs', 'inv_temperature', ...past, ...shared]);
+    expect(fast.outputNames).toEqual(['logits_last', 'probs_last', 'token_logprobs', 'token_argmax', ...fresh]);
     const meta = (s: ort.InferenceSession, name: string) => {
       const m = [...s.inputMetadata, ...s.outputMetadata].find((x) => x.name === name);
       if (!m || !m.isTensor) throw new Error(`no tensor ${name}`);
@@ -158,6 +161,8 @@ describe('tiny-gptj fixture', () => {
     expect(meta(fast, 'token_logprobs').shape).toEqual(['batch_size', 'num_logprobs']);
     expect(meta(fast, 'token_argmax')).toMatchObject({ type: 'int64', shape: ['batch_size', 'num_logprobs'] });
     expect(meta(fast, 'num_logprobs')).toMatchObject({ type: 'int64', shape: [] });
+    expect(meta(fast, 'inv_temperature')).toMatchObject({ type: 'float32', shape: [] });
+    expect(meta(fast, 'probs_last')).toMatchObject({ type: 'float32', shape: ['batch_size', config.vocab_size] });
     expect(meta(fast, 'shared_key_values.1.key').shape).toEqual([1, config.n_head, 'shared_sequence_length', HEAD_DIM]);
     expect(meta(fast, 'attention_mask').shape).toEqual(['batch_size', 'shared_sequence_length + past_sequence_length + sequence_length']);
   });

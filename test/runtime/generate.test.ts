@@ -56,11 +56,36 @@ describe('seeded sampling', () => {
     expect(ids(a)).not.toEqual(ids(b));
   });
 
+  it('probs_last is softmax(logits / temperature), computed in the graph', async () => {
+    expect(model.backend.fast.probs).toBe(true);
+    expect(slow.backend.fast.probs).toBe(false);
+    const p = model.tokenizer.encode(PROMPTS[1]);
+    for (const t of [1, 0.7]) {
+      const logitsRun = await step(model.backend, KvCache.create(model.backend.shape, 1, 0), p, p.length, 'last');
+      const probsRun = await step(model.backend, KvCache.create(model.backend.shape, 1, 0), p, p.length, 'last', { temperature: t });
+      expect(probsRun.last).toBeUndefined();
+      const logits = logitsRun.last!;
+      const max = Math.max(...logits);
+      const e = Array.from(logits, (l) => Math.exp((l - max) / t));
+      const sum = e.reduce((a, b) => a + b, 0);
+      const probs = probsRun.probs!;
+      expect(probs.length).toBe(logits.length);
+      expect(maxAbsDiff(probs, Float32Array.from(e, (x) => x / sum))).toBeLessThan(1e-6);
+      expect(Math.abs(probs.reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-5);
+    }
+    await expect(step(model.backend, KvCache.create(model.backend.shape, 1, 0), p, p.length, 'logprobs', { temperature: 1 })).rejects.toThrow(/temperature needs want "last"/);
+    await expect(step(slow.backend, KvCache.create(slow.backend.shape, 1, 0), p, p.length, 'last', { temperature: 1 })).rejects.toThrow(/probs_last/);
+  });
+
   it('gives the same tokens on the fast graphs and on model.onnx', async () => {
     const requests = PROMPTS.map((prompt) => ({ prompt, numSamples: 2 }));
     expect(ids(await generate(slow, requests, SAMPLED))).toEqual(ids(await generate(model, requests, SAMPLED)));
     const greedy = { maxNewTokens: 10, greedy: true };
     expect(ids(await generate(slow, requests, greedy))).toEqual(ids(await generate(model, requests, greedy)));
+    // The fast graph samples from its probs_last; the repetition penalty needs the logits, so that
+    // chain runs in JS on both graphs.
+    const penalised = { ...SAMPLED, repetitionPenalty: 1.3 };
+    expect(ids(await generate(slow, requests, penalised))).toEqual(ids(await generate(model, requests, penalised)));
   });
 });
 

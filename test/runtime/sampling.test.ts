@@ -1,14 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import {
   argmax,
+  buildProbsWarpers,
   buildProcessors,
   repetitionPenalty,
+  sampleFromProbs,
   sampleMultinomial,
   sampleRng,
   softmax,
   temperature,
   topK,
+  topKProbs,
   topP,
+  topPProbs,
 } from '../../src/runtime/index.js';
 import { kthLargest } from '../../src/runtime/generation/processors.js';
 
@@ -120,5 +124,67 @@ describe('samplers', () => {
   it('softmax gives zero to -Infinity', () => {
     const p = softmax(Float32Array.from([0, -Infinity, 0]));
     expect(Array.from(p)).toEqual([0.5, 0, 0.5]);
+  });
+});
+
+describe('warpers on probabilities (graphs with probs_last)', () => {
+  // Logits of a peaked 2,000-token distribution, with ties, and the same at temperature 0.7.
+  const rng = sampleRng(3, 0);
+  const logits = Float32Array.from({ length: 2000 }, (_, i) => (i % 97 === 0 ? 2 : 0) + 4 * rng.nextFloat() ** 3);
+  const probsOf = (l: Float32Array) => Float32Array.from(softmax(l));
+  const kept = (a: Float32Array) => Array.from(a, (x) => x !== 0 && x !== -Infinity);
+
+  for (const params of [{ topK: 40 }, { topP: 0.9 }, { topK: 300, topP: 0.5 }, { topK: 1 }, { topP: 0.02 }]) {
+    it(`keep the tokens the logits processors keep: ${JSON.stringify(params)}`, () => {
+      const l = Float32Array.from(logits);
+      for (const p of buildProcessors(params)) p(l, ctx());
+      const pr = probsOf(logits);
+      for (const w of buildProbsWarpers(params)!) w(pr);
+      expect(kept(pr)).toEqual(kept(l));
+      expect(kept(pr).filter(Boolean).length).toBeGreaterThan(0);
+    });
+  }
+
+  it('top-k and top-p on probabilities match the logit versions on small cases', () => {
+    const pr = Float32Array.from([0.1, 0.5, 0.3, 0.3, 0.0]);
+    topKProbs(2)(pr);
+    expect(Array.from(pr).map((x) => x > 0)).toEqual([false, true, true, true, false]);
+    const q = Float32Array.from([0.5, 0.3, 0.15, 0.05]);
+    topPProbs(0.51)(q);
+    expect(Array.from(q).map((x) => x > 0)).toEqual([true, true, false, false]);
+    // After top-k the rest is renormalised: of 0.15 and 0.05, 0.15 alone is 75% of what is left.
+    const r = Float32Array.from([0, 0, 0.15, 0.05]);
+    topPProbs(0.7)(r);
+    expect(Array.from(r).map((x) => x > 0)).toEqual([false, false, true, false]);
+    expect(() => topKProbs(0)).toThrow(/top-k/);
+    expect(() => topPProbs(1.5)).toThrow(/top-p/);
+  });
+
+  it('the chain leaves out the temperature (the graph applies it) and refuses the repetition penalty', () => {
+    expect(buildProbsWarpers({ temperature: 0.7 })).toEqual([]);
+    expect(buildProbsWarpers({ temperature: 0.7, topK: 40, topP: 0.9 })).toHaveLength(2);
+    expect(buildProbsWarpers({ temperature: 0.7, repetitionPenalty: 1.2 })).toBeUndefined();
+    expect(buildProbsWarpers({ greedy: true })).toBeUndefined();
+    expect(buildProbsWarpers({ temperature: 0 })).toBeUndefined();
+    expect(() => buildProbsWarpers({ temperature: -1 })).toThrow(/temperature/);
+  });
+
+  it('sampleFromProbs follows the weights, never picks a removed token, and uses one draw', () => {
+    const probs = Float32Array.from([0.35, 0.1, 0.05, 0]); // unnormalised: 0.5 in all
+    const r = sampleRng(1, 0);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 20000; i++) counts[sampleFromProbs(probs, r)]++;
+    expect(counts[3]).toBe(0);
+    expect(counts[0] / 20000).toBeCloseTo(0.7, 1);
+    expect(counts[1] / 20000).toBeCloseTo(0.2, 1);
+    expect(counts[2] / 20000).toBeCloseTo(0.1, 1);
+    // The same draw as sampleMultinomial on the matching logits: one number per token.
+    const a = sampleRng(9, 2);
+    const b = sampleRng(9, 2);
+    const logits = Float32Array.from([Math.log(0.7), Math.log(0.2), Math.log(0.1), -Infinity]);
+    const fromProbs = Array.from({ length: 200 }, () => sampleFromProbs(Float32Array.from([0.7, 0.2, 0.1, 0]), a));
+    const fromLogits = Array.from({ length: 200 }, () => sampleMultinomial(logits, b));
+    expect(fromProbs).toEqual(fromLogits);
+    expect(sampleFromProbs(new Float32Array(3), sampleRng(1, 0))).toBe(0);
   });
 });

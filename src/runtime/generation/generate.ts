@@ -14,9 +14,9 @@ import type { Backend } from '../backend.js';
 import { step } from '../forward.js';
 import { KvCache } from '../kv-cache.js';
 import type { Model } from '../model.js';
-import { buildProcessors, isGreedy, type LogitsProcessor, type SamplingParams } from './processors.js';
+import { buildProbsWarpers, buildProcessors, isGreedy, type LogitsProcessor, type ProbsWarper, type SamplingParams } from './processors.js';
 import { sampleRng, type Rng } from './prng.js';
-import { argmax, sampleMultinomial } from './sampler.js';
+import { argmax, sampleFromProbs, sampleMultinomial } from './sampler.js';
 import { StopMatcher } from './stop.js';
 import { lookupDraft } from './prompt-lookup.js';
 
@@ -230,6 +230,12 @@ function commonPrefix(seqs: readonly (readonly number[])[]): number {
 class Engine {
   private readonly backend: Backend;
   private readonly processors: LogitsProcessor[];
+  /**
+   * Set when the graph computes the sampling distribution (probs_last): the warpers that remain for
+   * JS, and the temperature the graph applies. Exponentiating 50k logits per row in JS costs more
+   * than the rest of a 16-row step's work outside the forward pass.
+   */
+  private readonly probs?: { warpers: ProbsWarper[]; temperature: number };
   private readonly greedy: boolean;
   private readonly stop: StopMatcher;
   /** Tokens to draft per step for a lone greedy row (0: no drafting). */
@@ -243,6 +249,8 @@ class Engine {
     this.backend = model.backend;
     this.processors = buildProcessors(opts);
     this.greedy = isGreedy(opts);
+    const warpers = this.backend.fast.generation && this.backend.fast.probs === true ? buildProbsWarpers(opts) : undefined;
+    if (warpers) this.probs = { warpers, temperature: opts.temperature ?? 1 };
     this.stop = new StopMatcher(opts.stop ?? []);
     // A processor (the repetition penalty) changes the argmax, which the graph's token_argmax
     // does not see; the slow path has no token_argmax.
@@ -270,11 +278,11 @@ class Engine {
     // token (each prompt keeps a token of its own to predict from).
     const sharedLen = !useShared ? 0 : prompts.length === 1 ? prompts[0].length : Math.min(commonPrefix(prompts), Math.min(...prompts.map((p) => p.length)) - 1);
     let sharedCache: KvCache | undefined;
-    let pre: { vocabSize: number; last?: Float32Array };
+    let pre: { vocabSize: number; last?: Float32Array; probs?: Float32Array };
     let promptCache: KvCache;
     if (sharedLen > 0) {
       sharedCache = KvCache.create(this.backend.shape, 1, 0);
-      pre = await step(this.backend, sharedCache, prompts[0].slice(0, sharedLen), sharedLen, 'last');
+      pre = await step(this.backend, sharedCache, prompts[0].slice(0, sharedLen), sharedLen, 'last', { temperature: this.probs?.temperature });
     }
     const rest = prompts.map((p) => p.slice(sharedLen));
     const restLen = Math.max(...rest.map((p) => p.length));
@@ -290,7 +298,7 @@ class Engine {
           valid[r * restLen + pad + t] = 1;
         }
       });
-      pre = await step(this.backend, promptCache, ids, restLen, 'last', { newValid: valid });
+      pre = await step(this.backend, promptCache, ids, restLen, 'last', { newValid: valid, temperature: this.probs?.temperature });
     } else {
       promptCache = KvCache.create(this.backend.shape, 1, 0, sharedCache); // one prompt, all of it shared
     }
@@ -307,8 +315,10 @@ class Engine {
     const cache = KvCache.gather(promptCache, promptOf, roomy ? restLen + Math.min(budget, GROWTH_CHUNK) : restLen);
     cache.growthChunk = this.backend.hasPositionIds ? GROWTH_CHUNK : 1;
     let live = group.slice();
-    let logits: Float32Array = new Float32Array(group.length * vocab);
-    promptOf.forEach((p, r) => logits.set(pre.last!.subarray(p * vocab, (p + 1) * vocab), r * vocab));
+    // Every live row's next-token logits, or its distribution when the graph computes it (this.probs).
+    let scores: Float32Array = new Float32Array(group.length * vocab);
+    const first = this.probs ? pre!.probs! : pre!.last!;
+    promptOf.forEach((p, r) => scores.set(first.subarray(p * vocab, (p + 1) * vocab), r * vocab));
 
     const td = performance.now();
     // A lone row's next token when a verified draft already decided it (no logits for it then).
@@ -324,9 +334,14 @@ class Engine {
         let t: number;
         if (decided !== undefined) t = decided;
         else {
-          const rowLogits = logits.subarray(r * vocab, (r + 1) * vocab);
-          for (const p of this.processors) p(rowLogits, row);
-          t = this.greedy ? argmax(rowLogits) : sampleMultinomial(rowLogits, row.rng!);
+          const rowScores = scores.subarray(r * vocab, (r + 1) * vocab);
+          if (this.probs) {
+            for (const w of this.probs.warpers) w(rowScores);
+            t = sampleFromProbs(rowScores, row.rng!);
+          } else {
+            for (const p of this.processors) p(rowScores, row);
+            t = this.greedy ? argmax(rowScores) : sampleMultinomial(rowScores, row.rng!);
+          }
         }
         next[r] = t;
         this.accept(row, t, budgetOf(row));
@@ -345,9 +360,9 @@ class Engine {
       const room = live.length === 1 ? Math.min(draftLen, budgetOf(row) - row.generated.length - 1) : 0;
       const draft = room > 0 ? lookupDraft(row.tokens, { maxDraft: room }) : [];
       if (draft.length === 0) {
-        const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last');
+        const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last', { temperature: this.probs?.temperature });
         this.timings.steps++;
-        logits = out.last!;
+        scores = this.probs ? out.probs! : out.last!;
         continue;
       }
       // Verify: run the token and its drafts; the model's argmax after each position says how
@@ -370,7 +385,7 @@ class Engine {
       if (row.finish) break;
       cache.rewind(k - m);
       if (m < k) decided = pred[m];
-      else logits = out.last!;
+      else scores = out.last!;
     }
     this.timings.decodeMs += performance.now() - td;
   }

@@ -59,9 +59,13 @@ export function kthLargest(values: Float32Array, k: number): number {
   return a[target];
 }
 
+function checkTopK(k: number): void {
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`top-k must be a positive integer, got ${k}`);
+}
+
 /** Keeps the k most likely tokens (ties with the k-th are kept, as in transformers). */
 export function topK(k: number): LogitsProcessor {
-  if (!Number.isInteger(k) || k < 1) throw new RangeError(`top-k must be a positive integer, got ${k}`);
+  checkTopK(k);
   return (logits) => {
     if (k >= logits.length) return;
     const threshold = kthLargest(logits, k);
@@ -71,38 +75,81 @@ export function topK(k: number): LogitsProcessor {
 
 /**
  * Nucleus filtering: keeps the most likely tokens until their probabilities reach `p` (a token is
- * kept when the tokens ranked above it sum to less than `p`). Only tokens above a probability floor
- * are sorted; the floor is lowered until the candidates alone reach `p`, which proves that no token
- * below it can belong to the nucleus.
+ * kept when the tokens ranked above it sum to less than `p`).
  */
 export function topP(p: number): LogitsProcessor {
-  if (!(p > 0 && p <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${p}`);
+  checkTopP(p);
   return (logits) => {
     if (p >= 1) return;
-    const probs = softmax(logits);
-    let floor = 1e-3;
-    let candidates: number[] = [];
-    for (;;) {
-      candidates = [];
-      let mass = 0;
-      for (let i = 0; i < probs.length; i++) {
-        if (probs[i] >= floor) {
-          candidates.push(i);
-          mass += probs[i];
-        }
-      }
-      if (mass >= p || floor === 0) break;
-      floor = floor < 1e-12 ? 0 : floor / 64;
-    }
-    candidates.sort((a, b) => probs[b] - probs[a] || a - b);
-    const keep = new Uint8Array(logits.length);
-    let before = 0;
-    for (const i of candidates) {
-      if (before >= p) break;
-      keep[i] = 1;
-      before += probs[i];
-    }
+    const keep = nucleus(softmax(logits), 1, p);
     for (let i = 0; i < logits.length; i++) if (!keep[i]) logits[i] = -Infinity;
+  };
+}
+
+function checkTopP(p: number): void {
+  if (!(p > 0 && p <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${p}`);
+}
+
+/**
+ * Which tokens form the nucleus of `weights` (probabilities times `total`, their sum). Only tokens
+ * above a probability floor are sorted; the floor is lowered until the candidates alone reach `p`,
+ * which proves that no token below it can belong to the nucleus.
+ */
+function nucleus(weights: ArrayLike<number>, total: number, p: number): Uint8Array {
+  let floor = 1e-3;
+  let candidates: number[] = [];
+  for (;;) {
+    candidates = [];
+    let mass = 0;
+    const min = floor * total;
+    for (let i = 0; i < weights.length; i++) {
+      if (weights[i] >= min && weights[i] > 0) {
+        candidates.push(i);
+        mass += weights[i];
+      }
+    }
+    if (mass >= p * total || floor === 0) break;
+    floor = floor < 1e-12 ? 0 : floor / 64;
+  }
+  candidates.sort((a, b) => weights[b] - weights[a] || a - b);
+  const keep = new Uint8Array(weights.length);
+  let before = 0;
+  const limit = p * total;
+  for (const i of candidates) {
+    if (before >= limit) break;
+    keep[i] = 1;
+    before += weights[i];
+  }
+  return keep;
+}
+
+/**
+ * A sampling warper on the next-token distribution instead of the logits, for graphs that compute
+ * softmax(logits / temperature) themselves (`probs_last`): in place, a removed token gets 0. The
+ * weights need not sum to 1 (a warper before it may have removed tokens).
+ */
+export type ProbsWarper = (probs: Float32Array) => void;
+
+/** top-k on probabilities: the same tokens as on logits, since softmax keeps the order. */
+export function topKProbs(k: number): ProbsWarper {
+  checkTopK(k);
+  return (probs) => {
+    if (k >= probs.length) return;
+    const threshold = kthLargest(probs, k);
+    for (let i = 0; i < probs.length; i++) if (probs[i] < threshold) probs[i] = 0;
+  };
+}
+
+/** top-p on probabilities, renormalised over the tokens still there (as on logits after top-k). */
+export function topPProbs(p: number): ProbsWarper {
+  checkTopP(p);
+  return (probs) => {
+    if (p >= 1) return;
+    let total = 0;
+    for (let i = 0; i < probs.length; i++) total += probs[i];
+    if (!(total > 0)) return;
+    const keep = nucleus(probs, total, p);
+    for (let i = 0; i < probs.length; i++) if (!keep[i]) probs[i] = 0;
   };
 }
 
@@ -141,6 +188,20 @@ export function buildProcessors(params: SamplingParams): LogitsProcessor[] {
   if (params.temperature !== undefined && params.temperature !== 1) chain.push(temperature(params.temperature));
   if (params.topK !== undefined && params.topK > 0) chain.push(topK(params.topK));
   if (params.topP !== undefined && params.topP < 1) chain.push(topP(params.topP));
+  return chain;
+}
+
+/**
+ * The same chain on probabilities, for a graph that applies the temperature and the softmax
+ * (`probs_last`); undefined when a step needs the logits (the repetition penalty) or for greedy.
+ */
+export function buildProbsWarpers(params: SamplingParams): ProbsWarper[] | undefined {
+  if (isGreedy(params)) return undefined;
+  if (params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1) return undefined;
+  if (params.temperature !== undefined && !(params.temperature > 0)) temperature(params.temperature); // throws the usual error
+  const chain: ProbsWarper[] = [];
+  if (params.topK !== undefined && params.topK > 0) chain.push(topKProbs(params.topK));
+  if (params.topP !== undefined && params.topP < 1) chain.push(topPProbs(params.topP));
   return chain;
 }
 

@@ -37,7 +37,24 @@ export function sampleMultinomial(logits: Float32Array, rng: Rng): number {
     weights[i] = w;
     sum += w;
   }
-  let target = u * sum;
+  return draw(weights, n, u * sum);
+}
+
+/**
+ * Draws a token from probabilities (or any non-negative weights) with exactly one number from
+ * `rng`, in index order like sampleMultinomial; all-zero weights give the first token.
+ */
+export function sampleFromProbs(probs: Float32Array, rng: Rng): number {
+  const n = probs.length;
+  const u = rng.nextFloat();
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += probs[i];
+  if (!(sum > 0)) return 0;
+  return draw(probs, n, u * sum);
+}
+
+/** The token where the running sum of `weights` passes `target`. */
+function draw(weights: Float32Array | Float64Array, n: number, target: number): number {
   let last = -1;
   for (let i = 0; i < n; i++) {
     const w = weights[i];
