@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KvCache, float32ToHalf, halfToFloat32, type KvShape } from '../../src/runtime/index.js';
+import { MIN_GROWTH, growthStep } from '../../src/runtime/kv-cache.js';
 
 const shape: KvShape = { numLayers: 2, numKvHeads: 2, headDim: 3, dtype: 'float32' };
 
@@ -65,9 +66,24 @@ describe('KvCache', () => {
     c.append([entries(2, 2, 0, 1), entries(2, 2, 1, 1)], [entries(2, 2, 0, 2), entries(2, 2, 1, 2)], 2);
     const before = at(c, 0, 1, 1, 1);
     c.append([entries(2, 1, 0, 5), entries(2, 1, 1, 5)], [entries(2, 1, 0, 6), entries(2, 1, 1, 6)], 1);
-    expect(c.capacity).toBe(2 + 64);
+    expect(c.capacity).toBe(2 + MIN_GROWTH);
     expect(at(c, 0, 1, 1, 1)).toBe(before);
     expect(at(c, 0, 1, 1, 2)).toBe(50000 + 100 + 10);
+  });
+
+  it('grows by a quarter of its capacity once that is more than the minimum chunk, and one slot with chunk 1', () => {
+    expect(growthStep(2)).toBe(MIN_GROWTH);
+    expect(growthStep(100)).toBe(25);
+    expect(growthStep(101)).toBe(26);
+    expect(growthStep(100, 1)).toBe(1);
+    const c = KvCache.create(shape, 1, 0);
+    c.ensureCapacity(100);
+    expect(c.capacity).toBe(100); // a prefill gets exactly what it needs
+    c.ensureCapacity(101);
+    expect(c.capacity).toBe(125);
+    c.growthChunk = 1;
+    c.ensureCapacity(126);
+    expect(c.capacity).toBe(126);
   });
 
   it('adopts the slow path present tensors', () => {

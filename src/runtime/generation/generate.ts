@@ -12,7 +12,7 @@ import { ExitCode, UitError } from '../../errors.js';
 import { IncrementalDecoder } from '../../tokenizer/index.js';
 import type { Backend } from '../backend.js';
 import { step } from '../forward.js';
-import { KvCache } from '../kv-cache.js';
+import { KvCache, MIN_GROWTH, growthStep } from '../kv-cache.js';
 import type { Model } from '../model.js';
 import { buildProbsWarpers, buildProcessors, isGreedy, type LogitsProcessor, type ProbsWarper, type SamplingParams } from './processors.js';
 import { sampleRng, type Rng } from './prng.js';
@@ -213,9 +213,6 @@ function groupRows(rows: Row[], batchSize: number, positionIds: boolean): Row[][
 /** Prompt-lookup draft length: a step of 9 tokens costs little more than one when weights dominate. */
 const DEFAULT_DRAFT_TOKENS = 8;
 
-/** Slots a row's cache grows by: every step attends over the free ones too, so not too many. */
-const GROWTH_CHUNK = 64;
-
 /** Length of the longest common prefix of the token sequences. */
 function commonPrefix(seqs: readonly (readonly number[])[]): number {
   let n = Math.min(...seqs.map((s) => s.length));
@@ -312,8 +309,8 @@ class Engine {
     // position_ids may derive positions from the past length, so it gets no unused slots: its
     // cache grows one slot per step instead.
     const roomy = this.backend.fast.generation && this.backend.hasPositionIds;
-    const cache = KvCache.gather(promptCache, promptOf, roomy ? restLen + Math.min(budget, GROWTH_CHUNK) : restLen);
-    cache.growthChunk = this.backend.hasPositionIds ? GROWTH_CHUNK : 1;
+    const cache = KvCache.gather(promptCache, promptOf, roomy ? restLen + Math.min(budget, growthStep(restLen)) : restLen);
+    cache.growthChunk = this.backend.hasPositionIds ? MIN_GROWTH : 1;
     let live = group.slice();
     // Every live row's next-token logits, or its distribution when the graph computes it (this.probs).
     let scores: Float32Array = new Float32Array(group.length * vocab);
