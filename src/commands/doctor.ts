@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { int } from '../cli-values.js';
 import { ExitCode } from '../errors.js';
 // The runtime (onnxruntime-node) loads when the command runs, not with the CLI.
+import { describeCudaLibs } from '../runtime/cuda-libs.js';
 import type { Device, Model, ModelFolder, OrtBackend, ProviderReport } from '../runtime/index.js';
 
 export interface Check {
@@ -131,7 +132,7 @@ export async function doctor(opts: { model?: string; device?: Device; threads?: 
   const report: DoctorReport = {
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
-    onnxruntime: providerReport(),
+    onnxruntime: providerReport({ libraries: true }),
   };
   if (opts.model) report.model = { dir: opts.model, ...(await checkModel(opts.model, opts.device ?? 'cpu', opts.threads)) };
   return report;
@@ -151,6 +152,7 @@ export function formatReport(r: DoctorReport): string {
           : `provider library not installed; to use --device cuda run:\n              ${o.cuda.installCommand}`
     }`,
   ];
+  if (o.cuda.libraries && o.cuda.supportedPlatform) lines.push(`cuda libs     ${describeCudaLibs(o.cuda.libraries)}`);
   if (r.model) {
     lines.push('', `model         ${r.model.dir}`);
     for (const c of r.model.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(16)}${c.detail}`);

@@ -11,6 +11,7 @@ export {
   type GraphOptimizationLevel,
   type ProviderReport,
 } from './session.js';
+export { CUDA_PROVIDER_LIBS, describeCudaLibs, findCudaLibs, type CudaLib } from './cuda-libs.js';
 export { readGraphSpec, type GraphSpec, type GraphKind, type KvDtype } from './graph-spec.js';
 export { OrtBackend, gatherLogprobs, logSoftmaxAt, type Backend, type ForwardInput, type ForwardOutput, type ForwardWant } from './backend.js';
 export { KvCache, allocKv, type KvArray, type KvShape } from './kv-cache.js';

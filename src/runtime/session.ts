@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
+import { describeCudaLibs, findCudaLibs, type CudaLib } from './cuda-libs.js';
 
 export type Device = 'cpu' | 'cuda' | 'auto';
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
@@ -41,6 +42,11 @@ export interface ProviderReport {
     providerLibrary: string;
     installed: boolean;
     installCommand: string;
+    /**
+     * The CUDA and cuDNN libraries the provider loads, as the dynamic linker finds them (linux/x64;
+     * only when asked for: the lookup runs ldconfig).
+     */
+    libraries?: CudaLib[];
   };
 }
 
@@ -49,7 +55,7 @@ export function cudaInstallCommand(): string {
   return `node ${script} --onnxruntime-node-install=cuda12`;
 }
 
-export function providerReport(): ProviderReport {
+export function providerReport(opts: { libraries?: boolean } = {}): ProviderReport {
   const lib = join(ortBinaryDir(), 'libonnxruntime_providers_cuda.so');
   return {
     onnxruntimeVersion: ortVersion(),
@@ -60,6 +66,7 @@ export function providerReport(): ProviderReport {
       providerLibrary: lib,
       installed: existsSync(lib),
       installCommand: cudaInstallCommand(),
+      ...(opts.libraries ? { libraries: process.platform === 'linux' && process.arch === 'x64' ? findCudaLibs() : [] } : {}),
     },
   };
 }
@@ -117,7 +124,8 @@ export async function createSession(path: string, cfg: SessionConfig): Promise<C
       if (cfg.device === 'cuda') {
         throw new ModelError(
           `--device cuda: onnxruntime could not start the CUDA execution provider for ${path}: ${(err as Error).message}\n` +
-            `The provider needs an NVIDIA GPU and driver, CUDA 12 and cuDNN 9 on the library path; see ${GPU_DOCS}.`,
+            `The provider needs an NVIDIA GPU and driver, CUDA 12 and cuDNN 9 on the library path ` +
+            `(here: ${describeCudaLibs(findCudaLibs())}); see ${GPU_DOCS}.`,
           { cause: err },
         );
       }
