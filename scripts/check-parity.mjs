@@ -101,7 +101,19 @@ class Diff {
 }
 
 // inv_temperature (probs_last's scalar input) is required where the graph has it; 1 leaves the logits as they are.
-const num = (n) => ({ num_logprobs: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []), inv_temperature: new ort.Tensor('float32', Float32Array.of(1), []) });
+const num = (n, invT = 1) => ({
+  num_logprobs: new ort.Tensor('int64', BigInt64Array.from([BigInt(n)]), []),
+  inv_temperature: new ort.Tensor('float32', Float32Array.of(invT), []),
+});
+
+/** softmax(logits * invT) in float64, what probs_last must hold. */
+function softmaxScaled(logits, invT) {
+  let max = -Infinity;
+  for (const v of logits) if (v * invT > max) max = v * invT;
+  const e = Array.from(logits, (v) => Math.exp(v * invT - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / sum);
+}
 
 /**
  * One step of a sequence on model.onnx and model.fast.onnx, compared with parity.json's expected
@@ -145,6 +157,15 @@ async function compareStep(label, step, outMain, fast, fastFeeds, vsMain, consis
   const gen = await fast.run({ ...fastFeeds, ...num(0) }, ['logits_last', 'token_logprobs']);
   if (gen.token_logprobs.dims.join() !== '2,0') throw new Error(`with num_logprobs 0, token_logprobs has shape ${gen.token_logprobs.dims}, want [2, 0]`);
   for (let j = 0; j < 2 * V; j++) consistency.logits_last.add(`${label} logits_last[${j}] with num_logprobs 0 vs s-1`, gen.logits_last.data[j], outFast.logits_last.data[j]);
+  if (consistency.probs_last) {
+    // The sampling distribution at temperature 0.7, as generation asks for it (num_logprobs 0).
+    const invT = 1 / 0.7;
+    const p = await fast.run({ ...fastFeeds, ...num(0, invT) }, ['probs_last']);
+    for (let b = 0; b < 2; b++) {
+      const want = softmaxScaled(gen.logits_last.data.subarray(b * V, (b + 1) * V), invT);
+      for (let j = 0; j < V; j++) consistency.probs_last.add(`${label} row ${b} probs_last[${j}] at T 0.7 vs softmax(logits_last / 0.7)`, p.probs_last.data[b * V + j], want[j]);
+    }
+  }
   if (s > 1) {
     const one = await fast.run({ ...fastFeeds, ...num(1) }, ['token_logprobs']);
     for (let b = 0; b < 2; b++) {
@@ -220,6 +241,8 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
   const layers = main.outputNames.filter((n) => n.startsWith('present.'));
   const vsMain = { main: new Diff(tol), fast: new Diff(tol) };
   const consistency = { logits_last: new Diff(tight), token_logprobs: new Diff(tight), new_key_values: new Diff(tight) };
+  // Fast graphs from before probs_last have none (scripts/add-fast-graphs.py adds it).
+  if (fast.outputNames.includes('probs_last')) consistency.probs_last = new Diff(tight);
 
   let pastMain = emptyPast(main, 2);
   let pastFast = emptyPast(fast, 2);

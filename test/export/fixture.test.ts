@@ -106,6 +106,8 @@ describe('tiny-gptj fixture', () => {
     expect(report.consistency.logits_last.failures).toEqual([]);
     expect(report.consistency.token_logprobs.failures).toEqual([]);
     expect(report.consistency.new_key_values.failures).toEqual([]);
+    expect(report.consistency.probs_last?.failures).toEqual([]);
+    expect(report.consistency.probs_last?.compared).toBeGreaterThan(1000);
     expect(report.ok).toBe(true);
     // Something was compared in every check (a check that compares nothing cannot fail).
     expect(report.graphs.main.compared).toBeGreaterThan(300);
