@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KvCache, float32ToHalf, halfToFloat32, type KvShape } from '../../src/runtime/index.js';
-import { MIN_GROWTH, growthStep } from '../../src/runtime/kv-cache.js';
+import { KvCache, MIN_GROWTH, float32ToHalf, growthStep, halfToFloat32, type KvShape } from '../../src/runtime/index.js';
 
 const shape: KvShape = { numLayers: 2, numKvHeads: 2, headDim: 3, dtype: 'float32' };
 
