@@ -4,8 +4,8 @@ import { basename } from 'node:path';
 import { Command, Option } from 'commander';
 import { int } from '../cli-values.js';
 import { ExitCode } from '../errors.js';
+import { describeCudaLibs } from '../runtime/cuda-libs.js'; // plain Node, no onnxruntime
 // The runtime (onnxruntime-node) loads when the command runs, not with the CLI.
-import { describeCudaLibs } from '../runtime/cuda-libs.js';
 import type { Device, Model, ModelFolder, OrtBackend, ProviderReport } from '../runtime/index.js';
 
 export interface Check {
