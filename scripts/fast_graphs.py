@@ -254,10 +254,7 @@ def add_argmax_output(model: onnx.ModelProto) -> bool:
     vi.name = ARGMAX_NAME
     P.set_output_shape(vi, TensorProto.INT64, dims)
     # After token_logprobs, so outputs keep their order (logits_last, token_logprobs, ..., new KV).
-    outs = list(g.output)
-    at = [o.name for o in outs].index("token_logprobs") + 1
-    del g.output[:]
-    g.output.extend(outs[:at] + [vi] + outs[at:])
+    _insert_after(g.output, "token_logprobs", vi)
     return True
 
 
@@ -280,20 +277,22 @@ def add_probs_output(model: onnx.ModelProto) -> bool:
     g.node.append(helper.make_node("Mul", [logits, INV_TEMPERATURE], ["uit_fast/scaled_logits"], name="uit_fast/probs_scale"))
     g.node.append(helper.make_node("Softmax", ["uit_fast/scaled_logits"], [PROBS_NAME], name="uit_fast/probs_last", axis=1))
     # After the other scalar input (num_logprobs), before the KV inputs, for a readable signature.
-    ins = list(g.input)
-    at = next((k + 1 for k, i in enumerate(ins) if i.name == "num_logprobs"), len(ins))
-    del g.input[:]
-    g.input.extend(ins[:at] + [helper.make_tensor_value_info(INV_TEMPERATURE, TensorProto.FLOAT, [])] + ins[at:])
     # A required input: onnxruntime-node ignores feeds for an input with a default (an initializer
     # of the same name), so the temperature could not be set.
+    _insert_after(g.input, "num_logprobs", helper.make_tensor_value_info(INV_TEMPERATURE, TensorProto.FLOAT, []))
     vi = onnx.ValueInfoProto()
     vi.name = PROBS_NAME
     P.set_output_shape(vi, TensorProto.FLOAT, P.dims_of(last))
-    outs = list(g.output)
-    at = [o.name for o in outs].index("logits_last") + 1
-    del g.output[:]
-    g.output.extend(outs[:at] + [vi] + outs[at:])
+    _insert_after(g.output, "logits_last", vi)
     return True
+
+
+def _insert_after(values, after: str, vi: onnx.ValueInfoProto) -> None:
+    """Puts `vi` right after the graph input or output named `after` (at the end when there is none)."""
+    items = list(values)
+    at = next((k + 1 for k, v in enumerate(items) if v.name == after), len(items))
+    del values[:]
+    values.extend(items[:at] + [vi] + items[at:])
 
 
 def _check_supported(model: onnx.ModelProto) -> None:
