@@ -252,19 +252,32 @@ def test_pass_keeps_the_exporters_fast_graph(exported):
         assert (exported / "onnx" / f).read_bytes() == b, f
 
 
-def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
-    # A folder exported before token_argmax existed: the pass adds that one output (its ArgMax reads
-    # the logits token_logprobs log-softmaxes) and touches nothing else.
+def _drop_io(graph, names):
+    """Removes the graph inputs and outputs named in `names` (the nodes stay until a prune)."""
+    for field in (graph.input, graph.output):
+        keep = [v for v in field if v.name not in names]
+        del field[:]
+        field.extend(keep)
+
+
+def _older_export(exported, tmp_path, names):
+    """A copy of the export whose fast graph lacks the inputs and outputs `names` (as from an older
+    uit), pruned and saved: (folder, fast graph path, the graph as saved)."""
     d = tmp_path / "older"
     shutil.copytree(exported, d)
     path = d / "onnx" / "model.fast.onnx"
     m = P.load_graph_only(str(path))
-    keep = [o for o in m.graph.output if o.name != "token_argmax"]
-    del m.graph.output[:]
-    m.graph.output.extend(keep)
+    _drop_io(m.graph, names)
     P.prune(m.graph)
-    assert not any(n.op_type == "ArgMax" for n in m.graph.node)
     P.save_proto_atomic(m, str(path))
+    return d, path, m
+
+
+def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
+    # A folder exported before token_argmax existed: the pass adds that one output (its ArgMax reads
+    # the logits token_logprobs log-softmaxes) and touches nothing else.
+    d, path, m = _older_export(exported, tmp_path, {"token_argmax"})
+    assert not any(n.op_type == "ArgMax" for n in m.graph.node)
     data = (d / "onnx" / "model.onnx_data").read_bytes()
     main = (d / "onnx" / "model.onnx").read_bytes()
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
@@ -288,19 +301,8 @@ def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
 def test_pass_adds_probs_last_to_an_older_export(exported, tmp_path):
     # A folder exported before probs_last existed: the pass adds the input inv_temperature and the
     # output softmax(logits_last * inv_temperature), and touches neither the weights nor model.onnx.
-    d = tmp_path / "older"
-    shutil.copytree(exported, d)
-    path = d / "onnx" / "model.fast.onnx"
-    m = P.load_graph_only(str(path))
-    keep = [o for o in m.graph.output if o.name != "probs_last"]
-    del m.graph.output[:]
-    m.graph.output.extend(keep)
-    keep_in = [i for i in m.graph.input if i.name != "inv_temperature"]
-    del m.graph.input[:]
-    m.graph.input.extend(keep_in)
-    P.prune(m.graph)
+    d, path, m = _older_export(exported, tmp_path, {"probs_last", "inv_temperature"})
     assert not any(n.op_type == "Softmax" and n.output[0] == "probs_last" for n in m.graph.node)
-    P.save_proto_atomic(m, str(path))
     data = (d / "onnx" / "model.onnx_data").read_bytes()
     main = (d / "onnx" / "model.onnx").read_bytes()
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
@@ -319,9 +321,7 @@ def test_pass_adds_probs_last_to_an_older_export(exported, tmp_path):
 
 def test_probs_pass_refuses_a_half_made_graph(exported):
     m = P.load_graph_only(str(exported / "onnx" / "model.fast.onnx"))
-    keep = [o for o in m.graph.output if o.name != "probs_last"]
-    del m.graph.output[:]
-    m.graph.output.extend(keep)
+    _drop_io(m.graph, {"probs_last"})
     with pytest.raises(fast_graphs.GraphPassError, match="only one of inv_temperature and probs_last"):
         fast_graphs.add_probs_output(m)
 
