@@ -23,8 +23,12 @@ export function repetitionPenalty(penalty: number): LogitsProcessor {
   };
 }
 
-export function temperature(t: number): LogitsProcessor {
+function checkTemperature(t: number): void {
   if (!(t > 0)) throw new RangeError(`temperature must be > 0 (use greedy decoding for 0), got ${t}`);
+}
+
+export function temperature(t: number): LogitsProcessor {
+  checkTemperature(t);
   const inv = 1 / t;
   return (logits) => {
     for (let i = 0; i < logits.length; i++) logits[i] *= inv;
@@ -198,7 +202,7 @@ export function buildProcessors(params: SamplingParams): LogitsProcessor[] {
 export function buildProbsWarpers(params: SamplingParams): ProbsWarper[] | undefined {
   if (isGreedy(params)) return undefined;
   if (params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1) return undefined;
-  if (params.temperature !== undefined && !(params.temperature > 0)) temperature(params.temperature); // throws the usual error
+  if (params.temperature !== undefined) checkTemperature(params.temperature); // the graph applies it
   const chain: ProbsWarper[] = [];
   if (params.topK !== undefined && params.topK > 0) chain.push(topKProbs(params.topK));
   if (params.topP !== undefined && params.topP < 1) chain.push(topPProbs(params.topP));
