@@ -14,7 +14,7 @@ export {
 export { CUDA_PROVIDER_LIBS, describeCudaLibs, findCudaLibs, type CudaLib } from './cuda-libs.js';
 export { readGraphSpec, type GraphSpec, type GraphKind, type KvDtype } from './graph-spec.js';
 export { OrtBackend, gatherLogprobs, logSoftmaxAt, type Backend, type ForwardInput, type ForwardOutput, type ForwardWant } from './backend.js';
-export { KvCache, MIN_GROWTH, allocKv, growthStep, type KvArray, type KvShape } from './kv-cache.js';
+export { KvCache, MIN_GROWTH, allocKv, growthStep, reservedSlots, type KvArray, type KvShape } from './kv-cache.js';
 export { step, prefill, scoreContinuations, type Prefix, type StepResult, type ScoreOptions } from './forward.js';
 export {
   generate,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KvCache, MIN_GROWTH, float32ToHalf, growthStep, halfToFloat32, type KvShape } from '../../src/runtime/index.js';
+import { KvCache, MIN_GROWTH, float32ToHalf, growthStep, halfToFloat32, reservedSlots, type KvShape } from '../../src/runtime/index.js';
 
 const shape: KvShape = { numLayers: 2, numKvHeads: 2, headDim: 3, dtype: 'float32' };
 
@@ -83,6 +83,47 @@ describe('KvCache', () => {
     c.growthChunk = 1;
     c.ensureCapacity(126);
     expect(c.capacity).toBe(126);
+  });
+
+  it('grows inside its buffer while the reserve lasts, moving every row and head, keys and values', () => {
+    // One token per step for 3 rows, as decoding does; every entry ever written is checked after
+    // every step, across the growths that move blocks in place and those that reallocate.
+    const c = KvCache.create(shape, 3, 0);
+    const value = (step: number, layer: number, r: number, h: number, kind: number) => kind * 1e6 + step * 1000 + layer * 100 + r * 10 + h;
+    const step = (t: number, rows: number) => {
+      const make = (kind: number) =>
+        [0, 1].map((l) => {
+          const a = new Float32Array(rows * shape.numKvHeads * shape.headDim);
+          for (let r = 0; r < rows; r++) for (let h = 0; h < shape.numKvHeads; h++) a.fill(value(t, l, r, h, kind), (r * shape.numKvHeads + h) * shape.headDim, (r * shape.numKvHeads + h + 1) * shape.headDim);
+          return a;
+        });
+      c.append(make(0), make(1), 1);
+    };
+    let buffer = c.keys[0].buffer;
+    let inPlace = 0;
+    let reallocated = 0;
+    for (let t = 0; t < 60; t++) {
+      const capacity = c.capacity;
+      step(t, 3);
+      if (c.capacity !== capacity && capacity > 0) {
+        if (c.keys[0].buffer === buffer) inPlace++;
+        else reallocated++;
+      }
+      buffer = c.keys[0].buffer;
+      for (let s = 0; s <= t; s++)
+        for (let l = 0; l < 2; l++)
+          for (let r = 0; r < 3; r++)
+            for (let h = 0; h < shape.numKvHeads; h++) {
+              const o = ((r * shape.numKvHeads + h) * c.capacity + s) * shape.headDim;
+              expect(c.keys[l][o]).toBe(value(s, l, r, h, 0));
+              expect(c.values[l][o + shape.headDim - 1]).toBe(value(s, l, r, h, 1));
+            }
+      expect(c.pastKeys()[0].length).toBe(3 * shape.numKvHeads * c.capacity * shape.headDim);
+    }
+    expect(inPlace).toBeGreaterThan(reallocated);
+    expect(reallocated).toBeGreaterThan(0);
+    expect(reservedSlots(9)).toBe(9 + 8 + 8);
+    expect(reservedSlots(100)).toBe(100 + 25 + 32);
   });
 
   it('adopts the slow path present tensors', () => {
