@@ -67,11 +67,13 @@ class _ExportWrapper(torch.nn.Module):
 
 class _FastWrapper(torch.nn.Module):
     """The fast graph (model.fast.onnx): GPTJForCausalLM.forward_fast with
-    shared_key_values.* after past_key_values.* and a scalar `num_logprobs` n,
-    and only what the engine needs out. The LM head runs on the last n+1
-    positions only: `logits_last` [b, vocab] is the last one's logits (n = 0
-    when generating), `token_logprobs` [b, n] the log-probability of each of
-    the last n input tokens given what precedes it:
+    shared_key_values.* after past_key_values.*, a scalar `num_logprobs` n and a
+    scalar `inv_temperature`, and only what the engine needs out. The LM head
+    runs on the last n+1 positions only, and its logits are times
+    inv_temperature (the engine feeds 1 unless it samples): `logits_last`
+    [b, vocab] is the last one's logits (n = 0 when generating), `probs_last`
+    their softmax, `token_logprobs` [b, n] the log-probability of each of the
+    last n input tokens given what precedes it:
         token_logprobs[:, j] = log_softmax(logits[:, s-1-n+j])[input_ids[:, s-n+j]]
     (n = s-1 scores every token but the first). Then new_key_values.* [b, H, s, D]."""
 
@@ -79,7 +81,7 @@ class _FastWrapper(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, position_ids, num_logprobs, *kv_flat):
+    def forward(self, input_ids, attention_mask, position_ids, num_logprobs, inv_temperature, *kv_flat):
         n = self.model.config.n_layer
         past = [(kv_flat[2 * i], kv_flat[2 * i + 1]) for i in range(n)]
         shared = [(kv_flat[2 * n + 2 * i], kv_flat[2 * n + 2 * i + 1]) for i in range(n)]
@@ -87,14 +89,15 @@ class _FastWrapper(torch.nn.Module):
         s = h.size(1)
         # Positions s-1-n .. s-1 (a Range of traced sizes, so n and s stay dynamic).
         tail = torch.arange(num_logprobs + 1, device=h.device) + (s - 1 - num_logprobs)
-        logits = self.model.head(torch.index_select(h, 1, tail))  # [b, n+1, vocab] float32
+        logits = self.model.head_scaled(torch.index_select(h, 1, tail), inv_temperature)  # [b, n+1, vocab] float32
         t = logits.size(1)
         # select, not squeeze: torch exports squeeze of a dynamic dim as an If node.
         logits_last = logits.select(1, t - 1)
+        probs_last = torch.softmax(logits_last, dim=1)
         logp = torch.log_softmax(logits[:, 0 : t - 1, :], dim=2)  # [b, n, vocab]
         targets = torch.index_select(input_ids, 1, tail[1:t])  # input_ids[:, s-n .. s-1]
         token_logprobs = torch.gather(logp, 2, targets.unsqueeze(2)).select(2, 0)
-        out = [logits_last, token_logprobs]
+        out = [logits_last, probs_last, token_logprobs]
         for k, v in news:
             out += [k, v]
         return tuple(out)
@@ -112,8 +115,8 @@ def io_names(n_layer: int):
 
 def fast_io_names(n_layer: int):
     inputs, _ = io_names(n_layer)
-    inputs.insert(3, "num_logprobs")
-    outputs = ["logits_last", "token_logprobs"]
+    inputs[3:3] = ["num_logprobs", "inv_temperature"]
+    outputs = ["logits_last", "probs_last", "token_logprobs"]
     for i in range(n_layer):
         for kv in ("key", "value"):
             inputs.append(f"shared_key_values.{i}.{kv}")
@@ -212,18 +215,20 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
         "attention_mask": {0: "batch_size", 1: FAST_TOTAL},
         "position_ids": {0: "batch_size", 1: "sequence_length"},
         "logits_last": {0: "batch_size"},
+        "probs_last": {0: "batch_size"},
         "token_logprobs": {0: "batch_size", 1: "num_logprobs"},
     }
     kv_inputs = [n for n in inputs if "_key_values." in n]
     for name in kv_inputs:
         dyn[name] = {0: "batch_size", 2: "past_sequence_length"} if name.startswith("past_") else {2: "shared_sequence_length"}
-    for name in outputs[2:]:
+    for name in outputs[3:]:
         dyn[name] = {0: "batch_size", 2: "sequence_length"}
     mask = torch.ones(b, shared + past + s, dtype=torch.int64, device=device)
     pos = torch.arange(shared + past, shared + past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
     n = torch.tensor(1, dtype=torch.int64, device=device)  # 0 < n < s-1, so no size is special-cased
+    inv_t = torch.tensor(1.0, device=device)
     shared_kv = [torch.zeros(1, H, shared, D, device=device) for _ in range(2 * L)]
-    m = _trace(_FastWrapper(model), (ids, mask, pos, n, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
+    m = _trace(_FastWrapper(model), (ids, mask, pos, n, inv_t, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
     to_fp16, sources = _finish(m, model, inputs, fp16, kv_inputs, source_keys)
     _set_fast_io_shapes(m, cfg, fp16)
     fast_graphs.add_argmax_output(m)
@@ -266,8 +271,10 @@ def _set_fast_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
             P.set_output_shape(vi, kv_type, [1, cfg.n_head, "shared_sequence_length", cfg.head_dim])
         elif vi.name == "num_logprobs":
             P.set_output_shape(vi, P.INT64, [])
+        elif vi.name == "inv_temperature":
+            P.set_output_shape(vi, P.FLOAT, [])
     for vi in m.graph.output:
-        if vi.name == "logits_last":
+        if vi.name in ("logits_last", "probs_last"):
             P.set_output_shape(vi, P.FLOAT, ["batch_size", cfg.vocab_size])
         elif vi.name == "token_logprobs":
             P.set_output_shape(vi, P.FLOAT, ["batch_size", "num_logprobs"])

@@ -9,14 +9,18 @@ inputs plus a scalar int64 `num_logprobs` n, and the outputs
 - `token_logprobs` float32 [batch, n]: token_logprobs[b, j] =
   log_softmax(logits[b, s-1-n+j])[input_ids[b, s-n+j]], the log-probability of
   each of the last n input tokens (n = 0 when generating, s-1 to score all);
+- both computed from the logits times a new scalar float input
+  `inv_temperature` (the engine feeds 1 unless it samples);
 - `token_argmax` int64 [batch, n]: token_argmax[b, j] =
   argmax(logits[b, s-1-n+j]), the greedy choice at the positions token_logprobs
   reads; generation checks drafted tokens with it (prompt-lookup decoding:
   n drafts verified in one forward);
-- `probs_last` float32 [batch, vocab] = softmax(logits_last * inv_temperature),
-  with a new scalar float input `inv_temperature`: the sampling distribution at
-  temperature 1/inv_temperature, so that sampling does not exponentiate the
-  whole vocabulary in JavaScript (onnxruntime's Softmax is vectorised);
+- `probs_last` float32 [batch, vocab] = softmax(logits_last): the sampling
+  distribution at temperature 1/inv_temperature, so that sampling does not
+  exponentiate the whole vocabulary in JavaScript (onnxruntime's Softmax is
+  vectorised); a graph made before this (add_probs_output) computes
+  softmax(logits_last * inv_temperature) with logits_last unscaled, the same
+  thing where the engine feeds 1 for logits;
 - `new_key_values.{i}.key|value` [batch, heads, seq, head_dim]: only the new
   positions (the second input of the Concat that makes present.{i}.*).
 
@@ -202,8 +206,11 @@ def make_fast_graph(base: onnx.ModelProto) -> onnx.ModelProto:
         prev_out, cur = n.output[0], out
     if logits_vi.type.tensor_type.elem_type != TensorProto.FLOAT:
         cur = node("Cast", [cur], "uit_fast/logits_tail_f32", to=TensorProto.FLOAT)
-    # logits_last: the tail's last row.
+    # Every logit the graph returns is times inv_temperature (fed 1 unless sampling).
+    cur = node("Mul", [cur, INV_TEMPERATURE], "uit_fast/logits_tail_scaled")
+    # logits_last: the tail's last row; probs_last its softmax.
     node("Gather", [cur, const("uit_fast/minus1", -1)], "logits_last", axis=1)
+    node("Softmax", ["logits_last"], PROBS_NAME, axis=1)
     # token_logprobs: the tail's first n rows, log-softmaxed, at input_ids[:, s-n .. s-1].
     ax1 = const("uit_fast/axis1", 1, scalar=False)
     head = node("Slice", [cur, const("uit_fast/zero1", 0, scalar=False), const("uit_fast/minus1_1", -1, scalar=False), ax1], "uit_fast/logits_head")
@@ -215,17 +222,20 @@ def make_fast_graph(base: onnx.ModelProto) -> onnx.ModelProto:
     _axes_input(nodes, opset, "Squeeze", "uit_fast/gathered", 2, "token_logprobs", "uit_fast/gathered")
     g.node.extend(nodes)
     g.input.append(helper.make_tensor_value_info("num_logprobs", TensorProto.INT64, []))
+    g.input.append(helper.make_tensor_value_info(INV_TEMPERATURE, TensorProto.FLOAT, []))
     last = onnx.ValueInfoProto()
     last.name = "logits_last"
     P.set_output_shape(last, TensorProto.FLOAT, [ldims[0], ldims[2]])
+    probs = onnx.ValueInfoProto()
+    probs.name = PROBS_NAME
+    P.set_output_shape(probs, TensorProto.FLOAT, [ldims[0], ldims[2]])
     lps = onnx.ValueInfoProto()
     lps.name = "token_logprobs"
     P.set_output_shape(lps, TensorProto.FLOAT, [ldims[0], "num_logprobs"])
     del g.output[:]
-    g.output.extend([last, lps] + kv_outs)
+    g.output.extend([last, probs, lps] + kv_outs)
     P.prune(g)
     add_argmax_output(m)
-    add_probs_output(m)
     return m
 
 
@@ -260,8 +270,9 @@ def add_argmax_output(model: onnx.ModelProto) -> bool:
 
 def add_probs_output(model: onnx.ModelProto) -> bool:
     """Adds the scalar float input `inv_temperature` and the output `probs_last` [batch, vocab] =
-    softmax(logits_last * inv_temperature) (float32) to a fast graph. Returns False when the graph
-    already has them."""
+    softmax(logits_last * inv_temperature) (float32) to a fast graph made before they existed; its
+    logits_last stays unscaled, which the engine cannot tell apart (it feeds 1 unless it samples,
+    and then fetches probs_last alone). Returns False when the graph already has them."""
     g = model.graph
     has_out = any(o.name == PROBS_NAME for o in g.output)
     has_in = any(i.name == INV_TEMPERATURE for i in g.input)

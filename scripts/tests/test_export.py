@@ -149,9 +149,18 @@ def test_fast_graph_drops_the_full_vocab_work(exported):
     g = graphs(exported)
     prod = {o: n for n in g["fast"].graph.node for o in n.output}
     users = _lm_head_matmuls(g["fast"])
+    # One MatMul on the hidden states times inv_temperature, plus the bias times inv_temperature:
+    # the [rows, vocab] logits are never scaled themselves.
     assert [n.op_type for n in users] == ["MatMul"]
+    users_of = lambda name: [n for n in g["fast"].graph.node if name in n.input]
+    add = users_of(users[0].output[0])[0]
+    assert add.op_type == "Add"
+    bias = prod[next(i for i in add.input if i != users[0].output[0])]
+    assert bias.op_type == "Mul" and "inv_temperature" in bias.input
+    scaled = prod[users[0].input[0]]
+    assert scaled.op_type == "Mul" and "inv_temperature" in scaled.input
     # The LM head runs on a Gather of the last num_logprobs+1 positions (a Range), not on all of them.
-    gather = prod[users[0].input[0]]
+    gather = next(prod[i] for i in scaled.input if i in prod)
     assert gather.op_type == "Gather"
     index_ops = set()
     todo = [gather.input[1]]

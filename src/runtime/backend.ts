@@ -237,9 +237,11 @@ export class OrtBackend implements Backend {
     const n = want === 'last' ? (argmaxTail ?? 0) : (input.logprobsTail ?? input.seq - 1);
     const feeds = this.feeds(spec, input);
     feeds.num_logprobs = new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []);
-    // A graph that has the input always takes it, used or not.
-    if (spec.probsOutput) feeds.inv_temperature = new ort.Tensor('float32', Float32Array.of(1 / (input.temperature ?? 1)), []);
-    const probs = input.temperature !== undefined;
+    // A graph that has the input always takes it, used or not. It scales every logit the graph
+    // returns (the export's graphs scale the LM head's input, sparing a pass over the logits), so it
+    // is 1 unless the step fetches the sampling distribution.
+    const probs = input.temperature !== undefined && want === 'last';
+    if (spec.probsOutput) feeds.inv_temperature = new ort.Tensor('float32', Float32Array.of(probs ? 1 / input.temperature! : 1), []);
     const name = want === 'logprobs' ? spec.logprobsOutput! : probs ? spec.probsOutput! : spec.mainOutput;
     const fetches = [name, ...(argmaxTail ? [spec.argmaxOutput!] : []), ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
     const out = await run(spec, session, feeds, fetches);
