@@ -30,8 +30,7 @@ export function growthStep(capacity: number, chunk = MIN_GROWTH): number {
 /**
  * Slots a new buffer has room for when a cache grows to `capacity`: two more default growth steps.
  * The next two growths then move the rows apart inside the same buffer instead of allocating and
- * zeroing a new one (allocations were 5x the final cache on a 64-token decode, and the garbage
- * collector's threads spent about 4% of the run's CPU time on them).
+ * zeroing a new one (allocations were 5x the final cache on a 64-token decode).
  */
 export function reservedSlots(capacity: number): number {
   const next = capacity + growthStep(capacity);
