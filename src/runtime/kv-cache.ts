@@ -30,9 +30,9 @@ export function growthStep(capacity: number, chunk = MIN_GROWTH): number {
 /**
  * Slots a new buffer has room for when a cache grows to `capacity`: two more default growth steps.
  * The next two growths then move the rows apart inside the same buffer instead of allocating and
- * zeroing a new one (allocations were 5x the final cache on a 64-token decode; 1.8% less CPU on
- * the 102M bench's 16 samples, alternated in one process). The price is memory: right after a
- * growth a buffer holds about 1.6x the capacity in use.
+ * zeroing a new one (allocations were 5x the final cache on a 64-token decode; 1.3 to 1.8% less
+ * CPU on the 102M bench's 16 samples, alternated in one process). The price is memory: right after
+ * a growth a buffer holds about 1.6x the capacity in use.
  */
 export function reservedSlots(capacity: number): number {
   const next = capacity + growthStep(capacity);
@@ -217,10 +217,14 @@ export class KvCache {
       const room = old.buffer.byteLength / old.BYTES_PER_ELEMENT - old.byteOffset / old.BYTES_PER_ELEMENT;
       if (room >= size) {
         // In place: each (row, head) block moves to its new offset, the last first (every block
-        // moves forward, so none is overwritten before it has moved). The slots after `used` keep
-        // stale entries; the mask gives them exactly zero weight, as it does zeros.
+        // moves forward, so none is overwritten before it has moved). The free slots are zeroed as
+        // a new buffer's are: the mask gives them zero weight, but 0 x Inf is NaN, and a stale
+        // entry may be another row's (an fp16 cache can hold an overflow).
         const next = kvView(old, size);
-        for (let rh = blocks - 1; rh > 0; rh--) next.copyWithin(rh * capacity * D, rh * oldC * D, rh * oldC * D + span);
+        for (let rh = blocks - 1; rh >= 0; rh--) {
+          if (rh > 0) next.copyWithin(rh * capacity * D, rh * oldC * D, rh * oldC * D + span);
+          next.fill(0, rh * capacity * D + span, (rh + 1) * capacity * D);
+        }
         return next;
       }
       // A prefill gets exactly its size (a prompt's cache may never grow); a growing cache, room ahead.

@@ -119,6 +119,13 @@ describe('KvCache', () => {
               expect(c.values[l][o + shape.headDim - 1]).toBe(value(s, l, r, h, 1));
             }
       expect(c.pastKeys()[0].length).toBe(3 * shape.numKvHeads * c.capacity * shape.headDim);
+      // Free slots hold zeros, as a new buffer's do, never a moved entry.
+      for (let rh = 0; rh < 3 * shape.numKvHeads; rh++)
+        for (let s = t + 1; s < c.capacity; s++)
+          for (let d = 0; d < shape.headDim; d++) {
+            expect(c.keys[1][(rh * c.capacity + s) * shape.headDim + d]).toBe(0);
+            expect(c.values[0][(rh * c.capacity + s) * shape.headDim + d]).toBe(0);
+          }
     }
     expect(inPlace).toBeGreaterThan(reallocated);
     expect(reallocated).toBeGreaterThan(0);
