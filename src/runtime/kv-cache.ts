@@ -297,7 +297,8 @@ export class KvCache {
 
   /**
    * Forgets the last `count` slots (written by the last step): rejected draft tokens. Their entries
-   * stay in the buffers, masked, and the next step overwrites them.
+   * are zeroed, as free slots are everywhere: the graphs mask with an additive bias, which gives a
+   * free slot zero weight only while its key is finite (an fp16 overflow would make it NaN).
    */
   rewind(count: number): void {
     if (!Number.isInteger(count) || count < 0 || count > this.used) throw new RangeError(`rewind: ${count} of ${this.used} slots`);
@@ -308,6 +309,10 @@ export class KvCache {
       }
     }
     this.used -= count;
+    const { numKvHeads: H, headDim: D } = this.shape;
+    for (const arr of [...this.keys, ...this.values]) {
+      for (let rh = 0; rh < this.rows * H; rh++) arr.fill(0, (rh * this.capacity + this.used) * D, (rh * this.capacity + this.used + count) * D);
+    }
   }
 
   /** Keeps only the listed rows (ascending), moved to the front in that order. */

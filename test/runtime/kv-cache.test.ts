@@ -166,6 +166,9 @@ describe('KvCache.rewind', () => {
     expect(Array.from(c.validCount)).toEqual([3]);
     expect(Array.from(c.positionIds(1))).toEqual([3n]);
     expect(Array.from(c.attentionMask(1)).slice(0, 9)).toEqual([1, 1, 1, 0, 0, 0, 0, 0, 1].map(BigInt));
+    // The rewound entries are zeroed, as free slots are (an additive mask needs finite keys there).
+    for (let s = 3; s < 6; s++) expect([at(c, 0, 0, 0, s), at(c, 1, 0, 1, s), c.values[1][((0 * 2 + 1) * c.capacity + s) * 3 + 2]]).toEqual([0, 0, 0]);
+    expect(at(c, 1, 0, 1, 2)).not.toBe(0);
     c.append([entries(1, 1, 0, 5), entries(1, 1, 1, 5)], [entries(1, 1, 0, 6), entries(1, 1, 1, 6)], 1);
     expect(at(c, 0, 0, 0, 2)).toBe(30000); // the kept draft slot
     expect(at(c, 0, 0, 0, 3)).toBe(50000); // the rewound slot, overwritten
