@@ -231,8 +231,7 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     m = _trace(_FastWrapper(model), (ids, mask, pos, n, inv_t, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
     to_fp16, sources = _finish(m, model, inputs, fp16, kv_inputs, source_keys)
     _set_fast_io_shapes(m, cfg, fp16)
-    fast_graphs.add_argmax_output(m)
-    fast_graphs.add_probs_output(m)
+    fast_graphs.add_argmax_output(m)  # the trace has probs_last and inv_temperature already
     graphs.append((fast_graphs.FAST_NAME, m, to_fp16, sources))
     log(f"traced in {time.time() - t0:.1f}s")
 

@@ -39,9 +39,10 @@ export interface GraphSpec {
    */
   argmaxOutput?: string;
   /**
-   * The fast graph's `probs_last` float32 [batch, vocab] = softmax(logits_last * inv_temperature),
-   * with its scalar float input `inv_temperature`: the sampling distribution, exponentiated in the
-   * graph (graphs made before it have neither; scripts/add-fast-graphs.py adds both).
+   * The fast graph's `probs_last` float32 [batch, vocab], the last position's softmax at
+   * temperature 1/`inv_temperature` (its scalar float input, which scales every logit the graph
+   * returns): the sampling distribution, exponentiated in the graph (graphs made before it have
+   * neither; scripts/add-fast-graphs.py adds both).
    */
   probsOutput?: string;
   /** The main output's element type as the graph declares it. */
