@@ -240,7 +240,7 @@ export class OrtBackend implements Backend {
     // A graph that has the input always takes it, used or not. It scales every logit the graph
     // returns (the export's graphs scale the LM head's input, sparing a pass over the logits), so it
     // is 1 unless the step fetches the sampling distribution.
-    const probs = input.temperature !== undefined && want === 'last';
+    const probs = input.temperature !== undefined; // forward() allows it with `last` only
     if (spec.probsOutput) feeds.inv_temperature = new ort.Tensor('float32', Float32Array.of(probs ? 1 / input.temperature! : 1), []);
     const name = want === 'logprobs' ? spec.logprobsOutput! : probs ? spec.probsOutput! : spec.mainOutput;
     const fetches = [name, ...(argmaxTail ? [spec.argmaxOutput!] : []), ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
