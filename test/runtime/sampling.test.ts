@@ -18,6 +18,16 @@ import { kthLargest } from '../../src/runtime/generation/processors.js';
 
 const ctx = (tokens: number[] = []) => ({ tokens });
 
+/** 20,000 draws: a token of probability 0 is never drawn, the others at their rate to 0.05. */
+function expectFrequencies(draw: () => number, expected: number[]): void {
+  const counts = expected.map(() => 0);
+  for (let i = 0; i < 20000; i++) counts[draw()]++;
+  expected.forEach((p, t) => {
+    if (p === 0) expect(counts[t]).toBe(0);
+    else expect(counts[t] / 20000).toBeCloseTo(p, 1);
+  });
+}
+
 describe('seeded streams', () => {
   it('give the same numbers for the same (seed, sample) and different ones otherwise', () => {
     const draw = (seed: number, sample: number) => {
@@ -113,12 +123,7 @@ describe('samplers', () => {
   it('multinomial follows the softmax and never picks removed tokens', () => {
     const logits = Float32Array.from([Math.log(0.7), Math.log(0.2), Math.log(0.1), -Infinity]);
     const rng = sampleRng(1, 0);
-    const counts = [0, 0, 0, 0];
-    for (let i = 0; i < 20000; i++) counts[sampleMultinomial(logits, rng)]++;
-    expect(counts[3]).toBe(0);
-    expect(counts[0] / 20000).toBeCloseTo(0.7, 1);
-    expect(counts[1] / 20000).toBeCloseTo(0.2, 1);
-    expect(counts[2] / 20000).toBeCloseTo(0.1, 1);
+    expectFrequencies(() => sampleMultinomial(logits, rng), [0.7, 0.2, 0.1, 0]);
   });
 
   it('softmax gives zero to -Infinity', () => {
@@ -172,12 +177,7 @@ describe('warpers on probabilities (graphs with probs_last)', () => {
   it('sampleFromProbs follows the weights, never picks a removed token, and uses one draw', () => {
     const probs = Float32Array.from([0.35, 0.1, 0.05, 0]); // unnormalised: 0.5 in all
     const r = sampleRng(1, 0);
-    const counts = [0, 0, 0, 0];
-    for (let i = 0; i < 20000; i++) counts[sampleFromProbs(probs, r)]++;
-    expect(counts[3]).toBe(0);
-    expect(counts[0] / 20000).toBeCloseTo(0.7, 1);
-    expect(counts[1] / 20000).toBeCloseTo(0.2, 1);
-    expect(counts[2] / 20000).toBeCloseTo(0.1, 1);
+    expectFrequencies(() => sampleFromProbs(probs, r), [0.7, 0.2, 0.1, 0]);
     // The same draw as sampleMultinomial on the matching logits: one number per token.
     const a = sampleRng(9, 2);
     const b = sampleRng(9, 2);
