@@ -91,6 +91,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
     add('fast generation', true, i.fastGeneration ? 'yes (model.fast.onnx)' : 'no: model.onnx only, every step copies the whole KV cache out (run scripts/add-fast-graphs.py)');
     add('fast scoring', true, i.fastScoring ? 'yes (model.fast.onnx)' : 'no: scoring fetches full logits (run scripts/add-fast-graphs.py)');
     add('shared prefix', true, i.sharedKv ? 'yes: one prompt\'s samples and a scored prefix are passed once, not copied per row' : 'no: shared prefixes are copied into every row (export with scripts/export-gptj.py for GPT-J)');
+    add('graph sampling', true, i.graphSampling ? 'yes: plain sampling fetches the drawn tokens (token_sampled), not the probabilities' : i.fastGeneration ? 'no: sampled tokens are drawn in JavaScript (run scripts/add-fast-graphs.py to add token_sampled)' : 'no');
 
     const t0 = performance.now();
     const gen = await generate(model, [{ prompt: SMOKE_PROMPT }], { maxNewTokens: 1, greedy: true });

@@ -44,6 +44,12 @@ export interface ForwardInput {
    * vocabulary computed in the graph, instead of `last`.
    */
   temperature?: number;
+  /**
+   * With `temperature` on a graph with `fast.sample`: one number in [0, 1) per row; return
+   * `sampled`, each row's token drawn in the graph as sampleFromProbs draws it with that number,
+   * instead of `probs`.
+   */
+  sampleUniform?: Float64Array;
 }
 
 export interface SharedKv {
@@ -72,6 +78,8 @@ export interface ForwardOutput {
   argmax?: Int32Array;
   /** With `temperature`: the next-token distribution at the last position, [rows, vocab] (sums to 1). */
   probs?: Float32Array;
+  /** With `sampleUniform`: the drawn token of each row, [rows]. */
+  sampled?: Int32Array;
   /**
    * The KV entries, when asked for: `new` holds only the seq new positions [rows, heads, seq, headDim];
    * `present` holds past + new [rows, heads, pastLength + seq, headDim] (the optimum decoder).
@@ -86,9 +94,10 @@ export interface Backend {
    * Which outputs come from the fast graph (only what is needed leaves the graph), and whether it
    * takes a shared prefix KV (`ForwardInput.shared`) instead of per-row copies, and whether it
    * returns per-position argmax (`ForwardInput.argmaxTail`, for verifying drafts), and whether it
-   * computes the sampling distribution (`ForwardInput.temperature`).
+   * computes the sampling distribution (`ForwardInput.temperature`) and draws from it
+   * (`ForwardInput.sampleUniform`).
    */
-  readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean; argmax?: boolean; probs?: boolean };
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean; argmax?: boolean; probs?: boolean; sample?: boolean };
   readonly device: 'cpu' | 'cuda';
   forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput>;
   dispose(): Promise<void>;
@@ -107,6 +116,11 @@ export interface OrtBackendOptions extends SessionConfig {
    * makes the engine copy them into every row (the path for graphs without those inputs).
    */
   sharedKv?: boolean;
+  /**
+   * Draw sampled tokens in the graph when it has token_sampled (default true); false fetches the
+   * probabilities and draws in JavaScript (the same tokens: a check and a fallback).
+   */
+  graphSampling?: boolean;
 }
 
 /**
@@ -117,7 +131,7 @@ export interface OrtBackendOptions extends SessionConfig {
 export class OrtBackend implements Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
-  readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean; argmax: boolean; probs: boolean };
+  readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean; argmax: boolean; probs: boolean; sample: boolean };
   device: 'cpu' | 'cuda';
   deviceNote?: string;
   private readonly graphs = new Map<GraphKind, Promise<Graph>>();
@@ -137,7 +151,8 @@ export class OrtBackend implements Backend {
     const sharedKv = primary.spec.kind === 'fast' && primary.spec.hasSharedKv && (options.sharedKv ?? true);
     const argmax = primary.spec.kind === 'fast' && primary.spec.argmaxOutput !== undefined;
     const probs = primary.spec.kind === 'fast' && primary.spec.probsOutput !== undefined;
-    this.fast = { generation: this.paths.fast !== undefined, scoring: this.paths.fast !== undefined, sharedKv, argmax, probs };
+    const sample = primary.spec.kind === 'fast' && primary.spec.sampledOutput !== undefined && (options.graphSampling ?? true);
+    this.fast = { generation: this.paths.fast !== undefined, scoring: this.paths.fast !== undefined, sharedKv, argmax, probs, sample };
     this.graphs.set(primary.spec.kind, Promise.resolve(primary));
     this.device = 'cpu';
   }
@@ -196,6 +211,14 @@ export class OrtBackend implements Backend {
       if (want !== 'last' || !this.fast.probs) throw new RangeError('temperature needs want "last" and a fast graph with probs_last');
       if (!(t > 0 && Number.isFinite(1 / t))) throw new RangeError(`temperature ${t} is not > 0`);
     }
+    const u = input.sampleUniform;
+    if (u !== undefined) {
+      if (t === undefined || input.argmaxTail !== undefined || !this.fast.sample) {
+        throw new RangeError('sampleUniform needs a temperature, no argmaxTail and a fast graph with token_sampled');
+      }
+      if (u.length !== input.rows) throw new RangeError(`sampleUniform has ${u.length} numbers for ${input.rows} rows`);
+      for (const x of u) if (!(x >= 0 && x < 1)) throw new RangeError(`sampleUniform ${x} is not in [0, 1)`);
+    }
     if (want !== 'logits' && this.paths.fast) return this.runFast(input, want, fetchKv);
     if (!this.paths.decoder) throw new ModelError(`${this.folder.dir}: full logits need onnx/model.onnx`);
     return this.runDecoder(input, want, fetchKv);
@@ -242,6 +265,17 @@ export class OrtBackend implements Backend {
     // is 1 unless the step fetches the sampling distribution.
     const probs = input.temperature !== undefined; // forward() allows it with `last` only
     if (spec.probsOutput) feeds.inv_temperature = new ort.Tensor('float32', Float32Array.of(probs ? 1 / input.temperature! : 1), []);
+    // Required like inv_temperature; read only when token_sampled is fetched.
+    const uniform = input.sampleUniform;
+    if (spec.sampledOutput) feeds.sample_uniform = new ort.Tensor('float64', uniform ?? new Float64Array(input.rows), [input.rows]);
+    if (uniform) {
+      // Ids only: no [rows, vocab] copy out of the graph.
+      const fetches = [spec.sampledOutput!, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
+      const out = await run(spec, session, feeds, fetches);
+      const result: ForwardOutput = { vocabSize: spec.vocabSize ?? 0, sampled: Int32Array.from(out[spec.sampledOutput!].data as BigInt64Array, Number) };
+      if (fetchKv) result.kv = { kind: 'new', keys: spec.outKeys.map((n) => kvData(out[n])), values: spec.outValues.map((n) => kvData(out[n])) };
+      return result;
+    }
     const name = want === 'logprobs' ? spec.logprobsOutput! : probs ? spec.probsOutput! : spec.mainOutput;
     const fetches = [name, ...(argmaxTail ? [spec.argmaxOutput!] : []), ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
     const out = await run(spec, session, feeds, fetches);

@@ -17,6 +17,8 @@ export interface StepResult {
   logits?: Float32Array;
   /** [rows, n] with `argmaxTail` n (see ForwardOutput.argmax). */
   argmax?: Int32Array;
+  /** [rows] with `sampleUniform`: each row's drawn token (see ForwardOutput.sampled). */
+  sampled?: Int32Array;
 }
 
 /**
@@ -29,7 +31,7 @@ export async function step(
   ids: ArrayLike<number>,
   seq: number,
   want: ForwardWant,
-  opts: { newValid?: Uint8Array; writeKv?: boolean; logprobsTail?: number; argmaxTail?: number; temperature?: number } = {},
+  opts: { newValid?: Uint8Array; writeKv?: boolean; logprobsTail?: number; argmaxTail?: number; temperature?: number; sampleUniform?: Float64Array } = {},
 ): Promise<StepResult> {
   const rows = cache.rows;
   if (ids.length !== rows * seq) throw new RangeError(`step: ${ids.length} ids for ${rows} rows x ${seq}`);
@@ -50,6 +52,7 @@ export async function step(
       logprobsTail: opts.logprobsTail,
       argmaxTail: opts.argmaxTail,
       temperature: opts.temperature,
+      sampleUniform: opts.sampleUniform,
     },
     want,
     writeKv,
@@ -59,7 +62,7 @@ export async function step(
     if (out.kv.kind === 'new') cache.append(out.kv.keys, out.kv.values, seq, opts.newValid);
     else cache.adopt(out.kv.keys, out.kv.values, seq, opts.newValid);
   }
-  return { vocabSize: out.vocabSize, last: out.last, probs: out.probs, logprobs: out.logprobs, logits: out.logits, argmax: out.argmax };
+  return { vocabSize: out.vocabSize, last: out.last, probs: out.probs, logprobs: out.logprobs, logits: out.logits, argmax: out.argmax, sampled: out.sampled };
 }
 
 /** A prefilled token sequence: its one-row KV cache and the next-token logits after it. */

@@ -45,6 +45,12 @@ export interface GraphSpec {
    * neither; scripts/add-fast-graphs.py adds both).
    */
   probsOutput?: string;
+  /**
+   * The fast graph's `token_sampled` int64 [batch]: per row, the token where the running sum of
+   * probs_last passes u x its total, u from its float64 input `sample_uniform` [batch] (sampler.ts's
+   * draw, in the graph; graphs made before it have neither; scripts/add-fast-graphs.py adds both).
+   */
+  sampledOutput?: string;
   /** The main output's element type as the graph declares it. */
   mainOutputType: string;
   /** The vocabulary size when the graph declares it statically. */
@@ -149,6 +155,9 @@ export function readGraphSpec(
   if (invTemperature && invTemperature.type !== 'float32') fail(`input "inv_temperature" is ${invTemperature.type}, expected float32`);
   if (kind === 'fast') known.add('num_logprobs');
   if (invTemperature) known.add('inv_temperature');
+  const uniform = kind === 'fast' ? inputs.get('sample_uniform') : undefined;
+  if (uniform && uniform.type !== 'float64') fail(`input "sample_uniform" is ${uniform.type}, expected float64`);
+  if (uniform) known.add('sample_uniform');
   const unknown = [...inputs.keys()].filter((n) => !known.has(n));
   if (unknown.length) fail(`it has inputs uit does not know how to fill: ${unknown.join(', ')}`);
 
@@ -176,6 +185,12 @@ export function readGraphSpec(
   if ((probs === undefined) !== (invTemperature === undefined)) {
     fail(`it has ${probs ? 'output "probs_last" without input "inv_temperature"' : 'input "inv_temperature" without output "probs_last"'}`);
   }
+  const sampled = kind === 'fast' ? outputs.get('token_sampled') : undefined;
+  if (sampled && sampled.type !== 'int64') fail(`output "token_sampled" is ${sampled.type}, expected int64`);
+  if ((sampled === undefined) !== (uniform === undefined)) {
+    fail(`it has ${sampled ? 'output "token_sampled" without input "sample_uniform"' : 'input "sample_uniform" without output "token_sampled"'}`);
+  }
+  if (sampled && !probs) fail('it has output "token_sampled" without "probs_last"');
   const lastDim = main!.shape[main!.shape.length - 1];
   return {
     kind,
@@ -197,6 +212,7 @@ export function readGraphSpec(
     logprobsOutput,
     argmaxOutput: argmax ? 'token_argmax' : undefined,
     probsOutput: probs ? 'probs_last' : undefined,
+    sampledOutput: sampled ? 'token_sampled' : undefined,
     mainOutputType: main!.type,
     vocabSize: typeof lastDim === 'number' ? lastDim : undefined,
   };

@@ -41,7 +41,7 @@ export {
   type LogitsProcessor,
   type ProbsWarper,
 } from './generation/processors.js';
-export { argmax, sampleMultinomial, sampleFromProbs } from './generation/sampler.js';
+export { argmax, drawFromProbs, sampleMultinomial, sampleFromProbs } from './generation/sampler.js';
 export { sampleRng, Rng } from './generation/prng.js';
 export { StopMatcher } from './generation/stop.js';
 export { halfToFloat32, float32ToHalf } from './half.js';

@@ -19,6 +19,11 @@ export interface LoadModelOptions {
    * once when they take shared_key_values (default true); false copies it into every row instead.
    */
   sharedKv?: boolean;
+  /**
+   * Draw sampled tokens in the fast graph when it has token_sampled (default true); false fetches
+   * the probabilities and draws in JavaScript, which gives the same tokens.
+   */
+  graphSampling?: boolean;
 }
 
 export interface ModelInfo {
@@ -39,6 +44,8 @@ export interface ModelInfo {
   fastScoring: boolean;
   /** The fast graph takes a shared prefix's KV once for all rows (no per-row copies). */
   sharedKv: boolean;
+  /** Plain sampling draws its tokens in the fast graph (token_sampled). */
+  graphSampling: boolean;
   device: 'cpu' | 'cuda';
   /** Why `auto` chose the CPU, when it did. */
   deviceNote?: string;
@@ -75,6 +82,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     graphOptimizationLevel: opts.graphOptimizationLevel,
     fastGraphs: opts.fastGraphs,
     sharedKv: opts.sharedKv,
+    graphSampling: opts.graphSampling,
   });
   const fast = opts.fastGraphs ?? true;
   const info: ModelInfo = {
@@ -90,6 +98,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     fastGeneration: backend.fast.generation,
     fastScoring: backend.fast.scoring,
     sharedKv: backend.fast.sharedKv,
+    graphSampling: backend.fast.sample,
     device: backend.device,
     deviceNote: backend.deviceNote,
   };

@@ -320,6 +320,9 @@ class Engine {
     const td = performance.now();
     // A lone row's next token when a verified draft already decided it (no logits for it then).
     let decided: number | undefined;
+    // Every live row's next token when the graph drew it (graphDraw), instead of `scores`.
+    let drawn: Int32Array | undefined;
+    const graphDraw = this.probs !== undefined && this.probs.warpers.length === 0 && this.backend.fast.sample === true;
     // Draft length adapts as in transformers' assisted generation: +2 after a fully kept draft, -1
     // after a refusal, so text the lookup does not predict costs short drafts, not long ones.
     let draftLen = this.draft;
@@ -330,6 +333,7 @@ class Engine {
       live.forEach((row, r) => {
         let t: number;
         if (decided !== undefined) t = decided;
+        else if (drawn) t = drawn[r];
         else {
           const rowScores = scores.subarray(r * vocab, (r + 1) * vocab);
           if (this.probs) {
@@ -357,9 +361,13 @@ class Engine {
       const room = live.length === 1 ? Math.min(draftLen, budgetOf(row) - row.generated.length - 1) : 0;
       const draft = room > 0 ? lookupDraft(row.tokens, { maxDraft: room }) : [];
       if (draft.length === 0) {
-        const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last', { temperature: this.probs?.temperature });
+        // A row's numbers come from its own generator in the order of its tokens, whether the graph
+        // or sampleFromProbs uses them, so both give the same text.
+        const sampleUniform = graphDraw ? Float64Array.from(live, (r) => r.rng!.nextFloat()) : undefined;
+        const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last', { temperature: this.probs?.temperature, sampleUniform });
         this.timings.steps++;
-        scores = this.probs ? out.probs! : out.last!;
+        if (graphDraw) drawn = out.sampled!;
+        else scores = this.probs ? out.probs! : out.last!;
         continue;
       }
       // Verify: run the token and its drafts; the model's argmax after each position says how

@@ -46,8 +46,15 @@ export function sampleMultinomial(logits: Float32Array, rng: Rng): number {
  * `rng`, in index order like sampleMultinomial; all-zero weights give the first token.
  */
 export function sampleFromProbs(probs: Float32Array, rng: Rng): number {
+  return drawFromProbs(probs, rng.nextFloat());
+}
+
+/**
+ * sampleFromProbs with its number u in [0, 1) given: the token where the running sum passes u x the
+ * total. The fast graph's token_sampled computes the same (scripts/fast_graphs.py).
+ */
+export function drawFromProbs(probs: Float32Array, u: number): number {
   const n = probs.length;
-  const u = rng.nextFloat();
   const sum = sumBlocks(probs, n);
   if (!(sum > 0)) return 0;
   return draw(probs, n, u * sum);
