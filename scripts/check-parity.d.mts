@@ -13,7 +13,7 @@ export interface ParityReport {
   /** Each graph (model.onnx, model.fast.onnx) against the PyTorch reference in parity.json. */
   graphs: { main: DiffReport; fast: DiffReport };
   /** The fast graph against model.onnx on the same inputs (and with num_logprobs 0, 1 and s-1). */
-  consistency: { logits_last: DiffReport; token_logprobs: DiffReport; new_key_values: DiffReport; probs_last?: DiffReport };
+  consistency: { logits_last: DiffReport; token_logprobs: DiffReport; new_key_values: DiffReport; probs_last?: DiffReport; token_sampled?: DiffReport };
   /** parity.json's shared-prefix steps were replayed; the fast graph too when it takes shared_key_values. */
   shared?: { fastGraph: boolean; steps: number };
   ok: boolean;

@@ -106,6 +106,23 @@ const num = (n, invT = 1) => ({
   inv_temperature: new ort.Tensor('float32', Float32Array.of(invT), []),
 });
 
+/** The token where the running sum of `probs` passes u x their total: what token_sampled must be. */
+function drawAt(probs, u) {
+  let total = 0;
+  for (const p of probs) total += p;
+  let left = u * total;
+  for (let j = 0; j < probs.length; j++) {
+    if (probs[j] === 0) continue;
+    left -= probs[j];
+    if (left < 0) return j;
+  }
+  for (let j = probs.length - 1; j >= 0; j--) if (probs[j] !== 0) return j;
+  return 0;
+}
+
+/** Pairs of numbers u for the two rows, the ends of [0, 1) included. */
+const UNIFORMS = [[0, 1 - 2 ** -53], [0.25, 0.5], [0.75, 0.1]];
+
 /** softmax(logits * invT) in float64, what probs_last must hold. */
 function softmaxScaled(logits, invT) {
   let max = -Infinity;
@@ -126,6 +143,8 @@ async function compareStep(label, step, outMain, fast, fastFeeds, vsMain, consis
   const logits = outMain.logits;
   const V = logits.dims[2];
   const rowAt = (b, t) => logits.data.subarray((b * s + t) * V, (b * s + t + 1) * V);
+  // sample_uniform is required where the graph has it (token_sampled's input), read only when that is fetched.
+  if (fast?.inputNames.includes('sample_uniform')) fastFeeds = { ...fastFeeds, sample_uniform: new ort.Tensor('float64', new Float64Array(2), [2]) };
   const outFast = fast ? await fast.run({ ...fastFeeds, ...num(s - 1) }) : undefined;
   for (let b = 0; b < 2; b++) {
     const last = rowAt(b, s - 1);
@@ -164,6 +183,15 @@ async function compareStep(label, step, outMain, fast, fastFeeds, vsMain, consis
     for (let b = 0; b < 2; b++) {
       const want = softmaxScaled(gen.logits_last.data.subarray(b * V, (b + 1) * V), invT);
       for (let j = 0; j < V; j++) consistency.probs_last.add(`${label} row ${b} probs_last[${j}] at T 0.7 vs softmax(logits_last / 0.7)`, p.probs_last.data[b * V + j], want[j]);
+    }
+    if (consistency.token_sampled) {
+      for (const us of UNIFORMS) {
+        const d = await fast.run({ ...fastFeeds, ...num(0, invT), sample_uniform: new ort.Tensor('float64', Float64Array.from(us), [2]) }, ['token_sampled']);
+        for (let b = 0; b < 2; b++) {
+          const got = Number(d.token_sampled.data[b]);
+          consistency.token_sampled.add(`${label} row ${b} token_sampled at T 0.7, u ${us[b]}, vs the draw from probs_last`, got, drawAt(p.probs_last.data.subarray(b * V, (b + 1) * V), us[b]));
+        }
+      }
     }
   }
   if (s > 1) {
@@ -243,6 +271,8 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
   const consistency = { logits_last: new Diff(tight), token_logprobs: new Diff(tight), new_key_values: new Diff(tight) };
   // Fast graphs from before probs_last have none (scripts/add-fast-graphs.py adds it).
   if (fast.outputNames.includes('probs_last')) consistency.probs_last = new Diff(tight);
+  // Nor those from before token_sampled; a drawn token must equal the reference draw exactly.
+  if (fast.outputNames.includes('token_sampled')) consistency.token_sampled = new Diff({ atol: 0, rtol: 0 });
 
   let pastMain = emptyPast(main, 2);
   let pastFast = emptyPast(fast, 2);

@@ -232,6 +232,7 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     to_fp16, sources = _finish(m, model, inputs, fp16, kv_inputs, source_keys)
     _set_fast_io_shapes(m, cfg, fp16)
     fast_graphs.add_argmax_output(m)  # the trace has probs_last and inv_temperature already
+    fast_graphs.add_sample_output(m)
     graphs.append((fast_graphs.FAST_NAME, m, to_fp16, sources))
     log(f"traced in {time.time() - t0:.1f}s")
 
@@ -250,8 +251,8 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
         path = os.path.join(onnx_dir, name)
         P.save_proto_atomic(m, path)
         if name != "model.onnx":
-            log(f"wrote {path} ({len(m.graph.node)} nodes; outputs logits_last, probs_last, token_logprobs, token_argmax, new_key_values.*; "
-                f"inputs add num_logprobs, inv_temperature, shared_key_values.*)")
+            log(f"wrote {path} ({len(m.graph.node)} nodes; outputs logits_last, probs_last, token_sampled, token_logprobs, token_argmax, new_key_values.*; "
+                f"inputs add num_logprobs, inv_temperature, sample_uniform, shared_key_values.*)")
 
 
 def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:

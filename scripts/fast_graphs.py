@@ -21,6 +21,10 @@ inputs plus a scalar int64 `num_logprobs` n, and the outputs
   vectorised); a graph made before this (add_probs_output) computes
   softmax(logits_last * inv_temperature) with logits_last unscaled, the same
   thing where the engine feeds 1 for logits;
+- `token_sampled` int64 [batch]: each row's token drawn from probs_last with
+  its number u from a new float64 input `sample_uniform` [batch] (the id where
+  the running sum of the probabilities passes u x their total; see
+  add_sample_output), so that plain sampling fetches ids, not probabilities;
 - `new_key_values.{i}.key|value` [batch, heads, seq, head_dim]: only the new
   positions (the second input of the Concat that makes present.{i}.*).
 
@@ -35,6 +39,7 @@ which this pass leaves alone.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Dict, List, Optional, Tuple
@@ -51,6 +56,8 @@ FAST_NAME = "model.fast.onnx"
 ARGMAX_NAME = "token_argmax"
 PROBS_NAME = "probs_last"
 INV_TEMPERATURE = "inv_temperature"
+SAMPLED_NAME = "token_sampled"
+SAMPLE_UNIFORM = "sample_uniform"
 
 
 class GraphPassError(Exception):
@@ -236,6 +243,7 @@ def make_fast_graph(base: onnx.ModelProto) -> onnx.ModelProto:
     g.output.extend([last, probs, lps] + kv_outs)
     P.prune(g)
     add_argmax_output(m)
+    add_sample_output(m)
     return m
 
 
@@ -298,6 +306,91 @@ def add_probs_output(model: onnx.ModelProto) -> bool:
     return True
 
 
+def sample_blocks(vocab: int) -> Tuple[int, int]:
+    """(block size, blocks) for the in-graph draw: a divisor of vocab near its square root when there
+    is one (GPT-J's 50,400 = 224 x 225), else blocks of ceil(sqrt(vocab)) with zeros padded on."""
+    root = math.isqrt(vocab)
+    for size in sorted(range(max(1, root // 2), 2 * root + 2), key=lambda d: (abs(d - root), d)):
+        if vocab % size == 0:
+            return size, vocab // size
+    size = root if root * root == vocab else root + 1
+    return size, -(-vocab // size)
+
+
+def add_sample_output(model: onnx.ModelProto) -> bool:
+    """Adds the input `sample_uniform` float64 [batch] and the output `token_sampled` int64 [batch]:
+    per row, the token where the running sum of probs_last, in id order, passes u x its total (u in
+    [0, 1) from the engine's seeded generator). It is sampler.ts's draw, done in the graph so that a
+    plain sampling step fetches [batch] ids instead of [batch, vocab] probabilities: that copy, the
+    JavaScript walk over 50k ids per row and the garbage collections the 3 MB buffers cause were 4.6%
+    of a 16-row step on the bench's 102M model. Sums are in float64 like sampler.ts's, by blocks:
+    block sums, their running sum to find the block, then the running sum within it. Only the order
+    of the additions differs from sampler.ts, so the two pick the same token unless u falls within
+    about 1e-16 of a boundary; a test compares them. A token of probability 0 is never picked: if
+    rounding carries the target past the end, the last token of nonzero probability is (as in
+    sampler.ts). Returns False when the graph has the output already, or when its vocabulary size is
+    not a fixed number or its opset is below 13 (the engine then draws in JavaScript)."""
+    g = model.graph
+    if any(o.name == SAMPLED_NAME for o in g.output):
+        return False
+    if not any(o.name == PROBS_NAME for o in g.output):
+        raise GraphPassError(f"the fast graph has no {PROBS_NAME} to sample from")
+    dims = P.dims_of(_output_vi(g, PROBS_NAME))
+    vocab = dims[1] if len(dims) == 2 else None
+    if not isinstance(vocab, int) or vocab < 1 or P.default_opset(model) < 13:
+        return False
+    size, blocks = sample_blocks(vocab)
+    pre = "uit_fast/sample"
+    nodes: List[onnx.NodeProto] = []
+
+    def node(op: str, inputs: List[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [out], name=f"{pre}/{out.rsplit('/', 1)[-1]}", **attrs))
+        return out
+
+    def const(name: str, values: List[int], shape: Optional[List[int]] = None) -> str:
+        t = helper.make_tensor(f"{pre}/{name}", TensorProto.INT64, [len(values)] if shape is None else shape, values)
+        return node("Constant", [], f"{pre}/{name}", value=t)
+
+    def count(flags: str, axes: str, out: str) -> str:
+        return node("ReduceSum", [node("Cast", [flags], f"{out}_i64", to=TensorProto.INT64), axes], out, keepdims=0)
+
+    ax1, ax2, ax12 = const("ax1", [1]), const("ax2", [2]), const("ax12", [1, 2])
+    one = const("one", [1], [])
+    probs = node("Cast", [PROBS_NAME], f"{pre}/probs_f64", to=TensorProto.DOUBLE)
+    if size * blocks != vocab:
+        probs = node("Pad", [probs, const("pads", [0, 0, 0, size * blocks - vocab])], f"{pre}/padded")
+    grid = node("Reshape", [probs, const("grid_shape", [-1, blocks, size])], f"{pre}/grid")  # [b, blocks, size]
+    sums = node("ReduceSum", [grid, ax2], f"{pre}/block_sums", keepdims=0)  # [b, blocks]
+    upto = node("CumSum", [sums, one], f"{pre}/upto")  # running sum, inclusive
+    before = node("CumSum", [sums, one], f"{pre}/before", exclusive=1)  # the same sums, one block behind
+    total = node("Gather", [upto, const("last_block", [blocks - 1], [])], f"{pre}/total", axis=1)  # [b]
+    target = node("Unsqueeze", [node("Mul", [SAMPLE_UNIFORM, total], f"{pre}/target1"), ax1], f"{pre}/target")  # [b, 1]
+    # The block: how many running sums are <= the target, i.e. the blocks passed whole; at most the
+    # last block with weight (the first whose running sum is the total).
+    passed = count(node("LessOrEqual", [upto, target], f"{pre}/passed_flags"), ax1, f"{pre}/passed")
+    last = count(node("Less", [upto, node("Unsqueeze", [total, ax1], f"{pre}/total2")], f"{pre}/last_flags"), ax1, f"{pre}/last")
+    block = node("Min", [passed, last], f"{pre}/block")  # [b]
+    block2 = node("Unsqueeze", [block, ax1], f"{pre}/block2")  # [b, 1]
+    rest = node("Sub", [target, node("GatherElements", [before, block2], f"{pre}/base", axis=1)], f"{pre}/rest")  # [b, 1]
+    index = node("Expand", [node("Unsqueeze", [block2, ax2], f"{pre}/block3"), const("row_shape", [1, 1, size])], f"{pre}/index")
+    run = node("CumSum", [node("GatherElements", [grid, index], f"{pre}/row", axis=1), const("two", [2], [])], f"{pre}/run")  # [b, 1, size]
+    # Within it, likewise: the first id whose running sum passes what is left of the target, at most
+    # the block's last id with weight.
+    pick = count(node("LessOrEqual", [run, node("Unsqueeze", [rest, ax2], f"{pre}/rest3")], f"{pre}/pick_flags"), ax12, f"{pre}/pick")
+    end = node("Gather", [run, const("last_index", [size - 1], [])], f"{pre}/end", axis=2)  # [b, 1]
+    last_id = count(node("Less", [run, node("Unsqueeze", [end, ax2], f"{pre}/end3")], f"{pre}/last_id_flags"), ax12, f"{pre}/last_id")
+    offset = node("Mul", [block, const("size", [size], [])], f"{pre}/offset")
+    node("Add", [offset, node("Min", [pick, last_id], f"{pre}/in_block")], SAMPLED_NAME)
+    g.node.extend(nodes)
+    after = INV_TEMPERATURE if any(i.name == INV_TEMPERATURE for i in g.input) else "num_logprobs"
+    _insert_after(g.input, after, helper.make_tensor_value_info(SAMPLE_UNIFORM, TensorProto.DOUBLE, [dims[0]]))
+    vi = onnx.ValueInfoProto()
+    vi.name = SAMPLED_NAME
+    P.set_output_shape(vi, TensorProto.INT64, [dims[0]])
+    _insert_after(g.output, PROBS_NAME, vi)
+    return True
+
+
 def _insert_after(values, after: str, vi: onnx.ValueInfoProto) -> None:
     """Puts `vi` right after the graph input or output named `after` (at the end when there is none)."""
     items = list(values)
@@ -343,9 +436,9 @@ def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> 
     if has_shared_fast_graph(onnx_dir):
         path = os.path.join(onnx_dir, FAST_NAME)
         fast = P.load_graph_only(path)
-        added = [name for name, add in ((ARGMAX_NAME, add_argmax_output), (PROBS_NAME, add_probs_output)) if add(fast)]
+        added = [name for name, add in ((ARGMAX_NAME, add_argmax_output), (PROBS_NAME, add_probs_output), (SAMPLED_NAME, add_sample_output)) if add(fast)]
         if not added:
-            log(f"{path} already takes shared_key_values inputs (from export-gptj.py) and has {ARGMAX_NAME} and {PROBS_NAME}: left as it is")
+            log(f"{path} already takes shared_key_values inputs (from export-gptj.py) and has {ARGMAX_NAME}, {PROBS_NAME} and {SAMPLED_NAME}: left as it is")
             return {}
         # An export from before these outputs: the graph gains them, nothing else changes (the weights
         # and model.onnx are untouched, so the model's identity and caches stay valid).
@@ -367,7 +460,7 @@ def add_fast_graphs(model_dir: str, delete_old_data: bool = True, log=print) -> 
     fast = make_fast_graph(model)
     path = os.path.join(onnx_dir, FAST_NAME)
     P.save_proto_atomic(fast, path)
-    log(f"wrote {path} ({len(fast.graph.node)} nodes; outputs logits_last, probs_last, token_logprobs, token_argmax, new_key_values.*; inputs num_logprobs and inv_temperature added)")
+    log(f"wrote {path} ({len(fast.graph.node)} nodes; outputs logits_last, probs_last, token_sampled, token_logprobs, token_argmax, new_key_values.*; inputs num_logprobs, inv_temperature and sample_uniform added)")
     stale = [f for f in ("model.gen.onnx", "model.score.onnx") if os.path.isfile(os.path.join(onnx_dir, f))]
     if stale:
         log(f"{' and '.join(stale)} (from an older uit) are no longer used; you may delete them")

@@ -85,16 +85,18 @@ def test_checkers_pass_and_io_contract(exported):
     assert ins == ["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value",
                    "past_key_values.1.key", "past_key_values.1.value"]
     assert [o.name for o in g["main"].graph.output] == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
-    assert [o.name for o in g["fast"].graph.output] == ["logits_last", "probs_last", "token_logprobs", "token_argmax", "new_key_values.0.key",
-                                                        "new_key_values.0.value", "new_key_values.1.key", "new_key_values.1.value"]
+    assert [o.name for o in g["fast"].graph.output] == ["logits_last", "probs_last", "token_sampled", "token_logprobs", "token_argmax",
+                                                        "new_key_values.0.key", "new_key_values.0.value", "new_key_values.1.key",
+                                                        "new_key_values.1.value"]
     shared = ["shared_key_values.0.key", "shared_key_values.0.value", "shared_key_values.1.key", "shared_key_values.1.value"]
-    assert [i.name for i in g["fast"].graph.input] == ins[:3] + ["num_logprobs", "inv_temperature"] + ins[3:] + shared
+    assert [i.name for i in g["fast"].graph.input] == ins[:3] + ["num_logprobs", "inv_temperature", "sample_uniform"] + ins[3:] + shared
     assert P.dims_of(g["main"].graph.input[3]) == ["batch_size", 2, "past_sequence_length", 16]
     fast_in = {i.name: i for i in g["fast"].graph.input}
     assert P.dims_of(fast_in["past_key_values.0.key"]) == ["batch_size", 2, "past_sequence_length", 16]
     assert P.dims_of(fast_in["shared_key_values.1.value"]) == [1, 2, "shared_sequence_length", 16]
     assert P.dims_of(fast_in["num_logprobs"]) == [] and fast_in["num_logprobs"].type.tensor_type.elem_type == TensorProto.INT64
     assert P.dims_of(fast_in["inv_temperature"]) == [] and fast_in["inv_temperature"].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert P.dims_of(fast_in["sample_uniform"]) == ["batch_size"] and fast_in["sample_uniform"].type.tensor_type.elem_type == TensorProto.DOUBLE
     assert P.dims_of(fast_in["attention_mask"]) == ["batch_size", "shared_sequence_length + past_sequence_length + sequence_length"]
     out = {o.name: o for o in g["fast"].graph.output}
     assert P.dims_of(out["logits_last"]) == ["batch_size", 260]
@@ -102,6 +104,7 @@ def test_checkers_pass_and_io_contract(exported):
     assert P.dims_of(out["token_logprobs"]) == ["batch_size", "num_logprobs"]
     assert P.dims_of(out["token_argmax"]) == ["batch_size", "num_logprobs"]
     assert out["token_argmax"].type.tensor_type.elem_type == TensorProto.INT64
+    assert P.dims_of(out["token_sampled"]) == ["batch_size"] and out["token_sampled"].type.tensor_type.elem_type == TensorProto.INT64
     assert P.dims_of(out["new_key_values.1.key"]) == ["batch_size", 2, "sequence_length", 16]
     assert not any(n.domain == "uit" for m in g.values() for n in m.graph.node)  # markers resolved
 
@@ -294,7 +297,7 @@ def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
     m2 = onnx.load(str(path), load_external_data=False)
     onnx.checker.check_model(str(path))
     outs = [o.name for o in m2.graph.output]
-    assert outs[:4] == ["logits_last", "probs_last", "token_logprobs", "token_argmax"]
+    assert outs[:5] == ["logits_last", "probs_last", "token_sampled", "token_logprobs", "token_argmax"]
     (argmax,) = [n for n in m2.graph.node if n.op_type == "ArgMax"]
     producers = {o: n for n in m2.graph.node for o in n.output}
     (logsoftmax,) = [n for n in m2.graph.node if n.op_type == "LogSoftmax"]
@@ -304,18 +307,19 @@ def test_pass_adds_token_argmax_to_an_older_export(exported, tmp_path):
     # Run again: nothing to add.
     before = path.read_bytes()
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
-    assert "has token_argmax and probs_last: left as it is" in r.stdout and path.read_bytes() == before
+    assert "has token_argmax, probs_last and token_sampled: left as it is" in r.stdout and path.read_bytes() == before
 
 
 def test_pass_adds_probs_last_to_an_older_export(exported, tmp_path):
     # A folder exported before probs_last existed: the pass adds the input inv_temperature and the
     # output softmax(logits_last * inv_temperature), and touches neither the weights nor model.onnx.
-    d, path, m = _older_export(exported, tmp_path, {"probs_last", "inv_temperature"})
+    # (token_sampled, which came later, draws from probs_last: that export had neither.)
+    d, path, m = _older_export(exported, tmp_path, {"probs_last", "inv_temperature", "token_sampled", "sample_uniform"})
     assert not any(n.op_type == "Softmax" and n.output[0] == "probs_last" for n in m.graph.node)
     data = (d / "onnx" / "model.onnx_data").read_bytes()
     main = (d / "onnx" / "model.onnx").read_bytes()
     r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
-    assert "added probs_last" in r.stdout
+    assert "added probs_last and token_sampled" in r.stdout
     onnx.checker.check_model(str(path))
     m2 = onnx.load(str(path), load_external_data=False)
     assert [o.name for o in m2.graph.output][:2] == ["logits_last", "probs_last"]
@@ -326,6 +330,52 @@ def test_pass_adds_probs_last_to_an_older_export(exported, tmp_path):
     scale = producers[softmax.input[0]]
     assert scale.op_type == "Mul" and list(scale.input) == ["logits_last", "inv_temperature"]
     assert (d / "onnx" / "model.onnx_data").read_bytes() == data and (d / "onnx" / "model.onnx").read_bytes() == main
+
+
+def test_pass_adds_token_sampled_to_an_older_export(exported, tmp_path):
+    # A folder exported before token_sampled existed: the pass adds the input sample_uniform and the
+    # draw from probs_last, and touches neither the weights nor model.onnx; the result is the graph
+    # the exporter writes itself.
+    exported_fast = (exported / "onnx" / "model.fast.onnx").read_bytes()
+    d, path, m = _older_export(exported, tmp_path, {"token_sampled", "sample_uniform"})
+    assert not any(n.name.startswith("uit_fast/sample/") for n in m.graph.node)
+    data = (d / "onnx" / "model.onnx_data").read_bytes()
+    main = (d / "onnx" / "model.onnx").read_bytes()
+    r = run(os.path.join(SCRIPTS, "add-fast-graphs.py"), str(d))
+    assert "added token_sampled" in r.stdout
+    onnx.checker.check_model(str(path))
+    assert path.read_bytes() == exported_fast
+    m2 = onnx.load(str(path), load_external_data=False)
+    assert [o.name for o in m2.graph.output][1:3] == ["probs_last", "token_sampled"]
+    assert [i.name for i in m2.graph.input][3:6] == ["num_logprobs", "inv_temperature", "sample_uniform"]
+    ops = [n.op_type for n in m2.graph.node if n.name.startswith("uit_fast/sample/")]
+    # 260 ids: 20 blocks of 13, no padding; float64 sums.
+    assert "Pad" not in ops and ops.count("CumSum") == 3 and "Softmax" not in ops
+    consts = {n.output[0]: helper.get_attribute_value(n.attribute[0]) for n in m2.graph.node if n.op_type == "Constant"}
+    assert list(onnx.numpy_helper.to_array(consts["uit_fast/sample/grid_shape"])) == [-1, 20, 13]
+    assert (d / "onnx" / "model.onnx_data").read_bytes() == data and (d / "onnx" / "model.onnx").read_bytes() == main
+
+
+@pytest.mark.parametrize("vocab,expected", [(50400, (224, 225)), (4096, (64, 64)), (260, (13, 20)), (257, (17, 16)),
+                                            (50257, (225, 224)), (1, (1, 1)), (7, (1, 7))])
+def test_sample_blocks(vocab, expected):
+    size, blocks = fast_graphs.sample_blocks(vocab)
+    assert (size, blocks) == expected
+    assert size * blocks >= vocab and size * (blocks - 1) < vocab  # enough blocks, none all padding
+
+
+def test_sample_pass_skips_a_graph_whose_vocabulary_is_not_fixed(exported):
+    # No fixed vocabulary, no draw in the graph: the engine then draws in JavaScript.
+    m = P.load_graph_only(str(exported / "onnx" / "model.fast.onnx"))
+    _drop_io(m.graph, {"token_sampled", "sample_uniform"})
+    P.prune(m.graph)
+    out = next(o for o in m.graph.output if o.name == "probs_last")
+    out.type.tensor_type.shape.dim[1].dim_param = "vocab"
+    assert fast_graphs.add_sample_output(m) is False
+    assert "token_sampled" not in [o.name for o in m.graph.output]
+    _drop_io(m.graph, {"probs_last"})
+    with pytest.raises(fast_graphs.GraphPassError, match="no probs_last"):
+        fast_graphs.add_sample_output(m)
 
 
 def test_probs_pass_refuses_a_half_made_graph(exported):

@@ -78,14 +78,16 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 let fast: ort.InferenceSession;
 let main: ort.InferenceSession;
 
-const num = (n: number) => ({
+/** The fast graph's scalar inputs, and sample_uniform (read only when token_sampled is fetched). */
+const num = (n: number, rows: number) => ({
   num_logprobs: new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), []),
   inv_temperature: new ort.Tensor('float32', Float32Array.of(1), []),
+  sample_uniform: new ort.Tensor('float64', new Float64Array(rows), [rows]),
 });
 /** model.fast.onnx as a generation step (num_logprobs 0: only the last position's logits). */
-const genRun = (feeds: Record<string, ort.Tensor>) => fast.run({ ...feeds, ...num(0) });
+const genRun = (feeds: Record<string, ort.Tensor>) => fast.run({ ...feeds, ...num(0, feeds.input_ids.dims[0]) });
 /** model.fast.onnx scoring every token but the first (num_logprobs = seq - 1). */
-const scoreRun = (feeds: Record<string, ort.Tensor>) => fast.run({ ...feeds, ...num(feeds.input_ids.dims[1] - 1) });
+const scoreRun = (feeds: Record<string, ort.Tensor>) => fast.run({ ...feeds, ...num(feeds.input_ids.dims[1] - 1, feeds.input_ids.dims[0]) });
 
 beforeAll(async () => {
   const opts = { intraOpNumThreads: 1, interOpNumThreads: 1 };
@@ -108,6 +110,8 @@ describe('tiny-gptj fixture', () => {
     expect(report.consistency.new_key_values.failures).toEqual([]);
     expect(report.consistency.probs_last?.failures).toEqual([]);
     expect(report.consistency.probs_last?.compared).toBeGreaterThan(1000);
+    expect(report.consistency.token_sampled?.failures).toEqual([]);
+    expect(report.consistency.token_sampled?.compared).toBeGreaterThan(30);
     expect(report.ok).toBe(true);
     // Something was compared in every check (a check that compares nothing cannot fail).
     expect(report.graphs.main.compared).toBeGreaterThan(300);
@@ -145,8 +149,8 @@ describe('tiny-gptj fixture', () => {
     const inputs = ['input_ids', 'attention_mask', 'position_ids', ...past];
     expect(main.inputNames).toEqual(inputs);
     expect(main.outputNames).toEqual(['logits', ...present]);
-    expect(fast.inputNames).toEqual([...inputs.slice(0, 3), 'num_logprobs', 'inv_temperature', ...past, ...shared]);
-    expect(fast.outputNames).toEqual(['logits_last', 'probs_last', 'token_logprobs', 'token_argmax', ...fresh]);
+    expect(fast.inputNames).toEqual([...inputs.slice(0, 3), 'num_logprobs', 'inv_temperature', 'sample_uniform', ...past, ...shared]);
+    expect(fast.outputNames).toEqual(['logits_last', 'probs_last', 'token_sampled', 'token_logprobs', 'token_argmax', ...fresh]);
     const meta = (s: ort.InferenceSession, name: string) => {
       const m = [...s.inputMetadata, ...s.outputMetadata].find((x) => x.name === name);
       if (!m || !m.isTensor) throw new Error(`no tensor ${name}`);
@@ -165,6 +169,8 @@ describe('tiny-gptj fixture', () => {
     expect(meta(fast, 'num_logprobs')).toMatchObject({ type: 'int64', shape: [] });
     expect(meta(fast, 'inv_temperature')).toMatchObject({ type: 'float32', shape: [] });
     expect(meta(fast, 'probs_last')).toMatchObject({ type: 'float32', shape: ['batch_size', config.vocab_size] });
+    expect(meta(fast, 'sample_uniform')).toMatchObject({ type: 'float64', shape: ['batch_size'] });
+    expect(meta(fast, 'token_sampled')).toMatchObject({ type: 'int64', shape: ['batch_size'] });
     expect(meta(fast, 'shared_key_values.1.key').shape).toEqual([1, config.n_head, 'shared_sequence_length', HEAD_DIM]);
     expect(meta(fast, 'attention_mask').shape).toEqual(['batch_size', 'shared_sequence_length + past_sequence_length + sequence_length']);
   });
@@ -177,10 +183,10 @@ describe('tiny-gptj fixture', () => {
       position_ids: i64(ids.map((r) => r.map((_, i) => i))),
       ...emptyPast(2),
     };
-    const all = await fast.run({ ...feeds, ...num(6) });
+    const all = await fast.run({ ...feeds, ...num(6, 2) });
     expect(all.token_logprobs.dims).toEqual([2, 6]);
     for (const n of [0, 1, 3]) {
-      const part = await fast.run({ ...feeds, ...num(n) });
+      const part = await fast.run({ ...feeds, ...num(n, 2) });
       expect(part.token_logprobs.dims).toEqual([2, n]);
       const want = [0, 1].flatMap((r) => Array.from((all.token_logprobs.data as Float32Array).subarray(r * 6 + 6 - n, (r + 1) * 6)));
       expect(maxAbsDiff(part.token_logprobs.data as Float32Array, want)).toBeLessThan(1e-5);

@@ -39,6 +39,7 @@ async function greedyWithGenGraph(prompt: number[], maxNew: number): Promise<num
       ...noShared,
       num_logprobs: new ort.Tensor('int64', BigInt64Array.of(0n), []),
       inv_temperature: new ort.Tensor('float32', Float32Array.of(1), []),
+      sample_uniform: new ort.Tensor('float64', new Float64Array(1), [1]),
     });
     total += ids.length;
     const logits = r.logits_last.data as Float32Array;

@@ -70,6 +70,7 @@ async function nll(text: string): Promise<{ sum: number; tokens: number }> {
     // log-probs of the last n-1 tokens, i.e. of every token after <|endoftext|>
     num_logprobs: new ort.Tensor('int64', BigInt64Array.from([BigInt(n - 1)]), []),
     inv_temperature: new ort.Tensor('float32', Float32Array.of(1), []),
+    sample_uniform: new ort.Tensor('float64', new Float64Array(1), [1]),
   };
   // zero-length caches: past_key_values.* and, where the graph has them, shared_key_values.*
   for (const name of fast.inputNames)

@@ -132,6 +132,7 @@ describe('uit doctor', () => {
     expect(byName.graph.detail).toMatch(/2 layers, 4 KV heads x 16, KV float32/);
     expect(byName['fast generation'].detail).toMatch(/^yes \(model\.fast\.onnx\)/);
     expect(byName['shared prefix'].detail).toMatch(/^yes/);
+    expect(byName['graph sampling'].detail).toMatch(/^yes/);
     expect(byName.files.detail).toMatch(/graphs: model\.onnx, model\.fast\.onnx/);
     expect(byName['smoke run'].ok).toBe(true);
     expect(byName['fast = slow'].ok).toBe(true);

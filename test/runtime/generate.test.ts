@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, UitError } from '../../src/errors.js';
-import { KvCache, generate, loadModel, step, type GenerateOptions, type Model } from '../../src/runtime/index.js';
+import { KvCache, drawFromProbs, generate, loadModel, step, type GenerateOptions, type Model } from '../../src/runtime/index.js';
 import { FIXTURE, copyFixture, maxAbsDiff, tempDir } from './helpers.js';
 
 const PROMPTS = ['Definition: In this task, you are given', 'Input: What is 2+2?\nOutput:', 'x'];
@@ -75,6 +75,55 @@ describe('seeded sampling', () => {
     }
     await expect(step(model.backend, KvCache.create(model.backend.shape, 1, 0), p, p.length, 'logprobs', { temperature: 1 })).rejects.toThrow(/temperature needs want "last"/);
     await expect(step(slow.backend, KvCache.create(slow.backend.shape, 1, 0), p, p.length, 'last', { temperature: 1 })).rejects.toThrow(/probs_last/);
+  });
+
+  it('token_sampled draws in the graph the token sampleFromProbs draws from probs_last with the same number', async () => {
+    expect(model.backend.fast.sample).toBe(true);
+    expect(model.info.graphSampling).toBe(true);
+    // The fixture's 257 ids make 16 blocks of 17 with 15 padded zeros. Numbers at both ends of
+    // [0, 1) and spread between; at temperature 0.02 most probabilities are exactly 0, so a draw
+    // must skip them, and near 1 it must land on the last token of nonzero probability.
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const ends = [0, 2 ** -53, 1e-9, 0.5, 1 - 1e-9, 1 - 2 ** -53];
+    for (const prompt of PROMPTS) {
+      const p = model.tokenizer.encode(prompt);
+      const rows = 48;
+      const batch = Array.from({ length: rows }, () => p).flat();
+      for (const t of [1, 0.7, 0.02]) {
+        const u = Float64Array.from({ length: rows }, (_, r) => (r < ends.length ? ends[r] : rand()));
+        const drawn = await step(model.backend, KvCache.create(model.backend.shape, rows, 0), batch, p.length, 'last', { temperature: t, sampleUniform: u });
+        expect(drawn.probs).toBeUndefined();
+        const dist = await step(model.backend, KvCache.create(model.backend.shape, rows, 0), batch, p.length, 'last', { temperature: t });
+        const V = dist.vocabSize;
+        const want = Array.from(u, (x, r) => drawFromProbs(dist.probs!.subarray(r * V, (r + 1) * V), x));
+        expect(Array.from(drawn.sampled!)).toEqual(want);
+        for (const [r, tok] of want.entries()) expect(dist.probs![r * V + tok]).toBeGreaterThan(0);
+        if (t === 0.02) expect(dist.probs!.subarray(0, V).filter((x) => x === 0).length).toBeGreaterThan(V / 2);
+        else expect(new Set(want).size).toBeGreaterThan(10);
+      }
+    }
+    const p = model.tokenizer.encode(PROMPTS[1]);
+    const one = () => KvCache.create(model.backend.shape, 1, 0);
+    await expect(step(model.backend, one(), p, p.length, 'last', { sampleUniform: Float64Array.of(0.5) })).rejects.toThrow(/sampleUniform needs a temperature/);
+    await expect(step(model.backend, one(), p, p.length, 'last', { temperature: 1, sampleUniform: Float64Array.of(1) })).rejects.toThrow(/not in \[0, 1\)/);
+    await expect(step(model.backend, one(), p, p.length, 'last', { temperature: 1, sampleUniform: Float64Array.of(0.1, 0.2) })).rejects.toThrow(/2 numbers for 1 rows/);
+  });
+
+  it('draws plain samples in the graph with the tokens of the JavaScript draw', async () => {
+    const js = await loadModel(FIXTURE, { threads: 1, graphSampling: false });
+    try {
+      expect(js.backend.fast.sample).toBe(false);
+      const requests = PROMPTS.map((prompt) => ({ prompt, numSamples: 3 }));
+      for (const temperature of [1, 0.6]) {
+        const opts = { maxNewTokens: 12, temperature, seed: 3 };
+        const inGraph = await generate(model, requests, opts);
+        expect(ids(inGraph)).toEqual(ids(await generate(js, requests, opts)));
+        expect(new Set(ids(inGraph).flat().map((s) => s.join())).size).toBe(9);
+      }
+    } finally {
+      await js.dispose();
+    }
   });
 
   it('gives the same tokens on the fast graphs and on model.onnx', async () => {
