@@ -208,7 +208,7 @@ export function openCache(path: string, options: OpenCacheOptions = {}): Cache {
     }
     // Only now, knowing the file is ours or empty, change anything about it.
     step = 'switching it to WAL mode';
-    const journalMode = String(db.pragma('journal_mode = WAL', { simple: true }));
+    const journalMode = String(retryBusy(() => db.pragma('journal_mode = WAL', { simple: true }), busyTimeoutMs));
     db.pragma('synchronous = NORMAL');
     step = 'creating or upgrading its schema';
     const version = migrate(db, file, migrations);
@@ -216,6 +216,28 @@ export function openCache(path: string, options: OpenCacheOptions = {}): Cache {
   } catch (err) {
     db.close();
     throw translateSqliteError(file, `opening the cache (${step})`, err, busyTimeoutMs);
+  }
+}
+
+const SLEEP = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Runs `fn`, retrying while SQLite says SQLITE_BUSY, for up to `timeoutMs`. SQLite skips the busy
+ * handler when a statement that has read the file then needs the write lock (waiting there could
+ * deadlock), and switching a new file to WAL is such a statement: a second process opening a new
+ * cache while the first was creating it failed at once, not after the busy timeout. Sleeping
+ * synchronously keeps openCache synchronous, like the rest of better-sqlite3's API.
+ */
+function retryBusy<T>(fn: () => T, timeoutMs: number): T {
+  const end = Date.now() + timeoutMs;
+  for (let wait = 5; ; wait = Math.min(2 * wait, 100)) {
+    try {
+      return fn();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() + wait > end) throw err;
+      Atomics.wait(SLEEP, 0, 0, wait);
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 // SIGKILL leaves every committed batch and no part of the one it was writing.
 import { afterAll, beforeAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCache } from '../../src/cache/index.js';
 import { CHILD_WRITER, privateBuild, tempDir, type PrivateBuild } from './helpers.js';
@@ -107,6 +107,57 @@ describe('two processes writing one cache file', () => {
     expect(stats.rows.runs).toBe(2);
     // The shared paragraphs were written by both processes but stored once.
     expect(stats.rows.texts).toBe(2 + 2 * batches * rows);
+  });
+});
+
+/**
+ * A process that takes a new file's write lock (BEGIN IMMEDIATE, the file still in rollback mode)
+ * and holds it for `holdMs`, then writes `done` next to it. Resolves once the lock is held.
+ */
+async function holdWriteLock(file: string, holdMs: number): Promise<{ child: ChildProcess; done: string }> {
+  const done = `${file}.released`;
+  const script = `
+    import Database from 'better-sqlite3';
+    import { writeFileSync } from 'node:fs';
+    const [file, ms, done] = process.argv.slice(1);
+    const db = new Database(file);
+    db.exec('BEGIN IMMEDIATE');
+    console.log('locked');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(ms));
+    db.exec('COMMIT');
+    db.close();
+    writeFileSync(done, '');`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, file, String(holdMs), done], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the lock holder exited with ${code} before taking the lock`)));
+  });
+  return { child, done };
+}
+
+describe('opening a new cache while another process holds its write lock', () => {
+  // SQLite does not call the busy handler for the WAL switch, which reads the file before it needs
+  // the write lock: without a retry this failed at once with SQLITE_BUSY (seen when two uit
+  // processes started on one new cache).
+  it('waits for the lock, then switches the file to WAL', async () => {
+    const file = join(tmp.dir, 'new.sqlite');
+    const { child, done } = await holdWriteLock(file, 1500);
+    const c = openCache(file);
+    try {
+      expect(existsSync(done)).toBe(true); // it returned after the other process let go
+      expect(c.journalMode).toBe('wal');
+      c.putScores([{ scorerId: 's', prefix: 'p', target: 't', tokenCount: 1, sumCe: 1, meanCe: 1 }]);
+    } finally {
+      c.close();
+    }
+    expect((await exited(child)).code).toBe(0);
+  });
+
+  it('gives up after its busy timeout with an error that says so', async () => {
+    const file = join(tmp.dir, 'new.sqlite');
+    const { child } = await holdWriteLock(file, 1500);
+    expect(() => openCache(file, { busyTimeoutMs: 200 })).toThrow(/switching it to WAL mode\): the cache is locked by another process \(waited 0.2 s\)/);
+    expect((await exited(child)).code).toBe(0);
   });
 });
 
