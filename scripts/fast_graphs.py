@@ -322,11 +322,14 @@ def add_sample_output(model: onnx.ModelProto) -> bool:
     per row, the token where the running sum of probs_last, in id order, passes u x its total (u in
     [0, 1) from the engine's seeded generator). It is sampler.ts's draw, done in the graph so that a
     plain sampling step fetches [batch] ids instead of [batch, vocab] probabilities: that copy, the
-    JavaScript walk over 50k ids per row and the garbage collections the 3 MB buffers cause were 4.6%
-    of a 16-row step on the bench's 102M model. Sums are in float64 like sampler.ts's, by blocks:
-    block sums, their running sum to find the block, then the running sum within it. Only the order
-    of the additions differs from sampler.ts, so the two pick the same token unless u falls within
-    about 1e-16 of a boundary; a test compares them. A token of probability 0 is never picked: if
+    JavaScript walk over 50k ids per row and the garbage collections the 3 MB buffers cause cost
+    about 6% of a 16-row step on the bench's 102M model. The draw goes by blocks: block sums, their
+    running sum (float64) to find the block, then the running sum within it (float64). The block
+    sums are float32 ReduceSums: summing in float64 needs a float64 copy of every probability, and
+    that Cast cost 4% of the run more than this. Their rounding (about 1e-7 of a block's weight)
+    moves the boundaries by a few billionths of the total for GPT-J's vocabulary, so the graph and
+    sampler.ts pick the same token unless u falls that close to a boundary: a few draws in a
+    million; the tests found none in thousands. A token of probability 0 is never picked: if
     rounding carries the target past the end, the last token of nonzero probability is (as in
     sampler.ts). Returns False when the graph has the output already, or when its vocabulary size is
     not a fixed number or its opset is below 13 (the engine then draws in JavaScript)."""
@@ -356,11 +359,11 @@ def add_sample_output(model: onnx.ModelProto) -> bool:
 
     ax1, ax2, ax12 = const("ax1", [1]), const("ax2", [2]), const("ax12", [1, 2])
     one = const("one", [1], [])
-    probs = node("Cast", [PROBS_NAME], f"{pre}/probs_f64", to=TensorProto.DOUBLE)
+    probs = PROBS_NAME
     if size * blocks != vocab:
         probs = node("Pad", [probs, const("pads", [0, 0, 0, size * blocks - vocab])], f"{pre}/padded")
     grid = node("Reshape", [probs, const("grid_shape", [-1, blocks, size])], f"{pre}/grid")  # [b, blocks, size]
-    sums = node("ReduceSum", [grid, ax2], f"{pre}/block_sums", keepdims=0)  # [b, blocks]
+    sums = node("Cast", [node("ReduceSum", [grid, ax2], f"{pre}/block_sums32", keepdims=0)], f"{pre}/block_sums", to=TensorProto.DOUBLE)  # [b, blocks]
     upto = node("CumSum", [sums, one], f"{pre}/upto")  # running sum, inclusive
     before = node("CumSum", [sums, one], f"{pre}/before", exclusive=1)  # the same sums, one block behind
     total = node("Gather", [upto, const("last_block", [blocks - 1], [])], f"{pre}/total", axis=1)  # [b]
@@ -373,7 +376,8 @@ def add_sample_output(model: onnx.ModelProto) -> bool:
     block2 = node("Unsqueeze", [block, ax1], f"{pre}/block2")  # [b, 1]
     rest = node("Sub", [target, node("GatherElements", [before, block2], f"{pre}/base", axis=1)], f"{pre}/rest")  # [b, 1]
     index = node("Expand", [node("Unsqueeze", [block2, ax2], f"{pre}/block3"), const("row_shape", [1, 1, size])], f"{pre}/index")
-    run = node("CumSum", [node("GatherElements", [grid, index], f"{pre}/row", axis=1), const("two", [2], [])], f"{pre}/run")  # [b, 1, size]
+    row = node("Cast", [node("GatherElements", [grid, index], f"{pre}/row32", axis=1)], f"{pre}/row", to=TensorProto.DOUBLE)
+    run = node("CumSum", [row, const("two", [2], [])], f"{pre}/run")  # [b, 1, size]
     # Within it, likewise: the first id whose running sum passes what is left of the target, at most
     # the block's last id with weight.
     pick = count(node("LessOrEqual", [run, node("Unsqueeze", [rest, ax2], f"{pre}/rest3")], f"{pre}/pick_flags"), ax12, f"{pre}/pick")

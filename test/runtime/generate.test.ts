@@ -21,6 +21,16 @@ afterAll(async () => {
 
 const ids = (r: Awaited<ReturnType<typeof generate>>) => r.outputs.map((o) => o.samples.map((s) => s.tokenIds));
 
+/** Whether `token` is the draw at u x total give or take eps x total: its interval holds the target. */
+function drawnNear(probs: Float32Array, u: number, token: number, eps = 1e-6): boolean {
+  let total = 0;
+  for (const x of probs) total += x;
+  let before = 0;
+  for (let j = 0; j < token; j++) before += probs[j];
+  const t = u * total;
+  return probs[token] > 0 && t >= before - eps * total && t < before + probs[token] + eps * total;
+}
+
 describe('seeded sampling', () => {
   it('gives the same samples at batch sizes 1, 4 and 16', async () => {
     const requests = PROMPTS.map((prompt) => ({ prompt, numSamples: 3 }));
@@ -86,6 +96,8 @@ describe('seeded sampling', () => {
     let seed = 12345;
     const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const ends = [0, 2 ** -53, 1e-9, 0.5, 1 - 1e-9, 1 - 2 ** -53];
+    let mismatches = 0;
+    let draws = 0;
     for (const prompt of PROMPTS) {
       const p = model.tokenizer.encode(prompt);
       const rows = 48;
@@ -96,13 +108,22 @@ describe('seeded sampling', () => {
         expect(drawn.probs).toBeUndefined();
         const dist = await step(model.backend, KvCache.create(model.backend.shape, rows, 0), batch, p.length, 'last', { temperature: t });
         const V = dist.vocabSize;
-        const want = Array.from(u, (x, r) => drawFromProbs(dist.probs!.subarray(r * V, (r + 1) * V), x));
-        expect(Array.from(drawn.sampled!)).toEqual(want);
-        for (const [r, tok] of want.entries()) expect(dist.probs![r * V + tok]).toBeGreaterThan(0);
+        const row = (r: number) => dist.probs!.subarray(r * V, (r + 1) * V);
+        const want = Array.from(u, (x, r) => drawFromProbs(row(r), x));
+        // The graph's block sums are float32: a u within rounding of a boundary may land on the
+        // neighbour (a few draws in a million); any other difference is a wrong draw.
+        const got = Array.from(drawn.sampled!);
+        const off = got.map((tok, r) => (tok === want[r] ? -1 : r)).filter((r) => r >= 0);
+        for (const r of off) expect(drawnNear(row(r), u[r], got[r]), `row ${r}: ${got[r]} instead of ${want[r]}`).toBe(true);
+        mismatches += off.length;
+        draws += rows;
+        for (const [r, tok] of got.entries()) expect(dist.probs![r * V + tok]).toBeGreaterThan(0);
         if (t === 0.02) expect(dist.probs!.subarray(0, V).filter((x) => x === 0).length).toBeGreaterThan(V / 2);
         else expect(new Set(want).size).toBeGreaterThan(10);
       }
     }
+    expect(draws).toBe(432);
+    expect(mismatches).toBeLessThanOrEqual(1);
     const p = model.tokenizer.encode(PROMPTS[1]);
     const one = () => KvCache.create(model.backend.shape, 1, 0);
     await expect(step(model.backend, one(), p, p.length, 'last', { sampleUniform: Float64Array.of(0.5) })).rejects.toThrow(/sampleUniform needs a temperature/);
