@@ -46,8 +46,8 @@ export interface ForwardInput {
   temperature?: number;
   /**
    * With `temperature` on a graph with `fast.sample`: one number in [0, 1) per row; return
-   * `sampled`, each row's token drawn in the graph as sampleFromProbs draws it with that number,
-   * instead of `probs`.
+   * `sampled`, each row's token drawn in the graph as drawFromProbs draws it with that number (but
+   * for float32 rounding within a few billionths of a token boundary), instead of `probs`.
    */
   sampleUniform?: Float64Array;
 }
@@ -118,7 +118,8 @@ export interface OrtBackendOptions extends SessionConfig {
   sharedKv?: boolean;
   /**
    * Draw sampled tokens in the graph when it has token_sampled (default true); false fetches the
-   * probabilities and draws in JavaScript (the same tokens: a check and a fallback).
+   * probabilities and draws in JavaScript (the same tokens but for float32 rounding at a token
+   * boundary: a check and a fallback).
    */
   graphSampling?: boolean;
 }

@@ -48,7 +48,8 @@ export interface GraphSpec {
   /**
    * The fast graph's `token_sampled` int64 [batch]: per row, the token where the running sum of
    * probs_last passes u x its total, u from its float64 input `sample_uniform` [batch] (sampler.ts's
-   * draw, in the graph; graphs made before it have neither; scripts/add-fast-graphs.py adds both).
+   * draw in the graph, with float32 block sums; graphs made before it have neither;
+   * scripts/add-fast-graphs.py adds both).
    */
   sampledOutput?: string;
   /** The main output's element type as the graph declares it. */

@@ -21,7 +21,8 @@ export interface LoadModelOptions {
   sharedKv?: boolean;
   /**
    * Draw sampled tokens in the fast graph when it has token_sampled (default true); false fetches
-   * the probabilities and draws in JavaScript, which gives the same tokens.
+   * the probabilities and draws in JavaScript, which gives the same tokens but for float32 rounding
+   * at a token boundary (a few draws in a million).
    */
   graphSampling?: boolean;
 }

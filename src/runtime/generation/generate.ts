@@ -362,7 +362,8 @@ class Engine {
       const draft = room > 0 ? lookupDraft(row.tokens, { maxDraft: room }) : [];
       if (draft.length === 0) {
         // A row's numbers come from its own generator in the order of its tokens, whether the graph
-        // or sampleFromProbs uses them, so both give the same text.
+        // or sampleFromProbs uses them, so both give the same text (but for float32 rounding at a
+        // token boundary, a few draws in a million).
         const sampleUniform = graphDraw ? Float64Array.from(live, (r) => r.rng!.nextFloat()) : undefined;
         const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last', { temperature: this.probs?.temperature, sampleUniform });
         this.timings.steps++;

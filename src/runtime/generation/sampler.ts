@@ -51,7 +51,8 @@ export function sampleFromProbs(probs: Float32Array, rng: Rng): number {
 
 /**
  * sampleFromProbs with its number u in [0, 1) given: the token where the running sum passes u x the
- * total. The fast graph's token_sampled computes the same (scripts/fast_graphs.py).
+ * total. The fast graph's token_sampled computes the same, with float32 block sums
+ * (scripts/fast_graphs.py), so the two can differ where u is within float32 rounding of a boundary.
  */
 export function drawFromProbs(probs: Float32Array, u: number): number {
   const n = probs.length;
