@@ -269,22 +269,19 @@ export class OrtBackend implements Backend {
     // Required like inv_temperature; read only when token_sampled is fetched.
     const uniform = input.sampleUniform;
     if (spec.sampledOutput) feeds.sample_uniform = new ort.Tensor('float64', uniform ?? new Float64Array(input.rows), [input.rows]);
-    if (uniform) {
-      // Ids only: no [rows, vocab] copy out of the graph.
-      const fetches = [spec.sampledOutput!, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
-      const out = await run(spec, session, feeds, fetches);
-      const result: ForwardOutput = { vocabSize: spec.vocabSize ?? 0, sampled: Int32Array.from(out[spec.sampledOutput!].data as BigInt64Array, Number) };
-      if (fetchKv) result.kv = { kind: 'new', keys: spec.outKeys.map((n) => kvData(out[n])), values: spec.outValues.map((n) => kvData(out[n])) };
-      return result;
-    }
-    const name = want === 'logprobs' ? spec.logprobsOutput! : probs ? spec.probsOutput! : spec.mainOutput;
+    // With sampleUniform, ids only: no [rows, vocab] copy out of the graph.
+    const name = uniform ? spec.sampledOutput! : want === 'logprobs' ? spec.logprobsOutput! : probs ? spec.probsOutput! : spec.mainOutput;
     const fetches = [name, ...(argmaxTail ? [spec.argmaxOutput!] : []), ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
     const out = await run(spec, session, feeds, fetches);
-    const data = toFloat32(out[name]);
-    const result: ForwardOutput = {
-      vocabSize: want === 'last' ? data.length / input.rows : (spec.vocabSize ?? 0),
-      ...(want === 'logprobs' ? { logprobs: data } : probs ? { probs: data } : { last: data }),
-    };
+    let result: ForwardOutput;
+    if (uniform) result = { vocabSize: spec.vocabSize ?? 0, sampled: Int32Array.from(out[name].data as BigInt64Array, Number) };
+    else {
+      const data = toFloat32(out[name]);
+      result = {
+        vocabSize: want === 'last' ? data.length / input.rows : (spec.vocabSize ?? 0),
+        ...(want === 'logprobs' ? { logprobs: data } : probs ? { probs: data } : { last: data }),
+      };
+    }
     if (argmaxTail) result.argmax = Int32Array.from(out[spec.argmaxOutput!].data as BigInt64Array, Number);
     if (fetchKv) {
       result.kv = {
