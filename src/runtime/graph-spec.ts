@@ -183,14 +183,14 @@ export function readGraphSpec(
   if (argmax && argmax.type !== 'int64') fail(`output "token_argmax" is ${argmax.type}, expected int64`);
   const probs = kind === 'fast' ? outputs.get('probs_last') : undefined;
   if (probs && probs.type !== 'float32') fail(`output "probs_last" is ${probs.type}, expected float32`);
-  if ((probs === undefined) !== (invTemperature === undefined)) {
-    fail(`it has ${probs ? 'output "probs_last" without input "inv_temperature"' : 'input "inv_temperature" without output "probs_last"'}`);
-  }
+  // An output and the input it reads come together.
+  const paired = (output: string, hasOutput: boolean, input: string, hasInput: boolean) => {
+    if (hasOutput !== hasInput) fail(`it has ${hasOutput ? `output "${output}" without input "${input}"` : `input "${input}" without output "${output}"`}`);
+  };
+  paired('probs_last', probs !== undefined, 'inv_temperature', invTemperature !== undefined);
   const sampled = kind === 'fast' ? outputs.get('token_sampled') : undefined;
   if (sampled && sampled.type !== 'int64') fail(`output "token_sampled" is ${sampled.type}, expected int64`);
-  if ((sampled === undefined) !== (uniform === undefined)) {
-    fail(`it has ${sampled ? 'output "token_sampled" without input "sample_uniform"' : 'input "sample_uniform" without output "token_sampled"'}`);
-  }
+  paired('token_sampled', sampled !== undefined, 'sample_uniform', uniform !== undefined);
   if (sampled && !probs) fail('it has output "token_sampled" without "probs_last"');
   const lastDim = main!.shape[main!.shape.length - 1];
   return {
