@@ -19,6 +19,11 @@ export interface ParityReport {
   ok: boolean;
 }
 
+/**
+ * Whether `token` is what a draw at u x total picks, give or take `eps` x total (the fast graph's
+ * token_sampled has float32 block sums): its probability is nonzero and its interval holds the target.
+ */
+export function drawnNear(probs: Float32Array, u: number, token: number, eps?: number): boolean;
 export function checkParity(modelDir: string, options?: { threads?: number }): Promise<ParityReport>;
 export function concatKv(past: Tensor, fresh: Tensor): Tensor;
 export function tailKv(t: Tensor, n: number): Tensor;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, UitError } from '../../src/errors.js';
 import { KvCache, drawFromProbs, generate, loadModel, step, type GenerateOptions, type Model } from '../../src/runtime/index.js';
+import { drawnNear } from '../../scripts/check-parity.mjs';
 import { FIXTURE, copyFixture, maxAbsDiff, tempDir } from './helpers.js';
 
 const PROMPTS = ['Definition: In this task, you are given', 'Input: What is 2+2?\nOutput:', 'x'];
@@ -20,16 +21,6 @@ afterAll(async () => {
 });
 
 const ids = (r: Awaited<ReturnType<typeof generate>>) => r.outputs.map((o) => o.samples.map((s) => s.tokenIds));
-
-/** Whether `token` is the draw at u x total give or take eps x total: its interval holds the target. */
-function drawnNear(probs: Float32Array, u: number, token: number, eps = 1e-6): boolean {
-  let total = 0;
-  for (const x of probs) total += x;
-  let before = 0;
-  for (let j = 0; j < token; j++) before += probs[j];
-  const t = u * total;
-  return probs[token] > 0 && t >= before - eps * total && t < before + probs[token] + eps * total;
-}
 
 describe('seeded sampling', () => {
   it('gives the same samples at batch sizes 1, 4 and 16', async () => {
