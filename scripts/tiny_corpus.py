@@ -360,6 +360,51 @@ def split_tasks(ni: Dict[str, NiTask], data: str = DEFAULT_DATA) -> Tuple[List[N
     return train_tasks, eval_tasks
 
 
+def task_families(tasks: Sequence[NiTask]) -> Dict[str, str]:
+    """Task name -> a family key: tasks are one family when their names share the first word (the
+    dataset) or they share an instance or example input (task105_story_cloze_rocstories_* and
+    task2xx_rocstories_* share stories). The key is the family's first name in sorted order."""
+    parent = {t.name: t.name for t in tasks}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    first: Dict[str, str] = {}
+    for t in sorted(tasks, key=lambda t: t.name):
+        keys = {"ds:" + t.name.split("_")[1]}
+        keys |= {"in:" + x["input"] for x in t.instances + t.positive if len(x["input"]) > 40}
+        for k in keys:
+            if k in first:
+                union(first[k], t.name)
+            else:
+                first[k] = t.name
+    return {n: find(n) for n in parent}
+
+
+def reserved_tasks(train_tasks: Sequence[NiTask], share: float, seed: int = 0) -> set:
+    """Training tasks whose instances stay out of pretraining: every task of a seeded share of the
+    task families (task_families: sibling tasks share inputs; the share is taken separately among
+    families with task files and the others). The finetune stage ranks definitions of these
+    tasks, which the model has not memorized with their outputs (docs/model.md, "What was tried").
+    Their definitions still appear in transfer pairs, which carry no outputs."""
+    if share <= 0:
+        return set()
+    rng = random.Random(seed * 7919 + 17)
+    fam = task_families(train_tasks)
+    with_file = sorted({fam[t.name] for t in train_tasks if t.has_file})
+    others = sorted(set(fam.values()) - set(with_file))
+    chosen = set(rng.sample(with_file, round(len(with_file) * share))) | set(rng.sample(others, round(len(others) * share)))
+    return {n for n, f in fam.items() if f in chosen}
+
+
 @dataclass
 class Corpus:
     train: List[dict]  # {kind, text}
@@ -370,12 +415,13 @@ class Corpus:
 
 def build(data: str = DEFAULT_DATA, seed: int = 0, repo: str = REPO, min_pair_score: float = 0.15,
           score_docs_per_task: int = 10, fewshot_per_pair: int = 1, pair_repeat: int = 2,
-          p3_rows_per_file: int = 8, score_docs_without_examples: int = 0) -> Corpus:
+          p3_rows_per_file: int = 8, score_docs_without_examples: int = 0, ft_reserve: float = 0.0) -> Corpus:
     rng = random.Random(seed)
     fmt = load_prompt_format(repo)
     ni = load_niv2(data)
     test_split = set(load_split(data, "test"))
     train_tasks, eval_tasks = split_tasks(ni, data)
+    reserved = reserved_tasks(train_tasks, ft_reserve, seed)
 
     templates = load_promptsource(data) + load_flan(data)
     train_templates = [t for t in templates if not is_holdout_template(t)]
@@ -418,6 +464,8 @@ def build(data: str = DEFAULT_DATA, seed: int = 0, repo: str = REPO, min_pair_sc
                                      p["definition"]))
 
     for t in train_tasks:
+        if t.name in reserved:
+            continue
         if t.instances and len(t.positive) >= 2:
             insts = [i for i in t.instances if i["output"]]
             rng.shuffle(insts)
@@ -455,6 +503,7 @@ def build(data: str = DEFAULT_DATA, seed: int = 0, repo: str = REPO, min_pair_sc
         "eval_tasks": len(eval_tasks),
         "test_split_tasks_in_data": sum(1 for n in ni if n in test_split),
         "heldout_pairs": len(held_pairs),
+        "ft_reserved_tasks": len(reserved),
     }
     heldout = {
         "eval_tasks": eval_tasks,

@@ -16,7 +16,10 @@ Stages (each skips work whose output exists, so a killed run resumes where it st
              sentences shuffled, its name words swapped for another task's, another task's
              definition), plus the gold output's CE and the ordinary LM loss on the corpus;
              checkpoint WORK/ft-ckpt.pt. Off by default (--ft-steps 0): tried with --ft-steps 500, it
-             did not make held-out denoising better than chance (docs/model.md, "What was tried")
+             did not make held-out denoising better than chance (docs/model.md, "What was tried").
+             --ft-reserve S (on every stage) keeps a share S of the task families out of the
+             corpus and finetunes on those only, so the finetune sees tasks the model has not
+             memorized; tried with 0.5, no better
   export     WORK/hf (config.json, pytorch_model.bin, tokenizer) -> scripts/export-gptj.py -> OUT
 
 Deterministic: the corpus order, the tokenizer and the data order depend on --seed only, and the
@@ -65,6 +68,7 @@ DEFAULTS = dict(
     weight_decay=0.1,
     steps=1000,
     seed=0,
+    ft_reserve=0.0,
 )
 
 # The finetune stage (see stage_finetune); its own checkpoint key. Off by default: the values are
@@ -94,12 +98,21 @@ def log(msg: str) -> None:
 
 def stage_corpus(a: argparse.Namespace) -> None:
     out = os.path.join(a.work, "corpus")
+    settings = {"seed": a.seed, "ft_reserve": a.ft_reserve}
+    made_with = os.path.join(out, "settings.json")
     if os.path.exists(os.path.join(out, "train.jsonl")):
+        if os.path.exists(made_with):
+            with open(made_with, encoding="utf-8") as f:
+                made = json.load(f)
+            if made != settings:
+                raise SystemExit(f"{out} was built with {made}, not {settings}: remove it or use another --work")
         log(f"corpus: {out} exists")
         return
-    c = tiny_corpus.build(a.data, a.seed)
+    c = tiny_corpus.build(a.data, a.seed, ft_reserve=a.ft_reserve)
     tiny_corpus.write(c, out)
     write_val(c, out, a.data)
+    with open(made_with, "w", encoding="utf-8") as f:
+        json.dump(settings, f)
     log(f"corpus: {json.dumps(c.stats)}")
 
 
@@ -342,12 +355,16 @@ def state_dict_from_onnx(folder: str) -> dict:
     return sd
 
 
-def ft_pools(data: str):
+def ft_pools(data: str, reserve: float = 0.0, seed: int = 0):
     """Training-split Ni-v2 tasks (tiny_corpus.split_tasks: no EVAL task, no test-split task, no
     HOLDOUT dataset): those with a task file (instances, 2+ positive examples) and all with at
-    least one positive example (for prompts without examples)."""
+    least one positive example (for prompts without examples). With reserve > 0, only the tasks
+    the corpus kept out of pretraining (tiny_corpus.reserved_tasks, same share and seed)."""
     ni = tiny_corpus.load_niv2(data)
     train, _eval = tiny_corpus.split_tasks(ni, data)
+    if reserve > 0:
+        keep = tiny_corpus.reserved_tasks(train, reserve, seed)
+        train = [t for t in train if t.name in keep]
     files = [t for t in train if t.has_file and len(t.positive) >= 2 and any(i["output"] and i["output"][0] for i in t.instances)]
     shots = [t for t in train if any(e["output"] for e in t.positive)]
     return files, shots
@@ -459,7 +476,7 @@ def stage_finetune(a: argparse.Namespace) -> None:
         step, elapsed = ck["step"], ck["elapsed"]
         log(f"finetune: resumed at step {step}")
     tok = bpe.ByteLevelBPE.from_file(os.path.join(a.work, "tokenizer", "tokenizer.json"))
-    files, shots = ft_pools(a.data)
+    files, shots = ft_pools(a.data, a.ft_reserve, a.seed)
     ids, target, starts = load_ids(a.work, "train")
     lm = Batches(ids, starts, a.seq_len, a.ft_lm_batch, a.seed + 1000, target)
     val = val_windows(a)

@@ -366,3 +366,43 @@ def test_finetune_groups_come_from_training_tasks_only(corpus):
         assert names.get(definition) not in held
         seen_kinds.update(kinds)
     assert seen_kinds == {"human", "shuffled_sentences", "swapped_names", "other_task"}
+
+
+@needs_data
+def test_reserved_tasks_stay_out_of_pretraining_and_feed_the_finetune(corpus):
+    ni = tc.load_niv2(tc.DEFAULT_DATA)
+    train, _ = tc.split_tasks(ni)
+    reserved = tc.reserved_tasks(train, 0.5, 0)
+    assert reserved == tc.reserved_tasks(train, 0.5, 0) and not tc.reserved_tasks(train, 0.0, 0)
+    with_file = [t for t in train if t.has_file]
+    assert 0.3 < sum(t.name in reserved for t in with_file) / len(with_file) < 0.7
+    assert 0.3 < len(reserved) / len(train) < 0.7
+    fam = tc.task_families(train)
+    assert fam["task105_story_cloze_rocstories_sentence_generation"] == fam["task296_storycloze_correct_end_classification"]
+    assert not {fam[n] for n in reserved} & {fam[t.name] for t in train if t.name not in reserved}
+    kept = tc.build(ft_reserve=0.5)
+    assert kept.stats["ft_reserved_tasks"] == len(reserved)
+    assert [p["task"] for p in kept.pairs] == [p["task"] for p in corpus.pairs]  # pairs carry no outputs: kept
+    full = "\n".join(d["text"] for d in corpus.train if d["kind"] == "score")
+    less = "\n".join(d["text"] for d in kept.train if d["kind"] == "score")
+    for t in with_file:
+        inputs = [i["input"] for i in t.instances if len(i["input"]) > 40]
+        if t.name in reserved:
+            assert not any(x in less for x in inputs), t.name
+        elif any(x in full for x in inputs):
+            assert any(x in less for x in inputs), t.name
+    tr = _load_trainer()
+    files, shots = tr.ft_pools(tc.DEFAULT_DATA, 0.5, 0)
+    assert len(files) == sum(t.name in reserved for t in with_file) and len(shots) >= 500
+    assert all(t.name in reserved for t in files + shots)
+
+
+def test_corpus_stage_refuses_a_corpus_built_with_other_settings(tmp_path):
+    tr = _load_trainer()
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    (corpus_dir / "train.jsonl").write_text("")
+    (corpus_dir / "settings.json").write_text(json.dumps({"seed": 0, "ft_reserve": 0.5}))
+    tr.main(["--stage", "corpus", "--work", str(tmp_path), "--ft-reserve", "0.5"])  # same settings: kept
+    with pytest.raises(SystemExit, match="was built with"):
+        tr.main(["--stage", "corpus", "--work", str(tmp_path)])
