@@ -96,23 +96,32 @@ def log(msg: str) -> None:
 # Data stages
 
 
+def corpus_settings(a: argparse.Namespace) -> dict:
+    return {"seed": a.seed, "ft_reserve": a.ft_reserve}
+
+
+def check_corpus_settings(a: argparse.Namespace) -> None:
+    """Refuses WORK's corpus when it was built with other settings (its settings.json; corpora made
+    before that file have none): the finetune's reserved tasks must be the ones pretraining left out."""
+    path = os.path.join(a.work, "corpus", "settings.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            made = json.load(f)
+        if made != corpus_settings(a):
+            raise SystemExit(f"{os.path.dirname(path)} was built with {made}, not {corpus_settings(a)}: remove it or use another --work")
+
+
 def stage_corpus(a: argparse.Namespace) -> None:
     out = os.path.join(a.work, "corpus")
-    settings = {"seed": a.seed, "ft_reserve": a.ft_reserve}
-    made_with = os.path.join(out, "settings.json")
     if os.path.exists(os.path.join(out, "train.jsonl")):
-        if os.path.exists(made_with):
-            with open(made_with, encoding="utf-8") as f:
-                made = json.load(f)
-            if made != settings:
-                raise SystemExit(f"{out} was built with {made}, not {settings}: remove it or use another --work")
+        check_corpus_settings(a)
         log(f"corpus: {out} exists")
         return
     c = tiny_corpus.build(a.data, a.seed, ft_reserve=a.ft_reserve)
     tiny_corpus.write(c, out)
     write_val(c, out, a.data)
-    with open(made_with, "w", encoding="utf-8") as f:
-        json.dump(settings, f)
+    with open(os.path.join(out, "settings.json"), "w", encoding="utf-8") as f:
+        json.dump(corpus_settings(a), f)
     log(f"corpus: {json.dumps(c.stats)}")
 
 
@@ -442,6 +451,7 @@ def stage_finetune(a: argparse.Namespace) -> None:
     if a.ft_steps <= 0:
         log("finetune: --ft-steps 0, skipped")
         return
+    check_corpus_settings(a)
     torch.set_num_threads(a.threads)
     ft_path = os.path.join(a.work, "ft-ckpt.pt")
     run_key = {k: getattr(a, k) for k in list(DEFAULTS) + list(FT_DEFAULTS)}

@@ -349,7 +349,7 @@ def test_pass_adds_token_sampled_to_an_older_export(exported, tmp_path):
     assert [o.name for o in m2.graph.output][1:3] == ["probs_last", "token_sampled"]
     assert [i.name for i in m2.graph.input][3:6] == ["num_logprobs", "inv_temperature", "sample_uniform"]
     ops = [n.op_type for n in m2.graph.node if n.name.startswith("uit_fast/sample/")]
-    # 260 ids: 20 blocks of 13, no padding; float64 sums.
+    # 260 ids: 20 blocks of 13, no padding; float32 block sums, float64 running sums.
     assert "Pad" not in ops and ops.count("CumSum") == 3 and "Softmax" not in ops
     consts = {n.output[0]: helper.get_attribute_value(n.attribute[0]) for n in m2.graph.node if n.op_type == "Constant"}
     assert list(onnx.numpy_helper.to_array(consts["uit_fast/sample/grid_shape"])) == [-1, 20, 13]

@@ -406,3 +406,6 @@ def test_corpus_stage_refuses_a_corpus_built_with_other_settings(tmp_path):
     tr.main(["--stage", "corpus", "--work", str(tmp_path), "--ft-reserve", "0.5"])  # same settings: kept
     with pytest.raises(SystemExit, match="was built with"):
         tr.main(["--stage", "corpus", "--work", str(tmp_path)])
+    # Nor does the finetune take it: its reserved tasks would have been in pretraining.
+    with pytest.raises(SystemExit, match="was built with"):
+        tr.main(["--stage", "finetune", "--work", str(tmp_path), "--ft-steps", "10"])
