@@ -27,12 +27,19 @@ export interface ScorerCliOptions {
   output?: string;
 }
 
-/** The options every scoring command takes. */
+/** The options every scoring command takes: the model, where output goes, and how the scorer runs. */
 export function addScorerOptions(cmd: Command): Command {
+  return addScorerRunOptions(
+    cmd
+      .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
+      .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
+      .option('--json', 'JSON lines instead of a table'),
+  );
+}
+
+/** How the scorer runs (cache, batching, context, device): also declared by `uit compare` for its --scorer. */
+export function addScorerRunOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
-    .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
-    .option('--json', 'JSON lines instead of a table')
     .option('--cache <file>', `SQLite cache of scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--no-cache', 'compute everything, store nothing')
     .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), 8)
