@@ -217,20 +217,22 @@ describe.skipIf(!haveChromium && !REQUIRE)('HTML report in headless Chromium', (
     const rows = await page.$$eval('#tasks tbody tr', (trs) =>
       trs.map((tr) => {
         const cell = (c: string) => tr.querySelector(`td[data-col="${c}"]`)!;
-        // the cell's text without its marked pieces
-        const unmarked = (td: Element, tag: string) => {
-          const copy = td.cloneNode(true) as Element;
-          copy.querySelectorAll(tag).forEach((m) => m.replaceWith(' '));
-          return copy.textContent ?? '';
-        };
+        type El = typeof tr;
+        // the cell's text with its marked pieces replaced by a space
+        const unmarked = (td: El, tag: string) =>
+          Array.from(td.childNodes)
+            .map((n) => n as El)
+            .map((n) => (n.nodeName.toLowerCase() === tag ? ' ' : (n.textContent ?? '')))
+            .join('');
+        const texts = (td: El, tag: string) => Array.from(td.querySelectorAll(tag)).map((d) => (d as El).textContent ?? '');
         const off = cell('offlineDefinition');
         const api = cell('apiDefinition');
         return {
           id: tr.getAttribute('data-id')!,
           offline: off.textContent,
           api: api.textContent,
-          deleted: Array.from(off.querySelectorAll('del')).map((d) => d.textContent ?? ''),
-          inserted: Array.from(api.querySelectorAll('ins')).map((d) => d.textContent ?? ''),
+          deleted: texts(off, 'del'),
+          inserted: texts(api, 'ins'),
           insInOffline: off.querySelectorAll('ins').length + api.querySelectorAll('del').length,
           offUnmarked: unmarked(off, 'del'),
           apiUnmarked: unmarked(api, 'ins'),
@@ -265,15 +267,17 @@ describe.skipIf(!haveChromium && !REQUIRE)('HTML report in headless Chromium', (
     await open(renderHtml(r), { 'Content-Security-Policy': "script-src 'none'" });
     await page.click('th[data-key="rougeL"]');
     expect(await page.getAttribute('th[data-key="rougeL"]', 'aria-sort')).toBeNull(); // the sorting script did not run
-    const look = await page.evaluate(() => {
-      const style = (sel: string) => {
-        const el = document.querySelector(sel)!;
-        const cs = getComputedStyle(el);
+    const style = (sel: string) =>
+      page.$eval(sel, (el) => {
+        const cs = el.ownerDocument.defaultView!.getComputedStyle(el);
         const box = el.getBoundingClientRect();
         return { line: cs.textDecorationLine, background: cs.backgroundColor, visible: box.width > 0 && box.height > 0 };
-      };
-      return { del: style('td[data-col="offlineDefinition"] del'), ins: style('td[data-col="apiDefinition"] ins'), legend: document.getElementById('diff-legend')?.textContent };
-    });
+      });
+    const look = {
+      del: await style('td[data-col="offlineDefinition"] del'),
+      ins: await style('td[data-col="apiDefinition"] ins'),
+      legend: await page.$eval('#diff-legend', (p) => p.textContent),
+    };
     expect(look.del.line).toContain('line-through');
     expect(look.ins.line).not.toContain('line-through');
     expect(look.del.visible && look.ins.visible).toBe(true);

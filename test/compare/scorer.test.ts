@@ -52,16 +52,16 @@ function compareJson(...extra: string[]): { doc: CompareJson; stderr: string } {
   return { doc: JSON.parse(r.stdout) as CompareJson, stderr: r.stderr };
 }
 
-/** Perplexity of each task's first definition, by `uit score-instructions` on one side's task files. */
-function scoreInstructions(side: 'offline' | 'api', ...extra: string[]): Map<string, number | null> {
+/** Perplexity of each task's first definition, by `uit score-instructions` on one side's task files (and the ids of the instances scored). */
+function scoreInstructions(side: 'offline' | 'api', ...extra: string[]): Map<string, number | null> & { instances: Map<string, string[]> } {
   const files = BOTH.map((id) => `${FIX}/${side}/${id}.json`);
   const r = uit('score-instructions', '-m', MODEL, ...files, '--json', '--threads', '1', ...extra);
   expect(r.code, r.stderr).toBe(0);
   const docs = r.stdout
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l) as { task: string; candidates: { perplexity: number | null }[] });
-  return new Map(docs.map((d) => [d.task, d.candidates[0].perplexity]));
+    .map((l) => JSON.parse(l) as { task: string; instances: string[]; candidates: { perplexity: number | null }[] });
+  return Object.assign(new Map(docs.map((d) => [d.task, d.candidates[0].perplexity])), { instances: new Map(docs.map((d) => [d.task, d.instances])) });
 }
 
 /** Mean CEs (log perplexities) agree within 1e-6. */
@@ -86,6 +86,13 @@ function expectWinnersFollow(doc: CompareJson): void {
   for (const w of ['offline', 'api', 'tie'] as const) expect(p.wins[w], w).toBe(doc.tasks.filter((t) => t.winner === w).length);
 }
 
+/** Runs shared by several tests, each made once (a test run alone with -t still gets them). */
+let uncached: ReturnType<typeof compareJson> | undefined;
+const uncachedRun = () => (uncached ??= compareJson('--no-cache'));
+const CACHE = join(tmp, 'rerun.sqlite');
+let cached: ReturnType<typeof compareJson> | undefined;
+const firstCachedRun = () => (cached ??= compareJson('--cache', CACHE));
+
 beforeAll(() => {
   for (const f of ['commands/compare', 'commands/uit-scoring', 'perplexity/definition-scorer']) {
     const built = `dist/${f}.js`;
@@ -97,11 +104,8 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('uit compare --scorer (CLI, models/uit-tiny)', () => {
-  let first: CompareJson;
-
   it("each side's perplexity is score-instructions' for that side's definition; the winner follows from the numbers", () => {
-    const { doc, stderr } = compareJson('--no-cache');
-    first = doc;
+    const { doc, stderr } = uncachedRun();
     expect(doc.tasks.map((t) => t.id)).toEqual(BOTH);
     const off = scoreInstructions('offline', '--no-cache');
     const api = scoreInstructions('api', '--no-cache');
@@ -126,34 +130,41 @@ describe('uit compare --scorer (CLI, models/uit-tiny)', () => {
       expectSame(t.api.perplexity, api.get(t.id), `${t.id} api`);
     }
     expectWinnersFollow(doc);
-    // fewer instances, other numbers: the options were not ignored
-    doc.tasks.forEach((t, i) => expect(t.offline.perplexity).not.toBe(first.tasks[i].offline.perplexity));
+    // the options were not lost on the way (they would be lost for both commands alike): the
+    // instances scored are the library's pick for M = 2, seed 3, and the numbers differ from the defaults'
+    const offline = compare.readCompareSide(`${FIX}/offline`).tasks;
+    for (const id of BOTH) {
+      const pick = (seed: number) => perplexity.uitSetup(offline.get(id)!, { instances: 2, seed }).instances.map((x) => x.id);
+      expect(off.instances.get(id), id).toEqual(pick(3));
+    }
+    expect(BOTH.some((id) => perplexity.uitSetup(offline.get(id)!, { instances: 2, seed: 0 }).instances[0].id !== off.instances.get(id)![0])).toBe(true);
+    doc.tasks.forEach((t, i) => expect(t.offline.perplexity).not.toBe(uncachedRun().doc.tasks[i].offline.perplexity));
   });
 
   it('a rerun answers from the cache with no model call; score-instructions finds the same scores there', () => {
-    const cache = join(tmp, 'rerun.sqlite');
-    const a = compareJson('--cache', cache);
+    const a = firstCachedRun();
     expect(a.stderr).toMatch(/\(36 computed, 0 from the cache, 0 empty\).*; cache /);
-    const b = compareJson('--cache', cache);
+    const b = compareJson('--cache', CACHE);
     expect(b.stderr).toMatch(/\(0 computed, 36 from the cache, 0 empty\) in [\d.]+ s; 0 model calls \(0 prefills \+ 0 batches\)/);
     expect(b.doc).toEqual(a.doc);
-    expect(b.doc).toEqual(first); // the cached numbers are the computed ones
+    expect(b.doc).toEqual(uncachedRun().doc); // the cached numbers are the computed ones
     for (const side of ['offline', 'api'] as const) {
-      const r = uit('score-instructions', '-m', MODEL, ...BOTH.map((id) => `${FIX}/${side}/${id}.json`), '--json', '--cache', cache);
+      const r = uit('score-instructions', '-m', MODEL, ...BOTH.map((id) => `${FIX}/${side}/${id}.json`), '--json', '--cache', CACHE);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr, side).toMatch(/ 0 model calls /);
     }
   });
 
   it('plain output adds the ppl columns and the summary lines', () => {
-    const r = uit('compare', '--offline', `${FIX}/offline`, '--api', `${FIX}/api`, '--scorer', MODEL, '--cache', join(tmp, 'rerun.sqlite'));
+    const { doc } = firstCachedRun();
+    const r = uit('compare', '--offline', `${FIX}/offline`, '--api', `${FIX}/api`, '--scorer', MODEL, '--cache', CACHE);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^task\s+ROUGE-L\s+BLEU\s+exact\s+words off\/api\s+chars off\/api\s+ppl offline\s+ppl api\s+winner\n/);
     expect(r.stdout).toMatch(/task003_mctaco_question_generation_event_duration .* 128\.4\s+128\.4\s+tie\n/);
     expect(r.stdout).toMatch(/scored on both sides\s+5\n/);
     expect(r.stdout).toMatch(/mean ppl off\/api\s+\d+(\.\d+)? \/ \d+(\.\d+)?\n/);
     expect(r.stdout).toMatch(/mean ppl difference \(off-api\)\s+-?\d/);
-    const p = first.summary.perplexity;
+    const p = doc.summary.perplexity;
     expect(r.stdout).toContain(`wins offline/api/tie           ${p.wins.offline} / ${p.wins.api} / ${p.wins.tie}`);
   });
 
