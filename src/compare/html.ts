@@ -4,7 +4,7 @@
 // readable with scripts off. A Content-Security-Policy forbids every
 // fetch, so a stray external reference fails loudly in the browser instead of phoning home.
 // Every piece of user text goes through escapeHtml: instructions contain < > & and quotes.
-import { wordDiff, type DiffSpan } from './diff.js';
+import { wordDiff, type DiffSpan, type WordDiff } from './diff.js';
 import type { CompareReport, TaskComparison } from './report.js';
 import { fmt, fmtPpl } from './table.js';
 
@@ -128,8 +128,23 @@ function diffHtml(spans: DiffSpan[], tag: 'del' | 'ins'): string {
   return spans.map((s) => (s.changed ? `<${tag}>${escapeHtml(s.text)}</${tag}>` : escapeHtml(s.text))).join('');
 }
 
+/** One side's instruction, with its side of the word diff marked: deletions offline, insertions on the API side. */
+function instructionColumn(side: 'offline' | 'api', title: string, tag: 'del' | 'ins', diff: (t: TaskComparison) => WordDiff): Column {
+  const count = tag === 'del' ? 'deleted' : 'inserted';
+  return {
+    key: `${side}Definition`,
+    title,
+    numeric: false,
+    value: (t) => t[side].definition,
+    text: (t) => t[side].definition,
+    html: (t) => diffHtml(diff(t)[side], tag),
+    attrs: (t) => ({ [`data-${count}`]: diff(t)[count] }),
+    cls: 'text',
+  };
+}
+
 function columns(scored: boolean): Column[] {
-  const diffs = new Map<TaskComparison, ReturnType<typeof wordDiff>>();
+  const diffs = new Map<TaskComparison, WordDiff>();
   const diff = (t: TaskComparison) => {
     let d = diffs.get(t);
     if (!d) diffs.set(t, (d = wordDiff(t.offline.definition, t.api.definition)));
@@ -153,26 +168,8 @@ function columns(scored: boolean): Column[] {
     );
   }
   cols.push(
-    {
-      key: 'offlineDefinition',
-      title: 'offline instruction',
-      numeric: false,
-      value: (t) => t.offline.definition,
-      text: (t) => t.offline.definition,
-      html: (t) => diffHtml(diff(t).offline, 'del'),
-      attrs: (t) => ({ 'data-deleted': diff(t).deleted }),
-      cls: 'text',
-    },
-    {
-      key: 'apiDefinition',
-      title: 'API instruction',
-      numeric: false,
-      value: (t) => t.api.definition,
-      text: (t) => t.api.definition,
-      html: (t) => diffHtml(diff(t).api, 'ins'),
-      attrs: (t) => ({ 'data-inserted': diff(t).inserted }),
-      cls: 'text',
-    },
+    instructionColumn('offline', 'offline instruction', 'del', diff),
+    instructionColumn('api', 'API instruction', 'ins', diff),
   );
   return cols;
 }

@@ -8,15 +8,8 @@ import { rougeL, sentenceBleu } from '../../src/compare/metrics.js';
 import { renderTable } from '../../src/compare/table.js';
 import { runCompare } from '../../src/commands/compare.js';
 import { InputError, ExitCode } from '../../src/errors.js';
+import { BOTH, FIX } from './fixture.js';
 
-const FIX = 'test/fixtures/compare';
-const BOTH = [
-  'task003_mctaco_question_generation_event_duration',
-  'task040_qasc_question_generation',
-  'task082_babi_t1_single_supporting_fact_question_generation',
-  'task610_conllpp_ner',
-  'task748_glucose_reverse_cause_event_detection',
-];
 
 async function fixtureReport(kind: 'folder' | 'jsonl'): Promise<CompareReport> {
   const o = kind === 'folder' ? `${FIX}/offline` : `${FIX}/offline.jsonl`;

@@ -9,16 +9,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compare, perplexity, runtime } from '../../src/index.js';
 import type { Task } from '../../src/types.js';
+import { BOTH, FIX } from './fixture.js';
 
-const FIX = 'test/fixtures/compare';
 const MODEL = 'models/uit-tiny';
-const BOTH = [
-  'task003_mctaco_question_generation_event_duration',
-  'task040_qasc_question_generation',
-  'task082_babi_t1_single_supporting_fact_question_generation',
-  'task610_conllpp_ner',
-  'task748_glucose_reverse_cause_event_detection',
-];
 const tmp = mkdtempSync(join(tmpdir(), 'uit-compare-scorer-'));
 /** The model identity memo and the default cache go to a temp dir, not the user's. */
 const ENV = { ...process.env, XDG_CACHE_HOME: join(tmp, 'xdg'), UIT_CACHE: join(tmp, 'default-cache.sqlite') };
