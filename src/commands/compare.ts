@@ -6,8 +6,8 @@
 import type { Command, Option } from 'commander';
 import { ExitCode, UitError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { addScorerRunOptions, summaryLine, type ScorerCliOptions } from './score.js';
-import { addUitScoringOptions, openUitScoring, type UitScoringCliOptions } from './uit-scoring.js';
+import { SCORER_RUN_DEFAULTS, addScorerRunOptions, summaryLine, type ScorerCliOptions } from './score.js';
+import { UIT_SCORING_DEFAULTS, addUitScoringOptions, openUitScoring, type UitScoringCliOptions } from './uit-scoring.js';
 
 export interface CompareOptions extends Partial<Omit<ScorerCliOptions, 'model' | 'output'>>, Partial<UitScoringCliOptions> {
   offline: string;
@@ -46,21 +46,10 @@ export async function runCompare(opts: CompareOptions, out: NodeJS.WritableStrea
   if (session) process.stderr.write(summaryLine('compare', session.scorer, session.cache));
 }
 
-/** The scorer options with the defaults `uit score-instructions` declares (for library callers that leave them out). */
+/** The scorer options, with the declared defaults for those a library caller of runCompare leaves out. */
 function scoringOptions(opts: CompareOptions, model: string): ScorerCliOptions & UitScoringCliOptions {
-  return {
-    model,
-    cache: opts.cache,
-    batchSize: opts.batchSize ?? 8,
-    overflow: opts.overflow ?? 'truncate-left',
-    maxContext: opts.maxContext,
-    reuse: opts.reuse ?? true,
-    device: opts.device ?? 'cpu',
-    threads: opts.threads,
-    json: opts.json,
-    instances: opts.instances ?? 32,
-    seed: opts.seed ?? 0,
-  };
+  const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as CompareOptions;
+  return { ...SCORER_RUN_DEFAULTS, ...UIT_SCORING_DEFAULTS, ...given, model };
 }
 
 export function register(program: Command): void {

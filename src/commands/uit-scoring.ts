@@ -15,11 +15,13 @@ export interface UitScoringCliOptions {
   seed: number;
 }
 
+export const UIT_SCORING_DEFAULTS: UitScoringCliOptions = { instances: DEFAULT_INSTANCES, seed: 0 };
+
 /** The UIT scoring options: how a definition's score is computed from its task. */
 export function addUitScoringOptions(cmd: Command): Command {
   return cmd
-    .option('--instances <m>', 'instances scored per definition (M)', int('--instances', 1), DEFAULT_INSTANCES)
-    .option('--seed <n>', 'seed of the instance shuffle (the same seed picks the same instances)', int('--seed', 0), 0);
+    .option('--instances <m>', 'instances scored per definition (M)', int('--instances', 1), UIT_SCORING_DEFAULTS.instances)
+    .option('--seed <n>', 'seed of the instance shuffle (the same seed picks the same instances)', int('--seed', 0), UIT_SCORING_DEFAULTS.seed);
 }
 
 /** The command line's UIT scoring options as scoreCandidates options. */
