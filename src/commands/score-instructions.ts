@@ -3,18 +3,15 @@
 // without one, from each task's own Definition list.
 import type { Command } from 'commander';
 import { InputError } from '../errors.js';
-import { DEFAULT_INSTANCES } from '../perplexity/defaults.js';
 // The readers, the scorer and the runtime load when the command runs.
 import type { TaskScores } from '../perplexity/index.js';
-import type { Progress } from '../progress.js';
 import type { Task } from '../types.js';
 import { int, positive } from '../cli-values.js';
-import { Output, addScorerOptions, openScorer, summaryLine, type ScorerCliOptions } from './score.js';
+import { Output, addScorerOptions, summaryLine, type ScorerCliOptions } from './score.js';
+import { addUitScoringOptions, openUitScoring, type UitScoringCliOptions } from './uit-scoring.js';
 
-interface ScoreInstructionsOptions extends ScorerCliOptions {
+interface ScoreInstructionsOptions extends ScorerCliOptions, UitScoringCliOptions {
   candidates?: string;
-  instances: number;
-  seed: number;
   threshold?: number;
   topK?: number;
 }
@@ -99,10 +96,8 @@ export function register(program: Command): void {
     .summary('rank candidate definitions of Ni-v2 tasks by perplexity')
     .description('Rank candidate definitions of Ni-v2 tasks by the perplexity of their gold outputs under the UIT scoring prompt (UIT denoising).')
     .argument('<tasks...>', 'Ni-v2 task files (.json), JSONL of tasks, or folders of them');
-  addScorerOptions(cmd)
+  addUitScoringOptions(addScorerOptions(cmd))
     .option('--candidates <file>', 'candidates JSONL: {"task": id, "candidates": [text, ...]} per line (what `uit transfer` writes)')
-    .option('--instances <m>', 'instances scored per candidate (M)', int('--instances', 1), DEFAULT_INSTANCES)
-    .option('--seed <n>', 'seed of the instance shuffle (the same seed picks the same instances)', int('--seed', 0), 0)
     .option('--threshold <ppl>', 'keep only candidates with perplexity at most this', positive('--threshold'))
     .option('--top-k <k>', 'keep the k best candidates (default 1 without --threshold)', int('--top-k', 1))
     .addHelpText(
@@ -131,11 +126,7 @@ Examples:
     .action(async (paths: string[], opts: ScoreInstructionsOptions) => {
       const tasks = await readTasks(paths);
       const candidatesOf = new Map<string, string[]>();
-      const [{ readCandidatesFile }, { scoreCandidates, uitSetup }, { createProgress }] = await Promise.all([
-        import('../transfer/candidates-file.js'),
-        import('../perplexity/index.js'),
-        import('../progress.js'),
-      ]);
+      const [{ readCandidatesFile }, { scoreCandidates }] = await Promise.all([import('../transfer/candidates-file.js'), import('../perplexity/index.js')]);
       if (opts.candidates) {
         const loaded = await readCandidatesFile(opts.candidates);
         for (const t of tasks) {
@@ -149,30 +140,16 @@ Examples:
         for (const t of tasks) candidatesOf.set(t.id, definitionList(t));
       }
 
-      let progress: Progress | undefined;
-      let progressTask = '';
-      let ticked = 0;
-      const opened = await openScorer('score-instructions', opts, (n) => {
-        ticked += n;
-        progress?.tick(n, { task: progressTask });
-      });
-      const { scorer, cache } = opened;
-      const pairsOf = (t: Task) => candidatesOf.get(t.id)!.length * uitSetup(t, { instances: opts.instances, seed: opts.seed }).instances.length;
-      const total = tasks.reduce((n, t) => n + pairsOf(t), 0);
-      progress = createProgress({ label: 'score', total, quiet: opts.json, payload: { task: '' }, extraFormat: '{task}' });
+      const session = await openUitScoring('score-instructions', opts);
+      const { scorer, cache } = session;
+      session.onStart(tasks, tasks.map((t) => candidatesOf.get(t.id)!));
       const out = new Output(opts.output);
       let status: 'ok' | 'failed' = 'failed';
       try {
         for (const t of tasks) {
-          progressTask = t.id;
-          ticked = 0;
-          const scores = await scoreCandidates(scorer, t, candidatesOf.get(t.id)!, {
-            instances: opts.instances,
-            seed: opts.seed,
-            threshold: opts.threshold,
-            topK: opts.topK,
-          });
-          progress.tick(pairsOf(t) - ticked); // empty outputs and repeated candidates never reach a batch
+          session.beforeTask(t);
+          const scores = await scoreCandidates(scorer, t, candidatesOf.get(t.id)!, { ...session.options, threshold: opts.threshold, topK: opts.topK });
+          session.afterTask(t, scores);
           out.write(opts.json ? `${JSON.stringify(taskJson(t, scores))}\n` : taskTable(t, scores));
         }
         out.commit();
@@ -181,8 +158,7 @@ Examples:
         out.abort();
         throw err;
       } finally {
-        progress.stop();
-        await opened.close(status);
+        await session.close(status);
       }
       process.stderr.write(summaryLine('score-instructions', scorer, cache));
     });

@@ -27,23 +27,33 @@ export interface ScorerCliOptions {
   output?: string;
 }
 
-/** The options every scoring command takes. */
+/** The options every scoring command takes: the model, where output goes, and how the scorer runs. */
 export function addScorerOptions(cmd: Command): Command {
+  return addScorerRunOptions(
+    cmd
+      .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
+      .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
+      .option('--json', 'JSON lines instead of a table'),
+  );
+}
+
+/** The defaults of the run options below (also for callers of the commands' run functions that leave them out). */
+export const SCORER_RUN_DEFAULTS = { batchSize: 8, overflow: 'truncate-left', reuse: true, device: 'cpu' } as const satisfies Partial<ScorerCliOptions>;
+
+/** How the scorer runs (cache, batching, context, device): also declared by `uit compare` for its --scorer. */
+export function addScorerRunOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
-    .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
-    .option('--json', 'JSON lines instead of a table')
     .option('--cache <file>', `SQLite cache of scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--no-cache', 'compute everything, store nothing')
-    .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), 8)
+    .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), SCORER_RUN_DEFAULTS.batchSize)
     .addOption(
       new Option('--overflow <policy>', 'prefix + target longer than the context: drop prefix tokens from the left, or fail naming the pair')
         .choices(OVERFLOW_POLICIES as string[])
-        .default('truncate-left'),
+        .default(SCORER_RUN_DEFAULTS.overflow),
     )
     .option('--max-context <n>', "context length in tokens (default: the model's n_positions)", int('--max-context', 2))
     .option('--no-reuse', 'run every sequence whole (no shared prefixes; for comparisons)')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default(SCORER_RUN_DEFAULTS.device))
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1));
 }
 

@@ -26,4 +26,5 @@ export {
   type TaskScores,
   type ScoreCandidatesOptions,
 } from './uit.js';
+export { definitionScorer, type DefinitionScoringHooks } from './definition-scorer.js';
 export { fitUitSetup, cutText, waterLevel, CUT_MARKER, DEFINITION_RESERVE, type FitContext, type FitReport } from './fit-prompt.js';
