@@ -177,4 +177,19 @@ describe('uit bundle', () => {
     }
     expect(readdirSync(out)).toEqual([]);
   });
+
+  it("the Dockerfile builds the image the Kubernetes examples name, from this version's bundle, as their user", () => {
+    const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toContain(`ARG BUNDLE=${PKG.name}-${PKG.version}-linux-x64.tar.gz`);
+    expect(dockerfile).toMatch(/^ARG BASE=debian:\w+-slim$/m);
+    expect(dockerfile).toMatch(/apt-get install -y --no-install-recommends [^\n]*\blibvulkan1\b/);
+    const user = /^USER (\d+):(\d+)$/m.exec(dockerfile);
+    expect(user).not.toBeNull();
+    expect(Number(user![1])).toBeGreaterThan(0);
+    for (const doc of ['README.md', 'docs/pipeline.md']) {
+      const text = readFileSync(join(REPO, doc), 'utf8');
+      expect(text, doc).toContain(`image: registry.example.com/${PKG.name}:${PKG.version}`);
+      expect(text, doc).toContain(`securityContext: { runAsNonRoot: true, runAsUser: ${user![1]}, fsGroup: ${user![2]} }`);
+    }
+  });
 });
