@@ -110,6 +110,16 @@ describe('uit bundle', () => {
       writeFileSync(cli, original);
       renameSync(`${tok}.away`, tok);
     }
+    // without its own files the CLI cannot run doctor: it names the check that needs no uit
+    const demo = join(root, 'dist/commands/demo.js');
+    renameSync(demo, `${demo}.away`);
+    try {
+      const r = doctor();
+      expect(r.code).toBe(4);
+      expect(r.stderr).toContain(`files may be damaged; check them with: cd ${root}/ && sha256sum -c --quiet SHA256SUMS`);
+    } finally {
+      renameSync(`${demo}.away`, demo);
+    }
     mkdirSync(join(root, 'models/added'));
     writeFileSync(join(root, 'models/added/notes.txt'), 'added on the target\n');
     const r = doctor();
