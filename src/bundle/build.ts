@@ -6,7 +6,7 @@
 // models/uit-tiny and any --model folders, and a manifest (bundle.json, SHA256SUMS) that
 // `uit doctor` checks on the target.
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { ExitCode, ModelError, UitError } from '../errors.js';
@@ -59,15 +59,22 @@ function modeOf(path: string): number {
   return statSync(path).mode & 0o111 ? 0o755 : 0o644;
 }
 
-/** Every file under `dir` (following links), as paths relative to it, '/'-separated. */
-function walk(dir: string, rel = ''): string[] {
+/**
+ * Every file under `dir`, as paths relative to it, '/'-separated. Links are followed (a model
+ * folder often links its weights from elsewhere), each folder once, so a link loop ends.
+ */
+export function walk(dir: string, rel = '', seen = new Set<string>([realpathSync(dir)])): string[] {
   const out: string[] = [];
   for (const name of readdirSync(join(dir, rel)).sort()) {
     if (IGNORED.test(name)) continue;
     const r = rel === '' ? name : posix.join(rel, name);
     const st = statSync(join(dir, r));
-    if (st.isDirectory()) out.push(...walk(dir, r));
-    else if (st.isFile()) out.push(r);
+    if (st.isDirectory()) {
+      const real = realpathSync(join(dir, r));
+      if (seen.has(real)) continue;
+      seen.add(real);
+      out.push(...walk(dir, r, seen));
+    } else if (st.isFile()) out.push(r);
   }
   return out;
 }
@@ -309,6 +316,7 @@ export async function buildBundle(opts: BundleOptions = {}): Promise<BundleResul
   const name = bundleFileName(pkg, kind);
   const out = resolve(opts.out ?? '.');
   const file = existsSync(out) && statSync(out).isDirectory() ? join(out, name) : out;
+  if (!existsSync(dirname(file)) || opts.out?.endsWith('/')) throw new UitError(`-o ${opts.out}: no such folder`, ExitCode.USAGE);
   const top = kind === 'npm' ? 'package' : name.replace(/\.tar\.gz$/, '');
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   const sizes = entries.map((e) => e.data?.length ?? statSync(e.source!).size);
@@ -321,9 +329,14 @@ export async function buildBundle(opts: BundleOptions = {}): Promise<BundleResul
     for (const e of entries) for (let d = posix.dirname(e.path); d !== '.'; d = posix.dirname(d)) dirs.add(`${top}/${d}`);
     for (const d of [...dirs].sort()) await tar.addDir(d);
     for (const [i, e] of entries.entries()) {
-      const data = e.data ?? readFileSync(e.source!);
-      sums.push({ path: e.path, sha256: sha256(data) });
-      await tar.addFile(`${top}/${e.path}`, data, e.mode);
+      const hash = createHash('sha256');
+      if (e.data) {
+        hash.update(e.data);
+        await tar.addFile(`${top}/${e.path}`, e.data, e.mode);
+      } else {
+        await tar.addFileFrom(`${top}/${e.path}`, e.source!, sizes[i], e.mode, (chunk) => hash.update(chunk));
+      }
+      sums.push({ path: e.path, sha256: hash.digest('hex') });
       progress.tick(sizes[i], { file: e.path.length > 40 ? `...${e.path.slice(-37)}` : e.path });
     }
     const infoData = Buffer.from(`${JSON.stringify(info, null, 2)}\n`);

@@ -3,7 +3,7 @@
 // the format of coreutils' `sha256sum`, so a machine without uit can check a carry with
 // `sha256sum -c SHA256SUMS` too. `uit doctor` runs the same check on the installation it runs from.
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -35,6 +35,19 @@ export type BundleInfo = z.infer<typeof bundleInfoSchema>;
 
 export function sha256(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** A file's sha256, read in chunks: a model's weights can be larger than a Buffer may be. */
+export function sha256File(path: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(4 * 2 ** 20);
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 export function formatSums(entries: { path: string; sha256: string }[]): string {
@@ -122,15 +135,15 @@ export function checkInstallation(root: string = PACKAGE_ROOT): InstallationChec
   check.files = sums.size;
   for (const [path, want] of sums) {
     const file = join(root, path);
-    let data: Buffer;
+    let got: string;
     try {
       if (!lstatSync(file).isFile()) throw new Error('not a file');
-      data = readFileSync(file);
+      got = sha256File(file);
     } catch {
       check.missing.push(path);
       continue;
     }
-    if (sha256(data) !== want) check.changed.push(path);
+    if (got !== want) check.changed.push(path);
   }
   check.extra = listFiles(root).filter((p) => p !== SUMS_FILE && !sums.has(p));
   check.ok = check.problems.length === 0 && check.missing.length === 0 && check.changed.length === 0;

@@ -1,15 +1,18 @@
 // A gzipped tar writer, in-process: the archive is the same on every machine (sorted by the
-// caller, fixed owner and mtime, no host user names) and needs no `tar` with GNU-only flags, and
-// the caller sees every byte go by (hashing, progress). Writes POSIX ustar, with a pax header for a
-// path that does not fit ustar's 100 + 155 bytes. Reading is left to the system's `tar -xzf`.
-import { createWriteStream, type WriteStream } from 'node:fs';
+// caller, fixed owner and mtime, no host user names), needs no `tar` with GNU-only flags, and lets
+// the caller see every byte go by (hashing, progress). Files stream through in chunks, so a model's
+// weights (a GPT-J 6B in fp16 is one 12 GB file) never sit in memory. POSIX ustar, with a pax
+// header for a path that does not fit ustar's 100 + 155 bytes or a size over its 8 GiB. Reading
+// is left to the system's `tar -xzf`.
+import { closeSync, createWriteStream, openSync, readSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { createGzip, gzipSync, type Gzip } from 'node:zlib';
 
 const BLOCK = 512;
 /** ustar's size field holds 11 octal digits. */
-const MAX_SIZE = 8 ** 11 - 1;
+export const USTAR_MAX_SIZE = 8 ** 11 - 1;
+const CHUNK = 4 * 2 ** 20;
 
 function octal(value: number, width: number): string {
   return value.toString(8).padStart(width - 1, '0') + '\0';
@@ -53,26 +56,19 @@ function paxRecord(key: string, value: string): string {
   return `${len}${body}`;
 }
 
-/** The blocks of one entry: header(s), then the data padded to whole blocks. */
-function entryBlocks(path: string, data: Buffer, mode: number, type: '0' | '5', mtime: number): Buffer[] {
-  if (data.length > MAX_SIZE) throw new Error(`${path}: ${data.length} bytes is more than a ustar entry holds`);
-  const blocks: Buffer[] = [];
-  const padded = (b: Buffer) => {
-    blocks.push(b);
-    if (b.length % BLOCK) blocks.push(Buffer.alloc(BLOCK - (b.length % BLOCK)));
-  };
+function padding(size: number): Buffer[] {
+  return size % BLOCK ? [Buffer.alloc(BLOCK - (size % BLOCK))] : [];
+}
+
+/** The header block(s) of one entry: a pax header first when ustar cannot say it all. */
+function headers(path: string, size: number, mode: number, type: '0' | '5', mtime: number, maxSize: number): Buffer[] {
   const split = splitUstar(path);
-  if (split) {
-    blocks.push(header(split[1], split[0], { size: data.length, mode, mtime, type }));
-  } else {
-    const pax = Buffer.from(paxRecord('path', path), 'utf8');
-    blocks.push(header('PaxHeader', '', { size: pax.length, mode: 0o644, mtime, type: 'x' }));
-    padded(pax);
-    // the ustar name is only a fallback for readers without pax
-    blocks.push(header(path.slice(-99), '', { size: data.length, mode, mtime, type }));
-  }
-  if (data.length) padded(data);
-  return blocks;
+  const records = (split ? '' : paxRecord('path', path)) + (size > maxSize ? paxRecord('size', String(size)) : '');
+  const [prefix, name] = split ?? ['', path.slice(-99)]; // the ustar name is only a fallback for readers without pax
+  const main = header(name, prefix, { size: size > maxSize ? 0 : size, mode, mtime, type });
+  if (!records) return [main];
+  const pax = Buffer.from(records, 'utf8');
+  return [header('PaxHeader', '', { size: pax.length, mode: 0o644, mtime, type: 'x' }), pax, ...padding(pax.length), main];
 }
 
 const END = Buffer.alloc(2 * BLOCK);
@@ -85,7 +81,7 @@ export interface TarEntry {
 
 /** A small archive in memory (files only; parents are created by the reader). */
 export function tarGzSync(entries: TarEntry[], mtime: number): Buffer {
-  const blocks = entries.flatMap((e) => entryBlocks(e.path, e.data, e.mode ?? 0o644, '0', mtime));
+  const blocks = entries.flatMap((e) => [...headers(e.path, e.data.length, e.mode ?? 0o644, '0', mtime, USTAR_MAX_SIZE), e.data, ...padding(e.data.length)]);
   return gzipSync(Buffer.concat([...blocks, END]), { level: 9 });
 }
 
@@ -95,10 +91,14 @@ export class TarGzWriter {
   private readonly out: WriteStream;
   private closed = false;
 
-  /** `mtime` in seconds since the epoch, the same for every entry. */
+  /**
+   * `mtime` in seconds since the epoch, the same for every entry. `maxUstarSize`: above it a size
+   * goes into a pax record (ustar's limit; tests lower it to reach that path with small files).
+   */
   constructor(
     readonly path: string,
     private readonly mtime: number,
+    private readonly maxUstarSize = USTAR_MAX_SIZE,
   ) {
     this.gzip = createGzip({ level: 6 });
     this.out = createWriteStream(path);
@@ -110,11 +110,39 @@ export class TarGzWriter {
   }
 
   async addDir(path: string, mode = 0o755): Promise<void> {
-    await this.push(entryBlocks(path.endsWith('/') ? path : `${path}/`, Buffer.alloc(0), mode, '5', this.mtime));
+    await this.push(headers(path.endsWith('/') ? path : `${path}/`, 0, mode, '5', this.mtime, this.maxUstarSize));
   }
 
   async addFile(path: string, data: Buffer, mode = 0o644): Promise<void> {
-    await this.push(entryBlocks(path, data, mode, '0', this.mtime));
+    await this.push([...headers(path, data.length, mode, '0', this.mtime, this.maxUstarSize), data, ...padding(data.length)]);
+  }
+
+  /**
+   * Streams the file at `source` (`size` bytes, as stat said) into the entry, handing each chunk to
+   * `onChunk` too. A file that is not `size` bytes long by the time it is read is an error: the
+   * header is already written.
+   */
+  async addFileFrom(path: string, source: string, size: number, mode: number, onChunk: (chunk: Buffer) => void): Promise<void> {
+    await this.push(headers(path, size, mode, '0', this.mtime, this.maxUstarSize));
+    const fd = openSync(source, 'r');
+    try {
+      let done = 0;
+      for (;;) {
+        // a fresh buffer each time: gzip may still hold the previous one
+        const chunk = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size - done, 1)));
+        const n = readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        done += n;
+        if (done > size) break;
+        const piece = n === chunk.length ? chunk : chunk.subarray(0, n);
+        onChunk(piece);
+        await this.push([piece]);
+      }
+      if (done !== size) throw new Error(`${source} changed while it was being bundled (${size} bytes, then ${done === size + 1 ? 'more' : done})`);
+    } finally {
+      closeSync(fd);
+    }
+    await this.push(padding(size));
   }
 
   /** Ends the archive (two zero blocks), flushes, and closes the file. */

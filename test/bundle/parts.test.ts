@@ -1,9 +1,10 @@
 // The pieces of `uit bundle` that the end-to-end tests cannot reach from this checkout: the tar
 // writer on paths ustar cannot hold (read back by the system's tar), the dependency layout of a
 // hoisted install (real package folders), and SHA256SUMS parsing.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { walk } from '../../src/bundle/build.js';
 import { productionClosure } from '../../src/bundle/deps.js';
 import { parseSums } from '../../src/bundle/manifest.js';
 import { keepFile } from '../../src/bundle/natives.js';
@@ -42,6 +43,40 @@ describe('TarGzWriter', () => {
     const listing = run(['tar', '-tvzf', file]).stdout;
     expect(listing).toContain('2023-11-14'); // the mtime given, not the clock
     expect(listing).not.toMatch(/PaxHeader/);
+  });
+});
+
+describe('TarGzWriter, streaming', () => {
+  it('streams a file from disk, hashing every chunk, and gives a size over the ustar limit as a pax record', async () => {
+    const src = join(tmp.dir, 'weights.bin');
+    const data = Buffer.alloc(3000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
+    writeFileSync(src, data);
+    const file = join(tmp.dir, 'big.tar.gz');
+    const w = new TarGzWriter(file, 1_700_000_000, 1000); // "over the limit" from 1000 bytes, to reach that path
+    const seen: Buffer[] = [];
+    await w.addFileFrom('m/weights.bin', src, data.length, 0o644, (c) => seen.push(Buffer.from(c)));
+    await w.addFile('m/after.txt', Buffer.from('after\n'));
+    await w.finish();
+    expect(Buffer.concat(seen)).toEqual(data);
+    const out = join(tmp.dir, 'big');
+    mkdirSync(out);
+    const r = run(['tar', '-xzf', file, '-C', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(out, 'm/weights.bin'))).toEqual(data);
+    expect(readFileSync(join(out, 'm/after.txt'), 'utf8')).toBe('after\n');
+  });
+});
+
+describe('walk', () => {
+  it('follows links to files and folders (weights linked from elsewhere), each folder once', () => {
+    const d = join(tmp.dir, 'model');
+    mkdirSync(join(d, 'onnx'), { recursive: true });
+    writeFileSync(join(tmp.dir, 'elsewhere.onnx_data'), 'w');
+    symlinkSync(join(tmp.dir, 'elsewhere.onnx_data'), join(d, 'onnx/model.onnx_data'));
+    writeFileSync(join(d, 'config.json'), '{}');
+    symlinkSync(d, join(d, 'onnx/loop')); // a link back up
+    expect(walk(d)).toEqual(['config.json', 'onnx/model.onnx_data']);
   });
 });
 
