@@ -6,7 +6,7 @@
 // models/uit-tiny and any --model folders, and a manifest (bundle.json, SHA256SUMS) that
 // `uit doctor` checks on the target.
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, createReadStream, existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { ExitCode, ModelError, UitError } from '../errors.js';
@@ -317,6 +317,11 @@ export async function buildBundle(opts: BundleOptions = {}): Promise<BundleResul
   const out = resolve(opts.out ?? '.');
   const file = existsSync(out) && statSync(out).isDirectory() ? join(out, name) : out;
   if (!existsSync(dirname(file)) || opts.out?.endsWith('/')) throw new UitError(`-o ${opts.out}: no such folder`, ExitCode.USAGE);
+  try {
+    accessSync(dirname(file), constants.W_OK);
+  } catch (err) {
+    throw new UitError(`-o ${opts.out}: cannot write in ${dirname(file)} (${(err as NodeJS.ErrnoException).code})`, ExitCode.USAGE);
+  }
   const top = kind === 'npm' ? 'package' : name.replace(/\.tar\.gz$/, '');
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
   const sizes = entries.map((e) => e.data?.length ?? statSync(e.source!).size);

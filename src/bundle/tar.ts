@@ -6,7 +6,7 @@
 // is left to the system's `tar -xzf`.
 import { closeSync, createWriteStream, openSync, readSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { finished } from 'node:stream/promises';
+import { pipeline } from 'node:stream/promises';
 import { createGzip, gzipSync, type Gzip } from 'node:zlib';
 
 const BLOCK = 512;
@@ -89,6 +89,8 @@ export function tarGzSync(entries: TarEntry[], mtime: number): Buffer {
 export class TarGzWriter {
   private readonly gzip: Gzip;
   private readonly out: WriteStream;
+  /** Settles when the file is written, or fails with the first error (a full disk, a denied write). */
+  private readonly written: Promise<void>;
   private closed = false;
 
   /**
@@ -102,10 +104,12 @@ export class TarGzWriter {
   ) {
     this.gzip = createGzip({ level: 6 });
     this.out = createWriteStream(path);
-    this.gzip.pipe(this.out);
+    this.written = pipeline(this.gzip, this.out);
+    this.written.catch(() => {}); // awaited in finish(); a failure also ends push() (below)
   }
 
   private async push(blocks: Buffer[]): Promise<void> {
+    // pipeline() destroys gzip with a write error, so a wait for 'drain' ends with it instead of hanging
     for (const b of blocks) if (!this.gzip.write(b)) await once(this.gzip, 'drain');
   }
 
@@ -151,7 +155,7 @@ export class TarGzWriter {
     this.closed = true;
     await this.push([END]);
     this.gzip.end();
-    await finished(this.out);
+    await this.written;
   }
 
   /** Stops writing after a failure; the caller removes the partial file. */

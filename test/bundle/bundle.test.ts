@@ -179,6 +179,8 @@ describe('uit bundle', () => {
     expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('already has a model named models/uit-tiny')]);
     r = uit('--npm', '--with-node');
     expect(r.code).toBe(2);
+    r = run([process.execPath, join(REPO, 'bin/uit.js'), 'bundle', '-o', join(out, 'missing/')], { cwd: REPO });
+    expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('missing/: no such folder')]);
     if (TARGET === 'linux-x64' && !existsSync(join(REPO, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so'))) {
       r = uit('--with-cuda');
       expect(r.code).toBe(4);

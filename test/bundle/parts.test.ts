@@ -68,6 +68,19 @@ describe('TarGzWriter, streaming', () => {
   });
 });
 
+describe('TarGzWriter, failing', () => {
+  it.skipIf(process.platform !== 'linux')('a write error (a full disk: /dev/full) ends the archive with that error instead of hanging', async () => {
+    const w = new TarGzWriter('/dev/full', 1_700_000_000);
+    const noise = Buffer.alloc(8 * 2 ** 20);
+    for (let i = 0; i < noise.length; i++) noise[i] = (i * 2654435761) >>> 24; // hardly compressible
+    const write = async () => {
+      for (let i = 0; i < 4; i++) await w.addFile(`f${i}`, noise);
+      await w.finish();
+    };
+    await expect(write()).rejects.toThrow(/ENOSPC/);
+  });
+});
+
 describe('walk', () => {
   it('follows links to files and folders (weights linked from elsewhere), each folder once', () => {
     const d = join(tmp.dir, 'model');
