@@ -9,7 +9,7 @@ import { ExitCode, UitError } from '../errors.js';
 import type { Instance, Task } from '../types.js';
 import { DEFAULT_HEAD, groupConsecutive, type FormatModule, type FormatWriter, type OpenOptions, type Sniff, type TaskWriter } from './api.js';
 import { outputLayout, provenancePathFor } from './niv2.js';
-import { openRecords, type SourceRecord } from './records.js';
+import { isBadRecord, openRecords, type RecordItem } from './records.js';
 import { firstJsonRecordKeys } from './sniff.js';
 import { inputDescription, targetDescription } from './names.js';
 
@@ -19,7 +19,8 @@ function stem(file: string): string {
   return basename(file).replace(/\.(jsonl?|json)$/i, '');
 }
 
-function parse(r: SourceRecord): { instruction: string; input: string; output: string; extra?: Record<string, unknown> } {
+function parse(r: RecordItem): { instruction: string; input: string; output: string; extra?: Record<string, unknown> } {
+  if (isBadRecord(r)) throw r.bad;
   const c = r.check;
   const o = r.value;
   const instruction = c.str(c.field(o, 'instruction', []), ['instruction']);
@@ -39,7 +40,7 @@ export const alpaca: FormatModule = {
   read(file, opts) {
     const name = stem(file);
     const open = openRecords(file);
-    // the head pass validates every record it reads; later records are validated when streamed
+    // the grouping pass validates every record (its key is the parsed instruction)
     return groupConsecutive(
       open,
       (r) => parse(r).instruction,
@@ -55,6 +56,7 @@ export const alpaca: FormatModule = {
         return { id: `${name}-${index}`, input: p.input, outputs: [p.output], ...(p.extra ? { extra: p.extra } : {}) };
       },
       opts.head ?? DEFAULT_HEAD,
+      opts,
     );
   },
 };

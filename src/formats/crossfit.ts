@@ -20,14 +20,28 @@ interface Line {
   line: number;
 }
 
-async function* lines(file: string): AsyncGenerator<Line> {
+/** A line without a TAB: a bad record of its own (the lines after it still read). */
+interface BadLine {
+  bad: InputError;
+  line: number;
+}
+
+async function* lines(file: string): AsyncGenerator<Line | BadLine> {
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     const cols = text.split('\t');
-    if (cols.length < 2) throw new InputError({ file, line, field: 'output' }, 'expected input<TAB>output');
+    if (cols.length < 2) {
+      yield { bad: new InputError({ file, line, field: 'output' }, 'expected input<TAB>output'), line };
+      continue;
+    }
     const m = PREFIX.exec(cols[0]);
     yield { task: m ? m[1] : null, input: m ? cols[0].slice(m[0].length) : cols[0], outputs: cols.slice(1), line };
   }
+}
+
+function good(l: Line | BadLine): Line {
+  if ('bad' in l) throw l.bad;
+  return l;
 }
 
 /** `premise: a [SEP] hypothesis: b` -> `premise: {premise} [SEP] hypothesis: {hypothesis}`. */
@@ -51,8 +65,9 @@ export const crossfit: FormatModule = {
     const name = basename(file).replace(/\.(tsv|txt)$/i, '');
     return groupConsecutive(
       () => lines(file),
-      (l) => l.task ?? '',
-      (first): Omit<Task, 'instances'> => {
+      (l) => good(l).task ?? '',
+      (l): Omit<Task, 'instances'> => {
+        const first = good(l);
         const taskName = first.task ?? name;
         return {
           id: `crossfit/${taskName}`,
@@ -62,8 +77,12 @@ export const crossfit: FormatModule = {
           negativeExamples: [],
         };
       },
-      (l): Instance => ({ id: `${l.task ?? name}-${l.line}`, input: l.input, outputs: l.outputs }),
+      (b): Instance => {
+        const l = good(b);
+        return { id: `${l.task ?? name}-${l.line}`, input: l.input, outputs: l.outputs };
+      },
       opts.head ?? DEFAULT_HEAD,
+      opts,
     );
   },
 };

@@ -16,6 +16,7 @@ import { flanText } from '../transfer/template-text.js';
 import {
   DEFAULT_HEAD,
   lazyFromStream,
+  reportBadRecord,
   type FormatModule,
   type FormatWriter,
   type LazyTask,
@@ -162,7 +163,14 @@ async function* readFlan(path: string, opts: ReadOptions): AsyncGenerator<LazyTa
         yield { task: { ...meta, instances: [] }, complete: true, instances: async function* () {} };
         continue;
       }
-      yield await lazyFromStream(meta, () => flanInstances(rows, tpl, key, i), opts.head ?? DEFAULT_HEAD);
+      let lazy: LazyTask;
+      try {
+        lazy = await lazyFromStream(meta, () => flanInstances(rows, tpl, key, i), opts.head ?? DEFAULT_HEAD);
+      } catch (err) {
+        reportBadRecord(opts, err); // a bad row in the head fails this template's task, not the next ones
+        continue;
+      }
+      yield lazy;
     }
   }
 }

@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
 import { InputError, UitError, ExitCode } from '../errors.js';
-import { readJsonl } from '../io/jsonl.js';
+import { readJsonlItems } from '../io/jsonl.js';
 import { JsonSyntaxError, parseJsonLazily, type LineLocator } from '../io/located-json.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { StagedDir } from '../io/staged-dir.js';
@@ -17,10 +17,12 @@ import type { Example, Instance, Task } from '../types.js';
 import {
   idToRelPath,
   lazyFromTask,
+  reportBadRecord,
   type FormatModule,
   type FormatWriter,
   type LazyTask,
   type OpenOptions,
+  type ReadOptions,
   type Sniff,
   type TaskWriter,
 } from './api.js';
@@ -197,7 +199,7 @@ export function isSidecar(name: string): boolean {
   );
 }
 
-async function* readNiv2(path: string): AsyncGenerator<LazyTask> {
+async function* readNiv2(path: string, opts: ReadOptions): AsyncGenerator<LazyTask> {
   let isDir = false;
   try {
     isDir = statSync(path).isDirectory();
@@ -207,22 +209,31 @@ async function* readNiv2(path: string): AsyncGenerator<LazyTask> {
   if (isDir) {
     for (const f of listTaskFiles(path, ['.json', '.jsonl'])) {
       const rel = relative(path, f).split('\\').join('/');
-      yield* readNiv2File(f, rel.replace(/\.jsonl?$/i, ''));
+      yield* readNiv2File(f, rel.replace(/\.jsonl?$/i, ''), opts);
     }
     return;
   }
-  yield* readNiv2File(path, basename(path).replace(/\.jsonl?$/i, ''));
+  yield* readNiv2File(path, basename(path).replace(/\.jsonl?$/i, ''), opts);
 }
 
-async function* readNiv2File(file: string, id: string): AsyncGenerator<LazyTask> {
+async function* readNiv2File(file: string, id: string, opts: ReadOptions): AsyncGenerator<LazyTask> {
   if (extname(file).toLowerCase() === '.jsonl') {
-    // One task per line, as our JSONL writer produces: {"id": ..., <task keys>}.
-    for await (const { value, line } of readJsonl(file)) {
-      const c = new Checker(file, value, undefined, line);
-      const o = c.obj(value, []);
-      const { id: lineId, ...doc } = o;
-      const taskId = lineId === undefined ? `${id}/${line}` : c.str(lineId, ['id']);
-      yield lazyFromTask(niv2DocToTask(c, doc, taskId, file));
+    // One task per line, as our JSONL writer produces: {"id": ..., <task keys>}; a bad line is one bad task.
+    for await (const item of readJsonlItems(file)) {
+      let task: Task;
+      try {
+        if ('error' in item) throw item.error;
+        const { value, line } = item;
+        const c = new Checker(file, value, undefined, line);
+        const o = c.obj(value, []);
+        const { id: lineId, ...doc } = o;
+        const taskId = lineId === undefined ? `${id}/${line}` : c.str(lineId, ['id']);
+        task = niv2DocToTask(c, doc, taskId, file);
+      } catch (err) {
+        reportBadRecord(opts, err);
+        continue;
+      }
+      yield lazyFromTask(task);
     }
     return;
   }
@@ -243,7 +254,7 @@ export const niv2: FormatModule = {
     // Definition precedes the examples and instances in released files, so it is in the head.
     return /^\s*\{/.test(s.head) && /"Definition"\s*:\s*\[/.test(s.head);
   },
-  read: (file) => readNiv2(file),
+  read: (file, opts) => readNiv2(file, opts),
 };
 
 // ---------------------------------------------------------------------------------------------

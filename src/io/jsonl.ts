@@ -60,9 +60,33 @@ export function parseJsonLine(text: string, file: string, line: number): JsonVal
 
 /** Streams the records of a JSONL file; blank lines are skipped. */
 export async function* readJsonl(file: string, label = file): AsyncGenerator<JsonlRecord> {
+  for await (const item of readJsonlItems(file, label)) {
+    if ('error' in item) throw item.error;
+    yield item;
+  }
+}
+
+/** A JSONL line that does not parse: the next line is another record and still reads. */
+export interface BadJsonLine {
+  error: InputError;
+  line: number;
+}
+
+/** The same, with a malformed line as an item instead of an exception (readers that read on). */
+export async function* readJsonlItems(file: string, label = file): AsyncGenerator<JsonlRecord | BadJsonLine> {
   for await (const { text, line } of readLines(file, label)) {
     if (text.trim() === '') continue;
-    yield { value: parseJsonLine(text, label, line), line };
+    let value: JsonValue;
+    try {
+      value = parseJsonLine(text, label, line);
+    } catch (err) {
+      if (err instanceof InputError) {
+        yield { error: err, line };
+        continue;
+      }
+      throw err;
+    }
+    yield { value, line };
   }
 }
 

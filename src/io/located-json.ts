@@ -102,6 +102,17 @@ export interface ParsedJson {
 
 const WS = new Set([0x20, 0x0a, 0x0d, 0x09]);
 
+/** A character for an error message: printable as itself, anything else as U+XXXX. */
+export function describeChar(ch: string | undefined): string {
+  if (ch === undefined) return 'end of input';
+  if (ch === '\n') return "'\\n'";
+  const code = ch.codePointAt(0)!;
+  if (code < 0x20 || (code >= 0x7f && code < 0xa0) || code === 0xfeff || code === 0xfffd) {
+    return `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  }
+  return `'${ch}'`;
+}
+
 /** Parses one JSON document (plus NaN/Infinity), recording positions. Throws JsonSyntaxError. */
 export function parseLocatedJson(text: string): ParsedJson {
   return parseJsonImpl(text, false);
@@ -144,8 +155,7 @@ function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
     }
   };
 
-  const describe = (at: number): string =>
-    at >= text.length ? 'end of input' : `'${text[at] === '\n' ? '\\n' : text[at]}'`;
+  const describe = (at: number): string => describeChar(at >= text.length ? undefined : String.fromCodePoint(text.codePointAt(at)!));
 
   const parseString = (): string => {
     // i is at the opening quote

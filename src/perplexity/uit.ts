@@ -8,7 +8,8 @@
 //   left out of the mean (the reference scores the string "null" instead);
 // - examples: the task's first two Positive Examples; a task with fewer (instance-level sources)
 //   borrows the missing ones from its instances: the last ones of the shuffle with a non-empty
-//   output, which are then not scored. A task with no instances to borrow gets fewer blocks;
+//   output, which are then not scored, never the last such instance (it is scored instead). A
+//   task with no instances to borrow gets fewer blocks: one record alone is scored zero-shot;
 // - a candidate's score: the token-weighted mean CE over its scored instances (sum of CE / sum of
 //   tokens), and perplexity = exp(mean CE). (The reference averages the means of 4 chunks of 8.)
 // - prompts longer than the scorer's context: the long inputs are shortened, never the Definition
@@ -48,8 +49,14 @@ export function uitSetup(task: Task, opts: UitOptions = {}): UitSetup {
   let pool = shuffled(task.instances, instanceRng(opts.seed ?? 0, task.id));
   const examples = task.positiveExamples.slice(0, EXAMPLES_IN_PROMPT);
   const borrowed: Instance[] = [];
-  for (let i = pool.length - 1; i >= 0 && examples.length + borrowed.length < EXAMPLES_IN_PROMPT; i--) {
-    if ((pool[i].outputs[0] ?? '') !== '') borrowed.push(pool[i]);
+  // Never the last instance with a gold output: a one-record task (most Alpaca data) is scored on
+  // that record, with fewer examples in the prompt, rather than left with nothing to score.
+  let gold = pool.filter((x) => (x.outputs[0] ?? '') !== '').length;
+  for (let i = pool.length - 1; i >= 0 && examples.length + borrowed.length < EXAMPLES_IN_PROMPT && gold > 1; i--) {
+    if ((pool[i].outputs[0] ?? '') !== '') {
+      borrowed.push(pool[i]);
+      gold--;
+    }
   }
   if (borrowed.length > 0) {
     pool = pool.filter((x) => !borrowed.includes(x));
