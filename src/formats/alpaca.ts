@@ -8,7 +8,7 @@ import { dumps } from '../io/pyjson.js';
 import { ExitCode, UitError } from '../errors.js';
 import type { Instance, Task } from '../types.js';
 import { DEFAULT_HEAD, groupConsecutive, type FormatModule, type FormatWriter, type OpenOptions, type Sniff, type TaskWriter } from './api.js';
-import { outputLayout, provenancePathFor } from './niv2.js';
+import { outputLayout, provenancePathFor, provenanceSink } from './niv2.js';
 import { isBadRecord, openRecords, type RecordItem } from './records.js';
 import { firstJsonRecordKeys } from './sniff.js';
 import { inputDescription, targetDescription } from './names.js';
@@ -83,11 +83,13 @@ export const alpacaWriter: FormatWriter = {
     }
     const out = opts.out ?? '-';
     const w = layout === 'stdout' ? null : new AtomicWriter(out);
+    const prov = provenanceSink(layout, out);
     const stdout = opts.stdout ?? process.stdout;
     let count = 0;
     if (w && layout === 'json') w.write('[');
     return {
       provenancePath: w ? provenancePathFor(out, layout) : undefined,
+      provenance: prov,
       async write(t) {
         const first = count + 1;
         for await (const inst of t.instances()) {
@@ -104,8 +106,12 @@ export const alpacaWriter: FormatWriter = {
         if (!w) return;
         if (layout === 'json') w.write(count ? '\n]\n' : ']\n');
         w.commit();
+        prov?.commit();
       },
-      abort: () => w?.abort(),
+      abort: () => {
+        w?.abort();
+        prov?.abort();
+      },
     };
   },
 };

@@ -86,12 +86,17 @@ export type TargetFormat = 'niv2' | 'flan' | 'alpaca';
 export interface TaskWriter {
   /** Writes one task, streaming its instances; returns where it went (file, or file#line). */
   write(t: LazyTask): Promise<string>;
-  /** Moves everything into place. Nothing is visible at the output before this. */
+  /** Moves everything into place, the provenance sidecar too. Nothing is visible at the output before this. */
   commit(): void;
   /** Removes everything written so far. */
   abort(): void;
   /** Where the provenance sidecar goes (undefined: stdout output, no sidecar). */
   readonly provenancePath?: string;
+  /**
+   * The provenance sidecar, one JSON line per task, committed and aborted with the output (staged
+   * inside a folder output, so the folder appears whole); present exactly when provenancePath is.
+   */
+  readonly provenance?: { write(record: unknown): void };
 }
 
 export interface OpenOptions {
@@ -99,6 +104,11 @@ export interface OpenOptions {
   out?: string;
   /** Where stdout output goes (tests pass their own). */
   stdout?: NodeJS.WritableStream;
+  /**
+   * A folder output that exists and holds files is refused; with `replace`, a uit output folder
+   * there (one with provenance.jsonl) is replaced as a whole at commit (`--force`).
+   */
+  replace?: boolean;
 }
 
 export interface FormatWriter {
@@ -164,12 +174,21 @@ export function dropFirstInstances(t: LazyTask, n: number, task: Task): LazyTask
   };
 }
 
-/** File-name-safe form of a task id; slashes become folders. */
+/** Names uit writes beside tasks in an output folder (src/formats/niv2.ts isSidecar reads them back as such). */
+const RESERVED = /^(provenance\.jsonl|uit-summary\.json|.*\.provenance\.jsonl|.*\.errors\.jsonl)$/;
+
+/**
+ * File-name-safe form of a task id; slashes become folders. A component is never empty, `.`,
+ * `..` or hidden, and the file never takes a sidecar's name, so task files do not collide with
+ * the sidecars or leave the output folder (two ids that meet on one name are refused by the writer).
+ */
 export function idToRelPath(id: string, ext: string): string {
   const parts = id
     .split('/')
     .map((p) => p.replace(/[^A-Za-z0-9._=+-]/g, '_'))
-    .map((p) => (p === '' || p === '.' || p === '..' ? '_' : p));
+    .map((p) => (p === '' || p === '.' || p === '..' ? '_' : p.replace(/^\./, '_')));
+  const last = parts.length - 1;
+  if (RESERVED.test(parts[last] + ext)) parts[last] = `_${parts[last]}`;
   return parts.join('/') + ext;
 }
 

@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
 import { InputError, UitError, ExitCode } from '../errors.js';
-import { readJsonlItems } from '../io/jsonl.js';
+import { JsonlWriter, readJsonlItems } from '../io/jsonl.js';
 import { JsonSyntaxError, parseJsonLazily, type LineLocator } from '../io/located-json.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { StagedDir } from '../io/staged-dir.js';
@@ -388,6 +388,15 @@ export function provenancePathFor(out: string, layout: OutputLayout): string {
   return out.replace(/\.jsonl?$/i, '') + '.provenance.jsonl';
 }
 
+/**
+ * The provenance sidecar of an output: staged inside a folder output (so it appears with the
+ * folder), written atomically beside a file output, none for stdout.
+ */
+export function provenanceSink(layout: OutputLayout, out: string, dir?: StagedDir): JsonlWriter | undefined {
+  if (layout === 'stdout') return undefined;
+  return new JsonlWriter(dir ? dir.stagedPath(basename(provenancePathFor(out, layout))) : provenancePathFor(out, layout));
+}
+
 export const niv2Writer: FormatWriter = {
   name: 'niv2',
   description: targetDescription('niv2'),
@@ -395,9 +404,11 @@ export const niv2Writer: FormatWriter = {
     const layout = outputLayout(opts.out);
     const out = opts.out ?? '-';
     if (layout === 'dir') {
-      const dir = new StagedDir(out);
+      const dir = new StagedDir(out, { replace: opts.replace });
+      const prov = provenanceSink(layout, out, dir)!;
       return {
         provenancePath: provenancePathFor(out, layout),
+        provenance: prov,
         async write(t) {
           const rel = idToRelPath(t.task.id, '.json');
           if (dir.has(rel)) throw new InputError({ file: t.task.source.file }, `two tasks would be written to ${rel} (task id ${t.task.id})`);
@@ -408,36 +419,50 @@ export const niv2Writer: FormatWriter = {
           f.close();
           return join(out, rel);
         },
-        commit: () => dir.commit(),
-        abort: () => dir.abort(),
+        commit: () => {
+          prov.commit();
+          dir.commit();
+        },
+        abort: () => {
+          prov.abort();
+          dir.abort();
+        },
       };
     }
     if (layout === 'json') {
-      let w: AtomicWriter | null = null;
+      // opened at once, so an unwritable output fails before any work (no task: an empty file)
+      const w = new AtomicWriter(out);
+      const prov = provenanceSink(layout, out)!;
+      let written = false;
       return {
         provenancePath: provenancePathFor(out, layout),
+        provenance: prov,
         async write(t) {
-          if (w) throw usage(`${out}: a .json output holds one task; this input has more (write to a folder or a .jsonl file)`);
-          w = new AtomicWriter(out);
-          const aw = w;
+          if (written) throw usage(`${out}: a .json output holds one task; this input has more (write to a folder or a .jsonl file)`);
+          written = true;
           const style = styleOf(t.task);
-          await emitNiv2(t, (s) => aw.write(s), style);
-          if (style.trailingNewline) aw.write('\n');
+          await emitNiv2(t, (s) => w.write(s), style);
+          if (style.trailingNewline) w.write('\n');
           return out;
         },
         commit: () => {
-          if (!w) w = new AtomicWriter(out); // no task: an empty output is still an output
           w.commit();
+          prov.commit();
         },
-        abort: () => w?.abort(),
+        abort: () => {
+          w.abort();
+          prov.abort();
+        },
       };
     }
     // JSONL, to a file or stdout: one task per line, with its id first.
     const aw = layout === 'jsonl' ? new AtomicWriter(out) : null;
+    const prov = provenanceSink(layout, out);
     const stdout = opts.stdout ?? process.stdout;
     let line = 0;
     return {
       provenancePath: layout === 'jsonl' ? provenancePathFor(out, layout) : undefined,
+      provenance: prov,
       async write(t) {
         let buf = '';
         const emit = aw ? (s: string) => aw.write(s) : (s: string) => void (buf += s);
@@ -448,8 +473,14 @@ export const niv2Writer: FormatWriter = {
         line++;
         return layout === 'jsonl' ? `${out}#${line}` : `-#${line}`;
       },
-      commit: () => aw?.commit(),
-      abort: () => aw?.abort(),
+      commit: () => {
+        aw?.commit();
+        prov?.commit();
+      },
+      abort: () => {
+        aw?.abort();
+        prov?.abort();
+      },
     };
   },
 };

@@ -50,6 +50,8 @@ export interface PipelineCliOptions extends Partial<OpenAICliOptions> {
   cache?: string;
   shard?: string;
   strict?: boolean;
+  /** Replace an existing output folder (convert, denoise, demo). */
+  force?: boolean;
   json?: boolean;
   device?: Device;
   threads?: number;

@@ -27,7 +27,7 @@ import { checkInstances, definitionsToWrite, modelProvenance, prepareNiv2, withD
 import { buildTransferPrompt, type PromptStyle, type SeedPair } from './prompt.js';
 import { outputName } from './output-name.js';
 import { inShard, type Shard } from './shard.js';
-import { removeStaleTemps } from './stale.js';
+import { removeStaleTemps } from '../io/stale.js';
 import { errorsPathFor, failureOf, isTaskError, writeErrorsFile, type TaskFailure } from './task-errors.js';
 
 export type PipelineCommand = 'convert' | 'transfer' | 'denoise';
@@ -70,6 +70,8 @@ export interface PipelineOptions {
   shard?: Shard;
   /** Stop at the first bad task (exit code BAD_INPUT) and write nothing. */
   strict?: boolean;
+  /** Replace an existing output folder (a uit output) as a whole instead of refusing it (`--force`). */
+  force?: boolean;
   /** No progress bar (--json, tests). */
   quiet?: boolean;
   /** Told about every written (or filtered) task, e.g. for the demo's display. */
@@ -129,7 +131,6 @@ type Outcome = { kind: 'ok'; report: TaskReport } | { kind: 'filtered'; report: 
 
 interface Sinks {
   writer?: ReturnType<ReturnType<typeof writerByName>['open']>;
-  provenance?: JsonlWriter;
   candidates?: JsonlWriter;
 }
 
@@ -171,13 +172,12 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
   const used = new Set<string>();
   try {
     if (to === null) {
-      removeStaleTemps([opts.out, errorsPath]);
+      removeStaleTemps([errorsPath]);
       sinks.candidates = new JsonlWriter(opts.out);
     } else {
-      const writer = writerByName(to).open({ out: opts.out });
-      removeStaleTemps([opts.out, errorsPath, ...(writer.provenancePath ? [writer.provenancePath] : [])]);
+      removeStaleTemps([errorsPath]);
+      const writer = writerByName(to).open({ out: opts.out, replace: opts.force });
       sinks.writer = writer;
-      if (writer.provenancePath) sinks.provenance = new JsonlWriter(writer.provenancePath);
       summary.provenance = writer.provenancePath ?? null;
     }
 
@@ -215,11 +215,8 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
     }
 
     sinks.writer?.commit();
-    sinks.provenance?.commit();
     sinks.candidates?.commit();
   } catch (err) {
-    // sidecars first: the writer removes an output folder it created only when it is empty
-    sinks.provenance?.abort();
     sinks.candidates?.abort();
     sinks.writer?.abort();
     throw err;
@@ -327,14 +324,14 @@ async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to
   const provenance = modelProvenance({ source: lt.task, target: to, transfer, scorer: d.info, selection: d.selection, scores, borrowed });
   const definitions = definitionsToWrite(scores, d.selection.keepCandidates);
   if (scores.best === null) {
-    sinks.provenance?.write({ id: lt.task.id, output: null, ...provenance, filtered: 'every candidate is above the threshold' });
+    sinks.writer!.provenance?.write({ id: lt.task.id, output: null, ...provenance, filtered: 'every candidate is above the threshold' });
     return { kind: 'filtered', report: { id: lt.task.id, output: null, candidates: texts, scores, provenance } };
   }
   const out = withDefinitions(prepared, definitions);
   await checkInstances(out);
   const where = await sinks.writer!.write(out);
   const output = outputName(opts.out, where);
-  sinks.provenance?.write({ id: lt.task.id, output, ...provenance });
+  sinks.writer!.provenance?.write({ id: lt.task.id, output, ...provenance });
   return { kind: 'ok', report: { id: lt.task.id, output, candidates: texts, scores, provenance } };
 }
 
