@@ -3,7 +3,7 @@
 import { once } from 'node:events';
 import { Command, Option } from 'commander';
 import type { Cache, CacheStats, ExportFormat, ExportTable, MergeTable, OpenCacheOptions } from '../cache/index.js';
-import { defaultCachePath } from '../cache/location.js';
+import { DEFAULT_CACHE_HELP, defaultCachePath } from '../cache/location.js';
 import { ExitCode } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
 
@@ -25,7 +25,7 @@ interface CacheOption {
 }
 
 function cacheOption(): Option {
-  return new Option('--cache <file>', 'the cache file (default: $UIT_CACHE, else $XDG_CACHE_HOME/uit/cache.sqlite, else ~/.cache/uit/cache.sqlite)');
+  return new Option('--cache <file>', `the cache file (default: ${DEFAULT_CACHE_HELP})`);
 }
 
 function cachePath(opts: CacheOption): string {

@@ -3,7 +3,7 @@
 import { Option, type Command } from 'commander';
 import { int, positive } from '../cli-values.js';
 import type { Cache, JsonObject } from '../cache/index.js';
-import { defaultCachePath } from '../cache/location.js';
+import { DEFAULT_CACHE_HELP, defaultCachePath } from '../cache/location.js';
 import { InputError } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { readJsonl } from '../io/jsonl.js';
@@ -33,7 +33,7 @@ export function addScorerOptions(cmd: Command): Command {
     .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
     .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
     .option('--json', 'JSON lines instead of a table')
-    .option('--cache <file>', `SQLite cache of scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
+    .option('--cache <file>', `SQLite cache of scores (default: ${DEFAULT_CACHE_HELP}; here ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--no-cache', 'compute everything, store nothing')
     .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), 8)
     .addOption(
