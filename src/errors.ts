@@ -91,6 +91,7 @@ export function outputError(path: string, err: unknown): unknown {
     EISDIR: 'it is a folder',
     ENOENT: 'no such folder',
     EEXIST: 'something else already exists there',
+    ENOTEMPTY: 'a folder that is not empty is in the way (did another run write it meanwhile?)',
     ENAMETOOLONG: 'the name is too long',
     EMFILE: 'too many open files',
     EIO: 'an I/O error',

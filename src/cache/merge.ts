@@ -5,6 +5,7 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { trackTemp, untrackTemp } from '../io/live-temps.js';
+import { removeStaleTemps } from '../io/stale.js';
 import { openCache, type MergeResult, type MergeTable } from './cache.js';
 
 export interface MergeAllOptions {
@@ -25,6 +26,7 @@ export function mergeCaches(targetArg: string, sources: readonly string[], opts:
   const target = resolve(targetArg);
   // every source must open as a uit cache of a schema this uit reads, before the target is touched
   for (const s of sources) openCache(s, { readonly: true, busyTimeoutMs: opts.busyTimeoutMs }).close();
+  removeStaleTemps([target]); // what a killed merge into the same file left
   const created = !existsSync(target);
   const path = created ? join(dirname(target), `.${basename(target)}.${process.pid}.${Date.now().toString(36)}.tmp`) : target;
   const temps = created ? ['', '-wal', '-shm'].map((x) => path + x) : [];

@@ -15,6 +15,7 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CacheError, ExitCode, UitError } from '../errors.js';
 import { trackTemp, untrackTemp } from '../io/live-temps.js';
+import { removeStaleTemps } from '../io/stale.js';
 import { MERGE_COLUMNS, openCache, type Cache, type MergeTable } from './cache.js';
 import { canonicalJson, generationKey, scoreKey, type JsonObject } from './keys.js';
 import { APPLICATION_ID, SCHEMA_VERSION } from './schema.js';
@@ -168,6 +169,7 @@ export function salvageCache(fromArg: string, toArg: string): SalvageReport {
 
 /** The new cache, written in a temp file beside `to` and renamed into place when complete. */
 function salvageInto(src: PageSource, from: string, to: string): SalvageReport {
+  removeStaleTemps([to]); // what a killed salvage into the same file left
   const temp = join(dirname(to), `.${basename(to)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   const temps = ['', '-wal', '-shm'].map((x) => temp + x);
   temps.forEach(trackTemp);

@@ -174,7 +174,14 @@ function isHidden(name: string): boolean {
 export function listTaskFiles(dir: string, exts: string[]): string[] {
   const out: string[] = [];
   const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
+    let names: string[];
+    try {
+      names = readdirSync(d).sort();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new InputError({ file: d }, `cannot read the folder: ${code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+    }
+    for (const name of names) {
       if (isHidden(name)) continue;
       const p = join(d, name);
       if (statSync(p).isDirectory()) walk(p);

@@ -99,7 +99,10 @@ export async function* readJsonArray(file: string, label = file): AsyncGenerator
         }
         if (isSpace(c)) continue;
         if (state === 'start') {
-          if (c !== OPEN_BRACKET) fail(`expected a JSON array ('['), found ${describeChar(String.fromCodePoint(chunk.codePointAt(i)!))}`);
+          if (c !== OPEN_BRACKET) {
+            const found = describeChar(String.fromCodePoint(chunk.codePointAt(i)!));
+            throw new InputError({ file: label, line }, `expected a JSON array of records, found ${found} (a .json file holds an array; a .jsonl file one record per line)`);
+          }
           state = 'before';
           sawComma = false;
         } else if (state === 'before') {
@@ -137,6 +140,6 @@ export async function* readJsonArray(file: string, label = file): AsyncGenerator
   } finally {
     stream.destroy();
   }
-  if (state === 'start') fail('expected a JSON array, found end of input');
+  if (state === 'start') throw new InputError({ file: label }, 'expected a JSON array of records, found an empty file');
   if (state !== 'end') fail(inString ? 'unterminated string' : 'unexpected end of input (the array is not closed)');
 }

@@ -20,8 +20,8 @@ function alive(pid: number): boolean {
 const SIBLING = /^\.(.+)\.uit-staging-(\d+)-[0-9a-z]+$/;
 /** `.uit-staging-<pid>-<t>` and `.uit-old-<pid>-<t>` inside an existing output folder. */
 const INSIDE = /^\.uit-(?:staging|old)-(\d+)-[0-9a-z]+$/;
-/** `.<name>.<pid>.<t>.tmp` (AtomicWriter). */
-const TEMP = /^\.(.+)\.(\d+)\.[0-9a-z]+\.tmp$/;
+/** `.<name>.<pid>.<t>.tmp` (AtomicWriter; a cache built in a temp file has its -wal and -shm too). */
+const TEMP = /^\.(.+)\.(\d+)\.[0-9a-z]+\.tmp(?:-wal|-shm|-journal)?$/;
 
 function isDir(p: string): boolean {
   try {

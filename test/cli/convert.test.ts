@@ -59,6 +59,17 @@ describe('uit convert --help', () => {
 });
 
 describe('uit convert: bad input exits 3 with file:line: field and writes nothing', () => {
+  it('JSON nested deeper than the parser follows is bad input, never a stack overflow', () => {
+    const f = write('deep.json', `[${'['.repeat(200000)}${']'.repeat(200000)}]\n`);
+    const r = uit(['convert', f, '--to', 'niv2', '--from', 'alpaca', '-o', join(tmp, 'deep.jsonl')]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(`uit: ${f}:1: [0]: expected an object, found a list\n`);
+    const g = write('deep-bad.jsonl', `{"instruction": "a", "output": ${'['.repeat(5000)}\n`);
+    const r2 = uit(['convert', g, '--to', 'niv2', '--from', 'alpaca', '-o', join(tmp, 'deep2.jsonl')]);
+    expect(r2.code).toBe(3);
+    expect(r2.stderr).toMatch(/^uit: \S+deep-bad\.jsonl:1: malformed JSON at column \d+: nested deeper than 1000 levels\n$/);
+  });
+
   it('a byte that is not printable is named by its code, never printed raw', () => {
     const f = write('control.jsonl', '{"prompt": "a", "completion": "b"}\n\u0001{"prompt": "c"}\n');
     const r = uit(['convert', f, '--to', 'niv2', '-o', join(tmp, 'ctl.jsonl')]);
