@@ -99,6 +99,21 @@ export function aggregate(scores: readonly PairScore[], goldEmpty: readonly bool
   return { ...base, meanCe, unscored, chunkMeanCe };
 }
 
+/** The aggregate of a candidate whose pairs were not scored at all (`reason` says why). */
+export function unscoredAggregate(reason: UnscoredReason, goldEmpty: readonly boolean[]): Aggregate {
+  return {
+    meanCe: null,
+    unscored: reason,
+    sumCe: 0,
+    tokens: 0,
+    instances: 0,
+    emptyInstances: goldEmpty.filter(Boolean).length,
+    truncatedInstances: 0,
+    instanceMeanCe: goldEmpty.map(() => null),
+    chunkMeanCe: null,
+  };
+}
+
 /** A sentence for an unscored candidate, for tables and errors. */
 export function unscoredText(reason: UnscoredReason, instances: number): string {
   switch (reason) {

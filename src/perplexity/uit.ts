@@ -19,7 +19,7 @@
 //   (fit-prompt.ts); only a prompt that cannot fit that way meets the scorer's overflow policy.
 import { InputError } from '../errors.js';
 import type { Example, Instance, Task } from '../types.js';
-import { aggregate, type UnscoredReason } from './aggregate.js';
+import { aggregate, unscoredAggregate, type UnscoredReason } from './aggregate.js';
 import { DEFAULT_INSTANCES, DEFAULT_SCORING, type ScoringMode } from './defaults.js';
 import { fitUitSetup, unfitted, type FitReport } from './fit-prompt.js';
 import { buildScoringPrefix, scoringTarget } from './scoring-prompt.js';
@@ -178,15 +178,18 @@ export async function scoreCandidates(
   const file = opts.file ?? task.source.file;
   const bases = baseSetups(setup, cands, scoring, file);
   const fit = fitFor(scorer, setup, bases, cands, opts);
-  const pairs = cands.flatMap((c, k) => uitPairs(fit.setups[k], c.definition, file, scoring));
-  const scores = await scorer.score(pairs);
+  const pairs = cands.map((c, k) => uitPairs(fit.setups[k], c.definition, file, scoring));
+  // the reference gives no score to a candidate with a prompt over the context: none of its pairs is worth a model call
+  const over = scoring === 'reference' ? overContext(scorer, pairs) : pairs.map(() => false);
+  const scores = await scorer.score(pairs.filter((_, k) => !over[k]).flat());
   const n = setup.instances.length;
   const goldEmpty = setup.instances.map((x) => (x.outputs[0] ?? '') === '');
+  let next = 0;
   const partial = cands.map((c, index) => ({
     index,
     definition: c.definition,
     ownExamples: bases[index] !== setup,
-    ...aggregate(scores.slice(index * n, (index + 1) * n), goldEmpty, scoring),
+    ...(over[index] ? unscoredAggregate('prompt-over-context', goldEmpty) : aggregate(scores.slice(next, (next += n)), goldEmpty, scoring)),
     shortenedInstances: fit.shortened[index].filter(Boolean).length,
     fittedAlone: fit.alone[index],
   }));
@@ -205,6 +208,19 @@ export async function scoreCandidates(
     candidates: result,
     best: best ? best.index : null,
   };
+}
+
+/**
+ * Per candidate: whether one of its pairs is longer than the scorer's context (as the scorer
+ * tokenizes: prefix and target apart). The byte bound spares the tokenizer where it certainly fits.
+ */
+function overContext(scorer: Scorer, pairs: readonly ScorePair[][]): boolean[] {
+  const max = scorer.contextLength;
+  if (max === undefined) return pairs.map(() => false);
+  const bound = scorer.tokenBound();
+  const fits = (p: ScorePair) =>
+    (bound !== undefined && bound(p.prefix) + bound(p.target) <= max) || scorer.countTokens(p.prefix) + scorer.countTokens(p.target) <= max;
+  return pairs.map((ps) => !ps.every(fits));
 }
 
 /** Per candidate, the setup before fitting: the task's, or one with the candidate's own examples. */

@@ -51,7 +51,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
   const shard = o.shard === undefined ? undefined : parseShard(o.shard);
   const style: PromptStyle = o.promptStyle ?? 'fewshot';
   const seeds = generates && style === 'fewshot' ? loadSeeds(o.seeds) : undefined;
-  const candidates = command === 'denoise' ? await readCandidatesFile(o.candidates!) : undefined;
+  const candidates = command === 'denoise' && o.candidates ? await readCandidatesFile(o.candidates) : undefined;
 
   const cache = openCache(o.cache ?? defaultCachePath());
   const models: Model[] = [];

@@ -309,7 +309,8 @@ async function candidatesFor(
   const c = opts.candidates;
   const entry = c ? candidatesEntry(c, lt.task.id) : undefined;
   if (entry) return { cands: entry.record.candidates.map((x) => ({ ...x, definition: x.definition.trim() })), transfer: entry.record.transfer ?? null };
-  if (carried) return { cands: carried.map((x) => ({ ...x, definition: x.definition.trim() })), transfer: null };
+  // a candidate file's Definition is scored as the file has it (the reference's own end in a space)
+  if (carried) return { cands: carried, transfer: null };
   throw new InputError(
     { file: c?.file ?? lt.task.source.file },
     c
