@@ -19,7 +19,7 @@
 //   (fit-prompt.ts); only a prompt that cannot fit that way meets the scorer's overflow policy.
 import { InputError } from '../errors.js';
 import type { Example, Instance, Task } from '../types.js';
-import { aggregate, unscoredAggregate, type UnscoredReason } from './aggregate.js';
+import { REFERENCE_MIN_INSTANCES, aggregate, unscoredAggregate, type UnscoredReason } from './aggregate.js';
 import { DEFAULT_INSTANCES, DEFAULT_SCORING, type ScoringMode } from './defaults.js';
 import { fitUitSetup, unfitted, type FitReport } from './fit-prompt.js';
 import { buildScoringPrefix, scoringTarget } from './scoring-prompt.js';
@@ -179,17 +179,23 @@ export async function scoreCandidates(
   const bases = baseSetups(setup, cands, scoring, file);
   const fit = fitFor(scorer, setup, bases, cands, opts);
   const pairs = cands.map((c, k) => uitPairs(fit.setups[k], c.definition, file, scoring));
-  // the reference gives no score to a candidate with a prompt over the context: none of its pairs is worth a model call
-  const over = scoring === 'reference' ? overContext(scorer, pairs) : pairs.map(() => false);
-  const scores = await scorer.score(pairs.filter((_, k) => !over[k]).flat());
   const n = setup.instances.length;
+  // Where the reference gives no score whatever the model says (too few instances, a prompt over
+  // the context), no pair is worth a model call.
+  const skip: (UnscoredReason | null)[] =
+    scoring !== 'reference'
+      ? pairs.map(() => null)
+      : n < REFERENCE_MIN_INSTANCES
+        ? pairs.map(() => 'too-few-instances')
+        : overContext(scorer, pairs).map((over) => (over ? 'prompt-over-context' : null));
+  const scores = await scorer.score(pairs.filter((_, k) => skip[k] === null).flat());
   const goldEmpty = setup.instances.map((x) => (x.outputs[0] ?? '') === '');
   let next = 0;
   const partial = cands.map((c, index) => ({
     index,
     definition: c.definition,
     ownExamples: bases[index] !== setup,
-    ...(over[index] ? unscoredAggregate('prompt-over-context', goldEmpty) : aggregate(scores.slice(next, (next += n)), goldEmpty, scoring)),
+    ...(skip[index] !== null ? unscoredAggregate(skip[index], goldEmpty) : aggregate(scores.slice(next, (next += n)), goldEmpty, scoring)),
     shortenedInstances: fit.shortened[index].filter(Boolean).length,
     fittedAlone: fit.alone[index],
   }));

@@ -65,12 +65,18 @@ describe.skipIf(!hasPython && !required)("reference scoring equals a transcripti
         const pairs = candidates!.map((c, k) => uitPairs(res.scored[k], c.definition, c.file, 'reference'));
         results.push({ spec, res, pairs });
       }
-      // the numbers the aggregation used: every pair is in the cache now (cached numbers win)
-      // (a candidate the reference leaves unscored for a prompt over the context had no pair scored)
-      const all = results.flatMap((r) => r.pairs.filter((_, k) => r.res.candidates[k].unscored !== 'prompt-over-context').flat());
-      const hitsBefore = scorer.stats.cacheHits;
+      // The numbers the aggregation used: every scored pair is in the cache now (cached numbers
+      // win). uit scored no pair of a candidate the reference gives no score whatever the model
+      // says, but the reference runs the slices before the one that fails: the transcription needs
+      // the numbers of a too-few-instances task's pairs (computed here), not of an overlong prompt's.
+      const scoredPairs = results.flatMap((r) => r.pairs.filter((_, k) => r.res.candidates[k].unscored === null).flat());
+      const fewPairs = results.flatMap((r) => r.pairs.filter((_, k) => r.res.candidates[k].unscored === 'too-few-instances').flat());
+      const all = [...scoredPairs, ...fewPairs];
+      const distinct = (ps: ScorePair[]) => new Set(ps.map((p) => `${p.prefix}\0${p.target}`)).size;
+      const before = { ...scorer.stats };
       const scores = await scorer.score(all);
-      expect(scorer.stats.cacheHits - hitsBefore).toBe(new Set(all.map((p) => `${p.prefix}\0${p.target}`)).size);
+      expect(scorer.stats.cacheHits - before.cacheHits).toBe(distinct(scoredPairs));
+      expect(scorer.stats.computed - before.computed).toBe(distinct(fewPairs));
 
       const job = {
         max_len: 2048,

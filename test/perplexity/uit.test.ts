@@ -246,6 +246,18 @@ describe('the reference scoring mode (the parts the Python comparison in referen
     expect(scorer.stats.pairs).toBe(26); // the long candidate's 26 pairs never reached the scorer
     expect(res.best).toBe(0);
   });
+
+  it('a task with fewer than 25 instances gets no score and no model call', async () => {
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const res = await scoreCandidates(scorer, TASK, ['a', 'b'], { scoring: 'reference' });
+    expect(res.setup.instances).toHaveLength(20);
+    expect(res.candidates.map((c) => [c.unscored, c.meanCe, c.rank])).toEqual([
+      ['too-few-instances', null, null],
+      ['too-few-instances', null, null],
+    ]);
+    expect(res.best).toBeNull();
+    expect(scorer.stats.pairs).toBe(0);
+  });
 });
 
 describe('candidates with their own Positive Examples', () => {
