@@ -28,7 +28,7 @@ export type UnscoredReason =
   | 'prompt-over-context';
 
 export interface Aggregate {
-  /** The candidate's score; null when it has none (`unscored` says why). */
+  /** The candidate's score (uit: token-weighted mean CE; reference: the mean of 4 slice CEs); null when it has none (`unscored` says why). */
   meanCe: number | null;
   unscored: UnscoredReason | null;
   /** CE and tokens summed over every scored instance. */

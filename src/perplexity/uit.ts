@@ -19,7 +19,7 @@
 //   (fit-prompt.ts); only a prompt that cannot fit that way meets the scorer's overflow policy.
 import { InputError } from '../errors.js';
 import type { Example, Instance, Task } from '../types.js';
-import { REFERENCE_MIN_INSTANCES, aggregate, unscoredAggregate, type UnscoredReason } from './aggregate.js';
+import { REFERENCE_MIN_INSTANCES, aggregate, unscoredAggregate, type Aggregate, type UnscoredReason } from './aggregate.js';
 import { DEFAULT_INSTANCES, DEFAULT_SCORING, type ScoringMode } from './defaults.js';
 import { fitUitSetup, unfitted, type FitReport } from './fit-prompt.js';
 import { buildScoringPrefix, scoringTarget } from './scoring-prompt.js';
@@ -100,27 +100,15 @@ export function uitPairs(setup: UitSetup, definition: string, file = setup.taskI
   }));
 }
 
-export interface CandidateScore {
+/** A candidate's score (the Aggregate fields: aggregate.ts) with its place in the ranking. */
+export interface CandidateScore extends Aggregate {
   /** Position in the candidate list. */
   index: number;
   definition: string;
   /** It was scored with Positive Examples of its own (not the task's). */
   ownExamples: boolean;
-  /** Its score: the mean CE (uit: token-weighted over the scored instances; reference: the mean of 4 chunk values); null when it has none. */
-  meanCe: number | null;
   /** exp(meanCe). */
   perplexity: number | null;
-  /** Why meanCe is null (null when it is not). */
-  unscored: UnscoredReason | null;
-  sumCe: number;
-  /** Gold tokens scored. */
-  tokens: number;
-  /** Instances in the score (uit: those with a non-empty output; reference: all, empty ones scored as "null"). */
-  instances: number;
-  /** Instances whose gold output is empty (uit: scored null, not in the mean; reference: scored as "null"). */
-  emptyInstances: number;
-  /** Instances whose prompt lost tokens on the left to fit the context (the Definition first). */
-  truncatedInstances: number;
   /**
    * Instances whose prompt had inputs shortened (an example's or its own) to fit the context with
    * the Definition whole (fit-prompt.ts); the same for every candidate fitted with the task's reserve.
@@ -128,10 +116,6 @@ export interface CandidateScore {
   shortenedInstances: number;
   /** Its inputs were fitted for it alone: its Definition is longer than the reserve (fit-prompt.ts). */
   fittedAlone: boolean;
-  /** Per scored instance, in UitSetup order: its mean CE (null for an empty output). */
-  instanceMeanCe: (number | null)[];
-  /** Reference mode: the CE of the slices [0:8], [8:16], [16:24], [24:] (aggregate.ts); null in uit mode. */
-  chunkMeanCe: (number | null)[] | null;
   /** 1 = best; null when unscored. */
   rank: number | null;
   /** Kept by the selection (lowest perplexity, threshold, top-k). */
