@@ -80,6 +80,7 @@ export function groupCandidateFiles<T>(items: readonly T[], asFile: (item: T) =>
       groups.set(key, g);
       out.push(g.group);
     }
+    if (g.ks.has(part.path)) continue; // a file named twice (a folder and a file in it) is one candidate
     g.group.files.push(part.path);
     g.ks.set(part.path, name.k);
   }

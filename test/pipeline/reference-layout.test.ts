@@ -124,6 +124,23 @@ describe("uit denoise on the reference's layout", () => {
     expect(bad.stderr).toMatch(/cands\.jsonl:1: candidates\.0/);
   }, 180_000);
 
+  it('a candidate file with two Definitions, or other Instances than its task\'s first file, fails its task naming the file and field', () => {
+    const bad = join(tmp.dir, 'bad');
+    mkdirSync(bad);
+    const [f0, f1] = layout.csqa.files;
+    const doc = JSON.parse(readFileSync(f1, 'utf8')) as NiTask;
+    copyFileSync(f0, join(bad, basename(f0)));
+    writeFileSync(join(bad, basename(f1)), JSON.stringify({ ...doc, Instances: doc.Instances.slice(1) }, null, 4));
+    writeFileSync(join(bad, '0of1sample_two_definitions.json'), JSON.stringify({ ...doc, Definition: ['One.', 'Two.'] }, null, 4));
+    // the folder and one of its files: that file is one candidate, not two
+    const s = run(['denoise', bad, join(bad, basename(f0)), '--scorer', FIXTURE, '-o', join(tmp.dir, 'bad-out'), '--cache', cache], 6);
+    expect(s.tasks).toMatchObject({ ok: 0, failed: 2 });
+    expect(s.failures.map((f) => [basename(f.file), f.reason.replace(/ \(.*/, '').slice(0, 60)])).toEqual([
+      ['0of1sample_two_definitions.json', "Definition: a candidate file of the reference's layout holds"],
+      [basename(f1), `Instances: differ from those of ${join(bad, basename(f0))}: the`.slice(0, 60)],
+    ]);
+  });
+
   it('without --candidates and without candidate files, denoise is a usage error', () => {
     const r = uit(['denoise', NIV2_FILES[0], '--scorer', FIXTURE, '-o', join(tmp.dir, 'none'), '--cache', cache]);
     expect(r.code).toBe(2);
