@@ -65,7 +65,13 @@ export interface OpenedScorer {
 }
 
 /** Loads the model, opens the cache (before the model: a bad cache fails fast) and makes the scorer. */
-export async function openScorer(command: string, opts: ScorerCliOptions, onBatch?: (pairs: number, targetTokens: number) => void): Promise<OpenedScorer> {
+export async function openScorer(
+  command: string,
+  opts: ScorerCliOptions,
+  onBatch?: (pairs: number, targetTokens: number) => void,
+  /** More of the run's arguments for the cache's run log (e.g. the scoring mode). */
+  runArgs: JsonObject = {},
+): Promise<OpenedScorer> {
   const [{ openCache }, { Scorer }, { loadModel }] = await Promise.all([
     import('../cache/index.js'),
     import('../perplexity/index.js'),
@@ -88,7 +94,7 @@ export async function openScorer(command: string, opts: ScorerCliOptions, onBatc
     reuse: opts.reuse,
     onBatch: onBatch ? (p) => onBatch(p.pairs, p.targetTokens) : undefined,
   });
-  const args: JsonObject = { model: model.info.dir, batch_size: opts.batchSize, overflow: opts.overflow, reuse: opts.reuse };
+  const args: JsonObject = { model: model.info.dir, batch_size: opts.batchSize, overflow: opts.overflow, reuse: opts.reuse, ...runArgs };
   if (opts.maxContext !== undefined) args.max_context = opts.maxContext;
   cache?.startRun(command, args);
   return {
