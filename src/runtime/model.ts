@@ -4,10 +4,14 @@ import { OrtBackend, type Backend } from './backend.js';
 import type { KvDtype } from './graph-spec.js';
 import { modelIdentity, type IdentityOptions } from './identity.js';
 import { configNumber, inspectModelFolder, type ModelFolder } from './model-folder.js';
-import type { Device, GraphOptimizationLevel } from './session.js';
+import type { Device, GraphOptimizationLevel, ResolvedDevice } from './session.js';
+import type { WebGpuAdapter } from './webgpu.js';
 
 export interface LoadModelOptions {
-  /** `cpu` (default), `cuda`, or `auto` (CUDA when it works, else the CPU). */
+  /**
+   * `cpu` (default), `cuda`, `webgpu`, or `auto` (CUDA when it works, else WebGPU on a hardware
+   * adapter, else the CPU).
+   */
   device?: Device;
   /** Intra-op threads; default: onnxruntime's choice (the physical cores). */
   threads?: number;
@@ -47,9 +51,11 @@ export interface ModelInfo {
   sharedKv: boolean;
   /** Plain sampling draws its tokens in the fast graph (token_sampled). */
   graphSampling: boolean;
-  device: 'cpu' | 'cuda';
-  /** Why `auto` chose the CPU, when it did. */
+  device: ResolvedDevice;
+  /** Why `auto` chose what it chose. */
   deviceNote?: string;
+  /** On WebGPU: the adapter as Dawn reports it (absent when the optional `webgpu` package is missing). */
+  adapter?: WebGpuAdapter;
 }
 
 export class Model {
@@ -102,6 +108,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     graphSampling: backend.fast.sample,
     device: backend.device,
     deviceNote: backend.deviceNote,
+    adapter: backend.adapter,
   };
   return new Model(folder, info, tokenizer, backend);
 }
