@@ -1,5 +1,5 @@
 // The runtime's public API (docs/runtime-api.md).
-export { loadModel, Model, type LoadModelOptions, type ModelInfo } from './model.js';
+export { loadModel, describeDevice, Model, type LoadModelOptions, type ModelInfo } from './model.js';
 export { inspectModelFolder, type ModelFolder, type ModelConfig } from './model-folder.js';
 export { modelIdentity, identityFiles, userCacheDir, type IdentityOptions } from './identity.js';
 export {

@@ -5,7 +5,7 @@ import type { KvDtype } from './graph-spec.js';
 import { modelIdentity, type IdentityOptions } from './identity.js';
 import { configNumber, inspectModelFolder, type ModelFolder } from './model-folder.js';
 import type { Device, GraphOptimizationLevel, ResolvedDevice } from './session.js';
-import type { WebGpuAdapter } from './webgpu.js';
+import { describeAdapter, type WebGpuAdapter } from './webgpu.js';
 
 export interface LoadModelOptions {
   /**
@@ -56,6 +56,15 @@ export interface ModelInfo {
   deviceNote?: string;
   /** On WebGPU: the adapter as Dawn reports it (absent when the optional `webgpu` package is missing). */
   adapter?: WebGpuAdapter;
+}
+
+/**
+ * One line that says where a model runs, for every command's stderr: "models/uit-tiny runs on
+ * webgpu: llvmpipe: Mesa 25.0.7 ... (mesa, software adapter, vulkan)", and why when `auto` chose.
+ */
+export function describeDevice(info: Pick<ModelInfo, 'dir' | 'device' | 'deviceNote' | 'adapter'>): string {
+  const where = info.device === 'webgpu' ? `webgpu: ${info.adapter ? describeAdapter(info.adapter) : 'adapter not reported (the optional package "webgpu" is missing)'}` : info.device;
+  return `${info.dir} runs on ${where}${info.deviceNote ? ` (${info.deviceNote})` : ''}`;
 }
 
 export class Model {

@@ -10,11 +10,9 @@ import { describeCudaLibs, findCudaLibs, type CudaLib } from './cuda-libs.js';
 import { readOnnxOutputNames } from './onnx-proto.js';
 import { describeAdapter, ensureRuntimeDir, probeWebGpu, WEBGPU_DOCS, webgpuProblems, type WebGpuAdapter } from './webgpu.js';
 
-export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
-/** Where a session runs once `auto` is resolved. */
-export type ResolvedDevice = 'cpu' | 'cuda' | 'webgpu';
-/** The values every `--device` option takes. */
-export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu', 'auto'];
+import { DEVICES, type Device, type ResolvedDevice } from './devices.js';
+
+export { DEVICES, type Device, type ResolvedDevice };
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
 export interface SessionConfig {
@@ -133,7 +131,7 @@ async function openWebGpu(path: string, cfg: SessionConfig): Promise<CreatedSess
   } catch (err) {
     const problems = gpu.problems.length ? gpu.problems : webgpuProblems(gpu.vulkan);
     throw new ModelError(
-      `--device webgpu: onnxruntime could not start the WebGPU execution provider for ${path}: ${firstLine((err as Error).message)}\n` +
+      `--device webgpu: onnxruntime could not start the WebGPU execution provider for ${path}: ${ortReason((err as Error).message)}\n` +
         (gpu.adapter ? `Dawn's adapter: ${describeAdapter(gpu.adapter)}.\n` : '') +
         (problems.length ? `${problems.map((p) => `- ${p}`).join('\n')}\n` : '') +
         `See ${WEBGPU_DOCS}; \`uit doctor --device webgpu\` says what this machine has.`,
@@ -201,6 +199,13 @@ async function openCpu(path: string, cfg: SessionConfig): Promise<ort.InferenceS
 
 function firstLine(s: string): string {
   return s.split('\n')[0];
+}
+
+/** onnxruntime's message without its source location ("/onnxruntime_src/...cc:136 ... was false. Failed to ..."). */
+function ortReason(s: string): string {
+  const line = firstLine(s);
+  const m = /\bwas false\. (.*)$/.exec(line);
+  return m ? m[1] : line;
 }
 
 export function parseDevice(value: string): Device {
