@@ -112,8 +112,12 @@ export interface CreatedSession {
   adapter?: WebGpuAdapter;
 }
 
-/** KV outputs (the decoder's present.*, the fast graph's new_key_values.*) stay on a GPU device. */
-const KV_OUTPUT = /^(present|new_key_values)\.\d+\.(key|value)$/;
+/**
+ * Outputs that stay on a GPU device: the KV entries (the decoder's present.*, the fast graph's
+ * new_key_values.*), and the fast graph's [rows, vocab] outputs, brought back only by the steps
+ * that need them (every output is fetched on every run: backend.ts says why).
+ */
+const DEVICE_OUTPUT = /^((present|new_key_values)\.\d+\.(key|value)|logits_last|probs_last)$/;
 
 /** Session options for WebGPU: the provider, with onnxruntime's CPU provider for what it lacks. */
 export function webgpuSessionOptions(cfg: Omit<SessionConfig, 'device'>): ort.InferenceSession.SessionOptions {
@@ -124,7 +128,7 @@ async function openWebGpu(path: string, cfg: SessionConfig): Promise<CreatedSess
   ensureRuntimeDir();
   const gpu = await probeWebGpu();
   // The locations are fixed when the session is made, so the output names are read from the file.
-  const preferredOutputLocation = Object.fromEntries(readOnnxOutputNames(path).map((n) => [n, KV_OUTPUT.test(n) ? ('gpu-buffer' as const) : ('cpu' as const)]));
+  const preferredOutputLocation = Object.fromEntries(readOnnxOutputNames(path).map((n) => [n, DEVICE_OUTPUT.test(n) ? ('gpu-buffer' as const) : ('cpu' as const)]));
   try {
     const session = await ort.InferenceSession.create(path, { ...webgpuSessionOptions(cfg), preferredOutputLocation });
     return { session, device: 'webgpu', adapter: gpu.adapter ?? undefined };
