@@ -116,7 +116,10 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
             const sp = await prefill(slow.backend, ids.slice(0, 2));
             const [slp] = await scoreContinuations(slow.backend, sp, [ids.slice(2)]);
             const d = Math.max(maxAbsDiff(prefix.lastLogits, sp.lastLogits), maxAbsDiff(lp, slp));
-            add('fast = slow', d < 1e-3, `the fast graph agrees with model.onnx: max |diff| ${d.toExponential(1)}`);
+            // fp16 graphs sum in another order per graph: 3.5e-3 apart on WebGPU (docs/runtime.md, fp16).
+            const scale = Math.max(1, ...Array.from(sp.lastLogits, Math.abs));
+            const tol = i.kvDtype === 'float16' ? 1e-2 * scale : 1e-3;
+            add('fast = slow', d < tol, `the fast graph agrees with model.onnx: max |diff| ${d.toExponential(1)} (tolerance ${tol.toExponential(1)})`);
           } finally {
             await slow.dispose();
           }
