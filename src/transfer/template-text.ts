@@ -105,7 +105,8 @@ function choiceText(n: Node, choices: string[] | undefined): string | null {
   const obj = e.object as Node;
   const prop = e.property as Node;
   if (obj.type !== 'Identifier' || obj.value !== 'answer_choices' || prop.type !== 'IntegerLiteral') return null;
-  return choices.at(prop.value as number) ?? null;
+  // one part stands for all of them when the choices are a joined list ({{ options | join("|||") }})
+  return choices.at(prop.value as number) ?? (choices.length === 1 ? choices[0] : null);
 }
 
 function walk(body: Node[], out: string[], inLoop: Set<string>, ctx: WalkContext): void {
@@ -287,6 +288,12 @@ export function labelField(text: string): string | undefined {
   return words.join('_').toLowerCase().replace(/\W/g, '');
 }
 
+/** The noun an instruction introduces a field with: "Answer the question: " -> question, "Given this app review:" -> review. */
+function introducedNoun(text: string): string | undefined {
+  const noun = /\b(?:the|this|these|a|an|following)\s+(?:[A-Za-z]+\s+){0,2}?([A-Za-z]{2,})\s*:\s*["'“(]?$/i.exec(text)?.[1].toLowerCase();
+  return noun && !/^(that|it|this|these|those|is|are|of|to|below|above|following)$/.test(noun) ? noun : undefined;
+}
+
 /**
  * One variable region across prompts: literal if identical, else prefix + slot + suffix. What
  * every value starts with after the template's last colon, quote or bracket is the values' own
@@ -364,10 +371,10 @@ export function alignPrompts(prompts: string[]): string {
     const before = lines.pop() ?? '';
     // a field label that starts the line ("Question: ", "Review title: "), or for a slot that
     // starts its line, a label alone on the line above ("Review text:\n\n...")
-    let label = labelField(before);
+    let label = labelField(before) ?? introducedNoun(before);
     if (label === undefined && /^\s*["'“(]?$/.test(before)) {
       const above = lines.reverse().find((l) => l.trim() !== '');
-      if (above !== undefined) label = labelField(above);
+      if (above !== undefined) label = labelField(above) ?? introducedNoun(above);
     }
     let name = (label ?? 'input').replace(/[\s-]+/g, '_');
     const n = (used.get(name) ?? 0) + 1;

@@ -53,7 +53,7 @@ describe('P3: the template recovered by aligning prompts', () => {
   it('leaves what every value starts with to the values, after the template\'s colon or under a line ending in one', () => {
     // 20 quoref questions all start "What is the", every wiqa question "suppose"
     expect(alignPrompts(['Q: What is the name of A?', 'Q: What is the first name of B?'])).toBe('Q: {question}');
-    expect(alignPrompts(['Answer this question: how big is it', 'Answer this question: how old is he'])).toBe('Answer this question: {input}');
+    expect(alignPrompts(['Answer this question: how big is it', 'Answer this question: how old is he'])).toBe('Answer this question: {question}');
     expect(alignPrompts(['Question:\nsuppose rain falls, what happens?\nEnd', 'Question:\nsuppose it is hot, what then?\nEnd'])).toBe('Question:\n{question}\nEnd');
     // no colon, quote or bracket: the shared words stay the template's
     expect(alignPrompts(['Generate a 5-star review.', 'Generate a 3-star review.'])).toBe('Generate a {input} review.');
