@@ -140,7 +140,12 @@ function filesNamedByTests(dir) {
 }
 
 const TEMPLATES = join(data, 'promptsource', 'templates');
-const rowsFixture = JSON.parse(readFileSync(join(here, '..', 'test', 'fixtures', 'formats', 'promptsource-rows.json'), 'utf8'));
+const fixture = join(here, '..', 'test', 'fixtures', 'formats', 'promptsource-rows.json');
+if (!existsSync(fixture)) {
+  console.error(`${fixture} is missing: run this from a checkout of uit (it splits the data by the tests' rows)`);
+  process.exit(2);
+}
+const rowsFixture = JSON.parse(readFileSync(fixture, 'utf8'));
 const norm = (s) => s.replace(/[^A-Za-z0-9]/g, '_');
 const byP3Name = new Map(); // P3 file name -> template source text
 const datasetKeys = []; // [P3 name prefix, dataset key]
