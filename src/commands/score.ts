@@ -1,7 +1,7 @@
 // `uit score`: teacher-forced scores of raw (prefix, target) pairs from a JSONL file, with prefix
 // reuse and the cache. Also the scorer options and setup shared with `uit score-instructions`.
 import { Option, type Command } from 'commander';
-import { int, positive } from '../cli-values.js';
+import { deviceOption, int, positive } from '../cli-values.js';
 import type { Cache, JsonObject } from '../cache/index.js';
 import { defaultCachePath } from '../cache/location.js';
 import { InputError } from '../errors.js';
@@ -53,7 +53,7 @@ export function addScorerRunOptions(cmd: Command): Command {
     )
     .option('--max-context <n>', "context length in tokens (default: the model's n_positions)", int('--max-context', 2))
     .option('--no-reuse', 'run every sequence whole (no shared prefixes; for comparisons)')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default(SCORER_RUN_DEFAULTS.device))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1));
 }
 
@@ -72,7 +72,7 @@ export async function openScorer(
   /** More of the run's arguments for the cache's run log (e.g. the scoring mode). */
   runArgs: JsonObject = {},
 ): Promise<OpenedScorer> {
-  const [{ openCache }, { Scorer }, { loadModel }] = await Promise.all([
+  const [{ openCache }, { Scorer }, { loadModel, describeDevice }] = await Promise.all([
     import('../cache/index.js'),
     import('../perplexity/index.js'),
     import('../runtime/index.js'),
@@ -85,7 +85,7 @@ export async function openScorer(
     cache?.close();
     throw err;
   }
-  if (model.info.deviceNote && !opts.json) process.stderr.write(`uit: ${model.info.deviceNote}\n`);
+  if (opts.device !== 'cpu') process.stderr.write(`uit: ${describeDevice(model.info)}\n`);
   const scorer = new Scorer(model, {
     cache,
     batchSize: opts.batchSize,

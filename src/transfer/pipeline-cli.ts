@@ -8,7 +8,7 @@ import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cac
 import { ExitCode, UitError } from '../errors.js';
 import { DEFAULT_SCORING, Scorer } from '../perplexity/index.js';
 import { openAIGeneratorFromOptions, paramsJson, type OpenAICliOptions } from '../remote/index.js';
-import { loadModel, type Model } from '../runtime/index.js';
+import { describeDevice, loadModel, type Model } from '../runtime/index.js';
 import { readCandidatesFile } from './candidates-file.js';
 import { holdsCandidateFiles } from './reference-layout.js';
 import { CandidateSource } from './candidates.js';
@@ -60,6 +60,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
     const load = async (dir: string): Promise<Model> => {
       const m = await loadModel(dir, { device: o.device, threads: o.threads });
       models.push(m);
+      if (o.device !== undefined && o.device !== 'cpu') process.stderr.write(`uit ${command}: ${describeDevice(m.info)}\n`);
       return m;
     };
     const transferModel = generates && !api ? await load(o.model!) : undefined;

@@ -2,7 +2,7 @@
 // `uit demo`), declared without loading what runs them: every `uit` start declares them, `--help`
 // included, so this module imports nothing heavier than commander (pipeline-cli.ts runs them).
 import { Option, type Command } from 'commander';
-import { float, int } from '../cli-values.js';
+import { deviceOption, float, int } from '../cli-values.js';
 import { defaultCachePath } from '../cache/location.js';
 import { DEFAULT_INSTANCES, DEFAULT_SCORING, SCORING_MODES, type ScoringMode } from '../perplexity/defaults.js';
 import { addOpenAIOptions, type OpenAICliOptions } from '../remote/cli-options.js';
@@ -89,7 +89,7 @@ export function addRunOptions(cmd: Command, { json = true } = {}): Command {
     .option('--cache <file>', `SQLite cache of generations and scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--shard <k/n>', 'process only shard k of n (0-based; by a hash of the task id)')
     .option('--strict', 'stop at the first bad task (exit code 3) and write nothing')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1));
   return json ? cmd.option('--json', 'print the summary as JSON on stdout') : cmd;
 }
