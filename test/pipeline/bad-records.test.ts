@@ -82,6 +82,17 @@ describe('a bad record fails one task, and the tasks after it still convert', ()
     expect(s.failures[0].reason).toMatch(/unterminated string; reading stopped here, after 2 tasks of this file: the rest of it was not read/);
   });
 
+  it('CrossFit: a line without a TAB fails its own task; the file\'s other task converts', () => {
+    const file = join(tmp.dir, 'two.tsv');
+    const line = (task: string, i: number) => ` [${task}] question: what is ${i} plus ${i}?\t${2 * i}`;
+    writeFileSync(file, [line('add', 1), line('sub', 1), ' [add] question: no answer here', line('sub', 2), line('add', 2), line('sub', 3)].join('\n') + '\n');
+    const out = join(tmp.dir, 'crossfit-out');
+    const s = run(convert(file, out), 6);
+    expect(s.tasks).toMatchObject({ ok: 1, failed: 1 });
+    expect(s.failures).toEqual([{ file, line: 3, reason: 'output: expected input<TAB>output' }]);
+    expect(readdirSync(join(out, 'crossfit'))).toEqual(['sub.json']);
+  });
+
   it('FLAN: a template whose rows lack its field fails alone; the next template converts', () => {
     const dir = join(tmp.dir, 'flan');
     const templates = join(tmp.dir, 'flan-templates.json');
