@@ -3,6 +3,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { extname } from 'node:path';
 import { InputError } from '../errors.js';
+import { inputReadError } from '../io/jsonl.js';
 import type { Sniff } from './api.js';
 
 export const SNIFF_BYTES = 64 * 1024;
@@ -12,8 +13,8 @@ export function sniffFile(file: string): Sniff {
   try {
     fd = openSync(file, 'r');
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new InputError({ file }, `cannot read: ${e.code === 'EACCES' ? 'permission denied' : e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    const e = inputReadError(file, err);
+    throw e instanceof InputError ? e : new InputError({ file }, `cannot read: ${(err as Error).message}`);
   }
   try {
     const buf = Buffer.alloc(SNIFF_BYTES);

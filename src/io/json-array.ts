@@ -5,6 +5,7 @@
 // array itself (an unterminated string or bracket, a missing comma) ends the file.
 import { createReadStream } from 'node:fs';
 import { InputError } from '../errors.js';
+import { inputReadError } from './jsonl.js';
 import { describeChar } from './located-json.js';
 
 export interface ArrayElement {
@@ -132,11 +133,7 @@ export async function* readJsonArray(file: string, label = file): AsyncGenerator
       if (state === 'in') pieces.push(chunk.slice(from));
     }
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
-      throw new InputError({ file: label }, `cannot read: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-    }
-    throw err;
+    throw inputReadError(label, err);
   } finally {
     stream.destroy();
   }

@@ -14,6 +14,15 @@ export interface TextLine {
   line: number;
 }
 
+/** A failure to open or read an input file as the InputError users see; anything else unchanged. */
+export function inputReadError(file: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT') return new InputError({ file }, 'cannot read: no such file', { cause: err });
+  if (code === 'EACCES') return new InputError({ file }, 'cannot read: permission denied', { cause: err });
+  if (code === 'EISDIR') return new InputError({ file }, 'cannot read: it is a folder', { cause: err });
+  return err;
+}
+
 /** Streams the lines of a UTF-8 text file (without their line endings). */
 export async function* readLines(file: string, label = file): AsyncGenerator<TextLine> {
   const stream = createReadStream(file, { encoding: 'utf8' });
@@ -26,11 +35,7 @@ export async function* readLines(file: string, label = file): AsyncGenerator<Tex
       yield { text: line === 1 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, line };
     }
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
-      throw new InputError({ file: label }, `cannot read: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-    }
-    throw err;
+    throw inputReadError(label, err);
   } finally {
     rl.close();
     stream.destroy();
