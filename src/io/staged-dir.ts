@@ -156,6 +156,16 @@ export class StagedDir {
 }
 
 /**
+ * Whether a folder output could be written at `target` (the checks StagedDir makes when it opens),
+ * for a command that wants to refuse before it loads a model. Throws the same errors.
+ */
+export function checkOutputFolder(target: string, opts: StagedDirOptions = {}): void {
+  const t = resolve(target);
+  writing(target, () => removeStaleTemps([t]));
+  if (checkTarget(target, t, opts.replace === true)) writing(target, () => accessSync(t, constants.W_OK));
+}
+
+/**
  * Refuses a target that is not a folder, or one that holds files (unless `replace` and it is a uit
  * output); returns whether it exists.
  */

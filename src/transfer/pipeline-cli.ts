@@ -7,6 +7,8 @@ import { DEFAULT_HEAD } from '../formats/api.js';
 import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cache/index.js';
 import { ExitCode, UitError } from '../errors.js';
 import { addStopHook } from '../signals.js';
+import { outputLayout } from '../formats/niv2.js';
+import { checkOutputFolder } from '../io/staged-dir.js';
 import { DEFAULT_SCORING, Scorer } from '../perplexity/index.js';
 import { openAIGeneratorFromOptions, paramsJson, type OpenAICliOptions } from '../remote/index.js';
 import { describeDevice, loadModel, type Model } from '../runtime/index.js';
@@ -53,6 +55,8 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
   const style: PromptStyle = o.promptStyle ?? 'fewshot';
   const seeds = generates && style === 'fewshot' ? loadSeeds(o.seeds) : undefined;
   const candidates = command === 'denoise' && o.candidates ? await readCandidatesFile(o.candidates) : undefined;
+  // an output folder that would be refused is refused now, not after the models load
+  if (command !== 'transfer' && outputLayout(o.out) === 'dir') checkOutputFolder(o.out, { replace: o.force === true });
 
   const cache = openCache(o.cache ?? defaultCachePath());
   const models: Model[] = [];

@@ -112,6 +112,20 @@ function readOnlyRunner(): { name: string; reason: string; run: ((dir: string, a
   return { name: 'skipped: neither `unshare -rm` nor `runuser -u nobody` works here', reason: '', run: null };
 }
 
+describe('an existing output folder', () => {
+  it('is refused by the model method before any model loads (exit 2), and --force needs a uit output', () => {
+    const out = join(tmp, 'existing-out');
+    mkdirSync(out);
+    writeFileSync(join(out, 'mine.txt'), 'mine');
+    for (const extra of [[], ['--force']]) {
+      const r = uit(['convert', P3, '--to', 'niv2', '--method', 'model', '--model', join(tmp, 'no-such-model'), '-o', out, ...extra]);
+      expect(r.code).toBe(ExitCode.USAGE);
+      expect(r.stderr).toMatch(extra.length ? /--force replaces only a folder uit wrote/ : /already exists and holds 1 entry \(mine\.txt\)/);
+    }
+    expect(readdirSync(out)).toEqual(['mine.txt']);
+  });
+});
+
 describe('output names never collide with each other or with the sidecars', () => {
   it('FLAN to FLAN with the dataset key ../provenance keeps the rows and the provenance apart', () => {
     const templates = join(tmp, 'escape.json');
