@@ -10,8 +10,8 @@ import { dumps } from '../io/pyjson.js';
 import { ExitCode, UitError } from '../errors.js';
 import type { Instance, Task } from '../types.js';
 import { DEFAULT_HEAD, groupConsecutive, type FormatModule, type FormatWriter, type OpenOptions, type Sniff, type TaskWriter } from './api.js';
-import { outputLayout, provenancePathFor } from './niv2.js';
-import { openRecords, type SourceRecord } from './records.js';
+import { outputLayout, provenancePathFor, provenanceSink } from './niv2.js';
+import { isBadRecord, openRecords, type RecordItem } from './records.js';
 import { firstJsonRecordKeys } from './sniff.js';
 import { inputDescription, targetDescription } from './names.js';
 
@@ -28,7 +28,8 @@ function outputsField(o: Record<string, unknown>, output: string): string[] | un
   return (list.length === 0 ? output === '' : list[0] === output) ? (list as string[]) : undefined;
 }
 
-function parse(r: SourceRecord): { instruction: string; input: string; outputs: string[]; extra?: Record<string, unknown> } {
+function parse(r: RecordItem): { instruction: string; input: string; outputs: string[]; extra?: Record<string, unknown> } {
+  if (isBadRecord(r)) throw r.bad;
   const c = r.check;
   const o = r.value;
   const instruction = c.str(c.field(o, 'instruction', []), ['instruction']);
@@ -49,7 +50,7 @@ export const alpaca: FormatModule = {
   read(file, opts) {
     const name = stem(file);
     const open = openRecords(file);
-    // the head pass validates every record it reads; later records are validated when streamed
+    // the grouping pass validates every record (its key is the parsed instruction)
     return groupConsecutive(
       open,
       (r) => parse(r).instruction,
@@ -65,6 +66,7 @@ export const alpaca: FormatModule = {
         return { id: `${name}-${index}`, input: p.input, outputs: p.outputs, ...(p.extra ? { extra: p.extra } : {}) };
       },
       opts.head ?? DEFAULT_HEAD,
+      opts,
     );
   },
 };
@@ -93,11 +95,13 @@ export const alpacaWriter: FormatWriter = {
     }
     const out = opts.out ?? '-';
     const w = layout === 'stdout' ? null : new AtomicWriter(out);
+    const prov = provenanceSink(layout, out);
     const stdout = opts.stdout ?? process.stdout;
     let count = 0;
     if (w && layout === 'json') w.write('[');
     return {
       provenancePath: w ? provenancePathFor(out, layout) : undefined,
+      provenance: prov,
       async write(t) {
         const first = count + 1;
         for await (const inst of t.instances()) {
@@ -114,8 +118,12 @@ export const alpacaWriter: FormatWriter = {
         if (!w) return;
         if (layout === 'json') w.write(count ? '\n]\n' : ']\n');
         w.commit();
+        prov?.commit();
       },
-      abort: () => w?.abort(),
+      abort: () => {
+        w?.abort();
+        prov?.abort();
+      },
     };
   },
 };

@@ -14,7 +14,7 @@ import { basename } from 'node:path';
 import { readLines } from '../io/jsonl.js';
 import { InputError } from '../errors.js';
 import type { Instance, Task } from '../types.js';
-import { DEFAULT_HEAD, lazyFromTask, type FormatModule, type LazyTask, type Sniff } from './api.js';
+import { DEFAULT_HEAD, lazyFromTask, reportBadRecord, type FormatModule, type LazyTask, type ReadOptions, type Sniff } from './api.js';
 import { inputDescription } from './names.js';
 
 /** CrossFit's ` [task] ` in front of an input: " [{}] {}".format(task_name, input). */
@@ -24,13 +24,18 @@ interface Line {
   input: string;
   outputs: string[];
   line: number;
+  /** A line without a TAB: it fails the task it belongs to (the other tasks of the file still read). */
+  bad?: InputError;
 }
 
 async function* lines(file: string): AsyncGenerator<Line> {
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     const cols = text.split('\t');
-    if (cols.length < 2) throw new InputError({ file, line, field: 'output' }, 'expected input<TAB>output');
+    if (cols.length < 2) {
+      yield { input: text, outputs: [], line, bad: new InputError({ file, line, field: 'output' }, 'expected input<TAB>output') };
+      continue;
+    }
     yield { input: cols[0], outputs: cols.slice(1), line };
   }
 }
@@ -54,7 +59,7 @@ export function crossfitLayout(input: string): string {
   return parts.join(' [SEP] ');
 }
 
-async function* readCrossfit(file: string, head: number): AsyncGenerator<LazyTask> {
+async function* readCrossfit(file: string, head: number, opts: Pick<ReadOptions, 'onBadRecord'>): AsyncGenerator<LazyTask> {
   const name = basename(file).replace(/\.(tsv|txt)$/i, '');
   const prefixed = await usesPrefixes(file);
   const split = (l: Line): { task: string; inst: Instance } => {
@@ -63,15 +68,20 @@ async function* readCrossfit(file: string, head: number): AsyncGenerator<LazyTas
     return { task, inst: { id: `${task}-${l.line}`, input: m ? l.input.slice(m[0].length) : l.input, outputs: l.outputs } };
   };
   // the tasks in the order of their first line, each with its first `head` instances
-  const groups = new Map<string, { head: Instance[]; complete: boolean }>();
+  const groups = new Map<string, { head: Instance[]; complete: boolean; bad?: InputError }>();
   for await (const l of lines(file)) {
     const { task, inst } = split(l);
-    const g = groups.get(task);
-    if (!g) groups.set(task, { head: [inst], complete: true });
+    let g = groups.get(task);
+    if (!g) groups.set(task, (g = { head: [], complete: true }));
+    if (l.bad) g.bad ??= l.bad;
     else if (g.head.length < head) g.head.push(inst);
     else g.complete = false;
   }
   for (const [taskName, g] of groups) {
+    if (g.bad) {
+      reportBadRecord(opts, g.bad); // the task with a broken line fails; the others are read
+      continue;
+    }
     const meta: Omit<Task, 'instances'> = {
       id: `crossfit/${taskName}`,
       source: { format: 'crossfit', file, extra: { dataset: taskName, prefixed } },
@@ -91,7 +101,7 @@ async function* readCrossfit(file: string, head: number): AsyncGenerator<LazyTas
       instances: async function* () {
         for await (const l of lines(file)) {
           const { task: t, inst } = split(l);
-          if (t === taskName) yield inst;
+          if (t === taskName && !l.bad) yield inst;
         }
       },
     };
@@ -106,5 +116,5 @@ export const crossfit: FormatModule = {
     const first = s.head.split('\n').find((l) => l.trim() !== '');
     return !!first && first.includes('\t') && !/^\s*[[{]/.test(first);
   },
-  read: (file, opts) => readCrossfit(file, opts.head ?? DEFAULT_HEAD),
+  read: (file, opts) => readCrossfit(file, opts.head ?? DEFAULT_HEAD, opts),
 };

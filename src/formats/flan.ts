@@ -21,6 +21,7 @@ import { flanText } from '../transfer/template-text.js';
 import {
   DEFAULT_HEAD,
   lazyFromStream,
+  reportBadRecord,
   type FormatModule,
   type FormatWriter,
   type LazyTask,
@@ -30,7 +31,7 @@ import {
   type TaskWriter,
 } from './api.js';
 import { Checker } from './check.js';
-import { outputLayout, parseJsonFile } from './niv2.js';
+import { outputLayout, parseJsonFile, provenanceSink } from './niv2.js';
 import { readRows } from './promptsource.js';
 import { inputDescription, targetDescription } from './names.js';
 
@@ -248,7 +249,8 @@ async function* readFlan(path: string, opts: ReadOptions): AsyncGenerator<LazyTa
     keys = [opts.dataset];
   }
   for (const key of keys) {
-    const rows = explicitRows ?? ((p) => (existsSync(p) ? p : undefined))(join(dirname(file), 'rows', `${key}.jsonl`));
+    // rows/<key>.jsonl beside the templates, the key made file-safe as the writer makes it (never outside rows/)
+    const rows = explicitRows ?? ((p) => (existsSync(p) ? p : undefined))(join(dirname(file), 'rows', `${rowsKey(key)}.jsonl`));
     const { templates } = all.get(key)!;
     for (let i = 0; i < templates.length; i++) {
       const tpl = templates[i];
@@ -263,7 +265,13 @@ async function* readFlan(path: string, opts: ReadOptions): AsyncGenerator<LazyTa
         yield { task: { ...meta, instances: [] }, complete: true, instances: async function* () {} };
         continue;
       }
-      const lazy = await lazyFromStream(meta, () => flanInstances(rows, tpl, key, i), opts.head ?? DEFAULT_HEAD);
+      let lazy: LazyTask;
+      try {
+        lazy = await lazyFromStream(meta, () => flanInstances(rows, tpl, key, i), opts.head ?? DEFAULT_HEAD);
+      } catch (err) {
+        reportBadRecord(opts, err); // a bad row in the head fails this template's task, not the next ones
+        continue;
+      }
       const text = templateText(tpl, lazy.task.instances);
       if (text !== tpl) {
         // the template as text for the transfer; `pattern` is what renders and is written back
@@ -295,6 +303,17 @@ function keyOf(task: Task): string {
   return task.id.replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 
+/**
+ * A dataset key that is also a safe file name for rows/<key>.jsonl: one path component (no `/`
+ * or `\`, no control character), not hidden, not empty. FLAN's own keys (`bigbench:...`) are such
+ * names already; any other key is written under its file-safe form (and a collision of two keys on
+ * one name is an error), so an output name never leaves rows/ or lands on a sidecar.
+ */
+export function rowsKey(key: string): string {
+  const safe = key.replace(/[/\\\u0000-\u001f\u007f]+/g, '_').replace(/^\./, '_');
+  return safe === '' ? '_' : safe;
+}
+
 export const flanWriter: FormatWriter = {
   name: 'flan',
   description: targetDescription('flan'),
@@ -303,17 +322,29 @@ export const flanWriter: FormatWriter = {
       throw new UitError(`--to flan writes a folder (templates.json and rows/); give -o a folder name, not ${opts.out ?? 'stdout'}`, ExitCode.USAGE);
     }
     const out = opts.out!;
-    const dir = new StagedDir(out);
+    const dir = new StagedDir(out, { replace: opts.replace });
+    const prov = provenanceSink('dir', out, dir)!;
     const templates = new Map<string, FlanTemplate[]>();
+    // who owns each written key: an untouched FLAN dataset (all its templates) or one other task
+    const owners = new Map<string, string>();
+    const claim = (key: string, owner: string, task: Task): void => {
+      const had = owners.get(key);
+      if (had !== undefined && had !== owner) {
+        throw new InputError({ file: task.source.file }, `two tasks map to the FLAN key ${key} (${had.slice(had.indexOf(':') + 1)} and ${owner.slice(owner.indexOf(':') + 1)})`);
+      }
+      owners.set(key, owner);
+    };
     return {
       provenancePath: join(out, 'provenance.jsonl'),
+      provenance: prov,
       async write(t) {
         const task = t.task;
         const extra = task.source.extra;
         const own = task.source.format === 'flan' && typeof extra.dataset === 'string' && extra.template;
         if (own && task.definition === flanText((extra.template as FlanTemplate).input, (extra.template as FlanTemplate).output).prompt) {
-          // an untouched FLAN task: its dataset key, template and rows as they were
-          const key = extra.dataset as string;
+          // an untouched FLAN task: its dataset key (file-safe), template and rows as they were
+          const key = rowsKey(extra.dataset as string);
+          claim(key, `dataset:${extra.dataset as string}`, task);
           const list = templates.get(key) ?? [];
           list.push((extra.pattern ?? extra.template) as FlanTemplate);
           templates.set(key, list);
@@ -325,8 +356,8 @@ export const flanWriter: FormatWriter = {
           }
           return join(out, 'templates.json') + `#${key}`;
         }
-        const key = keyOf(task);
-        if (templates.has(key)) throw new InputError({ file: task.source.file }, `two tasks map to the FLAN key ${key}`);
+        const key = rowsKey(keyOf(task));
+        claim(key, `task:${task.id}`, task);
         const { pattern, escaped } = natinstPattern(task.definition);
         templates.set(key, [{ input: pattern, output: '{output}' }]);
         const f = dir.openFile(`rows/${key}.jsonl`);
@@ -342,9 +373,13 @@ export const flanWriter: FormatWriter = {
       },
       commit() {
         dir.writeFile('templates.json', dumps(Object.fromEntries(templates), { indent: 1 }) + '\n');
+        prov.commit();
         dir.commit();
       },
-      abort: () => dir.abort(),
+      abort: () => {
+        prov.abort();
+        dir.abort();
+      },
     };
   },
 };

@@ -83,13 +83,19 @@ export function parseJsonLazily(text: string): { value: JsonValue; locator: Line
     // not plain JSON (NaN, a syntax error): the located parse gives the value or the line
     return parseLocatedJson(text);
   }
-  let located: ParsedJson | null = null;
+  let located: ParsedJson | null | undefined;
   return {
     value,
     locator: {
       lineAt(_root, path) {
-        located ??= parseLocatedJson(text);
-        return located.locator.lineAt(located.value, path);
+        if (located === undefined) {
+          try {
+            located = parseLocatedJson(text);
+          } catch {
+            located = null; // JSON.parse took it but the located parse does not (too deep): no line
+          }
+        }
+        return located === null ? undefined : located.locator.lineAt(located.value, path);
       },
     },
   };
@@ -101,6 +107,20 @@ export interface ParsedJson {
 }
 
 const WS = new Set([0x20, 0x0a, 0x0d, 0x09]);
+
+/** Deepest nesting the located parser follows (real data nests a few levels). */
+export const MAX_DEPTH = 1000;
+
+/** A character for an error message: printable as itself, anything else as U+XXXX. */
+export function describeChar(ch: string | undefined): string {
+  if (ch === undefined) return 'end of input';
+  if (ch === '\n') return "'\\n'";
+  const code = ch.codePointAt(0)!;
+  if (code < 0x20 || (code >= 0x7f && code < 0xa0) || code === 0xfeff || code === 0xfffd) {
+    return `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  }
+  return `'${ch}'`;
+}
 
 /** Parses one JSON document (plus NaN/Infinity), recording positions. Throws JsonSyntaxError. */
 export function parseLocatedJson(text: string): ParsedJson {
@@ -154,8 +174,7 @@ function parseJsonImpl(text: string, boxFloats: boolean, exactIntegers = false):
     }
   };
 
-  const describe = (at: number): string =>
-    at >= text.length ? 'end of input' : `'${text[at] === '\n' ? '\\n' : text[at]}'`;
+  const describe = (at: number): string => describeChar(at >= text.length ? undefined : String.fromCodePoint(text.codePointAt(at)!));
 
   const parseString = (): string => {
     // i is at the opening quote
@@ -223,8 +242,11 @@ function parseJsonImpl(text: string, boxFloats: boolean, exactIntegers = false):
     skipWs();
     if (i >= text.length) fail('unexpected end of input');
     const c = text[i];
-    if (c === '{') return parseObject();
-    if (c === '[') return parseArray();
+    if (c === '{' || c === '[') {
+      const v = c === '{' ? parseObject() : parseArray();
+      depth--;
+      return v;
+    }
     if (c === '"') return parseString();
     if (text.startsWith('true', i)) {
       i += 4;
@@ -263,7 +285,14 @@ function parseJsonImpl(text: string, boxFloats: boolean, exactIntegers = false):
     return fail(`unexpected ${describe(i)}`);
   };
 
+  // the parser recurses per level: past this depth a document is refused rather than overflow the stack
+  let depth = 0;
+  const enter = (): void => {
+    if (++depth > MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
+  };
+
   const parseObject = (): JsonValue => {
+    enter();
     const obj: Record<string, JsonValue> = {};
     const pos: NodePos = { line, members: new Map() };
     positions.set(obj, pos);
@@ -301,6 +330,7 @@ function parseJsonImpl(text: string, boxFloats: boolean, exactIntegers = false):
   };
 
   const parseArray = (): JsonValue => {
+    enter();
     const arr: JsonValue[] = [];
     const pos: NodePos = { line, members: new Map() };
     positions.set(arr, pos);
