@@ -1,9 +1,9 @@
 // `uit score`: teacher-forced scores of raw (prefix, target) pairs from a JSONL file, with prefix
 // reuse and the cache. Also the scorer options and setup shared with `uit score-instructions`.
 import { Option, type Command } from 'commander';
-import { int, positive } from '../cli-values.js';
+import { deviceOption, int, positive } from '../cli-values.js';
 import type { Cache, JsonObject } from '../cache/index.js';
-import { defaultCachePath } from '../cache/location.js';
+import { DEFAULT_CACHE_HELP, defaultCachePath } from '../cache/location.js';
 import { InputError } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { readJsonl } from '../io/jsonl.js';
@@ -43,7 +43,7 @@ export const SCORER_RUN_DEFAULTS = { batchSize: 8, overflow: 'truncate-left', re
 /** How the scorer runs (cache, batching, context, device): also declared by `uit compare` for its --scorer. */
 export function addScorerRunOptions(cmd: Command): Command {
   return cmd
-    .option('--cache <file>', `SQLite cache of scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
+    .option('--cache <file>', `SQLite cache of scores (default: ${DEFAULT_CACHE_HELP}; here ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--no-cache', 'compute everything, store nothing')
     .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), SCORER_RUN_DEFAULTS.batchSize)
     .addOption(
@@ -53,7 +53,7 @@ export function addScorerRunOptions(cmd: Command): Command {
     )
     .option('--max-context <n>', "context length in tokens (default: the model's n_positions)", int('--max-context', 2))
     .option('--no-reuse', 'run every sequence whole (no shared prefixes; for comparisons)')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default(SCORER_RUN_DEFAULTS.device))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1));
 }
 
@@ -65,8 +65,14 @@ export interface OpenedScorer {
 }
 
 /** Loads the model, opens the cache (before the model: a bad cache fails fast) and makes the scorer. */
-export async function openScorer(command: string, opts: ScorerCliOptions, onBatch?: (pairs: number, targetTokens: number) => void): Promise<OpenedScorer> {
-  const [{ openCache }, { Scorer }, { loadModel }] = await Promise.all([
+export async function openScorer(
+  command: string,
+  opts: ScorerCliOptions,
+  onBatch?: (pairs: number, targetTokens: number) => void,
+  /** More of the run's arguments for the cache's run log (e.g. the scoring mode). */
+  runArgs: JsonObject = {},
+): Promise<OpenedScorer> {
+  const [{ openCache }, { Scorer }, { loadModel, describeDevice }] = await Promise.all([
     import('../cache/index.js'),
     import('../perplexity/index.js'),
     import('../runtime/index.js'),
@@ -79,7 +85,7 @@ export async function openScorer(command: string, opts: ScorerCliOptions, onBatc
     cache?.close();
     throw err;
   }
-  if (model.info.deviceNote && !opts.json) process.stderr.write(`uit: ${model.info.deviceNote}\n`);
+  if (opts.device !== 'cpu') process.stderr.write(`uit: ${describeDevice(model.info)}\n`);
   const scorer = new Scorer(model, {
     cache,
     batchSize: opts.batchSize,
@@ -88,7 +94,7 @@ export async function openScorer(command: string, opts: ScorerCliOptions, onBatc
     reuse: opts.reuse,
     onBatch: onBatch ? (p) => onBatch(p.pairs, p.targetTokens) : undefined,
   });
-  const args: JsonObject = { model: model.info.dir, batch_size: opts.batchSize, overflow: opts.overflow, reuse: opts.reuse };
+  const args: JsonObject = { model: model.info.dir, batch_size: opts.batchSize, overflow: opts.overflow, reuse: opts.reuse, ...runArgs };
   if (opts.maxContext !== undefined) args.max_context = opts.maxContext;
   cache?.startRun(command, args);
   return {

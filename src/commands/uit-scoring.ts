@@ -3,7 +3,8 @@
 // of them to the perplexity API, and one scoring session (scorer, cache, progress bar).
 import type { Command } from 'commander';
 import { int } from '../cli-values.js';
-import { DEFAULT_INSTANCES } from '../perplexity/defaults.js';
+import { DEFAULT_INSTANCES, DEFAULT_SCORING, type ScoringMode } from '../perplexity/defaults.js';
+import { scoringOption } from '../transfer/pipeline-options.js';
 // The scorer and the progress bar load when a command runs.
 import type { DefinitionScoringHooks, ScoreCandidatesOptions, TaskScores } from '../perplexity/index.js';
 import type { Progress } from '../progress.js';
@@ -13,20 +14,22 @@ import { openScorer, type OpenedScorer, type ScorerCliOptions } from './score.js
 export interface UitScoringCliOptions {
   instances: number;
   seed: number;
+  scoring: ScoringMode;
 }
 
-export const UIT_SCORING_DEFAULTS: UitScoringCliOptions = { instances: DEFAULT_INSTANCES, seed: 0 };
+export const UIT_SCORING_DEFAULTS: UitScoringCliOptions = { instances: DEFAULT_INSTANCES, seed: 0, scoring: DEFAULT_SCORING };
 
 /** The UIT scoring options: how a definition's score is computed from its task. */
 export function addUitScoringOptions(cmd: Command): Command {
   return cmd
     .option('--instances <m>', 'instances scored per definition (M)', int('--instances', 1), UIT_SCORING_DEFAULTS.instances)
-    .option('--seed <n>', 'seed of the instance shuffle (the same seed picks the same instances)', int('--seed', 0), UIT_SCORING_DEFAULTS.seed);
+    .option('--seed <n>', 'seed of the instance shuffle (the same seed picks the same instances)', int('--seed', 0), UIT_SCORING_DEFAULTS.seed)
+    .addOption(scoringOption());
 }
 
 /** The command line's UIT scoring options as scoreCandidates options. */
 export function uitScoringOptions(opts: UitScoringCliOptions): ScoreCandidatesOptions {
-  return { instances: opts.instances, seed: opts.seed };
+  return { instances: opts.instances, seed: opts.seed, scoring: opts.scoring ?? DEFAULT_SCORING };
 }
 
 /**
@@ -44,10 +47,15 @@ export async function openUitScoring(command: string, opts: ScorerCliOptions & U
   let progress: Progress | undefined;
   let task = '';
   let ticked = 0;
-  const opened = await openScorer(command, opts, (n) => {
-    ticked += n;
-    progress?.tick(n, { task });
-  });
+  const opened = await openScorer(
+    command,
+    opts,
+    (n) => {
+      ticked += n;
+      progress?.tick(n, { task });
+    },
+    { scoring: options.scoring ?? DEFAULT_SCORING },
+  );
   return {
     ...opened,
     options,
