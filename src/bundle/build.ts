@@ -9,8 +9,10 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, constants, createReadStream, existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
-import { ExitCode, ModelError, UitError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { ExitCode, ModelError, OutputError, outputError, UitError } from '../errors.js';
+import { writeFileAtomic, writing } from '../io/atomic.js';
+import { trackTemp, untrackTemp } from '../io/live-temps.js';
+import { removeStaleTemps } from '../io/stale.js';
 import { createProgress } from '../progress.js';
 import { inspectModelFolder } from '../runtime/model-folder.js';
 import { productionClosure, readPackageJson, type PackageJson } from './deps.js';
@@ -316,18 +318,17 @@ export async function buildBundle(opts: BundleOptions = {}): Promise<BundleResul
   const name = bundleFileName(pkg, kind);
   const out = resolve(opts.out ?? '.');
   const file = existsSync(out) && statSync(out).isDirectory() ? join(out, name) : out;
-  if (!existsSync(dirname(file)) || opts.out?.endsWith('/')) throw new UitError(`-o ${opts.out}: no such folder`, ExitCode.USAGE);
-  try {
-    accessSync(dirname(file), constants.W_OK);
-  } catch (err) {
-    throw new UitError(`-o ${opts.out}: cannot write in ${dirname(file)} (${(err as NodeJS.ErrnoException).code})`, ExitCode.USAGE);
-  }
+  // a folder that is not there or not writable: the OutputError (exit 8) of every output, up front
+  if (opts.out?.endsWith('/') && file === out) throw new OutputError(out, 'no such folder');
+  writing(file, () => accessSync(dirname(file), constants.W_OK));
+  removeStaleTemps([file]); // what a killed run left
   const top = kind === 'npm' ? 'package' : name.replace(/\.tar\.gz$/, '');
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   const sizes = entries.map((e) => e.data?.length ?? statSync(e.source!).size);
   const total = sizes.reduce((a, b) => a + b, 0);
   const progress = createProgress({ label: 'bundle', total, quiet: opts.quiet, extraFormat: '{file}', payload: { file: '' } });
   const tar = new TarGzWriter(tmp, mtime);
+  trackTemp(tmp); // removed by the CLI's signal handler on Ctrl-C or SIGTERM
   const sums: { path: string; sha256: string }[] = [];
   try {
     const dirs = new Set<string>([top]);
@@ -355,7 +356,9 @@ export async function buildBundle(opts: BundleOptions = {}): Promise<BundleResul
     progress.stop();
     tar.abort();
     rmSync(tmp, { force: true });
-    throw err;
+    throw outputError(file, err);
+  } finally {
+    untrackTemp(tmp);
   }
   const digest = await fileSha256(file);
   writeFileAtomic(`${file}.sha256`, `${digest}  ${basename(file)}\n`);

@@ -8,6 +8,7 @@ import { closeSync, createWriteStream, openSync, readSync, type WriteStream } fr
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, gzipSync, type Gzip } from 'node:zlib';
+import { ExitCode, UitError } from '../errors.js';
 
 const BLOCK = 512;
 /** ustar's size field holds 11 octal digits. */
@@ -142,7 +143,7 @@ export class TarGzWriter {
         onChunk(piece);
         await this.push([piece]);
       }
-      if (done !== size) throw new Error(`${source} changed while it was being bundled (${size} bytes, then ${done === size + 1 ? 'more' : done})`);
+      if (done !== size) throw new UitError(`${source} changed while it was being bundled (${size} bytes, then ${done > size ? 'more' : done}); bundle again`, ExitCode.BAD_INPUT);
     } finally {
       closeSync(fd);
     }

@@ -49,6 +49,8 @@ describe('uit bundle', () => {
     // this platform's binaries only, and never the CUDA provider unless asked
     expect(ortFiles.every((e) => e.startsWith(`${ort}${process.platform}/${process.arch}/`)), ortFiles.join('\n')).toBe(true);
     expect(ortFiles.some((e) => e.includes('providers_cuda'))).toBe(false);
+    const dawn = entries.filter((e) => e.startsWith(`${NAME}/node_modules/webgpu/dist/`) && !e.endsWith('/'));
+    expect(dawn.every((e) => e.startsWith(`${NAME}/node_modules/webgpu/dist/${process.platform === 'darwin' ? 'darwin-universal' : TARGET}/`)), dawn.join('\n')).toBe(true);
     // the built addon, not better-sqlite3's C sources and build tree
     expect(has('node_modules/better-sqlite3/build/Release/better_sqlite3.node')).toBe(true);
     expect(entries.filter((e) => /better-sqlite3\/(deps|src)\/|\/obj(\.target)?\//.test(e))).toEqual([]);
@@ -180,7 +182,7 @@ describe('uit bundle', () => {
     r = uit('--npm', '--with-node');
     expect(r.code).toBe(2);
     r = run([process.execPath, join(REPO, 'bin/uit.js'), 'bundle', '-o', join(out, 'missing/')], { cwd: REPO });
-    expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('missing/: no such folder')]);
+    expect([r.code, r.stderr]).toEqual([8, expect.stringContaining('missing: cannot write: no such folder')]);
     if (TARGET === 'linux-x64' && !existsSync(join(REPO, 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so'))) {
       r = uit('--with-cuda');
       expect(r.code).toBe(4);
