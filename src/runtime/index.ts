@@ -37,6 +37,7 @@ export {
   topPProbs,
   softmax,
   isGreedy,
+  MIN_SAMPLING_TEMPERATURE,
   type SamplingParams,
   type LogitsProcessor,
   type ProbsWarper,

@@ -105,6 +105,10 @@ describe('completions', () => {
   it('decodes greedily at temperature 0 and applies the top_k and repetition_penalty extensions as the runtime does', async () => {
     const greedy = await post('/completions', { model: NAME, prompt: PROMPT, max_tokens: 10, temperature: 0 });
     expect(texts(greedy.json)).toEqual((await reference([{ prompt: PROMPT }], { maxNewTokens: 10, greedy: true }))[0]);
+    // A temperature too small to compute (1/t overflows float32) is greedy, its limit (issue 21).
+    const tiny = await post('/completions', { model: NAME, prompt: PROMPT, max_tokens: 10, temperature: 1e-300, n: 2, seed: 4 });
+    expect(tiny.status).toBe(200);
+    expect(texts(tiny.json)).toEqual([...texts(greedy.json), ...texts(greedy.json)]);
     const ext = await post('/completions', { model: NAME, prompt: PROMPT, max_tokens: 10, temperature: 1.2, top_k: 5, repetition_penalty: 1.3, seed: 9, n: 2 });
     const ref = await reference([{ prompt: PROMPT, numSamples: 2, seed: 9 }], { maxNewTokens: 10, temperature: 1.2, topK: 5, repetitionPenalty: 1.3 });
     expect(texts(ext.json)).toEqual(ref[0]);
