@@ -70,9 +70,12 @@ export interface RunningServer {
 }
 
 export interface ServerStatus {
+  /** Requests waiting for their turn at the model (a started request counts between its slices). */
   waiting: number;
+  /** Requests taken and not answered yet: waiting, or in the running batch. */
+  active: number;
   running: boolean;
-  /** Model runs so far, and the requests they served (more requests than batches: batching happened). */
+  /** Model runs so far, and the request slices they served (more than runs: requests shared runs). */
   batches: number;
   batchedRequests: number;
 }
@@ -132,7 +135,7 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
   });
   const created = Math.floor(Date.now() / 1000);
   const inFlight = new Set<Promise<void>>();
-  const status = (): ServerStatus => ({ waiting: scheduler.waiting, running: scheduler.busy, ...counts });
+  const status = (): ServerStatus => ({ waiting: scheduler.waiting, active: scheduler.active, running: scheduler.busy, ...counts });
   let draining = false;
 
   function authorize(req: IncomingMessage): void {
