@@ -5,38 +5,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Model, loadModel, type Backend } from '../../src/runtime/index.js';
-import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/index.js';
-import { FIXTURE, call } from './helpers.js';
+import { startServer, type RunningServer } from '../../src/serve/index.js';
+import { FIXTURE, call, fixtureServers, until, withForward } from './helpers.js';
 
 const NAME = 'tiny-gptj';
-let model: Model;
-const logs: string[] = [];
-beforeAll(async () => {
-  model = await loadModel(FIXTURE, { threads: 1 });
-});
-afterAll(async () => {
-  await model.dispose();
-});
-
-const serveWith = (opts: Partial<ServeOptions>) => startServer({ model, port: 0, log: (l) => logs.push(l), ...opts });
-
-/** The real model, each forward made `ms` slower: generation then surely outlasts a short timeout. */
-function slowed(inner: Model, ms: number): Model {
-  const b = inner.backend;
-  const backend: Backend = {
-    shape: b.shape,
-    hasPositionIds: b.hasPositionIds,
-    fast: b.fast,
-    device: b.device,
-    async forward(input, want, fetchKv) {
-      await new Promise((r) => setTimeout(r, ms));
-      return b.forward(input, want, fetchKv);
-    },
-    dispose: () => b.dispose(),
-  };
-  return new Model(inner.folder, inner.info, inner.tokenizer, backend);
-}
+const { model, logs, serveWith } = fixtureServers();
 
 interface Raw {
   socket: Socket;
@@ -61,10 +34,6 @@ function raw(port: number, send?: string): Promise<Raw> {
   });
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error(`timed out waiting for ${what}`);
-}
 
 const completionHead = (port: number, length: number) =>
   `POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
@@ -98,8 +67,12 @@ describe('timeouts', () => {
   });
 
   it('generating for longer than the request timeout is not cut: the timeout covers receiving', { timeout: 60_000 }, async () => {
-    // 20 forwards of at least 50 ms: over the 600 ms request timeout, whatever the machine.
-    const slow = await startServer({ model: slowed(model, 50), port: 0, connections: { headersTimeoutMs: 300, requestTimeoutMs: 600 } });
+    // 20 forwards of at least 50 ms each: over the 600 ms request timeout, whatever the machine.
+    const slowed = withForward(model(), async (next, ...args) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return next(...args);
+    });
+    const slow = await startServer({ model: slowed, port: 0, connections: { headersTimeoutMs: 300, requestTimeoutMs: 600 } });
     try {
       const t0 = performance.now();
       const r = await call(`${slow.baseUrl}/completions`, { body: { model: NAME, prompt: 'x', max_tokens: 20, stop: [], seed: 1 } });

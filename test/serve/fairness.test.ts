@@ -3,38 +3,25 @@
 // text. Real HTTP on 127.0.0.1, the tiny GPT-J fixture, the runtime's unsliced generate() as the
 // reference. Orders, never seconds.
 import { request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generate, loadModel, type GenerateOptions, type GenerateRequest, type Model } from '../../src/runtime/index.js';
-import { sliceRequests, startServer, type RunningServer, type ServeOptions } from '../../src/serve/index.js';
-import { FIXTURE, call } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { generate, type GenerateOptions, type GenerateRequest } from '../../src/runtime/index.js';
+import { sliceRequests, type RunningServer } from '../../src/serve/index.js';
+import { call, fixtureServers, until } from './helpers.js';
 
 const NAME = 'tiny-gptj';
 const PROMPTS = ['Definition: In this task, you are given', 'Input: What is 2+2?\nOutput:', 'x', 'A longer prompt, to pad the others'];
 
-let model: Model;
-const logs: string[] = [];
-beforeAll(async () => {
-  model = await loadModel(FIXTURE, { threads: 1 });
-});
-afterAll(async () => {
-  await model.dispose();
-});
-
-const serveWith = (opts: Partial<ServeOptions>) => startServer({ model, port: 0, log: (l) => logs.push(l), ...opts });
+const { model: fixture, serveWith } = fixtureServers();
 const post = (on: RunningServer, body: object) => call(`${on.baseUrl}/completions`, { body });
 const texts = (json: { choices: { text: string }[] }) => json.choices.map((c) => c.text);
 
 /** The runtime's texts in one unsliced call (choice order: prompt * n + sample). */
 async function reference(prompts: string[], n: number, seed: number, opts: GenerateOptions): Promise<string[]> {
   const requests: GenerateRequest[] = prompts.map((prompt) => ({ prompt, numSamples: n, seed }));
-  const r = await generate(model, requests, { ...opts, batchSize: 64 });
+  const r = await generate(fixture(), requests, { ...opts, batchSize: 64 });
   return r.outputs.flatMap((o) => o.samples.map((s) => s.text));
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 4000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('slices', () => {
   it('cover every row once, in row order, at most maxRows each; a request without rows still appears', () => {
