@@ -79,3 +79,26 @@ export class CachedGenerator implements TextGenerator {
     await this.inner.close?.();
   }
 }
+
+/** One request read back from the cache: the samples CachedGenerator (or any writer of generationKey rows) stored. */
+export interface CachedRequest {
+  prompt: string;
+  params: JsonObject;
+  /** By sample index; an index that was never stored is undefined. */
+  samples: (GeneratedText | undefined)[];
+}
+
+/** Every request of generator `modelId` in the cache, the reverse of CachedGenerator's writes. */
+export function cachedRequests(cache: Cache, modelId: string): CachedRequest[] {
+  return cache.generationsOf(modelId).map((g) => {
+    const samples: (GeneratedText | undefined)[] = [];
+    for (const s of g.samples) {
+      samples[s.sampleIndex] = {
+        text: s.text,
+        finishReason: (s.finishReason ?? 'stop') as GeneratedText['finishReason'],
+        ...(s.tokenCount !== null ? { tokens: s.tokenCount } : {}),
+      };
+    }
+    return { prompt: g.prompt, params: g.params, samples };
+  });
+}
