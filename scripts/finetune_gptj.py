@@ -495,6 +495,7 @@ def _train(args, dist: Dist) -> dict:
     weights = final_weights(args, runner, model, fsdp, dist)
     if dist.main:
         final = write_final(args, cfg, weights, tok_dir)
+        weights = None  # the export runs in another process: free this copy first
         result["final"] = final
         if args.out:
             result["out"] = export(args, final, log_path, key, kind)

@@ -61,7 +61,8 @@ def merged_state_dict(model: nn.Module, base: Optional[Dict[str, torch.Tensor]] 
     """The model's weights with every LoRALinear folded in, under the names the model had before
     add_lora (`...q_proj.weight`, not `...q_proj.base.weight`), float32, on the CPU. `base`, the
     original weights by those names, replaces the frozen ones held in the model: a base stored in
-    bf16 for training is merged at its full precision."""
+    bf16 for training is merged at its full precision. Its tensors are updated in place (a 6B
+    model's weights are not copied twice)."""
     out: Dict[str, torch.Tensor] = {}
     lora = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
     for name, p in model.named_parameters():
@@ -69,8 +70,10 @@ def merged_state_dict(model: nn.Module, base: Optional[Dict[str, torch.Tensor]] 
         plain = name if owner is None else name.replace(".base.", ".", 1)
         if owner is not None and name not in (owner + ".base.weight", owner + ".base.bias"):
             continue  # lora_a / lora_b are folded into the weight
-        held = base[plain] if base is not None and plain in base else p
-        w = held.detach().float().cpu().clone()
+        if base is not None and plain in base:
+            w = base[plain].detach().float().cpu()  # the caller's copy: changed in place, no second one
+        else:
+            w = p.detach().float().cpu().clone()
         if owner is not None and name == owner + ".base.weight":
             m = lora[owner]
             w += m.scale * (m.lora_b.detach().float().cpu() @ m.lora_a.detach().float().cpu())

@@ -282,3 +282,15 @@ def test_distilled_uit_tiny_loads_in_uit_and_scores_its_training_pairs_better(tm
             g.write(json.dumps({"id": p["id"], "prefix": p["prompt"], "target": p["target"]}) + "\n")
     before, after = _mean_ce(tiny, str(scored)), _mean_ce(str(out), str(scored))
     assert after < before - 0.05, (before, after)
+
+
+def test_paired_compare_tests_against_hand_computed_values():
+    import paired_compare as pc
+
+    assert pc.wilcoxon([1, 2, 3, 4, 5]) == {"n": 5, "w_plus": 15.0, "p": 2 / 32}
+    # |1| twice share rank 1.5: W+ = 4.5 of 6; sums at least as far from 3: 0, 1.5 (twice), 4.5 (twice), 6
+    assert pc.wilcoxon([1, -1, 2, 0]) == {"n": 3, "w_plus": 4.5, "p": 6 / 8}
+    assert pc.sign_test([0.1, 0.2, -0.1, 0, 0.3]) == {"up": 3, "down": 1, "same": 1, "p": 2 * 5 / 16}
+    r = pc.analyse({"a": 0.1, "b": 0.2, "c": 0.5}, {"a": 0.2, "b": 0.2, "c": 0.8, "d": 1.0})
+    assert r["tasks"] == 3 and r["mean_diff"] == pytest.approx(0.4 / 3)
+    assert r["bootstrap_95"][0] <= r["mean_diff"] <= r["bootstrap_95"][1]
