@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ModelError } from '../errors.js';
 import type { ConvertSummary } from '../transfer/convert.js';
 import type { PipelineSummary, TaskReport } from '../transfer/pipeline.js';
-import { int } from '../cli-values.js';
+import { deviceOption, int } from '../cli-values.js';
 import type { PipelineCliOptions } from '../transfer/pipeline-options.js';
 import { summaryText } from './convert.js';
 
@@ -161,7 +161,7 @@ export function register(program: Command): void {
     .option('--max-new-tokens <n>', 'longest candidate, in tokens', int('--max-new-tokens', 1), DEMO_DEFAULTS.maxNewTokens)
     .option('--seed <n>', 'sampling seed', int('--seed', 0), 0)
     .option('--cache <file>', 'SQLite cache of generations and scores (default: the per-user cache, docs/cache.md)')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1))
     .option('--json', 'print {out, model, summary, example} as JSON');
   cmd

@@ -114,14 +114,20 @@ export async function readCacheTeacher(cache: Cache, inputs: string[], opts: Cac
   return out;
 }
 
-/** Token-weighted mean CE of the cached scores of `definition` on the task's gold outputs, or null. */
+/**
+ * Token-weighted mean CE of the cached scores of `definition` on the task's gold outputs, or null:
+ * the scores of the `uit` scoring prompt, else those of the `reference` one (docs/scoring.md).
+ */
 function pooledMeanCe(cache: Cache, scorer: string, definition: string, golds: Set<string>): number | null {
-  let sum = 0;
-  let tokens = 0;
-  for (const s of cache.scoresWithPrefixStart(scorer, definitionParagraph(definition))) {
-    if (s.tokenCount === 0 || !golds.has(s.target)) continue;
-    sum += s.sumCe;
-    tokens += s.tokenCount;
+  for (const mode of ['uit', 'reference'] as const) {
+    let sum = 0;
+    let tokens = 0;
+    for (const s of cache.scoresWithPrefixStart(scorer, definitionParagraph(definition, mode))) {
+      if (s.tokenCount === 0 || !golds.has(s.target)) continue;
+      sum += s.sumCe;
+      tokens += s.tokenCount;
+    }
+    if (tokens > 0) return sum / tokens;
   }
-  return tokens > 0 ? sum / tokens : null;
+  return null;
 }

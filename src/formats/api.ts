@@ -161,7 +161,7 @@ export function idToRelPath(id: string, ext: string): string {
 
 /**
  * Tasks made of consecutive records that share a key (Alpaca records with the same
- * instruction, CrossFit lines with the same [task] prefix), streamed: a group's instances are
+ * instruction), streamed: a group's instances are
  * re-read from its first record when written, so a group larger than memory converts.
  * `open` must restart the record stream from the beginning each time.
  */

@@ -12,7 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument, type Node as YamlNode, type YAMLMap } from 'yaml';
 import { InputError, UitError, ExitCode } from '../errors.js';
 import { readLines } from '../io/jsonl.js';
-import { JsonSyntaxError, parseRow } from '../io/located-json.js';
+import { JsonSyntaxError, parseRow, type RowOptions } from '../io/located-json.js';
 import type { Instance, Task } from '../types.js';
 import { promptsourceText } from '../transfer/template-text.js';
 import { DEFAULT_HEAD, lazyFromStream, type FormatModule, type LazyTask, type ReadOptions, type Skipped, type Sniff } from './api.js';
@@ -179,12 +179,12 @@ function unprotect(s: string): string {
 }
 
 /** Streams the rows of a JSONL file as objects, with their line numbers. */
-export async function* readRows(file: string): AsyncGenerator<{ row: Record<string, unknown>; line: number }> {
+export async function* readRows(file: string, opts: RowOptions = {}): AsyncGenerator<{ row: Record<string, unknown>; line: number }> {
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     let row: unknown;
     try {
-      row = parseRow(text);
+      row = parseRow(text, opts);
     } catch (err) {
       if (err instanceof JsonSyntaxError) throw new InputError({ file, line }, `malformed JSON at column ${err.column}: ${err.reason}`);
       throw err;

@@ -107,15 +107,25 @@ export function parseLocatedJson(text: string): ParsedJson {
   return parseJsonImpl(text, false);
 }
 
-/**
- * Parses a dataset row for template rendering: like parseLocatedJson, but integral floats come
- * back as IntegralFloat so templates print them as Python does.
- */
-export function parseRow(text: string): unknown {
-  return parseJsonImpl(text, true).value;
+export interface RowOptions {
+  /**
+   * An integer written without fraction or exponent that a JavaScript number cannot hold exactly
+   * (beyond ±2^53) comes back as a bigint, as Python's json keeps it: 12345678901234567890, not
+   * 12345678901234567000. Off by default: a renderer must know bigints to take them.
+   */
+  exactIntegers?: boolean;
 }
 
-function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
+/**
+ * Parses a dataset row for template rendering: like parseLocatedJson, but integral floats come
+ * back as IntegralFloat so templates print them as Python does (and, on request, big integers as
+ * bigints).
+ */
+export function parseRow(text: string, opts: RowOptions = {}): unknown {
+  return parseJsonImpl(text, true, opts.exactIntegers === true).value;
+}
+
+function parseJsonImpl(text: string, boxFloats: boolean, exactIntegers = false): ParsedJson {
   const positions = new WeakMap<object, NodePos>();
   let i = 0;
   let line = 1;
@@ -245,7 +255,9 @@ function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
     if (m && m[0].length > 0 && m[0] !== '-') {
       i += m[0].length;
       const n = Number(m[0]);
-      if (boxFloats && Number.isInteger(n) && /[.eE]/.test(m[0])) return new IntegralFloat(n) as unknown as JsonValue;
+      const float = /[.eE]/.test(m[0]);
+      if (boxFloats && Number.isInteger(n) && float) return new IntegralFloat(n) as unknown as JsonValue;
+      if (exactIntegers && !float && !Number.isSafeInteger(n)) return BigInt(m[0]) as unknown as JsonValue;
       return n;
     }
     return fail(`unexpected ${describe(i)}`);

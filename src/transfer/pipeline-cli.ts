@@ -6,11 +6,12 @@ import { basename } from 'node:path';
 import { DEFAULT_HEAD } from '../formats/api.js';
 import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cache/index.js';
 import { ExitCode, UitError } from '../errors.js';
-import { Scorer } from '../perplexity/index.js';
+import { DEFAULT_SCORING, Scorer } from '../perplexity/index.js';
 import { paramsJson, type GenerationParams, type TextGenerator } from '../generator/index.js';
 import { openAIGeneratorFromOptions, type OpenAICliOptions } from '../remote/index.js';
-import { loadModel, type Model } from '../runtime/index.js';
+import { describeDevice, loadModel, type Model } from '../runtime/index.js';
 import { readCandidatesFile } from './candidates-file.js';
+import { holdsCandidateFiles } from './reference-layout.js';
 import { CandidateSource } from './candidates.js';
 import { LocalRangeGenerator } from './local-generator.js';
 import { runPipeline, type PipelineCommand, type PipelineOptions, type PipelineSummary } from './pipeline.js';
@@ -44,11 +45,13 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
   if (generates && !api && !o.model) usage(`uit ${command} needs --model DIR (the transfer model), or --backend openai`);
   const scorerDir = o.scorer ?? (api ? undefined : o.model);
   if (scores && !scorerDir) usage(command === 'denoise' ? 'uit denoise needs --scorer DIR (the scoring model)' : '--backend openai needs --scorer DIR (the scoring model)');
-  if (command === 'denoise' && !o.candidates) usage('uit denoise needs --candidates FILE (JSONL of {"task", "candidates"}, e.g. from uit transfer)');
+  if (command === 'denoise' && !o.candidates && !input.some(holdsCandidateFiles)) {
+    usage('uit denoise needs --candidates FILE (JSONL of {"task", "candidates"}, e.g. from uit transfer), or candidate files in the UIT reference\'s layout (<k>of<N>sample_<task>.json)');
+  }
   const shard = o.shard === undefined ? undefined : parseShard(o.shard);
   const style: PromptStyle = o.promptStyle ?? 'fewshot';
   const seeds = generates && style === 'fewshot' ? loadSeeds(o.seeds) : undefined;
-  const candidates = command === 'denoise' ? await readCandidatesFile(o.candidates!) : undefined;
+  const candidates = command === 'denoise' && o.candidates ? await readCandidatesFile(o.candidates) : undefined;
 
   const cache = openCache(o.cache ?? defaultCachePath());
   const models: Model[] = [];
@@ -57,6 +60,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
     const load = async (dir: string): Promise<Model> => {
       const m = await loadModel(dir, { device: o.device, threads: o.threads });
       models.push(m);
+      if (o.device !== undefined && o.device !== 'cpu') process.stderr.write(`uit ${command}: ${describeDevice(m.info)}\n`);
       return m;
     };
     const transferModel = generates && !api ? await load(o.model!) : undefined;
@@ -127,6 +131,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
         info: { model: await scorer.scorerId(), name: basename(scorerModel.info.dir) },
         examples: o.examples ?? 2,
         selection: {
+          scoring: o.scoring ?? DEFAULT_SCORING,
           instances: o.instances ?? PIPELINE_DEFAULTS.instances,
           instanceSeed: o.instanceSeed ?? 0,
           threshold: o.threshold,

@@ -43,6 +43,7 @@ function recording(inner: Model): { model: Model; calls: Call[] } {
     hasPositionIds: b.hasPositionIds,
     fast: b.fast,
     device: b.device,
+    createKv: (rows, capacity, shared) => b.createKv(rows, capacity, shared),
     forward(input: ForwardInput, want, fetchKv) {
       calls.push({ rows: input.rows, seq: input.seq, past: input.pastLength, shared: input.shared?.length ?? 0 });
       return b.forward(input, want, fetchKv);
@@ -71,7 +72,7 @@ describe('KvCache with a shared prefix', () => {
   it('a step over shared + own past gives the logits of the same step over copies', async () => {
     const prefix = await prefill(shared.backend, shared.tokenizer.encode('Definition: Say hi.\n\nInput: '));
     const viaShared = KvCache.create(shared.backend.shape, 3, 0, prefix.kv);
-    const viaCopies = KvCache.gather(prefix.kv, [0, 0, 0], prefix.kv.used);
+    const viaCopies = await prefix.kv.gather([0, 0, 0], prefix.kv.used);
     const ids = [65, 66, 67, 68, 69, 70];
     const valid = Uint8Array.from([1, 1, 0, 1, 1, 1]);
     const a = await step(shared.backend, viaShared, ids, 2, 'last', { newValid: valid });

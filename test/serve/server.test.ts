@@ -427,6 +427,7 @@ function countingModel(inner: Model): { model: Model; maxConcurrent: () => numbe
     hasPositionIds: b.hasPositionIds,
     fast: b.fast,
     device: b.device,
+    createKv: (rows, capacity, shared) => b.createKv(rows, capacity, shared),
     async forward(input, want, fetchKv) {
       now++;
       total++;
