@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { CacheError } from '../errors.js';
 import { canonicalJson, generationKey, scoreKey, type GenerationInput, type JsonObject, type ScoreInput } from './keys.js';
 import { APPLICATION_ID, MIGRATIONS, checkMigrations, inspectFile, type Migration } from './schema.js';
-import { TextStore, splitParagraphs, textRef } from './texts.js';
+import { TEXT_REF_BYTES, TextStore, splitParagraphs, textRef } from './texts.js';
 import { checkOwnership, isFresh, preflight, translateSqliteError } from './validate.js';
 
 const require = createRequire(import.meta.url);
@@ -451,20 +451,33 @@ export class Cache {
   }
 
   /**
-   * The scores by `scorerId` whose prefix begins with `start`, which must be whole paragraphs
-   * (end in a blank line): prefixes are stored as paragraph references, so this compares the
-   * first references instead of reassembling every prefix.
+   * The scores by `scorerId` whose prefix begins with each of `starts`, which must be whole
+   * paragraphs (end in a blank line). Prefixes are stored as paragraph references, so one pass
+   * over the scorer's rows compares references instead of reassembling any prefix.
    */
-  scoresWithPrefixStart(scorerId: string, start: string): { target: string; tokenCount: number; sumCe: number }[] {
-    if (!/\n\n$/.test(start)) throw new TypeError('scoresWithPrefixStart: start must end with a blank line (whole paragraphs)');
-    const refs = Buffer.concat(splitParagraphs(start).map(textRef));
-    return this.read('reading scores', () =>
-      (
-        this.db
-          .prepare('SELECT target, token_count, sum_ce FROM scores WHERE scorer_id = ? AND substr(prefix, 1, ?) = ?')
-          .all(scorerId, refs.length, refs) as { target: string; token_count: number; sum_ce: number }[]
-      ).map((r) => ({ target: r.target, tokenCount: r.token_count, sumCe: r.sum_ce })),
-    );
+  scoresWithPrefixStarts(scorerId: string, starts: readonly string[]): Map<string, { target: string; tokenCount: number; sumCe: number }[]> {
+    const out = new Map<string, { target: string; tokenCount: number; sumCe: number }[]>();
+    const byFirst = new Map<string, { start: string; refs: Buffer }[]>();
+    for (const start of new Set(starts)) {
+      if (!/\n\n$/.test(start)) throw new TypeError('scoresWithPrefixStarts: each start must end with a blank line (whole paragraphs)');
+      const refs = Buffer.concat(splitParagraphs(start).map((p) => textRef(p)));
+      const first = refs.subarray(0, TEXT_REF_BYTES).toString('hex');
+      byFirst.set(first, [...(byFirst.get(first) ?? []), { start, refs }]);
+      out.set(start, []);
+    }
+    this.read('reading scores', () => {
+      const rows = this.db
+        .prepare('SELECT prefix, target, token_count, sum_ce FROM scores WHERE scorer_id = ?')
+        .iterate(scorerId) as IterableIterator<{ prefix: Buffer; target: string; token_count: number; sum_ce: number }>;
+      for (const r of rows) {
+        for (const w of byFirst.get(r.prefix.subarray(0, TEXT_REF_BYTES).toString('hex')) ?? []) {
+          if (r.prefix.length >= w.refs.length && r.prefix.subarray(0, w.refs.length).equals(w.refs)) {
+            out.get(w.start)!.push({ target: r.target, tokenCount: r.token_count, sumCe: r.sum_ce });
+          }
+        }
+      }
+    });
+    return out;
   }
 
   /** Runs `fn` in one write transaction (e.g. a batch's generations and scores together). */

@@ -9,10 +9,11 @@ import { cachedRequests } from '../generator/index.js';
 import type { Cache, StoredModel } from '../cache/index.js';
 import { ExitCode, UitError } from '../errors.js';
 import type { ReadOptions } from '../formats/api.js';
+import type { ScoringMode } from '../perplexity/defaults.js';
 import { definitionParagraph } from '../perplexity/scoring-prompt.js';
 import { readTasks } from '../transfer/inputs.js';
 import { transferPromptSource } from '../transfer/prompt.js';
-import { Drops, type TeacherCandidate, type TeacherTask } from './teacher.js';
+import { Drops, type TeacherTask } from './teacher.js';
 
 export interface CacheTeacherOptions {
   /** Teacher model ids or names (default: every API model with generations). */
@@ -79,7 +80,8 @@ export async function readCacheTeacher(cache: Cache, inputs: string[], opts: Cac
       bySource.set(key, [...(bySource.get(key) ?? []), { teacher, texts }]);
     }
   }
-  const out: TeacherTask[] = [];
+  // The tasks and their candidates first, then every candidate's scores in one pass over the cache.
+  const found: { task: TeacherTask; golds: Set<string> }[] = [];
   for await (const item of readTasks(inputs, opts.from, opts.read)) {
     if (item.kind === 'error') throw item.error;
     const task = item.task.task;
@@ -98,36 +100,47 @@ export async function readCacheTeacher(cache: Cache, inputs: string[], opts: Cac
     for (const e of task.positiveExamples) golds.add(e.output);
     // One candidate per distinct text, in the order the teacher's requests and samples give them.
     const texts = [...new Set(transfers.flatMap((t) => t.texts))];
-    const candidates: TeacherCandidate[] = texts.map((definition) => ({ definition, meanCe: scorer && definition !== '' ? pooledMeanCe(cache, scorer, definition, golds) : null }));
     const names = [...new Set(transfers.map((t) => t.teacher))];
-    out.push({
-      task: task.id,
-      source: { file: task.source.file, format: task.source.format },
-      sourceInstruction: source,
-      teacher: { model: names.map((t) => t.id).join(' + '), name: names.map((t) => t.name).join(' + ') },
-      scorer,
-      candidates,
-      chosen: null,
-      from: `cache ${cache.path}`,
+    found.push({
+      golds,
+      task: {
+        task: task.id,
+        source: { file: task.source.file, format: task.source.format },
+        sourceInstruction: source,
+        teacher: { model: names.map((t) => t.id).join(' + '), name: names.map((t) => t.name).join(' + ') },
+        scorer,
+        candidates: texts.map((definition) => ({ definition, meanCe: null })),
+        chosen: null,
+        from: `cache ${cache.path}`,
+      },
     });
   }
-  return out;
+  if (scorer) {
+    // A candidate's score: the scores of the `uit` scoring prompt, else those of the `reference`
+    // one (docs/scoring.md), on the task's own gold outputs.
+    const paragraphs = (mode: ScoringMode) => found.flatMap((f) => f.task.candidates.filter((c) => c.definition !== '').map((c) => definitionParagraph(c.definition, mode)));
+    const scored = { uit: cache.scoresWithPrefixStarts(scorer, paragraphs('uit')), reference: cache.scoresWithPrefixStarts(scorer, paragraphs('reference')) };
+    for (const f of found) {
+      for (const c of f.task.candidates) {
+        if (c.definition === '') continue;
+        for (const mode of ['uit', 'reference'] as const) {
+          c.meanCe = pooledMeanCe(scored[mode].get(definitionParagraph(c.definition, mode)) ?? [], f.golds);
+          if (c.meanCe !== null) break;
+        }
+      }
+    }
+  }
+  return found.map((f) => f.task);
 }
 
-/**
- * Token-weighted mean CE of the cached scores of `definition` on the task's gold outputs, or null:
- * the scores of the `uit` scoring prompt, else those of the `reference` one (docs/scoring.md).
- */
-function pooledMeanCe(cache: Cache, scorer: string, definition: string, golds: Set<string>): number | null {
-  for (const mode of ['uit', 'reference'] as const) {
-    let sum = 0;
-    let tokens = 0;
-    for (const s of cache.scoresWithPrefixStart(scorer, definitionParagraph(definition, mode))) {
-      if (s.tokenCount === 0 || !golds.has(s.target)) continue;
-      sum += s.sumCe;
-      tokens += s.tokenCount;
-    }
-    if (tokens > 0) return sum / tokens;
+/** Token-weighted mean CE of scores on the task's gold outputs, or null when there are none. */
+function pooledMeanCe(scores: { target: string; tokenCount: number; sumCe: number }[], golds: Set<string>): number | null {
+  let sum = 0;
+  let tokens = 0;
+  for (const s of scores) {
+    if (s.tokenCount === 0 || !golds.has(s.target)) continue;
+    sum += s.sumCe;
+    tokens += s.tokenCount;
   }
-  return null;
+  return tokens > 0 ? sum / tokens : null;
 }

@@ -270,6 +270,8 @@ describe('the cache route pools each candidate\'s scores on its own task only', 
       cache.putScores([
         { scorerId: 'sha256:s', prefix: buildScoringPrefix(shared, [], i1.input), target: i1.outputs[0], tokenCount: 2, sumCe: 2 * k, meanCe: k },
         { scorerId: 'sha256:s', prefix: buildScoringPrefix(shared, [], i2.input), target: i2.outputs[0], tokenCount: 3, sumCe: 6 * k, meanCe: 2 * k },
+        // the reference scoring prompt's form (Definition: ['...']) counts when there is no other
+        { scorerId: 'sha256:s', prefix: buildScoringPrefix(`Only ${t.id}.`, [], i1.input, 'reference'), target: i1.outputs[0], tokenCount: 4, sumCe: 2, meanCe: 0.5 },
       ]);
       own[t.id] = (8 * k) / 5;
     }
@@ -280,7 +282,7 @@ describe('the cache route pools each candidate\'s scores on its own task only', 
     for (const t of tasks) {
       expect(t.candidates.map((c) => c.definition)).toEqual([shared, `Only ${t.task}.`]);
       expect(t.candidates[0].meanCe).toBeCloseTo(own[t.task], 12);
-      expect(t.candidates[1].meanCe).toBeNull();
+      expect(t.candidates[1].meanCe).toBe(0.5);
       expect(t.scorer).toBe('sha256:s');
     }
   });
