@@ -30,7 +30,7 @@ def read_metric(path: str, metric: str) -> Dict[str, float]:
     out = {}
     for t in doc["tasks"]:
         v = t.get(metric)
-        if v is None and metric in ("ppl_offline", "perplexity"):
+        if v is None and metric == "perplexity":
             v = (t.get("offline") or {}).get("perplexity")
         if v is not None:
             out[t["id"]] = float(v)
@@ -112,7 +112,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("before")
     ap.add_argument("after")
-    ap.add_argument("--metric", default="rougeL", help="a per-task number of the reports: rougeL (default), bleu, exact")
+    ap.add_argument("--metric", default="rougeL", help="a per-task number of the reports: rougeL (default), bleu, exact, or "
+                    "perplexity (the offline side's, from uit compare --scorer)")
     ap.add_argument("--group", help="also test group means; the group is the first capture group of REGEX on the task id")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
