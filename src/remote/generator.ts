@@ -1,7 +1,7 @@
 // The OpenAI-compatible backend of the transfer step: a TextGenerator over /completions or
 // /chat/completions, so the API route of the paper runs through the same pipeline, denoiser
 // and cache as the local model.
-import type { FinishReason, GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../transfer/generator.js';
+import type { FinishReason, GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../generator/index.js';
 import { RemoteError } from './errors.js';
 import { OpenAIClient, type OpenAIClientOptions, type ChatMessage, type Usage } from './openai.js';
 
