@@ -1,7 +1,7 @@
 // `uit serve`: the local model behind an OpenAI-compatible HTTP API (docs/serve.md).
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { int, positive } from '../cli-values.js';
+import { deviceOption, int, positive } from '../cli-values.js';
 import { ExitCode, UitError } from '../errors.js';
 import type { Device } from '../runtime/index.js';
 
@@ -89,7 +89,7 @@ export function register(program: Command): void {
     .option('--keep-alive-timeout <s>', 'seconds an idle keep-alive connection stays open after a response', positive('--keep-alive-timeout'), SERVE_DEFAULTS.keepAliveTimeout)
     .option('--max-connections <n>', 'most open connections; more are closed as they arrive', int('--max-connections', 1), SERVE_DEFAULTS.maxConnections)
     .option('--chat-template <file>', "Jinja chat template for /v1/chat/completions (default: the model folder's, else the plain format)")
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1))
     .option('--json', 'print the start line as JSON: {"url", "base_url", "host", "port", "model", "chat_format", "auth"}')
     .option('-q, --quiet', 'no request log on stderr')
@@ -111,7 +111,7 @@ Any OpenAI SDK works with base_url http://127.0.0.1:8080/v1 (see docs/serve.md).
     )
     .action(async (opts: ServeCliOptions) => {
       const apiKey = readToken(opts);
-      const { isLoopback, startServer } = await import('../serve/index.js');
+      const [{ isLoopback, startServer }, { describeDevice }] = await Promise.all([import('../serve/index.js'), import('../runtime/index.js')]);
       const log = opts.quiet ? undefined : (line: string) => process.stderr.write(`uit serve: ${line}\n`);
       const server = await startServer({
         model: opts.model,
@@ -149,7 +149,7 @@ Any OpenAI SDK works with base_url http://127.0.0.1:8080/v1 (see docs/serve.md).
       }
       if (opts.json) process.stdout.write(`${JSON.stringify(info)}\n`);
       else {
-        if (server.model.info.deviceNote) process.stderr.write(`uit serve: ${server.model.info.deviceNote}\n`);
+        if (opts.device !== 'cpu') process.stderr.write(`uit serve: ${describeDevice(server.model.info)}\n`);
         process.stdout.write(
           `uit serve: ${server.modelName} at ${server.baseUrl} (chat: ${server.chatFormat}${apiKey ? '; bearer token required' : ''}); Ctrl-C to stop\n`,
         );

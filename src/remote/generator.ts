@@ -2,7 +2,7 @@
 // /chat/completions, so the API route of the paper runs through the same pipeline, denoiser
 // and cache as the local model.
 import { isGreedy } from '../runtime/generation/processors.js';
-import type { FinishReason, GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../transfer/generator.js';
+import type { FinishReason, GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../generator/index.js';
 import { RemoteError } from './errors.js';
 import { OpenAIClient, type OpenAIClientOptions, type ChatMessage, type Usage } from './openai.js';
 

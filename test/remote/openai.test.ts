@@ -9,11 +9,11 @@ import { OpenAIGenerator, apiIdentity, applyStop } from '../../src/remote/genera
 import { backoffMs, retryAfterMs, type RetryEvent } from '../../src/remote/http.js';
 import { RemoteError } from '../../src/remote/errors.js';
 import { Semaphore } from '../../src/remote/semaphore.js';
-import { CachedGenerator } from '../../src/remote/cached-generator.js';
+import { CachedGenerator } from '../../src/generator/cached-generator.js';
 import { addOpenAIOptions, openAIGeneratorFromOptions, type OpenAICliOptions } from '../../src/remote/options.js';
 import { openCache } from '../../src/cache/cache.js';
 import { ExitCode, UitError } from '../../src/errors.js';
-import type { GenerationParams } from '../../src/transfer/generator.js';
+import type { GenerationParams } from '../../src/generator/generator.js';
 import { closedPort, completion, json, startFakeServer, type FakeServer } from './fake-openai.js';
 
 const PARAMS: GenerationParams = { maxNewTokens: 32, temperature: 0.7, topP: 0.9, stop: ['\n\n'], seed: 42 };

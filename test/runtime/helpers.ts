@@ -49,6 +49,7 @@ export function withForward(inner: Model, forward: (next: Backend['forward'], ..
     hasPositionIds: b.hasPositionIds,
     fast: b.fast,
     device: b.device,
+    createKv: (rows, capacity, shared) => b.createKv(rows, capacity, shared),
     forward: (input, want, fetchKv) => forward((i, w, f) => b.forward(i, w, f), input, want, fetchKv),
     dispose: () => b.dispose(),
   };

@@ -1,0 +1,186 @@
+// The little of ONNX's protobuf format that the runtime needs without the onnx package: the output
+// names of a graph file (read without loading its weights: WebGPU sessions must be told, when they
+// are created, which outputs stay on the device), and a writer for the small helper graphs that
+// move KV tensors around on the device (device-kv.ts).
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { ModelError } from '../errors.js';
+
+// ---- reading -------------------------------------------------------------------------------
+
+/** Byte access by absolute offset: a whole buffer, or a file read a block at a time. */
+type ByteAt = (pos: number) => number;
+
+/** Reads a file a block at a time (a graph file can hold GBs of embedded weights). */
+function fileBytes(fd: number, path: string): ByteAt {
+  let block = Buffer.alloc(0);
+  let start = 0;
+  return (pos) => {
+    if (pos < start || pos >= start + block.length) {
+      const buf = Buffer.alloc(64 * 1024);
+      const n = readSync(fd, buf, 0, buf.length, pos);
+      if (n === 0) throw new ModelError(`${path}: unexpected end of the ONNX file at byte ${pos}`);
+      block = buf.subarray(0, n);
+      start = pos;
+    }
+    return block[pos - start];
+  };
+}
+
+/** A varint at `pos`: its value and the position after it. */
+function varint(at: ByteAt, pos: number): [number, number] {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    const b = at(pos + i);
+    value += (b & 0x7f) * scale;
+    scale *= 128;
+    if (b < 0x80) return [value, pos + i + 1];
+  }
+  throw new ModelError(`bad protobuf varint at byte ${pos} (not an ONNX file?)`);
+}
+
+/** Calls `field` for each length-delimited field of the message in [pos, end); skips the others. */
+function walk(at: ByteAt, pos: number, end: number, field: (num: number, start: number, length: number) => void): void {
+  while (pos < end) {
+    const [k, p] = varint(at, pos);
+    const wire = k % 8;
+    if (wire === 0) pos = varint(at, p)[1];
+    else if (wire === 1) pos = p + 8;
+    else if (wire === 5) pos = p + 4;
+    else if (wire === 2) {
+      const [len, q] = varint(at, p);
+      field(Math.floor(k / 8), q, len);
+      pos = q + len;
+    } else throw new ModelError(`unsupported protobuf wire type ${wire} at byte ${pos} (not an ONNX file?)`);
+  }
+  if (pos !== end) throw new ModelError('truncated protobuf message (not an ONNX file?)');
+}
+
+/**
+ * The names of a graph's outputs, in order, read from the .onnx file: ModelProto.graph (field 7),
+ * GraphProto.output (12), ValueInfoProto.name (1). Embedded weights are skipped, not read.
+ */
+export function readOnnxOutputNames(path: string): string[] {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new ModelError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const at = fileBytes(fd, path);
+    const names: string[] = [];
+    walk(at, 0, fstatSync(fd).size, (num, start, length) => {
+      if (num !== 7) return;
+      walk(at, start, start + length, (gnum, gstart, glen) => {
+        if (gnum !== 12) return;
+        const info = Buffer.alloc(glen);
+        readSync(fd, info, 0, glen, gstart);
+        walk((p) => info[p], 0, glen, (vnum, vstart, vlen) => {
+          if (vnum === 1) names.push(info.toString('utf8', vstart, vstart + vlen));
+        });
+      });
+    });
+    return names;
+  } catch (err) {
+    if (err instanceof ModelError) throw new ModelError(`${path}: ${err.message}`, { cause: err });
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// ---- writing -------------------------------------------------------------------------------
+
+type Chunk = Uint8Array;
+
+function varintBytes(n: number): number[] {
+  if (!Number.isSafeInteger(n)) throw new RangeError(`varint ${n}`);
+  const out: number[] = [];
+  // Negative int64 values are ten bytes of two's complement.
+  let v = n < 0 ? BigInt.asUintN(64, BigInt(n)) : BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    out.push(b);
+  } while (v > 0n);
+  return out;
+}
+
+function concat(chunks: Chunk[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+const enc = new TextEncoder();
+const key = (num: number, wire: number) => Uint8Array.from(varintBytes(num * 8 + wire));
+const int = (num: number, v: number): Chunk => concat([key(num, 0), Uint8Array.from(varintBytes(v))]);
+const bytes = (num: number, b: Uint8Array): Chunk => concat([key(num, 2), Uint8Array.from(varintBytes(b.length)), b]);
+const str = (num: number, s: string): Chunk => bytes(num, enc.encode(s));
+const msg = (num: number, parts: Chunk[]): Chunk => bytes(num, concat(parts));
+
+/** ONNX TensorProto.DataType codes of the element types the helper graphs use. */
+export const ONNX_TYPE = { float32: 1, int64: 7, float16: 10 } as const;
+export type OnnxElem = keyof typeof ONNX_TYPE;
+
+export interface OnnxValue {
+  name: string;
+  type: OnnxElem;
+  /** Numbers are fixed sizes, strings symbolic. */
+  dims: (number | string)[];
+}
+
+export interface OnnxNode {
+  op: string;
+  inputs: string[];
+  outputs: string[];
+  /** Integer and integer-list attributes. */
+  attrs?: Record<string, number | number[]>;
+}
+
+export interface OnnxConstant {
+  name: string;
+  /** int64 values of a 1-D tensor. */
+  int64: number[];
+}
+
+function valueInfo(num: number, v: OnnxValue): Chunk {
+  const dims = v.dims.map((d) => msg(1, [typeof d === 'number' ? int(1, d) : str(2, d)]));
+  const tensorType = msg(1, [int(1, ONNX_TYPE[v.type]), msg(2, dims)]);
+  return msg(num, [str(1, v.name), msg(2, [tensorType])]);
+}
+
+function attribute(name: string, value: number | number[]): Chunk {
+  // AttributeProto: name 1, i 3, ints 8, type 20 (INT 2, INTS 7).
+  if (typeof value === 'number') return msg(5, [str(1, name), int(3, value), int(20, 2)]);
+  return msg(5, [str(1, name), ...value.map((v) => int(8, v)), int(20, 7)]);
+}
+
+/** A ModelProto (IR 8, default opset 17) with the given graph, as bytes for InferenceSession.create. */
+export function encodeOnnxModel(graph: { name: string; inputs: OnnxValue[]; outputs: OnnxValue[]; nodes: OnnxNode[]; constants?: OnnxConstant[] }): Uint8Array {
+  const nodes = graph.nodes.map((n, i) =>
+    msg(1, [
+      ...n.inputs.map((x) => str(1, x)),
+      ...n.outputs.map((x) => str(2, x)),
+      str(3, `${n.op}_${i}`),
+      str(4, n.op),
+      ...Object.entries(n.attrs ?? {}).map(([k, v]) => attribute(k, v)),
+    ]),
+  );
+  // TensorProto: dims 1, data_type 2, int64_data 7, name 8.
+  const constants = (graph.constants ?? []).map((c) => msg(5, [int(1, c.int64.length), int(2, ONNX_TYPE.int64), ...c.int64.map((v) => int(7, v)), str(8, c.name)]));
+  const g = msg(7, [
+    ...nodes,
+    str(2, graph.name),
+    ...constants,
+    ...graph.inputs.map((v) => valueInfo(11, v)),
+    ...graph.outputs.map((v) => valueInfo(12, v)),
+  ]);
+  return concat([int(1, 8), str(2, 'uit'), g, msg(8, [str(1, ''), int(2, 17)])]);
+}
