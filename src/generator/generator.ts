@@ -6,7 +6,7 @@ import type { JsonObject, JsonValue } from '../cache/keys.js';
 
 export interface GenerationParams {
   maxNewTokens: number;
-  /** 0 or `greedy` means argmax decoding. */
+  /** 0 (or under 1e-5: the runtime's isGreedy) or `greedy` means argmax decoding. */
   temperature: number;
   topK?: number;
   topP?: number;

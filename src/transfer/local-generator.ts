@@ -73,12 +73,12 @@ export class LocalRangeGenerator implements RangeGenerator {
   }
 }
 
-/** GenerationParams in the runtime's terms (temperature 0 means greedy, as in the API backend). */
+/** GenerationParams in the runtime's terms (its isGreedy decides what greedy means, as in the API backend). */
 export function runtimeOptions(p: GenerationParams, o: LocalRangeGeneratorOptions = {}): GenerateOptions {
   return {
     maxNewTokens: p.maxNewTokens,
-    greedy: p.greedy === true || p.temperature === 0,
-    temperature: p.temperature === 0 ? undefined : p.temperature,
+    greedy: p.greedy,
+    temperature: p.temperature,
     topK: p.topK,
     topP: p.topP,
     repetitionPenalty: p.repetitionPenalty,

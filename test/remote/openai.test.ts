@@ -86,6 +86,9 @@ describe('completions and chat', () => {
     expect(server.seen[0].body).not.toHaveProperty('top_p');
     expect(server.seen[0].body).not.toHaveProperty('n');
     expect(g).toMatchObject({ text: 'cut short', finishReason: 'length', tokens: 3 });
+    // A temperature too small to compute locally is greedy here too: it is sent as its limit, 0.
+    await generator().generate([{ prompt: 'p', numSamples: 1 }], { ...PARAMS, temperature: 1e-40 });
+    expect(server.seen[1].body.temperature).toBe(0);
   });
 
   it('talks to /chat/completions with the prompt as a user message', async () => {
