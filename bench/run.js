@@ -46,6 +46,7 @@ const { values: args } = parseArgs({
     'score-instances': { type: 'string', default: '32' },
     'no-score-baseline': { type: 'boolean', default: false },
     'no-save': { type: 'boolean', default: false },
+    out: { type: 'string' },
     progress: { type: 'boolean', default: false },
     python: { type: 'string', default: '/usr/bin/python3' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -71,6 +72,7 @@ if (args.help) {
   --score-instances M    instances per candidate (default 32; the task may have fewer)
   --no-score-baseline    skip the scoring run without prefix reuse (large models)
   --no-save              print only, write no bench/results files
+  --out FILE             write the JSON to FILE instead of bench/results/<timestamp>.json and latest.json
   --progress             progress lines on stderr even when it is not a terminal
   --python PATH          Python with torch + onnx for making the 100M model (default /usr/bin/python3)`);
   process.exit(0);
@@ -627,9 +629,14 @@ if (!args['no-save']) {
   const dir = join(ROOT, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const text = `${JSON.stringify(result, (k, v) => (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? Number(v.toPrecision(7)) : v), 2)}\n`;
-  const stamp = started.toISOString().replace(/[:.]/g, '-');
-  writeFileSync(join(dir, `${stamp}.json`), text);
-  writeFileSync(join(dir, 'latest.json'), text);
-  log(`wrote bench/results/${stamp}.json and bench/results/latest.json`);
+  if (args.out) {
+    writeFileSync(resolve(args.out), text);
+    log(`wrote ${args.out}`);
+  } else {
+    const stamp = started.toISOString().replace(/[:.]/g, '-');
+    writeFileSync(join(dir, `${stamp}.json`), text);
+    writeFileSync(join(dir, 'latest.json'), text);
+    log(`wrote bench/results/${stamp}.json and bench/results/latest.json`);
+  }
 }
 process.exit(0);

@@ -39,6 +39,7 @@ import time
 import warnings
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -493,7 +494,9 @@ def streamed_forward_many(cfg: GPTJConfig, weights, device: str, quant: Optional
         for name, p in list(module.named_parameters()):
             full = prefix + name
             t = materialize(weights[full]).float()
-            if full in quantized:
+            if full in quantized and full == "transformer.wte.weight":
+                t = torch.from_numpy(np.ascontiguousarray(Q.fake_quantize_embedding(t.numpy(), quant)))  # rows as GatherBlockQuantized reads them
+            elif full in quantized:
                 # The graph holds W^T [in, out], quantized along `in` per output column.
                 t = torch.from_numpy(Q.fake_quantize(t.t().contiguous().numpy(), quant)).t()
             mod_name, _, leaf = name.rpartition(".")

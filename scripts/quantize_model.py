@@ -13,6 +13,10 @@ model's hidden size: q, k, v, out, fc_in, fc_out; the LM head only with lm_head=
 - int8 with op "nbits": MatMulNBits bits 8, block-wise, for providers that run it well
   (WebGPU, unmeasured here).
 
+With embeddings=True the token embedding (a Gather from a constant [vocab, hidden] table) becomes
+GatherBlockQuantized (com.microsoft) with the same bits and blocks along the hidden size: the rows
+a step reads are dequantized, the table stays small (GPT-J 6B's is 825 MB in float32).
+
 Both graphs of a folder (model.onnx and model.fast.onnx) point at the same quantized tensors of
 one model.onnx_data, as before. Other initializers are copied tensor by tensor; nothing holds more
 than one weight (and its quantized form) at a time.
@@ -56,6 +60,7 @@ class QuantOptions:
     accuracy_level: int = 4
     lm_head: bool = False
     int8_op: str = "dynamic"
+    embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -77,9 +82,15 @@ class QuantOptions:
     def spec(self) -> nbits.QuantSpec:
         return nbits.QuantSpec(bits=4 if self.scheme == "int4" else 8, block=self.block_size, symmetric=self.symmetric)
 
+    @property
+    def embedding_spec(self) -> nbits.QuantSpec:
+        """The token embedding's blocks: always block-wise (GatherBlockQuantized), even for int8 as
+        DynamicQuantizeMatMul."""
+        return self.spec
+
     def record(self) -> dict:
         """What config.json (`uit_quantization`) and parity.json record."""
-        d = {"scheme": self.scheme, "op": self.op, "lm_head": self.lm_head}
+        d = {"scheme": self.scheme, "op": self.op, "lm_head": self.lm_head, "embeddings": self.embeddings}
         if self.op == "MatMulNBits":
             d.update(bits=self.spec.bits, block_size=self.block_size, symmetric=self.symmetric, accuracy_level=self.accuracy_level)
         else:
@@ -103,6 +114,11 @@ def quantize_int8_columns(w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     for k0 in range(0, w.shape[0], step):
         q[k0 : k0 + step] = np.clip(np.rint(w[k0 : k0 + step].astype(np.float32) * inv), -127, 127)
     return q, scale
+
+
+def fake_quantize_embedding(w: np.ndarray, opts: QuantOptions) -> np.ndarray:
+    """float32 embedding table w [vocab, hidden] as GatherBlockQuantized sees it."""
+    return nbits.fake_quantize(np.ascontiguousarray(w.T), opts.embedding_spec).T
 
 
 def fake_quantize(w: np.ndarray, opts: QuantOptions) -> np.ndarray:
@@ -138,10 +154,16 @@ class _Quantizer:
         self.last_key: object = None
         self.last: Optional[dict] = None
 
-    def parts(self, key: object, load: Callable[[], np.ndarray], scale_type: int) -> dict:
+    def parts(self, key: object, load: Callable[[], np.ndarray], scale_type: int, embedding: bool = False) -> dict:
         if key != self.last_key or self.last is None:
             w = load()
-            if self.opts.op == "DynamicQuantizeMatMul":
+            if embedding:
+                # [vocab, hidden], blocks along hidden: nbits' [K, N] layout with K = hidden, N = vocab.
+                qw = nbits.quantize(w.T, self.opts.embedding_spec)
+                V, nb = qw.N, qw.blocks
+                self.last = {"data": qw.b.reshape(V, -1), "scales": qw.scales.reshape(V, nb),
+                             "zero_points": None if qw.zero_points is None else qw.zero_points.reshape(V, -1)}
+            elif self.opts.op == "DynamicQuantizeMatMul":
                 q, s = quantize_int8_columns(w)
                 self.last = {"B": q, "scales": s, "zero_points": np.zeros(q.shape[1], dtype=np.int8)}
             else:
@@ -179,6 +201,11 @@ def quantize_matmuls(
     plan = Plan([], [])
     new_nodes = []
     for node in g.node:
+        if opts.embeddings and node.op_type == "Gather" and node.domain in ("", "ai.onnx"):
+            q = _quantize_gather(g, node, inits, opts, sources, source_keys, hidden, fp16_weights, quantizer, done, plan)
+            if q is not None:
+                new_nodes.append(q)
+                continue
         w = node.input[1] if node.op_type == "MatMul" and node.domain in ("", "ai.onnx") and len(node.input) == 2 else None
         t = inits.get(w) if w else None
         if t is None or len(t.dims) != 2 or t.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
@@ -233,8 +260,43 @@ def quantize_matmuls(
     return plan
 
 
+def _quantize_gather(g, node, inits, opts: QuantOptions, sources, source_keys, hidden, fp16_weights, quantizer, done, plan):
+    """GatherBlockQuantized for a Gather of rows from a constant [vocab, hidden] table, or None."""
+    w = node.input[0]
+    t = inits.get(w)
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+    if t is None or len(t.dims) != 2 or axis != 0 or t.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+        return None
+    V, E = int(t.dims[0]), int(t.dims[1])
+    if hidden is not None and E != hidden:
+        return None
+    spec = opts.embedding_spec
+    if w not in done:
+        key = (source_keys.get(w, ("initializer", w)), opts.key(), "embedding")
+        scale_type = TensorProto.FLOAT16 if (t.data_type == TensorProto.FLOAT16 or w in fp16_weights) else TensorProto.FLOAT
+        load = (lambda f: (lambda: np.asarray(f(), dtype=np.float32)))(sources[w])
+        nb = nbits.n_blocks(E, spec.block)
+        shapes = {"data": ([V, nb * spec.block * spec.bits // 8], TensorProto.UINT8), "scales": ([V, nb], scale_type)}
+        if not spec.symmetric:
+            shapes["zero_points"] = ([V, -(-nb * spec.bits // 8)], TensorProto.UINT8)
+        names = []
+        for part, (dims, dtype) in shapes.items():
+            name = f"{w}.{opts.scheme}_{part}"
+            init = g.initializer.add()
+            init.name, init.data_type = name, dtype
+            init.dims.extend(dims)
+            sources[name] = (lambda k, ld, st, p: (lambda: quantizer.parts(k, ld, st, embedding=True)[p]))(key, load, scale_type, part)
+            source_keys[name] = (key, part)
+            names.append(name)
+        done[w] = names
+        plan.quantized.append(w)
+    data, scales, *zp = done[w]
+    return helper.make_node("GatherBlockQuantized", [data, node.input[1], scales, *zp], [node.output[0]], name=node.name, domain=MS_DOMAIN,
+                            bits=spec.bits, block_size=spec.block, gather_axis=0, quantize_axis=1)
+
+
 def is_quantized(model: onnx.ModelProto) -> bool:
-    return any(n.domain == MS_DOMAIN and n.op_type in ("MatMulNBits", "DynamicQuantizeMatMul") for n in model.graph.node)
+    return any(n.domain == MS_DOMAIN and n.op_type in ("MatMulNBits", "DynamicQuantizeMatMul", "GatherBlockQuantized") for n in model.graph.node)
 
 
 # ---------------------------------------------------------------- a folder
@@ -357,6 +419,7 @@ def add_arguments(ap, with_scheme_required: bool) -> None:
     ap.add_argument("--accuracy-level", type=int, default=4,
                     help="MatMulNBits accuracy_level: 4 quantizes activations to int8 per block (fast on the CPU; default), 0 computes in float32")
     ap.add_argument("--lm-head", action="store_true", help="quantize the LM head too (default: it stays in the model's dtype)")
+    ap.add_argument("--embeddings", action="store_true", help="quantize the token embedding too (GatherBlockQuantized, same bits and blocks)")
     ap.add_argument("--int8-op", choices=INT8_OPS, default="dynamic",
                     help="int8 as DynamicQuantizeMatMul (dynamic: fast on the CPU; default) or MatMulNBits bits 8 (nbits: for WebGPU)")
 
@@ -365,7 +428,7 @@ def options_from_args(args) -> Optional[QuantOptions]:
     if not args.quantize:
         return None
     return QuantOptions(scheme=args.quantize, block_size=args.block_size, symmetric=not args.asym,
-                        accuracy_level=args.accuracy_level, lm_head=args.lm_head, int8_op=args.int8_op)
+                        accuracy_level=args.accuracy_level, lm_head=args.lm_head, int8_op=args.int8_op, embeddings=args.embeddings)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

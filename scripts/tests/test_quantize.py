@@ -83,7 +83,7 @@ def test_int8_columns_for_dynamic_quantize_matmul():
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
     out = {}
-    for name, args in {"int4": ["--quantize", "int4"], "head": ["--quantize", "int4", "--lm-head", "--block-size", "64"],
+    for name, args in {"int4": ["--quantize", "int4"], "head": ["--quantize", "int4", "--lm-head", "--embeddings", "--block-size", "64"],
                        "int8": ["--quantize", "int8"]}.items():
         d = tmp_path_factory.mktemp("q") / name
         run(os.path.join(SCRIPTS, "quantize-model.py"), FIXTURE, str(d), *args)
@@ -126,10 +126,14 @@ def test_lm_head_and_int8_options(quantized):
     nb = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
     assert len(nb) == 2 * 6 + 1 and {n.input[3] != "" for n in nb if len(n.input) > 3} <= {True}
     assert any({a.name: helper.get_attribute_value(a) for a in n.attribute}["N"] == 257 for n in nb)
+    gq = [n for n in m.graph.node if n.op_type == "GatherBlockQuantized"]
+    assert len(gq) == 1 and gq[0].input[1] == "input_ids" and not any(n.op_type == "Gather" and n.input[1] == "input_ids" for n in m.graph.node)
+    assert [t.dims for t in m.graph.initializer if t.name == gq[0].input[0]] == [[257, 32]]  # 64 values a row, 4 bits
     dq = [n for n in graph(quantized["int8"], "model.fast.onnx").graph.node if n.op_type == "DynamicQuantizeMatMul"]
     assert len(dq) == 2 * 6
     cfg = json.loads((quantized["head"] / "config.json").read_text())
-    assert cfg["uit_quantization"] == {"scheme": "int4", "op": "MatMulNBits", "lm_head": True, "bits": 4, "block_size": 64, "symmetric": True, "accuracy_level": 4}
+    assert cfg["uit_quantization"] == {"scheme": "int4", "op": "MatMulNBits", "lm_head": True, "embeddings": True, "bits": 4, "block_size": 64,
+                                       "symmetric": True, "accuracy_level": 4}
     parity = json.loads((quantized["int8"] / "onnx" / "parity.json").read_text())
     assert parity["quantization"]["reference"] == "unquantized" and parity["quantization"]["op"] == "DynamicQuantizeMatMul"
     assert sorted(os.listdir(quantized["int4"])) == sorted(os.listdir(FIXTURE))

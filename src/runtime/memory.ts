@@ -9,7 +9,7 @@
 //     float32 when the session is made, so an fp16 folder takes the memory of an fp32 one);
 //   - MatMulNBits at accuracy_level 4: the packed codes once, the scales 3.33 times (the int8 kernel
 //     repacks them with per-block sums); at accuracy level 0: its bytes;
-//   - DynamicQuantizeMatMul and everything else: its bytes;
+//   - DynamicQuantizeMatMul, GatherBlockQuantized and everything else: its bytes;
 //   plus about 27 MiB per session and the Node process itself.
 import { readFileSync } from 'node:fs';
 import { freemem } from 'node:os';
@@ -39,9 +39,14 @@ export interface MemoryEstimate {
   weights: string[];
 }
 
-function scheme(info: GraphInfo): { nbits: Map<string, { bits: number; block: number; level: number; role: 'B' | 'scales' | 'zero_points' }>; dqmm: Set<string> } {
+function scheme(info: GraphInfo): {
+  nbits: Map<string, { bits: number; block: number; level: number; role: 'B' | 'scales' | 'zero_points' }>;
+  dqmm: Set<string>;
+  gather: Map<string, number>;
+} {
   const nbits = new Map<string, { bits: number; block: number; level: number; role: 'B' | 'scales' | 'zero_points' }>();
   const dqmm = new Set<string>();
+  const gather = new Map<string, number>();
   for (const n of info.nodes) {
     if (n.domain !== 'com.microsoft') continue;
     if (n.opType === 'MatMulNBits') {
@@ -50,16 +55,20 @@ function scheme(info: GraphInfo): { nbits: Map<string, { bits: number; block: nu
         const name = n.inputs[k + 1];
         if (name) nbits.set(name, { ...q, role });
       });
-    } else if (n.opType === 'DynamicQuantizeMatMul') for (const name of n.inputs.slice(1)) if (name) dqmm.add(name);
+    } else if (n.opType === 'DynamicQuantizeMatMul') {
+      for (const name of n.inputs.slice(1)) if (name) dqmm.add(name);
+    } else if (n.opType === 'GatherBlockQuantized') {
+      for (const k of [0, 2, 3]) if (n.inputs[k]) gather.set(n.inputs[k], n.ints.bits ?? 4);
+    }
   }
-  return { nbits, dqmm };
+  return { nbits, dqmm, gather };
 }
 
 /** Expected memory of a model folder on the CPU provider, from its graph file (nothing is loaded). */
 export function estimateMemory(folder: ModelFolder, opts: { fastGraphs?: boolean } = {}): MemoryEstimate {
   const path = (opts.fastGraphs ?? true) && folder.files.fast ? folder.files.fast : (folder.files.decoder ?? folder.files.fast!);
   const info = readGraphInfo(path);
-  const { nbits, dqmm } = scheme(info);
+  const { nbits, dqmm, gather } = scheme(info);
   let weightBytes = 0;
   let loadedBytes = 0;
   const kinds = new Map<string, number>();
@@ -73,6 +82,9 @@ export function estimateMemory(folder: ModelFolder, opts: { fastGraphs?: boolean
     } else if (dqmm.has(t.name)) {
       loadedBytes += t.bytes;
       count('int8 DynamicQuantizeMatMul', t.bytes);
+    } else if (gather.has(t.name)) {
+      loadedBytes += t.bytes;
+      count(`int${gather.get(t.name)} GatherBlockQuantized (embedding)`, t.bytes);
     } else if (t.dataType === ONNX_TYPE.FLOAT16 && t.bytes >= 1024) {
       loadedBytes += 2 * t.bytes;
       count('float16 (widened to float32 on the CPU)', t.bytes);

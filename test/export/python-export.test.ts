@@ -86,6 +86,21 @@ suite(`Python exports checked from Node${missing ? ` (${REQUIRE ? 'required, mis
     expect(parity.steps.map((s: { input_ids: number[][] }) => s.input_ids[0].length)).toEqual([7, 1, 1, 3]);
   });
 
+  it('exports the same shape quantized on the fly (int4 linear layers and embedding): equal to PyTorch with the dequantized weights', async () => {
+    // accuracy_level 0 computes in float32 with the dequantized weights, so the reference (the same
+    // model with its weights quantized and dequantized in numpy) holds at the float32 tolerance: the
+    // whole graph, MatMulNBits and GatherBlockQuantized included, means what the weights say.
+    const out = join(tmp, 'fresh-int4');
+    py([join(SCRIPTS, 'export-gptj.py'), '--random-init', join(tmp, 'shape.json'), out, '--seed', '11', '--quantize', 'int4', '--block-size', '16', '--asym', '--embeddings', '--lm-head', '--accuracy-level', '0']);
+    const report = await checkParity(out);
+    expectParity(report);
+    expect(report.tolerance).toEqual({ atol: 1e-4, rtol: 1e-4 });
+    expect(report.quantization).toMatchObject({ scheme: 'int4', reference: 'dequantized', embeddings: true, lm_head: true });
+    const ops = readFileSync(join(out, 'onnx', 'model.fast.onnx')).toString('latin1');
+    expect(ops).toContain('MatMulNBits');
+    expect(ops).toContain('GatherBlockQuantized');
+  });
+
   it('exports the same shape in fp16: float16 weights and KV cache, float32 logits, close to PyTorch', async () => {
     const out = join(tmp, 'fresh-fp16');
     py([join(SCRIPTS, 'export-gptj.py'), '--random-init', join(tmp, 'shape.json'), out, '--seed', '11', '--dtype', 'fp16']);

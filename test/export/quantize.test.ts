@@ -104,7 +104,7 @@ suite(`quantized folders${missing ? ` (${REQUIRE ? 'required, missing' : 'skippe
       await a.release();
     }
     const cfg = JSON.parse(readFileSync(join(dirs.int4, 'config.json'), 'utf8'));
-    expect(cfg.uit_quantization).toEqual({ scheme: 'int4', op: 'MatMulNBits', lm_head: false, bits: 4, block_size: 32, symmetric: true, accuracy_level: 4 });
+    expect(cfg.uit_quantization).toEqual({ scheme: 'int4', op: 'MatMulNBits', lm_head: false, embeddings: false, bits: 4, block_size: 32, symmetric: true, accuracy_level: 4 });
     expect(JSON.parse(readFileSync(join(dirs['int8-dynamic'], 'config.json'), 'utf8')).uit_quantization.op).toBe('DynamicQuantizeMatMul');
   });
 
