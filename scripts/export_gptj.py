@@ -147,16 +147,33 @@ FAST_TOTAL = "shared_sequence_length + past_sequence_length + sequence_length"
 def _trace(wrapper, args, inputs, outputs, dyn, opset: int, work_dir: str):
     """torch.onnx.export of wrapper to a graph-only ModelProto.
 
-    export_params=False: the trace holds no weights (so no second copy of a
-    24 GB model in memory); the weights are written later, tensor by tensor,
-    straight from the module. No constant folding either, so the parameters
-    keep their names (torch folds Transpose(W) into anonymous copies)."""
+    export_params=False: the trace holds no weights; the weights are written later, tensor by
+    tensor, straight from the checkpoint. No constant folding either, so the parameters keep their
+    names (torch folds Transpose(W) into anonymous copies). Two things torch 1.13's exporter does
+    with every parameter would cost the whole model's size in memory, so they are kept from it:
+    the tracer clones every parameter before tracing (torch.jit._trace.ONNXTracedModule keeps the
+    clones as "inputs", unused here: a full float32 copy of the weights), and ONNX shape inference
+    is given the parameters' values, which it folds into constants (a transposed copy of every
+    Linear weight). The parameters reach the tracer as themselves, and shape inference sees them as
+    typed graph inputs (their shapes, not their values)."""
     raw_dir = tempfile.mkdtemp(prefix="trace-", dir=work_dir)
     raw = os.path.join(raw_dir, "model.onnx")
     extra = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         extra["dynamo"] = False  # newer torch defaults to the dynamo exporter; the markers need the TorchScript one
+    params = {id(p) for p in wrapper.parameters()}
+    clone = torch.Tensor.clone
+    infer = torch._C._jit_pass_onnx_graph_shape_type_inference
+
+    def clone_but_params(self, *a, **k):
+        return self if id(self) in params else clone(self, *a, **k)
+
+    def infer_without_values(graph, params_dict, opset_version):
+        return infer(graph, {}, opset_version)
+
     try:
+        torch.Tensor.clone = clone_but_params
+        torch._C._jit_pass_onnx_graph_shape_type_inference = infer_without_values
         with torch.no_grad(), warnings.catch_warnings():
             # Known and harmless: the uit:: markers have no shape inference (the
             # pass removes them), torch.tensor(finfo.min) is a true constant, and
@@ -172,6 +189,8 @@ def _trace(wrapper, args, inputs, outputs, dyn, opset: int, work_dir: str):
             )
         return P.load_graph_only(raw)
     finally:
+        torch.Tensor.clone = clone
+        torch._C._jit_pass_onnx_graph_shape_type_inference = infer
         shutil.rmtree(raw_dir, ignore_errors=True)
 
 

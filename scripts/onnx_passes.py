@@ -389,19 +389,23 @@ class ExternalDataWriter:
                 arr = sources[t.name]()
                 if list(arr.shape) != list(t.dims):
                     raise ValueError(f"source of {t.name} has shape {list(arr.shape)}, the graph says {list(t.dims)}")
-                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+                # A little-endian contiguous view, no copy where there is nothing to change: a
+                # weight's bytes are hashed and written from the array itself.
+                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).reshape(-1).view(np.uint8)
             else:
-                data = read_tensor_bytes(t, self.base_dir)
+                data = np.frombuffer(read_tensor_bytes(t, self.base_dir), dtype=np.uint8)
             if fp16:
-                data = np.frombuffer(data, dtype="<f4").astype("<f2").tobytes()
+                data = data.view("<f4").astype("<f2").view(np.uint8)
                 t.data_type = FLOAT16
             _clear_data(t)
             if len(data) < self.min_bytes:
-                t.raw_data = data
+                t.raw_data = data.tobytes()
                 if skey is not None:
-                    self.seen_keys[skey] = (t.data_type, data, None)
+                    self.seen_keys[skey] = (t.data_type, t.raw_data, None)
                 continue
-            key = hashlib.sha256(bytes([t.data_type]) + data).digest()
+            h = hashlib.sha256(bytes([t.data_type]))
+            h.update(memoryview(data))
+            key = h.digest()
             if key not in self.seen:
                 align = 4096 if len(data) >= 65536 else 64
                 pad = (-self.pos) % align
@@ -409,7 +413,7 @@ class ExternalDataWriter:
                     self.out.write(b"\0" * pad)
                     self.pos += pad
                 self.seen[key] = (self.pos, len(data))
-                self.out.write(data)
+                self.out.write(memoryview(data))
                 self.pos += len(data)
             self._point(t, *self.seen[key])
             if skey is not None:
