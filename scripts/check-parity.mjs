@@ -63,6 +63,9 @@ function repeatRows(t, rows) {
 
 const hasShared = (session) => session.inputNames.includes('shared_key_values.0.key');
 
+/** What int8 activation rounding may move a logit or a KV entry by (export-gptj.py's QUANT_TOLERANCE). */
+export const ACTIVATION_ROUNDING = { atol: 0.25, rtol: 0.05 };
+
 /** IEEE half bits to a number (onnxruntime-node hands float16 data out as Uint16Array). */
 function halfToNumber(h) {
   const sign = h & 0x8000 ? -1 : 1;
@@ -312,10 +315,13 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
   const quant = parity.quantization;
   const informational = quant?.reference === 'unquantized';
   const tol = parity.tolerance;
-  // Fast graph vs model.onnx: the same math, only kernel order differs (fp16 rounds each MatMul
-  // output: allow ~2 ulps; quantized activations (MatMulNBits accuracy_level 4, DynamicQuantizeMatMul)
-  // are rounded per row block by kernels that differ with the row count).
-  const tight = parity.dtype === 'fp16' || quant ? { atol: 5e-3, rtol: 5e-3 } : { atol: 1e-5, rtol: 1e-5 };
+  // Fast graph vs model.onnx: the same math, only kernel order differs. fp16 rounds each MatMul
+  // output: allow ~2 ulps. Activations quantized to int8 (MatMulNBits at accuracy_level 4,
+  // DynamicQuantizeMatMul) turn a last-bit difference into a whole int8 step wherever a value lies on
+  // a rounding boundary, and deep models compound such steps: the two graphs then differ by what
+  // each differs from the reference (the 24-layer 1.4B shape: 0.06 on logits near 1).
+  const int8Activations = quant && (quant.op === 'DynamicQuantizeMatMul' || (quant.accuracy_level ?? 0) !== 0);
+  const tight = int8Activations ? ACTIVATION_ROUNDING : parity.dtype === 'fp16' ? { atol: 5e-3, rtol: 5e-3 } : { atol: 1e-5, rtol: 1e-5 };
   const report = { dtype: parity.dtype, tolerance: tol, graphs: {}, consistency: {}, ok: true };
   if (quant) report.quantization = quant;
   // Against an unquantized reference, differences are expected: measured, never failed on.

@@ -142,8 +142,12 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
           const sp = await prefill(slow.backend, ids.slice(0, 2));
           const [slp] = await scoreContinuations(slow.backend, sp, [ids.slice(2)]);
           const d = Math.max(maxAbsDiff(fastResult.last, sp.lastLogits), maxAbsDiff(fastResult.lp, slp));
-          // Quantized activations (MatMulNBits accuracy_level 4) are rounded by kernels that differ with the row count.
-          const tol = (folder.config as { uit_quantization?: unknown }).uit_quantization ? 5e-2 : 1e-3;
+          // With activations quantized to int8 (MatMulNBits accuracy_level 4, DynamicQuantizeMatMul),
+          // a last-bit difference between the graphs' kernels becomes a whole int8 step wherever a
+          // value sits on a rounding boundary, and deep models compound those (0.04 on the logits of
+          // the 24-layer 1.4B shape): the bound is check-parity's for such graphs.
+          const q = (folder.config as { uit_quantization?: { op?: string; accuracy_level?: number } }).uit_quantization;
+          const tol = q && (q.op === 'DynamicQuantizeMatMul' || (q.accuracy_level ?? 0) !== 0) ? 0.25 : 1e-3;
           add('fast = slow', d < tol, `the fast graph agrees with model.onnx: max |diff| ${d.toExponential(1)}`);
         } else add('graph decoder', true, 'model.onnx loads');
       } finally {
