@@ -89,7 +89,7 @@ def build(variant: str, d: int):
 
 VARIANTS = [
     "fp32", "fp16",
-    "nbits4_b32_sym_acc4", "nbits4_b32_asym_acc4", "nbits4_b128_sym_acc4", "nbits4_b32_sym_acc0",
+    "nbits4_b32_sym_acc4", "nbits4_b32_asym_acc4", "nbits4_b64_sym_acc4", "nbits4_b128_sym_acc4", "nbits4_b32_sym_acc0",
     "nbits8_b32_sym_acc4", "nbits8_b32_sym_acc0", "nbits8_b128_sym_acc4",
     "dq8", "dqmm8",
 ]
