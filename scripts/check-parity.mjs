@@ -230,17 +230,20 @@ async function compareStep(label, step, outMain, fast, fastFeeds, vsMain, consis
  * session can be released before the fast graph loads.
  */
 async function runMain(parity, main, layers) {
-  const steps = [];
-  let past = emptyPast(main, 2);
-  for (const step of parity.steps) {
-    const feeds = { input_ids: i64(step.input_ids), attention_mask: i64(step.attention_mask) };
-    // Exports without a position_ids input derive positions from the mask.
-    if (main.inputNames.includes('position_ids')) feeds.position_ids = i64(step.position_ids);
-    const out = await main.run({ ...feeds, ...past });
-    steps.push(out);
-    past = {};
-    for (const name of layers) past[name.replace('present.', 'past_key_values.')] = out[name];
-  }
+  // Each step's presents are the next step's past (exports without position_ids derive positions from the mask).
+  const chain = async (steps, past) => {
+    const outs = [];
+    for (const step of steps) {
+      const feeds = { input_ids: i64(step.input_ids), attention_mask: i64(step.attention_mask) };
+      if (main.inputNames.includes('position_ids')) feeds.position_ids = i64(step.position_ids);
+      const out = await main.run({ ...feeds, ...past });
+      outs.push(out);
+      past = {};
+      for (const name of layers) past[name.replace('present.', 'past_key_values.')] = out[name];
+    }
+    return outs;
+  };
+  const steps = await chain(parity.steps, emptyPast(main, 2));
   if (!parity.shared) return { steps };
   const ids = parity.shared.shared_ids;
   const S = ids[0].length;
@@ -250,18 +253,9 @@ async function runMain(parity, main, layers) {
     ...(main.inputNames.includes('position_ids') ? { position_ids: i64([ids[0].map((_, t) => t)]) } : {}),
     ...emptyPast(main, 1),
   });
-  const shared = [];
-  past = {};
+  const past = {};
   for (const name of layers) past[name.replace('present.', 'past_key_values.')] = repeatRows(pre[name], 2);
-  for (const step of parity.shared.steps) {
-    const feeds = { input_ids: i64(step.input_ids), attention_mask: i64(step.attention_mask) };
-    if (main.inputNames.includes('position_ids')) feeds.position_ids = i64(step.position_ids);
-    const out = await main.run({ ...feeds, ...past });
-    shared.push(out);
-    past = {};
-    for (const name of layers) past[name.replace('present.', 'past_key_values.')] = out[name];
-  }
-  return { steps, shared: { pre, steps: shared } };
+  return { steps, shared: { pre, steps: await chain(parity.shared.steps, past) } };
 }
 
 /**
@@ -282,17 +276,25 @@ async function checkShared(parity, mainOut, fast, layers, vsMain, consistency, r
     const s = step.input_ids[0].length;
     const outMain = mainOut.steps[k];
     const outFast = await compareStep(`shared step ${k}`, step, outMain, fastShared ? fast : undefined, { ...feeds, ...pastFast }, vsMain, consistency);
-    if (!outFast) continue;
-    for (const name of layers) {
-      const pastName = name.replace('present.', 'past_key_values.');
-      const newName = name.replace('present.', 'new_key_values.');
-      const tail = tailKv(outMain[name], s);
-      const out = outFast[newName];
-      if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
-      for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`shared step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
-      pastFast[pastName] = concatKv(pastFast[pastName], out);
-    }
+    if (outFast) pastFast = checkNewKv(`shared step ${k}`, layers, outMain, outFast, s, pastFast, pastFast, consistency);
   }
+}
+
+/**
+ * The fast graph's new_key_values.* against the tail of model.onnx's present.*; returns `next` with
+ * each layer's past grown by the new entries (the fast graph's next feeds).
+ */
+function checkNewKv(label, layers, outMain, outFast, s, pastFast, next, consistency) {
+  for (const name of layers) {
+    const pastName = name.replace('present.', 'past_key_values.');
+    const newName = name.replace('present.', 'new_key_values.');
+    const tail = tailKv(outMain[name], s);
+    const out = outFast[newName];
+    if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
+    for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`${label} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
+    next[pastName] = concatKv(pastFast[pastName], out);
+  }
+  return next;
 }
 
 /**
@@ -349,17 +351,8 @@ export async function checkParity(modelDir, { threads = 1 } = {}) {
       const s = step.input_ids[0].length;
       const outMain = mainOut.steps[k];
       const outFast = await compareStep(`step ${k}`, step, outMain, fast, { ...feeds, ...pastFast }, vsMain, consistency);
-      const nextFast = emptyPast(fast, 2); // zero-length shared_key_values.*, when the graph has them
-      for (const name of layers) {
-        const pastName = name.replace('present.', 'past_key_values.');
-        const newName = name.replace('present.', 'new_key_values.');
-        const tail = tailKv(outMain[name], s);
-        const out = outFast[newName];
-        if (out.dims.join() !== tail.dims.join()) throw new Error(`${newName} has shape ${out.dims}, want ${tail.dims}`);
-        for (let j = 0; j < tail.data.length; j++) consistency.new_key_values.add(`step ${k} ${newName}[${j}]`, valueAt(out, j), valueAt(tail, j));
-        nextFast[pastName] = concatKv(pastFast[pastName], out);
-      }
-      pastFast = nextFast;
+      // The next feeds: zero-length shared_key_values.* (when the graph has them) and the grown past.
+      pastFast = checkNewKv(`step ${k}`, layers, outMain, outFast, s, pastFast, emptyPast(fast, 2), consistency);
     }
     if (parity.shared) await checkShared(parity, mainOut.shared, fast, layers, vsMain, consistency, report);
   } finally {

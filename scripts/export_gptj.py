@@ -607,11 +607,7 @@ def export(args, log=print) -> str:
     log(f"GPT-J ({kind}): {cfg.n_layer} layers, n_embd {cfg.n_embd}, {cfg.n_head} heads, rotary_dim {cfg.rot_dim}, "
         f"vocab {cfg.vocab_size}, {n_params / 1e6:.2f}M parameters" + (f"; weights to {quant.scheme}" if quant else ""))
 
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
-    os.chmod(work, 0o755)
-    try:
+    with P.staged_folder(out) as work:
         onnx_dir = os.path.join(work, "onnx")
         os.makedirs(onnx_dir)
         # Tokenizer first: it gives eos and the pad id for the parity inputs.
@@ -662,12 +658,6 @@ def export(args, log=print) -> str:
             hf_cfg["uit_quantization"] = quant.record()
         T.write_json(os.path.join(work, "config.json"), hf_cfg)
         T.write_json(os.path.join(work, "generation_config.json"), {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id})
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     log(f"wrote {out}")
     return out
 

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Set
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set
 
 import numpy as np
 import onnx
@@ -42,6 +45,24 @@ def save_proto_atomic(model: onnx.ModelProto, path: str) -> None:
     with open(tmp, "wb") as f:
         f.write(model.SerializeToString())
     os.replace(tmp, path)
+
+
+@contextmanager
+def staged_folder(out: str) -> Iterator[str]:
+    """A temporary folder beside `out` to write a model folder into: renamed to `out` (replacing it)
+    when the block ends, removed if it raises, so `out` is never half written."""
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    os.chmod(work, 0o755)
+    try:
+        yield work
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def default_opset(model: onnx.ModelProto) -> int:

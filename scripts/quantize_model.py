@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
@@ -37,6 +36,7 @@ from onnx import TensorProto, helper
 
 import nbits
 import onnx_passes as P
+import tokenizer_files as T
 
 MS_DOMAIN = "com.microsoft"
 SCHEMES = ("int4", "int8")
@@ -336,11 +336,7 @@ def quantize_folder(src: str, out: str, opts: QuantOptions, force: bool = False,
         raise QuantizeError("OUT must be another folder than SRC")
     if os.path.exists(out) and os.listdir(out) and not force:
         raise QuantizeError(f"{out} exists and is not empty (use --force to replace it)")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
-    os.chmod(work, 0o755)
-    try:
+    with P.staged_folder(out) as work:
         onnx_out = os.path.join(work, "onnx")
         os.makedirs(onnx_out)
         # Everything but the graphs and their data: config, tokenizer, generation config, docs.
@@ -378,19 +374,13 @@ def quantize_folder(src: str, out: str, opts: QuantOptions, force: bool = False,
             m.producer_name = "uit scripts/quantize-model.py"
             P.save_proto_atomic(m, os.path.join(onnx_out, name))
         config["uit_quantization"] = opts.record()
-        _write_json(os.path.join(work, "config.json"), config)
+        T.write_json(os.path.join(work, "config.json"), config)
         parity = os.path.join(src_onnx, "parity.json")
         if os.path.isfile(parity):
             with open(parity, encoding="utf-8") as f:
                 record = json.load(f)
             mark_parity_unquantized_reference(record, opts)
-            _write_json(os.path.join(onnx_out, "parity.json"), record)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+            T.write_json(os.path.join(onnx_out, "parity.json"), record)
     log(f"wrote {out}")
     return out
 
@@ -400,14 +390,6 @@ def mark_parity_unquantized_reference(record: dict, opts: QuantOptions) -> None:
     model's, so check-parity reports the distance to them without failing on it (the graphs are
     still checked against each other)."""
     record["quantization"] = {**opts.record(), "reference": "unquantized"}
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def add_arguments(ap, with_scheme_required: bool) -> None:
