@@ -17,6 +17,7 @@
 //   npm run bench -- --only generate,score --runs 5 --threads 2
 //   npm run bench -- --model path/to/model --model models/uit-tiny
 //   npm run bench -- --device cuda                  # on a CUDA machine (docs/performance.md)
+//   npm run bench -- --device webgpu --no-peer      # on a GPU through Vulkan (scripts/gpu-check.mjs runs it)
 import { fork, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -54,7 +55,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   console.log(`usage: npm run bench -- [options]
-  --device cpu|cuda      execution provider for both engines (default cpu)
+  --device cpu|cuda|webgpu  execution provider for both engines (default cpu)
   --threads N            onnxruntime intra-op threads for both engines (default 1: steadiest on a shared machine)
   --runs N               timed runs per measurement, after one warm-up (default 3; --quick 1)
   --quick                a smoke check: uit-tiny only unless --model, fewer tokens and calls
@@ -63,7 +64,7 @@ if (args.help) {
   --model DIR            bench this model folder instead of the defaults (repeatable; add
                          --model models/uit-tiny --model bench/models/gptj-100m to keep them)
   --task FILE            Ni-v2 task file for the scoring sections
-  --basis cpu|wall       which time the ratios use (default cpu on cpu, wall on cuda)
+  --basis cpu|wall       which time the ratios use (default cpu on cpu, wall on a GPU)
   --no-peer              skip @huggingface/transformers
   --sequential           one engine process at a time (ours, then the peer's): for models that fit in
                          memory once but not twice; every process's peak RSS is recorded either way
@@ -80,13 +81,15 @@ if (args.help) {
 
 const quick = args.quick;
 const device = args.device;
-if (!['cpu', 'cuda'].includes(device)) throw new Error(`--device must be cpu or cuda, not ${device}`);
+if (!['cpu', 'cuda', 'webgpu'].includes(device)) throw new Error(`--device must be cpu, cuda or webgpu, not ${device}`);
+// Dawn (WebGPU) wants a writable XDG_RUNTIME_DIR in every worker: set it before they fork.
+if (device === 'webgpu') (await import('../dist/runtime/webgpu.js')).ensureRuntimeDir();
 const threads = Number(args.threads);
 const runs = Number(args.runs ?? (quick ? 1 : 3));
 const newTokens = Number(args['new-tokens'] ?? (quick ? 16 : 64));
 const promptTokens = Number(args['prompt-tokens']);
 const memoryCalls = Number(args['memory-calls'] ?? (quick ? 20 : 100));
-const basis = args.basis ?? (device === 'cuda' ? 'wall' : 'cpu');
+const basis = args.basis ?? (device === 'cpu' ? 'cpu' : 'wall');
 const only = args.only ? args.only.split(',').map((s) => s.trim()) : SECTIONS;
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (${SECTIONS.join(', ')})`);
 const sequential = args.sequential;

@@ -1,7 +1,13 @@
 // Parsers for numeric option values, shared by every command's declarations. Light on purpose
 // (commander only): they run while `uit --help` declares options. A bad value is commander's
 // InvalidArgumentError, which it reports as a usage error (exit code 2) naming the option.
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { DEVICES } from './runtime/devices.js';
+
+/** `--device cpu|cuda|webgpu|auto`, default cpu, the same for every command that runs a model. */
+export function deviceOption(description = 'execution provider: cpu, cuda, webgpu (GPU through Vulkan, nothing to download), or auto'): Option {
+  return new Option('--device <device>', description).choices([...DEVICES]).default('cpu');
+}
 
 /**
  * An integer option, within [min, max] where given, and always a safe integer (a larger one would

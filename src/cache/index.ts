@@ -10,6 +10,7 @@ export {
   type StoredModel,
   type GenerationRecord,
   type CachedGeneration,
+  type GenerationGroup,
   type ScoreRecord,
   type CachedScore,
   type Counter,
@@ -37,3 +38,5 @@ export {
 export { defaultCachePath } from './location.js';
 export { APPLICATION_ID, SCHEMA_VERSION, MIGRATIONS, type Migration } from './schema.js';
 export { formatExportRow, csvHeader, type ExportFormat } from './export.js';
+export { salvageCache, SALVAGE_TABLES, type SalvageReport, type SalvageTable } from './salvage.js';
+export { mergeCaches, type MergeAllOptions, type MergeAllResult } from './merge.js';

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ModelError } from '../errors.js';
 import type { ConvertSummary } from '../transfer/convert.js';
 import type { PipelineSummary, TaskReport } from '../transfer/pipeline.js';
-import { int } from '../cli-values.js';
+import { deviceOption, int } from '../cli-values.js';
 import type { PipelineCliOptions } from '../transfer/pipeline-options.js';
 import { summaryText } from './convert.js';
 
@@ -67,6 +67,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     ...opts,
     model,
     out,
+    // the demo's own folder: a rerun replaces it (only a uit output folder, see StagedDir)
+    force: true,
     numCandidates: opts.numCandidates ?? DEMO_DEFAULTS.numCandidates,
     instances: opts.instances ?? DEMO_DEFAULTS.instances,
     maxNewTokens: opts.maxNewTokens ?? DEMO_DEFAULTS.maxNewTokens,
@@ -140,6 +142,7 @@ async function heuristicDemo(out: string, dir: string): Promise<{ out: string; s
     out,
     method: 'heuristic',
     quiet: true,
+    force: true,
     onTask: (t) => void (exampleFile ??= t.output),
   });
   return { out, summary, example: { file: exampleFile!, task: JSON.parse(readFileSync(exampleFile!, 'utf8')) as Record<string, unknown> } };
@@ -161,7 +164,7 @@ export function register(program: Command): void {
     .option('--max-new-tokens <n>', 'longest candidate, in tokens', int('--max-new-tokens', 1), DEMO_DEFAULTS.maxNewTokens)
     .option('--seed <n>', 'sampling seed', int('--seed', 0), 0)
     .option('--cache <file>', 'SQLite cache of generations and scores (default: the per-user cache, docs/cache.md)')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1))
     .option('--json', 'print {out, model, summary, example} as JSON');
   cmd

@@ -1,7 +1,7 @@
 // `uit generate`: try a model folder: continue prompts with greedy or sampled decoding.
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { float, int } from '../cli-values.js';
+import { deviceOption, float, int } from '../cli-values.js';
 import { ExitCode, InputError, UitError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 // zod, the progress bar and the runtime (onnxruntime-node) load when the command runs.
@@ -74,14 +74,14 @@ export function register(program: Command): void {
     .option('-o, --output <file>', 'write the output to a file (atomically) instead of stdout')
     .option('--greedy', 'argmax decoding (ignores temperature, top-k, top-p)')
     .option('-n, --max-new-tokens <n>', 'most tokens to generate per sample', int('--max-new-tokens', 1), 64)
-    .option('-t, --temperature <t>', 'sampling temperature (0 = greedy)', float('--temperature', (n) => n >= 0, '>= 0'), 1)
+    .option('-t, --temperature <t>', 'sampling temperature (0, or under 1e-5, = greedy)', float('--temperature', (n) => n >= 0, '>= 0'), 1)
     .option('--top-k <k>', 'sample from the k most likely tokens', int('--top-k', 1))
     .option('--top-p <p>', 'nucleus sampling: the smallest set of tokens with probability >= p', float('--top-p', (n) => n > 0 && n <= 1, 'in (0, 1]'))
     .option('--repetition-penalty <r>', "CTRL's repetition penalty (1 = off)", float('--repetition-penalty', (n) => n > 0, '> 0'))
     .option('-s, --seed <n>', 'seed: sample i of a prompt is the same text at any batch size', int('--seed', 0), 0)
     .option('--num-samples <n>', 'samples per prompt (the prompt is run once, its KV cache copied)', int('--num-samples', 1), 1)
     .option('--stop <text>', 'stop before this text (repeatable; escapes like \\n are understood)', (v: string, prev: string[]) => [...prev, unescape(v)], [] as string[])
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1))
     .option('--batch-size <n>', 'most rows (prompt x sample) decoded together', int('--batch-size', 1), 16)
     .option('--draft-tokens <n>', 'greedy, one row: tokens drafted per step by prompt lookup and verified in one forward (same text, fewer forwards; 0 = off)', int('--draft-tokens', 0), 8)
@@ -103,10 +103,11 @@ Examples:
       else if (promptArgs.length) requests = [{ prompt: promptArgs.join(' '), numSamples: opts.numSamples }];
       else throw new UitError('no prompt: give prompt text or --input prompts.jsonl', ExitCode.USAGE);
 
-      const [{ generate, loadModel }, { createProgress }] = await Promise.all([import('../runtime/index.js'), import('../progress.js')]);
+      const [{ describeDevice, generate, loadModel }, { createProgress }] = await Promise.all([import('../runtime/index.js'), import('../progress.js')]);
       const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads });
       try {
-        if (model.info.deviceNote && !opts.json) process.stderr.write(`uit: ${model.info.deviceNote}\n`);
+        // Also with --json (whose "model" object carries the device too): stderr is not the data.
+        if (opts.device !== 'cpu') process.stderr.write(`uit: ${describeDevice(model.info)}\n`);
         const rows = requests.reduce((n, r) => n + (r.numSamples ?? 1), 0);
         const progress = createProgress({ label: 'generate', total: rows * opts.maxNewTokens, quiet: opts.json, extraFormat: 'tokens' });
         let result: GenerateResult;
@@ -136,10 +137,15 @@ Examples:
     });
 }
 
-function toJson(info: { dir: string; device: string; fastGeneration: boolean }, result: GenerateResult) {
+function toJson(info: { dir: string; device: string; fastGeneration: boolean; adapter?: { description: string; software: boolean } }, result: GenerateResult) {
   const t = result.timings;
   return {
-    model: { dir: info.dir, device: info.device, fast_generation: info.fastGeneration },
+    model: {
+      dir: info.dir,
+      device: info.device,
+      ...(info.adapter ? { adapter: info.adapter.description, software_adapter: info.adapter.software } : {}),
+      fast_generation: info.fastGeneration,
+    },
     results: result.outputs.flatMap((o, p) =>
       o.samples.map((s) => ({
         prompt_index: p,

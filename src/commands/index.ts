@@ -4,6 +4,7 @@ import * as compare from './compare.js';
 import * as convert from './convert.js';
 import * as demo from './demo.js';
 import * as denoise from './denoise.js';
+import * as distillData from './distill-data.js';
 import * as doctor from './doctor.js';
 import * as generate from './generate.js';
 import * as score from './score.js';
@@ -19,6 +20,7 @@ const commands: Register[] = [
   convert.register,
   transfer.register,
   denoise.register,
+  distillData.register,
   demo.register,
   compare.register,
   cache.register,

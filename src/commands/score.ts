@@ -1,9 +1,9 @@
 // `uit score`: teacher-forced scores of raw (prefix, target) pairs from a JSONL file, with prefix
 // reuse and the cache. Also the scorer options and setup shared with `uit score-instructions`.
 import { Option, type Command } from 'commander';
-import { int, positive } from '../cli-values.js';
+import { deviceOption, int, positive } from '../cli-values.js';
 import type { Cache, JsonObject } from '../cache/index.js';
-import { defaultCachePath } from '../cache/location.js';
+import { DEFAULT_CACHE_HELP, defaultCachePath } from '../cache/location.js';
 import { InputError } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { readJsonl } from '../io/jsonl.js';
@@ -27,23 +27,33 @@ export interface ScorerCliOptions {
   output?: string;
 }
 
-/** The options every scoring command takes. */
+/** The options every scoring command takes: the model, where output goes, and how the scorer runs. */
 export function addScorerOptions(cmd: Command): Command {
+  return addScorerRunOptions(
+    cmd
+      .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
+      .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
+      .option('--json', 'JSON lines instead of a table'),
+  );
+}
+
+/** The defaults of the run options below (also for callers of the commands' run functions that leave them out). */
+export const SCORER_RUN_DEFAULTS = { batchSize: 8, overflow: 'truncate-left', reuse: true, device: 'cpu' } as const satisfies Partial<ScorerCliOptions>;
+
+/** How the scorer runs (cache, batching, context, device): also declared by `uit compare` for its --scorer. */
+export function addScorerRunOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <dir>', 'scoring model folder (config.json, tokenizer.json, onnx/model.onnx and/or onnx/model.fast.onnx)')
-    .option('-o, --output <file>', 'write the output to FILE (atomically) instead of stdout')
-    .option('--json', 'JSON lines instead of a table')
-    .option('--cache <file>', `SQLite cache of scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
+    .option('--cache <file>', `SQLite cache of scores (default: ${DEFAULT_CACHE_HELP}; here ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--no-cache', 'compute everything, store nothing')
-    .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), 8)
+    .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), SCORER_RUN_DEFAULTS.batchSize)
     .addOption(
       new Option('--overflow <policy>', 'prefix + target longer than the context: drop prefix tokens from the left, or fail naming the pair')
         .choices(OVERFLOW_POLICIES as string[])
-        .default('truncate-left'),
+        .default(SCORER_RUN_DEFAULTS.overflow),
     )
     .option('--max-context <n>', "context length in tokens (default: the model's n_positions)", int('--max-context', 2))
     .option('--no-reuse', 'run every sequence whole (no shared prefixes; for comparisons)')
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda', 'auto']).default('cpu'))
+    .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1));
 }
 
@@ -55,8 +65,14 @@ export interface OpenedScorer {
 }
 
 /** Loads the model, opens the cache (before the model: a bad cache fails fast) and makes the scorer. */
-export async function openScorer(command: string, opts: ScorerCliOptions, onBatch?: (pairs: number, targetTokens: number) => void): Promise<OpenedScorer> {
-  const [{ openCache }, { Scorer }, { loadModel }] = await Promise.all([
+export async function openScorer(
+  command: string,
+  opts: ScorerCliOptions,
+  onBatch?: (pairs: number, targetTokens: number) => void,
+  /** More of the run's arguments for the cache's run log (e.g. the scoring mode). */
+  runArgs: JsonObject = {},
+): Promise<OpenedScorer> {
+  const [{ openCache }, { Scorer }, { loadModel, describeDevice }] = await Promise.all([
     import('../cache/index.js'),
     import('../perplexity/index.js'),
     import('../runtime/index.js'),
@@ -69,7 +85,7 @@ export async function openScorer(command: string, opts: ScorerCliOptions, onBatc
     cache?.close();
     throw err;
   }
-  if (model.info.deviceNote && !opts.json) process.stderr.write(`uit: ${model.info.deviceNote}\n`);
+  if (opts.device !== 'cpu') process.stderr.write(`uit: ${describeDevice(model.info)}\n`);
   const scorer = new Scorer(model, {
     cache,
     batchSize: opts.batchSize,
@@ -78,7 +94,7 @@ export async function openScorer(command: string, opts: ScorerCliOptions, onBatc
     reuse: opts.reuse,
     onBatch: onBatch ? (p) => onBatch(p.pairs, p.targetTokens) : undefined,
   });
-  const args: JsonObject = { model: model.info.dir, batch_size: opts.batchSize, overflow: opts.overflow, reuse: opts.reuse };
+  const args: JsonObject = { model: model.info.dir, batch_size: opts.batchSize, overflow: opts.overflow, reuse: opts.reuse, ...runArgs };
   if (opts.maxContext !== undefined) args.max_context = opts.maxContext;
   cache?.startRun(command, args);
   return {

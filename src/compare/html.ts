@@ -1,7 +1,10 @@
 // The `--html` report: one self-contained file (inline CSS, inline SVG, a few lines of inline JS
-// for sorting) that opens from disk with no network. A Content-Security-Policy forbids every
+// for sorting) that opens from disk with no network. The two instructions of a task stand side by
+// side with a word diff marked in them (<del> in the offline one, <ins> in the API one): plain HTML,
+// readable with scripts off. A Content-Security-Policy forbids every
 // fetch, so a stray external reference fails loudly in the browser instead of phoning home.
 // Every piece of user text goes through escapeHtml: instructions contain < > & and quotes.
+import { wordDiff, type DiffSpan, type WordDiff } from './diff.js';
 import type { CompareReport, TaskComparison } from './report.js';
 import { fmt, fmtPpl } from './table.js';
 
@@ -113,10 +116,40 @@ interface Column {
   numeric: boolean;
   value: (t: TaskComparison) => string | number | null | undefined;
   text: (t: TaskComparison) => string;
+  /** The cell's inner HTML when it is more than escaped text (default: escapeHtml(text)). */
+  html?: (t: TaskComparison) => string;
+  /** More attributes of the cell. */
+  attrs?: (t: TaskComparison) => Record<string, string | number>;
   cls?: string;
 }
 
+/** One side of the word diff as HTML: the changed pieces inside `tag`, everything escaped. */
+function diffHtml(spans: DiffSpan[], tag: 'del' | 'ins'): string {
+  return spans.map((s) => (s.changed ? `<${tag}>${escapeHtml(s.text)}</${tag}>` : escapeHtml(s.text))).join('');
+}
+
+/** One side's instruction, with its side of the word diff marked: deletions offline, insertions on the API side. */
+function instructionColumn(side: 'offline' | 'api', title: string, tag: 'del' | 'ins', diff: (t: TaskComparison) => WordDiff): Column {
+  const count = tag === 'del' ? 'deleted' : 'inserted';
+  return {
+    key: `${side}Definition`,
+    title,
+    numeric: false,
+    value: (t) => t[side].definition,
+    text: (t) => t[side].definition,
+    html: (t) => diffHtml(diff(t)[side], tag),
+    attrs: (t) => ({ [`data-${count}`]: diff(t)[count] }),
+    cls: 'text',
+  };
+}
+
 function columns(scored: boolean): Column[] {
+  const diffs = new Map<TaskComparison, WordDiff>();
+  const diff = (t: TaskComparison) => {
+    let d = diffs.get(t);
+    if (!d) diffs.set(t, (d = wordDiff(t.offline.definition, t.api.definition)));
+    return d;
+  };
   const cols: Column[] = [
     { key: 'id', title: 'task', numeric: false, value: (t) => t.id, text: (t) => t.id, cls: 'id' },
     { key: 'rougeL', title: 'ROUGE-L', numeric: true, value: (t) => t.rougeL, text: (t) => fmt(t.rougeL) },
@@ -135,8 +168,8 @@ function columns(scored: boolean): Column[] {
     );
   }
   cols.push(
-    { key: 'offlineDefinition', title: 'offline instruction', numeric: false, value: (t) => t.offline.definition, text: (t) => t.offline.definition, cls: 'text' },
-    { key: 'apiDefinition', title: 'API instruction', numeric: false, value: (t) => t.api.definition, text: (t) => t.api.definition, cls: 'text' },
+    instructionColumn('offline', 'offline instruction', 'del', diff),
+    instructionColumn('api', 'API instruction', 'ins', diff),
   );
   return cols;
 }
@@ -159,6 +192,9 @@ td.text { white-space: pre-wrap; min-width: 22em; font-size: 13px; }
 th { position: sticky; top: 0; background: var(--bg2); cursor: pointer; user-select: none; white-space: nowrap; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descending"]::after { content: " \\25BC"; }
 tr.exact td { background: #f3faf3; }
+del { background: #fbdada; color: #8a1f1f; text-decoration: line-through; text-decoration-color: #c33; }
+ins { background: #d4f0d6; color: #14591d; text-decoration: none; }
+p.legend { color: var(--muted); margin: 4px 0 8px; }
 ul.only { font-family: ui-monospace, monospace; font-size: 12px; }
 `;
 
@@ -215,6 +251,7 @@ export function renderHtml(report: CompareReport, opts: { title?: string } = {})
       ['winsOffline', 'offline wins', s.perplexity.wins.offline],
       ['winsApi', 'API wins', s.perplexity.wins.api],
       ['winsTie', 'ties', s.perplexity.wins.tie],
+      ['goldDiffers', "gold data differs (scored on the offline side's)", s.perplexity.goldDiffers.length],
     );
   }
   const showNum = (key: string, v: string | number | null): string => {
@@ -237,7 +274,11 @@ export function renderHtml(report: CompareReport, opts: { title?: string } = {})
         .map((c) => {
           const v = c.value(t);
           const cls = c.cls ?? (c.numeric ? 'num' : '');
-          return `<td data-col="${c.key}" data-value="${escapeHtml(v == null ? '' : String(v))}"${cls ? ` class="${cls}"` : ''}>${escapeHtml(c.text(t))}</td>`;
+          const attrs = Object.entries(c.attrs?.(t) ?? {})
+            .map(([k, x]) => ` ${k}="${escapeHtml(String(x))}"`)
+            .join('');
+          const inner = c.html ? c.html(t) : escapeHtml(c.text(t));
+          return `<td data-col="${c.key}" data-value="${escapeHtml(v == null ? '' : String(v))}"${attrs}${cls ? ` class="${cls}"` : ''}>${inner}</td>`;
         })
         .join('');
       return `<tr data-id="${escapeHtml(t.id)}"${t.exact ? ' class="exact"' : ''}>${cells}</tr>`;
@@ -266,6 +307,7 @@ export function renderHtml(report: CompareReport, opts: { title?: string } = {})
 <p class="caption" id="histogram-caption">${escapeHtml(hist.label)}; ${hist.values} task(s).</p>
 ${svgHistogram(hist)}
 <h2>Tasks on both sides (${report.tasks.length}) — click a header to sort</h2>
+<p class="legend" id="diff-legend">Word diff of the two instructions: <del>struck out</del> words are only in the offline one, <ins>highlighted</ins> words only in the API one (differences in spacing are not marked).</p>
 <table id="tasks">
 <thead><tr>${head}</tr></thead>
 <tbody>

@@ -19,7 +19,11 @@ export function rougeTokens(text: string): string[] {
 
 /** Length of the longest common subsequence, O(n*m) time, O(m) memory. */
 export function lcsLength(a: readonly string[], b: readonly string[]): number {
-  if (a.length === 0 || b.length === 0) return 0;
+  return lcsRow(a, b)[b.length];
+}
+
+/** Entry j: the LCS length of all of `a` and the first j items of `b` (the last row of the LCS table). */
+export function lcsRow(a: readonly string[], b: readonly string[]): Uint32Array {
   let prev = new Uint32Array(b.length + 1);
   let cur = new Uint32Array(b.length + 1);
   for (let i = 1; i <= a.length; i++) {
@@ -29,7 +33,7 @@ export function lcsLength(a: readonly string[], b: readonly string[]): number {
     }
     [prev, cur] = [cur, prev];
   }
-  return prev[b.length];
+  return prev;
 }
 
 export interface PRF {

@@ -61,6 +61,8 @@ export interface CompareSummary {
     /** Mean of offline minus API perplexity over tasks scored on both sides (negative: offline better). */
     meanDifference: number | null;
     wins: { offline: number; api: number; tie: number };
+    /** Ids of matched tasks whose positive examples or instances differ between the sides (both were scored on the offline side's). */
+    goldDiffers: string[];
   };
 }
 
@@ -94,6 +96,11 @@ export function distribution(values: readonly number[]): Distribution | null {
     min: sorted[0],
     max: sorted[sorted.length - 1],
   };
+}
+
+/** What the scorer reads of a task besides the definition: the examples' and instances' texts. */
+function goldOf(t: Task): string {
+  return JSON.stringify([t.positiveExamples.map((e) => [e.input, e.output]), t.instances.map((x) => [x.input, x.outputs])]);
 }
 
 function mean(values: readonly number[]): number | null {
@@ -169,6 +176,7 @@ export async function compareOutputs(input: CompareInput): Promise<CompareReport
         api: both.filter((t) => t.winner === 'api').length,
         tie: both.filter((t) => t.winner === 'tie').length,
       },
+      goldDiffers: ids.filter((id) => goldOf(offline.get(id)!) !== goldOf(api.get(id)!)),
     };
   }
   return { offlinePath: input.offlinePath, apiPath: input.apiPath, scored: input.scorer !== undefined, tasks, onlyOffline, onlyApi, summary };

@@ -73,6 +73,10 @@ export function renderTable(report: CompareReport): string {
       ['mean ppl difference (off-api)', fmtPpl(p.meanDifference)],
       ['wins offline/api/tie', `${p.wins.offline} / ${p.wins.api} / ${p.wins.tie}`],
     );
+    if (p.goldDiffers.length > 0) {
+      const first = p.goldDiffers.slice(0, 3).join(', ') + (p.goldDiffers.length > 3 ? ', ...' : '');
+      lines.push(['gold data differs', `${p.goldDiffers.length} task(s), scored on the offline side's examples and instances: ${first}`]);
+    }
   }
   const w = Math.max(...lines.map(([k]) => k.length));
   for (const [k, v] of lines) out.push(`  ${k.padEnd(w)}  ${v}`);

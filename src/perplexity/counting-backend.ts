@@ -1,6 +1,6 @@
 // A Backend that counts what reaches the model, so "a rerun makes no model calls" is a number a
 // test or a summary can read, not a belief.
-import type { Backend, ForwardInput, ForwardOutput, ForwardWant } from '../runtime/index.js';
+import type { Backend, ForwardInput, ForwardOutput, ForwardWant, KvStore } from '../runtime/index.js';
 
 export interface ModelCallCounts {
   /** forward() calls (prefills and scoring batches). */
@@ -25,6 +25,10 @@ export class CountingBackend implements Backend {
   }
   get device() {
     return this.inner.device;
+  }
+
+  createKv(rows: number, capacity: number, shared?: KvStore): KvStore {
+    return this.inner.createKv(rows, capacity, shared);
   }
 
   forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {

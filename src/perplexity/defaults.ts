@@ -7,3 +7,12 @@ export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ['truncate-left', 'e
 
 /** M: instances scored per candidate definition. */
 export const DEFAULT_INSTANCES = 32;
+
+/**
+ * How candidates are scored (docs/scoring.md, "Scoring modes"): `uit`, this tool's recipe, or
+ * `reference`, the UIT reference implementation's exactly (the Definition as Python's repr of a
+ * list, "null" for an empty gold output, the mean of 4 chunks of 8 instances).
+ */
+export type ScoringMode = 'uit' | 'reference';
+export const SCORING_MODES: readonly ScoringMode[] = ['uit', 'reference'];
+export const DEFAULT_SCORING: ScoringMode = 'uit';

@@ -1,5 +1,16 @@
 // The scoring half of UIT's denoising (docs/scoring.md, "API").
-export { buildScoringPrefix } from './scoring-prompt.js';
+export { buildScoringPrefix, scoringTarget } from './scoring-prompt.js';
+export { SCORING_MODES, DEFAULT_SCORING, type ScoringMode } from './defaults.js';
+export {
+  aggregate,
+  referenceChunks,
+  unscoredText,
+  REFERENCE_CHUNK,
+  REFERENCE_CHUNKS,
+  REFERENCE_MIN_INSTANCES,
+  type Aggregate,
+  type UnscoredReason,
+} from './aggregate.js';
 export {
   Scorer,
   OVERFLOW_POLICIES,
@@ -18,12 +29,16 @@ export {
   uitSetup,
   uitPairs,
   scoreCandidates,
+  toCandidate,
   DEFAULT_INSTANCES,
   EXAMPLES_IN_PROMPT,
   type UitOptions,
   type UitSetup,
+  type Candidate,
+  type CandidateInput,
   type CandidateScore,
   type TaskScores,
   type ScoreCandidatesOptions,
 } from './uit.js';
+export { definitionScorer, type DefinitionScoringHooks } from './definition-scorer.js';
 export { fitUitSetup, cutText, waterLevel, CUT_MARKER, DEFINITION_RESERVE, type FitContext, type FitReport } from './fit-prompt.js';

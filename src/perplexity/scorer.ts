@@ -346,62 +346,67 @@ export class Scorer {
     // batch; the engine runs exactly the planned batches that are not cached.
     let next = 0;
     let t0 = performance.now();
-    await scoreContinuations(
-      this.backend,
-      prefix,
-      conts,
-      {
-        batches: todo,
-        // Only the targets' log-probs are used: the fast graph runs its LM head on those alone.
-        tails: members.map((w) => w.targetIds.length),
-        onBatch: (indices, lps) => {
-          const batch = todo[next++];
-          if (!batch || indices.length !== batch.length || indices.some((k, j) => k !== batch[j])) {
-            throw new Error('scoring batches differ from the plan');
-          }
-          const ms = (performance.now() - t0) / batch.length;
-          this.stats.batches++;
-          const fresh: Work[] = [];
-          batch.forEach((i, r) => {
-            const w = members[i];
-            if (w.result) return; // the cache's number wins
-            const logprobs = lps[r].slice(w.prefixIds.length - shared);
-            let sum = 0;
-            for (const lp of logprobs) sum -= lp;
-            if (!Number.isFinite(sum)) {
-              throw new Error(`scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))}`);
+    // The prefix's cache is freed when the group is done (on a GPU device, now rather than at GC).
+    try {
+      await scoreContinuations(
+        this.backend,
+        prefix,
+        conts,
+        {
+          batches: todo,
+          // Only the targets' log-probs are used: the fast graph runs its LM head on those alone.
+          tails: members.map((w) => w.targetIds.length),
+          onBatch: (indices, lps) => {
+            const batch = todo[next++];
+            if (!batch || indices.length !== batch.length || indices.some((k, j) => k !== batch[j])) {
+              throw new Error('scoring batches differ from the plan');
             }
-            w.result = {
-              tokens: logprobs.length,
-              sumCe: sum,
-              meanCe: sum / logprobs.length,
-              truncatedPrefixTokens: w.truncated,
-              targetIds: w.targetIds,
-              logprobs,
-              cached: false,
-            };
-            fresh.push(w);
-            this.stats.computed++;
-            this.stats.targetTokens += logprobs.length;
-          });
-          this.opts.cache?.putScores(
-            fresh.map((w) => ({
-              scorerId,
-              prefix: w.pair.prefix,
-              target: w.pair.target,
-              params: w.params,
-              tokenCount: w.result!.tokens,
-              sumCe: w.result!.sumCe,
-              meanCe: w.result!.meanCe,
-              tokenLogprobs: w.result!.logprobs,
-              durationMs: ms,
-            })),
-          );
-          this.opts.onBatch?.({ pairs: batch.length, computed: true, targetTokens: targetTokens(batch) });
-          t0 = performance.now();
+            const ms = (performance.now() - t0) / batch.length;
+            this.stats.batches++;
+            const fresh: Work[] = [];
+            batch.forEach((i, r) => {
+              const w = members[i];
+              if (w.result) return; // the cache's number wins
+              const logprobs = lps[r].slice(w.prefixIds.length - shared);
+              let sum = 0;
+              for (const lp of logprobs) sum -= lp;
+              if (!Number.isFinite(sum)) {
+                throw new Error(`scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))}`);
+              }
+              w.result = {
+                tokens: logprobs.length,
+                sumCe: sum,
+                meanCe: sum / logprobs.length,
+                truncatedPrefixTokens: w.truncated,
+                targetIds: w.targetIds,
+                logprobs,
+                cached: false,
+              };
+              fresh.push(w);
+              this.stats.computed++;
+              this.stats.targetTokens += logprobs.length;
+            });
+            this.opts.cache?.putScores(
+              fresh.map((w) => ({
+                scorerId,
+                prefix: w.pair.prefix,
+                target: w.pair.target,
+                params: w.params,
+                tokenCount: w.result!.tokens,
+                sumCe: w.result!.sumCe,
+                meanCe: w.result!.meanCe,
+                tokenLogprobs: w.result!.logprobs,
+                durationMs: ms,
+              })),
+            );
+            this.opts.onBatch?.({ pairs: batch.length, computed: true, targetTokens: targetTokens(batch) });
+            t0 = performance.now();
+          },
         },
-      },
-    );
+      );
+    } finally {
+      prefix?.kv.dispose();
+    }
     if (next !== todo.length) throw new Error('scoring batches differ from the plan');
   }
 }

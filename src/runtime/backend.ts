@@ -1,13 +1,19 @@
 // The one place that talks to onnxruntime-node. The engine above it owns the KV cache and asks for
-// "run these ids with this mask/positions/past, give me X and the new KV entries". Keeping this
-// interface small lets a better device backend (IO binding, GPU-resident KV) replace it later.
+// "run these ids with this mask/positions/past, give me X and the new KV entries". On the CPU and
+// CUDA the cache is in JS buffers (kv-cache.ts); on WebGPU it stays on the device (device-kv.ts),
+// and the entries a step returns are device tensors that never cross to JavaScript.
 import ort from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
+import { DeviceKvCache, DeviceOps, isDeviceTensor, own } from './device-kv.js';
 import { checkCompatible, readGraphSpec, type GraphKind, type GraphSpec } from './graph-spec.js';
-import { allocKv, type KvArray, type KvShape } from './kv-cache.js';
+import { allocKv, KvCache, type KvArray, type KvShape, type KvStore } from './kv-cache.js';
 import type { ModelConfig, ModelFolder } from './model-folder.js';
-import { createSession, type SessionConfig } from './session.js';
+import { createSession, webgpuSessionOptions, type ResolvedDevice, type SessionConfig } from './session.js';
 import { halfToFloat32 } from './half.js';
+import type { WebGpuAdapter } from './webgpu.js';
+
+/** KV data as a forward takes and gives it: a JS buffer, or a tensor that stays on the device. */
+export type KvData = KvArray | ort.Tensor;
 
 export interface ForwardInput {
   rows: number;
@@ -22,8 +28,8 @@ export interface ForwardInput {
   /** Slots per row in the past buffers (0 on a first step). */
   pastLength: number;
   /** Per layer, [rows, heads, pastLength, headDim]. */
-  pastKeys: readonly KvArray[];
-  pastValues: readonly KvArray[];
+  pastKeys: readonly KvData[];
+  pastValues: readonly KvData[];
   /**
    * A prefix common to every row, stored once: per layer [1, heads, length, headDim]. Its slots come
    * first in `attentionMask`. Only for graphs with shared_key_values inputs (`fast.sharedKv`).
@@ -54,8 +60,8 @@ export interface ForwardInput {
 
 export interface SharedKv {
   length: number;
-  keys: readonly KvArray[];
-  values: readonly KvArray[];
+  keys: readonly KvData[];
+  values: readonly KvData[];
 }
 
 /**
@@ -84,7 +90,7 @@ export interface ForwardOutput {
    * The KV entries, when asked for: `new` holds only the seq new positions [rows, heads, seq, headDim];
    * `present` holds past + new [rows, heads, pastLength + seq, headDim] (the optimum decoder).
    */
-  kv?: { kind: 'new' | 'present'; keys: KvArray[]; values: KvArray[] };
+  kv?: { kind: 'new' | 'present'; keys: KvData[]; values: KvData[] };
 }
 
 export interface Backend {
@@ -98,7 +104,12 @@ export interface Backend {
    * (`ForwardInput.sampleUniform`).
    */
   readonly fast: { generation: boolean; scoring: boolean; sharedKv?: boolean; argmax?: boolean; probs?: boolean; sample?: boolean };
-  readonly device: 'cpu' | 'cuda';
+  readonly device: ResolvedDevice;
+  /**
+   * An empty KV cache of `rows` rows with room for `capacity` slots, for this backend's forwards:
+   * JS buffers, or device tensors on WebGPU (which ignore `capacity`: they have no free slots).
+   */
+  createKv(rows: number, capacity: number, shared?: KvStore): KvStore;
   forward(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput>;
   dispose(): Promise<void>;
 }
@@ -133,8 +144,12 @@ export class OrtBackend implements Backend {
   readonly shape: KvShape;
   readonly hasPositionIds: boolean;
   readonly fast: { generation: boolean; scoring: boolean; sharedKv: boolean; argmax: boolean; probs: boolean; sample: boolean };
-  device: 'cpu' | 'cuda';
+  device: ResolvedDevice;
   deviceNote?: string;
+  /** The WebGPU adapter (as Dawn reports it), when the device is webgpu. */
+  adapter?: WebGpuAdapter;
+  /** The device's helper graphs (KV join and gather, downloads): WebGPU only. */
+  private ops?: DeviceOps;
   private readonly graphs = new Map<GraphKind, Promise<Graph>>();
   private disposed = false;
   private readonly paths: Partial<Record<GraphKind, string>>;
@@ -169,7 +184,13 @@ export class OrtBackend implements Backend {
     const backend = new OrtBackend(folder, options, { spec, session: created.session });
     backend.device = created.device;
     backend.deviceNote = created.note;
+    backend.adapter = created.adapter;
+    if (created.device === 'webgpu') backend.ops = new DeviceOps(backend.shape, webgpuSessionOptions(options));
     return backend;
+  }
+
+  createKv(rows: number, capacity: number, shared?: KvStore): KvStore {
+    return this.ops ? DeviceKvCache.create(this.ops, rows, shared) : KvCache.create(this.shape, rows, capacity, shared);
   }
 
   /** The session for a graph kind, loading it (and checking it against the primary graph) if needed. */
@@ -210,7 +231,8 @@ export class OrtBackend implements Backend {
     const t = input.temperature;
     if (t !== undefined) {
       if (want !== 'last' || !this.fast.probs) throw new RangeError('temperature needs want "last" and a fast graph with probs_last');
-      if (!(t > 0 && Number.isFinite(1 / t))) throw new RangeError(`temperature ${t} is not > 0`);
+      // inv_temperature is float32: 1/t must be finite there, not only in a double.
+      if (!(t > 0 && Number.isFinite(Math.fround(1 / t)))) throw new RangeError(`temperature ${t} is not > 0 or its inverse overflows float32`);
     }
     const u = input.sampleUniform;
     if (u !== undefined) {
@@ -226,6 +248,9 @@ export class OrtBackend implements Backend {
   }
 
   private feeds(spec: GraphSpec, input: ForwardInput): Record<string, ort.Tensor> {
+    if (this.ops && spec.kind === 'fast' && spec.hasSharedKv && spec.hasPositionIds && (input.pastLength === 0 || !input.shared?.length)) {
+      input = withPlaceholderSlots(input, this.shape);
+    }
     const { rows, seq, pastLength, shared } = input;
     const { numKvHeads: H, headDim: D, dtype } = this.shape;
     if (shared && !spec.hasSharedKv) throw new Error(`${spec.path} takes no shared_key_values: the engine must copy the prefix into the rows`);
@@ -238,16 +263,16 @@ export class OrtBackend implements Backend {
     if (spec.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLength > 0 ? 1 : 0]), [1]);
     const dims = [rows, H, pastLength, D];
     for (let l = 0; l < spec.numLayers; l++) {
-      feeds[spec.pastKeys[l]] = new ort.Tensor(dtype, input.pastKeys[l], dims);
-      feeds[spec.pastValues[l]] = new ort.Tensor(dtype, input.pastValues[l], dims);
+      feeds[spec.pastKeys[l]] = kvTensor(dtype, input.pastKeys[l], dims);
+      feeds[spec.pastValues[l]] = kvTensor(dtype, input.pastValues[l], dims);
     }
     if (spec.hasSharedKv) {
       // Without a shared prefix the graph still gets its inputs, zero-length.
       const sdims = [1, H, sharedLength, D];
       const none = allocKv(dtype, 0);
       for (let l = 0; l < spec.numLayers; l++) {
-        feeds[spec.sharedKeys[l]] = new ort.Tensor(dtype, shared ? shared.keys[l] : none, sdims);
-        feeds[spec.sharedValues[l]] = new ort.Tensor(dtype, shared ? shared.values[l] : none, sdims);
+        feeds[spec.sharedKeys[l]] = kvTensor(dtype, shared ? shared.keys[l] : none, sdims);
+        feeds[spec.sharedValues[l]] = kvTensor(dtype, shared ? shared.values[l] : none, sdims);
       }
     }
     return feeds;
@@ -272,7 +297,7 @@ export class OrtBackend implements Backend {
     // With sampleUniform, ids only: no [rows, vocab] copy out of the graph.
     const name = uniform ? spec.sampledOutput! : want === 'logprobs' ? spec.logprobsOutput! : probs ? spec.probsOutput! : spec.mainOutput;
     const fetches = [name, ...(argmaxTail ? [spec.argmaxOutput!] : []), ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
-    const out = await run(spec, session, feeds, fetches);
+    const out = await this.fetch(spec, session, feeds, fetches);
     let result: ForwardOutput;
     if (uniform) result = { vocabSize: spec.vocabSize ?? 0, sampled: Int32Array.from(out[name].data as BigInt64Array, Number) };
     else {
@@ -296,7 +321,7 @@ export class OrtBackend implements Backend {
   private async runDecoder(input: ForwardInput, want: ForwardWant, fetchKv: boolean): Promise<ForwardOutput> {
     const { spec, session } = await this.graph('decoder');
     const fetches = [spec.mainOutput, ...(fetchKv ? [...spec.outKeys, ...spec.outValues] : [])];
-    const out = await run(spec, session, this.feeds(spec, input), fetches);
+    const out = await this.fetch(spec, session, this.feeds(spec, input), fetches);
     const logits = toFloat32(out[spec.mainOutput]);
     const { rows, seq } = input;
     const vocabSize = logits.length / (rows * seq);
@@ -319,8 +344,39 @@ export class OrtBackend implements Backend {
     return result;
   }
 
+  /**
+   * Runs a graph and returns `fetches`. On the CPU that is run() with the fetch list. On a device,
+   * onnxruntime-node 1.30 binds outputs by name and never unbinds them, so a session must fetch
+   * the same outputs on every run: all of them. KV entries stay on the device; the other outputs
+   * that stay there (last logits, probabilities) are brought back only when fetched, and the rest
+   * are freed at once.
+   */
+  private async fetch(spec: GraphSpec, session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetches: string[]): Promise<ort.InferenceSession.ReturnType> {
+    if (!this.ops) return run(spec, session, feeds, fetches);
+    const all = await run(spec, session, feeds, [...session.outputNames]);
+    const wanted = new Set(fetches);
+    const kv = new Set([...spec.outKeys, ...spec.outValues]);
+    const out: Record<string, ort.Tensor> = {};
+    try {
+      for (const name of session.outputNames) {
+        const t = all[name] as ort.Tensor;
+        if (!wanted.has(name) || t.location !== 'gpu-buffer' || kv.has(name)) out[name] = t;
+        else {
+          out[name] = await this.ops.download(t);
+          t.dispose();
+        }
+      }
+    } catch (err) {
+      for (const t of Object.values(all) as ort.Tensor[]) if (t.location === 'gpu-buffer') t.dispose();
+      throw err;
+    }
+    for (const name of session.outputNames) if (!wanted.has(name) && out[name].location === 'gpu-buffer') out[name].dispose();
+    return out;
+  }
+
   async dispose(): Promise<void> {
     this.disposed = true;
+    await this.ops?.dispose();
     const graphs = [...this.graphs.values()];
     this.graphs.clear();
     for (const g of graphs) {
@@ -331,6 +387,36 @@ export class OrtBackend implements Backend {
       }
     }
   }
+}
+
+/**
+ * The WebGPU provider crashes the process on the zero-length attention inputs of a fast graph with
+ * shared_key_values (an empty shared prefix, or no past yet). Those get one zero slot instead,
+ * masked out: a masked slot with a finite key weighs exactly zero.
+ */
+function withPlaceholderSlots(input: ForwardInput, shape: KvShape): ForwardInput {
+  const { rows, seq, pastLength } = input;
+  const sharedLength = input.shared?.length ?? 0;
+  const padShared = sharedLength === 0 ? 1 : 0;
+  const padPast = pastLength === 0 ? 1 : 0;
+  const width = sharedLength + pastLength + seq;
+  const mask = new BigInt64Array(rows * (width + padShared + padPast));
+  for (let r = 0; r < rows; r++) {
+    const src = input.attentionMask.subarray(r * width, (r + 1) * width);
+    const dst = r * (width + padShared + padPast) + padShared;
+    mask.set(src.subarray(0, sharedLength), dst);
+    mask.set(src.subarray(sharedLength), dst + sharedLength + padPast);
+  }
+  const { numKvHeads: H, headDim: D, dtype } = shape;
+  const zeros = (n: number) => Array.from({ length: shape.numLayers }, () => allocKv(dtype, n * H * D));
+  return {
+    ...input,
+    attentionMask: mask,
+    pastLength: pastLength + padPast,
+    pastKeys: padPast ? zeros(rows) : input.pastKeys,
+    pastValues: padPast ? zeros(rows) : input.pastValues,
+    shared: padShared ? { length: 1, keys: zeros(1), values: zeros(1) } : input.shared,
+  };
 }
 
 /** session.run with only `fetches` copied out; onnxruntime failures become ModelErrors naming the graph. */
@@ -386,7 +472,18 @@ function rawHalf(data: ort.Tensor['data']): Uint16Array {
   return new Uint16Array(view.buffer, view.byteOffset, view.byteLength / 2);
 }
 
-function kvData(t: ort.Tensor): KvArray {
+/** A KV output: device tensors stay on the device (owned, released by the cache); others become JS data. */
+function kvData(t: ort.Tensor): KvData {
+  if (t.location === 'gpu-buffer') return own(t);
   if (t.type === 'float32') return t.data as Float32Array;
   return rawHalf(t.data);
+}
+
+/** A KV input: a device tensor as it is (its shape checked), JS data wrapped without a copy. */
+function kvTensor(dtype: 'float32' | 'float16', data: KvData, dims: number[]): ort.Tensor {
+  if (!isDeviceTensor(data) && !(data instanceof ort.Tensor)) return new ort.Tensor(dtype, data, dims);
+  if (data.dims.length !== dims.length || data.dims.some((d, i) => d !== dims[i])) {
+    throw new Error(`KV tensor has shape [${data.dims.join(', ')}], expected [${dims.join(', ')}]`);
+  }
+  return data;
 }

@@ -33,6 +33,15 @@ export function findCudaLibs(
   env: NodeJS.ProcessEnv = process.env,
   ldconfig: () => string = ldconfigCache,
 ): CudaLib[] {
+  return findSharedLibs(CUDA_PROVIDER_LIBS, env, ldconfig);
+}
+
+/** The same lookup for any list of library file names (the Vulkan loader for WebGPU, too). */
+export function findSharedLibs(
+  names: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  ldconfig: () => string = ldconfigCache,
+): CudaLib[] {
   const dirs = (env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
   const known = new Map<string, string>(); // file name -> path, first one wins
   for (const dir of dirs) {
@@ -49,7 +58,7 @@ export function findCudaLibs(
     const m = /^\s*(\S+)\s+\([^)]*\)\s+=>\s+(\S+)/.exec(line);
     if (m && !known.has(m[1]) && existsSync(m[2])) known.set(m[1], m[2]);
   }
-  return CUDA_PROVIDER_LIBS.map((name) => {
+  return names.map((name) => {
     const path = known.get(name) ?? null;
     const stem = name.slice(0, name.indexOf('.so') + 3);
     const others = path ? [] : [...known.keys()].filter((n) => n.startsWith(`${stem}.`) && n !== name).sort();

@@ -3,7 +3,7 @@
 // continuations on top of copies of its KV cache).
 import type { Backend, ForwardWant } from './backend.js';
 import { logSoftmaxAt } from './backend.js';
-import { KvCache } from './kv-cache.js';
+import type { KvStore } from './kv-cache.js';
 
 export interface StepResult {
   vocabSize: number;
@@ -27,7 +27,7 @@ export interface StepResult {
  */
 export async function step(
   backend: Backend,
-  cache: KvCache,
+  cache: KvStore,
   ids: ArrayLike<number>,
   seq: number,
   want: ForwardWant,
@@ -38,6 +38,7 @@ export async function step(
   const inputIds = new BigInt64Array(rows * seq);
   for (let i = 0; i < ids.length; i++) inputIds[i] = BigInt(ids[i]);
   const writeKv = opts.writeKv ?? true;
+  await cache.sync();
   const out = await backend.forward(
     {
       rows,
@@ -59,16 +60,18 @@ export async function step(
   );
   if (writeKv) {
     if (!out.kv) throw new Error('backend returned no KV entries');
-    if (out.kv.kind === 'new') cache.append(out.kv.keys, out.kv.values, seq, opts.newValid);
-    else cache.adopt(out.kv.keys, out.kv.values, seq, opts.newValid);
+    cache.write(out.kv, seq, opts.newValid);
   }
   return { vocabSize: out.vocabSize, last: out.last, probs: out.probs, logprobs: out.logprobs, logits: out.logits, argmax: out.argmax, sampled: out.sampled };
 }
 
-/** A prefilled token sequence: its one-row KV cache and the next-token logits after it. */
+/**
+ * A prefilled token sequence: its one-row KV cache and the next-token logits after it. Dispose its
+ * cache (`prefix.kv.dispose()`) when done: on a GPU device that frees device memory now.
+ */
 export interface Prefix {
   ids: readonly number[];
-  kv: KvCache;
+  kv: KvStore;
   /** Next-token logits after the last id, [vocab]. */
   lastLogits: Float32Array;
 }
@@ -84,9 +87,14 @@ export async function prefill(backend: Backend, ids: readonly number[], base?: P
   }
   // No free slots, now or after the step: passing empty (masked) slots as past would cost attention
   // work, here and wherever the prefix is used.
-  const kv = base ? KvCache.gather(base.kv, [0], base.kv.used + ids.length) : KvCache.create(backend.shape, 1, 0);
-  const out = await step(backend, kv, ids, ids.length, 'last');
-  return { ids: [...(base?.ids ?? []), ...ids], kv, lastLogits: out.last! };
+  const kv = base ? await base.kv.gather([0], base.kv.used + ids.length) : backend.createKv(1, 0);
+  try {
+    const out = await step(backend, kv, ids, ids.length, 'last');
+    return { ids: [...(base?.ids ?? []), ...ids], kv, lastLogits: out.last! };
+  } catch (err) {
+    kv.dispose();
+    throw err;
+  }
 }
 
 export interface ScoreOptions {
@@ -150,10 +158,27 @@ export async function scoreContinuations(
   const rowsMax = Math.max(...batches.map((b) => b.length));
   const passShared = prefix !== undefined && backend.fast.scoring && backend.fast.sharedKv === true && !prefix.kv.shared;
   const shared = !prefix
-    ? KvCache.create(backend.shape, rowsMax, 0)
+    ? backend.createKv(rowsMax, 0)
     : passShared
-      ? KvCache.create(backend.shape, rowsMax, 0, prefix.kv) // rows own nothing: the prefix is passed once
-      : KvCache.gather(prefix.kv, new Array<number>(rowsMax).fill(0), prefix.kv.used);
+      ? backend.createKv(rowsMax, 0, prefix.kv) // rows own nothing: the prefix is passed once
+      : await prefix.kv.gather(new Array<number>(rowsMax).fill(0), prefix.kv.used);
+  try {
+    await scoreBatches(backend, prefix, continuations, batches, results, shared, opts);
+  } finally {
+    shared.dispose();
+  }
+  return results;
+}
+
+async function scoreBatches(
+  backend: Backend,
+  prefix: Prefix | undefined,
+  continuations: readonly (readonly number[])[],
+  batches: number[][],
+  results: Float32Array[],
+  shared: KvStore,
+  opts: ScoreOptions,
+): Promise<void> {
   const base = { used: shared.used, capacity: shared.capacity };
   // Left padding needs position_ids (a graph without them may number positions by slot).
   const left = backend.hasPositionIds;
@@ -194,5 +219,4 @@ export async function scoreContinuations(
     });
     opts.onBatch?.(batch, batch.map((ci) => results[ci]));
   }
-  return results;
 }

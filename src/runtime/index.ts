@@ -1,5 +1,5 @@
 // The runtime's public API (docs/runtime-api.md).
-export { loadModel, Model, type LoadModelOptions, type ModelInfo } from './model.js';
+export { loadModel, describeDevice, Model, type LoadModelOptions, type ModelInfo } from './model.js';
 export { inspectModelFolder, type ModelFolder, type ModelConfig } from './model-folder.js';
 export { modelIdentity, identityFiles, userCacheDir, type IdentityOptions } from './identity.js';
 export {
@@ -7,14 +7,18 @@ export {
   providerReport,
   parseDevice,
   ortVersion,
+  DEVICES,
   type Device,
+  type ResolvedDevice,
   type GraphOptimizationLevel,
   type ProviderReport,
 } from './session.js';
 export { CUDA_PROVIDER_LIBS, describeCudaLibs, findCudaLibs, type CudaLib } from './cuda-libs.js';
 export { readGraphSpec, type GraphSpec, type GraphKind, type KvDtype } from './graph-spec.js';
-export { OrtBackend, gatherLogprobs, logSoftmaxAt, type Backend, type ForwardInput, type ForwardOutput, type ForwardWant } from './backend.js';
-export { KvCache, MIN_GROWTH, allocKv, growthStep, reservedSlots, type KvArray, type KvShape } from './kv-cache.js';
+export { OrtBackend, gatherLogprobs, logSoftmaxAt, type Backend, type ForwardInput, type ForwardOutput, type ForwardWant, type KvData } from './backend.js';
+export { KvCache, KvSlots, MIN_GROWTH, allocKv, growthStep, reservedSlots, type KvArray, type KvShape, type KvStore } from './kv-cache.js';
+export { DeviceKvCache, liveDeviceTensors } from './device-kv.js';
+export { probeWebGpu, describeAdapter, findVulkanDrivers, webgpuProblems, isSoftwareAdapter, ensureRuntimeDir, WEBGPU_DOCS, type WebGpuAdapter, type WebGpuReport, type VulkanDriver } from './webgpu.js';
 export { step, prefill, scoreContinuations, type Prefix, type StepResult, type ScoreOptions } from './forward.js';
 export {
   generate,
@@ -37,6 +41,7 @@ export {
   topPProbs,
   softmax,
   isGreedy,
+  MIN_SAMPLING_TEMPERATURE,
   type SamplingParams,
   type LogitsProcessor,
   type ProbsWarper,

@@ -10,7 +10,7 @@
 // A cache may also have a `shared` part: a one-row cache (a prompt of N samples, a scored
 // candidate's prefix) that every row attends to first. Graphs with shared_key_values inputs take it
 // once, so it is never copied per row; the rows' own buffers then hold only what follows it.
-import type { SharedKv } from './backend.js';
+import type { ForwardOutput, KvData, SharedKv } from './backend.js';
 import type { KvDtype } from './graph-spec.js';
 
 /**
@@ -58,23 +58,24 @@ function kvView(a: KvArray, length: number): KvArray {
   return a instanceof Float32Array ? new Float32Array(a.buffer, a.byteOffset, length) : new Uint16Array(a.buffer, a.byteOffset, length);
 }
 
-export class KvCache {
+/**
+ * What every KV cache keeps beside its keys and values, wherever those live (JS buffers here, device
+ * tensors in device-kv.ts): rows, slots, which slots hold real tokens, and the positions that
+ * follow. Rows are the outermost dimension; slot j of row r is mask[r * capacity + j].
+ */
+export abstract class KvSlots {
   /** Rows in use (a prefix of the allocated rows). */
   rows: number;
   /** Slots per row in the buffers. */
   capacity: number;
   /** Slots filled so far, the same for every row (a row's padding slots count, masked). */
   used: number;
-  keys: KvArray[];
-  values: KvArray[];
   /** 1 where a slot holds a real token, per row: [rows, capacity]. */
   mask: Uint8Array;
   /** The one-row prefix every row follows (its slots come first in the attention mask), if any. */
-  readonly shared?: KvCache;
+  readonly shared?: KvStore;
   /** Real tokens per row: the next token's position id. */
   validCount: Int32Array;
-  /** Rows the buffers have room for (rows in use can be fewer after compaction). */
-  private allocatedRows: number;
   /**
    * The fewest slots added when a full cache grows; it grows by a quarter of its capacity when
    * that is more. 1 grows it by exactly what is needed, keeping it free of unused slots, for graphs
@@ -82,90 +83,20 @@ export class KvCache {
    */
   growthChunk = MIN_GROWTH;
 
-  private constructor(
+  protected constructor(
     readonly shape: KvShape,
     rows: number,
     capacity: number,
-    shared?: KvCache,
+    shared?: KvStore,
   ) {
     if (shared && (shared.rows !== 1 || shared.shared)) throw new RangeError('a shared prefix cache must be one row without a shared part of its own');
     this.shared = shared;
     this.rows = rows;
-    this.allocatedRows = rows;
     this.capacity = capacity;
     this.used = 0;
-    const n = rows * shape.numKvHeads * capacity * shape.headDim;
-    this.keys = Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
-    this.values = Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
     this.mask = new Uint8Array(rows * capacity);
     // Positions continue after the shared prefix's real tokens.
     this.validCount = new Int32Array(rows).fill(shared ? shared.validCount[0] : 0);
-  }
-
-  /**
-   * An empty cache of `rows` rows with room for `capacity` positions each; with `shared`, every
-   * row continues that one-row cache (which is referenced, not copied, and must not change while
-   * this cache uses it).
-   */
-  static create(shape: KvShape, rows: number, capacity: number, shared?: KvCache): KvCache {
-    return new KvCache(shape, rows, capacity, shared);
-  }
-
-  /**
-   * A new cache whose row i is a copy of `src` row `rowIndex[i]` (rows may repeat: N samples of one
-   * prefilled prompt), with room for `capacity` positions (at least `src.used`).
-   */
-  static gather(src: KvCache, rowIndex: readonly number[], capacity = src.used): KvCache {
-    if (capacity < src.used) throw new RangeError(`capacity ${capacity} < used ${src.used}`);
-    const dst = new KvCache(src.shape, rowIndex.length, capacity, src.shared);
-    const { numKvHeads: H, headDim: D } = src.shape;
-    const span = src.used * D;
-    for (let l = 0; l < src.shape.numLayers; l++) {
-      for (const [from, to] of [
-        [src.keys[l], dst.keys[l]],
-        [src.values[l], dst.values[l]],
-      ] as const) {
-        rowIndex.forEach((s, i) => {
-          if (capacity === src.capacity) {
-            const rowSize = H * capacity * D;
-            to.set(from.subarray(s * rowSize, (s + 1) * rowSize), i * rowSize);
-            return;
-          }
-          for (let h = 0; h < H; h++) {
-            const so = (s * H + h) * src.capacity * D;
-            to.set(from.subarray(so, so + span), (i * H + h) * capacity * D);
-          }
-        });
-      }
-    }
-    rowIndex.forEach((s, i) => {
-      dst.mask.set(src.mask.subarray(s * src.capacity, s * src.capacity + src.used), i * capacity);
-      dst.validCount[i] = src.validCount[s];
-    });
-    dst.used = src.used;
-    return dst;
-  }
-
-  /** Elements per row in the buffers. */
-  private get rowSize(): number {
-    return this.shape.numKvHeads * this.capacity * this.shape.headDim;
-  }
-
-  /** The past tensors' data for the rows in use: [rows, heads, capacity, headDim] per layer. */
-  pastKeys(): KvArray[] {
-    const n = this.rows * this.rowSize;
-    return this.keys.map((k) => (k.length === n ? k : k.subarray(0, n)));
-  }
-
-  pastValues(): KvArray[] {
-    const n = this.rows * this.rowSize;
-    return this.values.map((v) => (v.length === n ? v : v.subarray(0, n)));
-  }
-
-  /** The shared prefix as a forward input ([1, heads, its capacity, headDim] per layer), if any. */
-  sharedInput(): SharedKv | undefined {
-    const s = this.shared;
-    return s ? { length: s.capacity, keys: s.pastKeys(), values: s.pastValues() } : undefined;
   }
 
   /**
@@ -204,6 +135,179 @@ export class KvCache {
     return out;
   }
 
+  /** The mask laid out for `capacity` slots per row over `rows` rows (slots past `used` are 0). */
+  protected relayoutMask(capacity: number, rows = this.rows): void {
+    const mask = new Uint8Array(rows * capacity);
+    const span = Math.min(this.used, capacity);
+    for (let r = 0; r < this.rows; r++) mask.set(this.mask.subarray(r * this.capacity, r * this.capacity + span), r * capacity);
+    this.mask = mask;
+  }
+
+  /** Copies `src`'s slot marks and positions of rows `rowIndex` into this cache's rows. */
+  protected copyRows(src: KvSlots, rowIndex: readonly number[]): void {
+    rowIndex.forEach((s, i) => {
+      this.mask.set(src.mask.subarray(s * src.capacity, s * src.capacity + src.used), i * this.capacity);
+      this.validCount[i] = src.validCount[s];
+    });
+    this.used = src.used;
+  }
+
+  protected markNew(seq: number, newValid?: Uint8Array): void {
+    for (let r = 0; r < this.rows; r++) {
+      for (let t = 0; t < seq; t++) {
+        const ok = newValid ? newValid[r * seq + t] : 1;
+        this.mask[r * this.capacity + this.used + t] = ok;
+        this.validCount[r] += ok;
+      }
+    }
+    this.used += seq;
+  }
+
+  /** Forgets the marks of the last `count` slots. */
+  protected forgetSlots(count: number): void {
+    if (!Number.isInteger(count) || count < 0 || count > this.used) throw new RangeError(`rewind: ${count} of ${this.used} slots`);
+    for (let r = 0; r < this.rows; r++) {
+      for (let j = this.used - count; j < this.used; j++) {
+        this.validCount[r] -= this.mask[r * this.capacity + j];
+        this.mask[r * this.capacity + j] = 0;
+      }
+    }
+    this.used -= count;
+  }
+
+  /** Checks that `keep` lists rows in ascending order. */
+  protected static checkKeep(keep: readonly number[]): void {
+    keep.forEach((src, dst) => {
+      if (dst > src || (dst > 0 && src <= keep[dst - 1])) throw new RangeError('compact: rows must be ascending');
+    });
+  }
+
+  /** Moves the slot marks and positions of the `keep` rows to the front. */
+  protected compactSlots(keep: readonly number[]): void {
+    keep.forEach((src, dst) => {
+      if (src === dst) return;
+      this.mask.copyWithin(dst * this.capacity, src * this.capacity, (src + 1) * this.capacity);
+      this.validCount[dst] = this.validCount[src];
+    });
+    this.rows = keep.length;
+  }
+}
+
+/**
+ * What the engine (forward.ts, generation) asks of a KV cache; `KvCache` keeps it in JS buffers,
+ * `DeviceKvCache` (device-kv.ts) on the accelerator. Create one with `Backend.createKv`.
+ */
+export interface KvStore extends KvSlots {
+  /** Past keys per layer for a forward over the rows in use ([rows, heads, capacity, headDim]). */
+  pastKeys(): KvData[];
+  pastValues(): KvData[];
+  /** The shared prefix as a forward input, if any. */
+  sharedInput(): SharedKv | undefined;
+  /** Brings the storage up to date before a forward reads it (device caches apply deferred work). */
+  sync(): Promise<void>;
+  /** Adds a step's KV entries (`ForwardOutput.kv`) as `seq` new slots. */
+  write(kv: NonNullable<ForwardOutput['kv']>, seq: number, newValid?: Uint8Array): void;
+  /** Grows every row to at least `minCapacity` slots. */
+  ensureCapacity(minCapacity: number, chunk?: number): void;
+  /** Forgets the last `count` slots (written by the last step): rejected draft tokens. */
+  rewind(count: number): void;
+  /** Keeps only the listed rows (ascending), moved to the front in that order. */
+  compact(keep: readonly number[]): void;
+  /** A new cache whose row i is a copy of row `rowIndex[i]`, with room for `capacity` slots. */
+  gather(rowIndex: readonly number[], capacity?: number): Promise<KvStore>;
+  /** Releases the storage now (device memory); the cache is unusable afterwards. */
+  dispose(): void;
+}
+
+export class KvCache extends KvSlots implements KvStore {
+  keys: KvArray[];
+  values: KvArray[];
+  /** Rows the buffers have room for (rows in use can be fewer after compaction). */
+  private allocatedRows: number;
+
+  private constructor(shape: KvShape, rows: number, capacity: number, shared?: KvStore) {
+    super(shape, rows, capacity, shared);
+    this.allocatedRows = rows;
+    const n = rows * shape.numKvHeads * capacity * shape.headDim;
+    this.keys = Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
+    this.values = Array.from({ length: shape.numLayers }, () => allocKv(shape.dtype, n));
+  }
+
+  /**
+   * An empty cache of `rows` rows with room for `capacity` positions each; with `shared`, every
+   * row continues that one-row cache (which is referenced, not copied, and must not change while
+   * this cache uses it).
+   */
+  static create(shape: KvShape, rows: number, capacity: number, shared?: KvStore): KvCache {
+    return new KvCache(shape, rows, capacity, shared);
+  }
+
+  /**
+   * A new cache whose row i is a copy of `src` row `rowIndex[i]` (rows may repeat: N samples of one
+   * prefilled prompt), with room for `capacity` positions (at least `src.used`).
+   */
+  static gather(src: KvCache, rowIndex: readonly number[], capacity = src.used): KvCache {
+    if (capacity < src.used) throw new RangeError(`capacity ${capacity} < used ${src.used}`);
+    const dst = new KvCache(src.shape, rowIndex.length, capacity, src.shared);
+    const { numKvHeads: H, headDim: D } = src.shape;
+    const span = src.used * D;
+    for (let l = 0; l < src.shape.numLayers; l++) {
+      for (const [from, to] of [
+        [src.keys[l], dst.keys[l]],
+        [src.values[l], dst.values[l]],
+      ] as const) {
+        rowIndex.forEach((s, i) => {
+          if (capacity === src.capacity) {
+            const rowSize = H * capacity * D;
+            to.set(from.subarray(s * rowSize, (s + 1) * rowSize), i * rowSize);
+            return;
+          }
+          for (let h = 0; h < H; h++) {
+            const so = (s * H + h) * src.capacity * D;
+            to.set(from.subarray(so, so + span), (i * H + h) * capacity * D);
+          }
+        });
+      }
+    }
+    dst.copyRows(src, rowIndex);
+    return dst;
+  }
+
+  gather(rowIndex: readonly number[], capacity?: number): Promise<KvStore> {
+    return Promise.resolve(KvCache.gather(this, rowIndex, capacity));
+  }
+
+  /** Elements per row in the buffers. */
+  private get rowSize(): number {
+    return this.shape.numKvHeads * this.capacity * this.shape.headDim;
+  }
+
+  /** The past tensors' data for the rows in use: [rows, heads, capacity, headDim] per layer. */
+  pastKeys(): KvArray[] {
+    const n = this.rows * this.rowSize;
+    return this.keys.map((k) => (k.length === n ? k : k.subarray(0, n)));
+  }
+
+  pastValues(): KvArray[] {
+    const n = this.rows * this.rowSize;
+    return this.values.map((v) => (v.length === n ? v : v.subarray(0, n)));
+  }
+
+  /** The shared prefix as a forward input ([1, heads, its capacity, headDim] per layer), if any. */
+  sharedInput(): SharedKv | undefined {
+    const s = this.shared;
+    return s ? { length: s.capacity, keys: s.pastKeys(), values: s.pastValues() } : undefined;
+  }
+
+  sync(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  write(kv: NonNullable<ForwardOutput['kv']>, seq: number, newValid?: Uint8Array): void {
+    if (kv.kind === 'new') this.append(kv.keys as KvArray[], kv.values as KvArray[], seq, newValid);
+    else this.adopt(kv.keys as KvArray[], kv.values as KvArray[], seq, newValid);
+  }
+
   /** Grows every row to at least `minCapacity` slots (geometrically, so growth is rare). */
   ensureCapacity(minCapacity: number, chunk = this.growthChunk): void {
     if (minCapacity <= this.capacity) return;
@@ -234,9 +338,7 @@ export class KvCache {
     };
     this.keys = this.keys.map(regrow);
     this.values = this.values.map(regrow);
-    const mask = new Uint8Array(n * capacity);
-    for (let r = 0; r < this.rows; r++) mask.set(this.mask.subarray(r * this.capacity, r * this.capacity + this.used), r * capacity);
-    this.mask = mask;
+    this.relayoutMask(capacity, n);
     this.capacity = capacity;
   }
 
@@ -273,9 +375,7 @@ export class KvCache {
   adopt(presentKeys: KvArray[], presentValues: KvArray[], seq: number, newValid?: Uint8Array): void {
     const oldC = this.capacity;
     const capacity = oldC + seq;
-    const mask = new Uint8Array(this.rows * capacity);
-    for (let r = 0; r < this.rows; r++) mask.set(this.mask.subarray(r * oldC, r * oldC + this.used), r * capacity);
-    this.mask = mask;
+    this.relayoutMask(capacity);
     this.keys = presentKeys;
     this.values = presentValues;
     this.allocatedRows = this.rows;
@@ -284,31 +384,13 @@ export class KvCache {
     this.markNew(seq, newValid);
   }
 
-  private markNew(seq: number, newValid?: Uint8Array): void {
-    for (let r = 0; r < this.rows; r++) {
-      for (let t = 0; t < seq; t++) {
-        const ok = newValid ? newValid[r * seq + t] : 1;
-        this.mask[r * this.capacity + this.used + t] = ok;
-        this.validCount[r] += ok;
-      }
-    }
-    this.used += seq;
-  }
-
   /**
    * Forgets the last `count` slots (written by the last step): rejected draft tokens. Their entries
    * are zeroed, as free slots are everywhere: the graphs mask with an additive bias, which gives a
    * free slot zero weight only while its key is finite (an fp16 overflow would make it NaN).
    */
   rewind(count: number): void {
-    if (!Number.isInteger(count) || count < 0 || count > this.used) throw new RangeError(`rewind: ${count} of ${this.used} slots`);
-    for (let r = 0; r < this.rows; r++) {
-      for (let j = this.used - count; j < this.used; j++) {
-        this.validCount[r] -= this.mask[r * this.capacity + j];
-        this.mask[r * this.capacity + j] = 0;
-      }
-    }
-    this.used -= count;
+    this.forgetSlots(count);
     const { numKvHeads: H, headDim: D } = this.shape;
     for (const arr of [...this.keys, ...this.values]) {
       for (let rh = 0; rh < this.rows * H; rh++) arr.fill(0, (rh * this.capacity + this.used) * D, (rh * this.capacity + this.used + count) * D);
@@ -317,14 +399,17 @@ export class KvCache {
 
   /** Keeps only the listed rows (ascending), moved to the front in that order. */
   compact(keep: readonly number[]): void {
+    KvSlots.checkKeep(keep);
     const rowSize = this.rowSize;
     keep.forEach((src, dst) => {
-      if (dst > src || (dst > 0 && src <= keep[dst - 1])) throw new RangeError('compact: rows must be ascending');
-      if (src === dst) return;
-      for (const arr of [...this.keys, ...this.values]) arr.copyWithin(dst * rowSize, src * rowSize, (src + 1) * rowSize);
-      this.mask.copyWithin(dst * this.capacity, src * this.capacity, (src + 1) * this.capacity);
-      this.validCount[dst] = this.validCount[src];
+      if (src !== dst) for (const arr of [...this.keys, ...this.values]) arr.copyWithin(dst * rowSize, src * rowSize, (src + 1) * rowSize);
     });
-    this.rows = keep.length;
+    this.compactSlots(keep);
+  }
+
+  /** JS buffers are garbage-collected: this only drops them. */
+  dispose(): void {
+    this.keys = [];
+    this.values = [];
   }
 }

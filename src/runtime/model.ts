@@ -1,13 +1,18 @@
 // loadModel: a model folder turned into a tokenizer, a backend and the facts about both.
 import { loadTokenizer, type UitTokenizer } from '../tokenizer/index.js';
 import { OrtBackend, type Backend } from './backend.js';
+import { checkModelConfig } from './config-check.js';
 import type { KvDtype } from './graph-spec.js';
 import { modelIdentity, type IdentityOptions } from './identity.js';
 import { configNumber, inspectModelFolder, type ModelFolder } from './model-folder.js';
-import type { Device, GraphOptimizationLevel } from './session.js';
+import type { Device, GraphOptimizationLevel, ResolvedDevice } from './session.js';
+import { describeAdapter, type WebGpuAdapter } from './webgpu.js';
 
 export interface LoadModelOptions {
-  /** `cpu` (default), `cuda`, or `auto` (CUDA when it works, else the CPU). */
+  /**
+   * `cpu` (default), `cuda`, `webgpu`, or `auto` (CUDA when it works, else WebGPU on a hardware
+   * adapter, else the CPU).
+   */
   device?: Device;
   /** Intra-op threads; default: onnxruntime's choice (the physical cores). */
   threads?: number;
@@ -47,9 +52,20 @@ export interface ModelInfo {
   sharedKv: boolean;
   /** Plain sampling draws its tokens in the fast graph (token_sampled). */
   graphSampling: boolean;
-  device: 'cpu' | 'cuda';
-  /** Why `auto` chose the CPU, when it did. */
+  device: ResolvedDevice;
+  /** Why `auto` chose what it chose. */
   deviceNote?: string;
+  /** On WebGPU: the adapter as Dawn reports it (absent when the optional `webgpu` package is missing). */
+  adapter?: WebGpuAdapter;
+}
+
+/**
+ * One line that says where a model runs, for every command's stderr: "models/uit-tiny runs on
+ * webgpu: llvmpipe: Mesa 25.0.7 ... (mesa, software adapter, vulkan)", and why when `auto` chose.
+ */
+export function describeDevice(info: Pick<ModelInfo, 'dir' | 'device' | 'deviceNote' | 'adapter'>): string {
+  const where = info.device === 'webgpu' ? `webgpu: ${info.adapter ? describeAdapter(info.adapter) : 'adapter not reported (the optional package "webgpu" is missing)'}` : info.device;
+  return `${info.dir} runs on ${where}${info.deviceNote ? ` (${info.deviceNote})` : ''}`;
 }
 
 export class Model {
@@ -85,6 +101,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     sharedKv: opts.sharedKv,
     graphSampling: opts.graphSampling,
   });
+  try {
+    checkModelConfig(folder, (await backend.loadedSpecs())[0], tokenizer);
+  } catch (err) {
+    await backend.dispose();
+    throw err;
+  }
   const fast = opts.fastGraphs ?? true;
   const info: ModelInfo = {
     dir: folder.dir,
@@ -102,6 +124,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     graphSampling: backend.fast.sample,
     device: backend.device,
     deviceNote: backend.deviceNote,
+    adapter: backend.adapter,
   };
   return new Model(folder, info, tokenizer, backend);
 }

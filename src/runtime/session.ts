@@ -1,13 +1,18 @@
-// onnxruntime-node sessions and execution providers. CUDA is never a silent downgrade: `--device
-// cuda` either runs on CUDA or fails with what to install; only `auto` may fall back to the CPU.
+// onnxruntime-node sessions and execution providers. A GPU is never a silent downgrade: `--device
+// cuda` and `--device webgpu` either run there or fail with what to install; only `auto` may fall
+// back, and it says so.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { ModelError } from '../errors.js';
 import { describeCudaLibs, findCudaLibs, type CudaLib } from './cuda-libs.js';
+import { readOnnxOutputNames } from './onnx-proto.js';
+import { describeAdapter, ensureRuntimeDir, probeWebGpu, WEBGPU_DOCS, webgpuProblems, type WebGpuAdapter } from './webgpu.js';
 
-export type Device = 'cpu' | 'cuda' | 'auto';
+import { DEVICES, type Device, type ResolvedDevice } from './devices.js';
+
+export { DEVICES, type Device, type ResolvedDevice };
 export type GraphOptimizationLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
 export interface SessionConfig {
@@ -100,16 +105,52 @@ function baseOptions(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
 
 export interface CreatedSession {
   session: ort.InferenceSession;
-  device: 'cpu' | 'cuda';
-  /** Why `auto` chose the CPU, when it did. */
+  device: ResolvedDevice;
+  /** Why `auto` chose what it chose. */
   note?: string;
+  /** On WebGPU: the adapter, as Dawn reports it (absent when the report could not be made). */
+  adapter?: WebGpuAdapter;
 }
 
 /**
- * Creates a session for one graph file. `auto` tries CUDA when its provider library is installed
- * and falls back to the CPU (with a note) if that fails.
+ * Outputs that stay on a GPU device: the KV entries (the decoder's present.*, the fast graph's
+ * new_key_values.*), and the fast graph's [rows, vocab] outputs, brought back only by the steps
+ * that need them (every output is fetched on every run: backend.ts says why).
+ */
+const DEVICE_OUTPUT = /^((present|new_key_values)\.\d+\.(key|value)|logits_last|probs_last)$/;
+
+/** Session options for WebGPU: the provider, with onnxruntime's CPU provider for what it lacks. */
+export function webgpuSessionOptions(cfg: Omit<SessionConfig, 'device'>): ort.InferenceSession.SessionOptions {
+  return { ...baseOptions({ ...cfg, device: 'webgpu' }), executionProviders: ['webgpu'] };
+}
+
+async function openWebGpu(path: string, cfg: SessionConfig): Promise<CreatedSession> {
+  ensureRuntimeDir();
+  const gpu = await probeWebGpu();
+  // The locations are fixed when the session is made, so the output names are read from the file.
+  const preferredOutputLocation = Object.fromEntries(readOnnxOutputNames(path).map((n) => [n, DEVICE_OUTPUT.test(n) ? ('gpu-buffer' as const) : ('cpu' as const)]));
+  try {
+    const session = await ort.InferenceSession.create(path, { ...webgpuSessionOptions(cfg), preferredOutputLocation });
+    return { session, device: 'webgpu', adapter: gpu.adapter ?? undefined };
+  } catch (err) {
+    const problems = gpu.problems.length ? gpu.problems : webgpuProblems(gpu.vulkan);
+    throw new ModelError(
+      `--device webgpu: onnxruntime could not start the WebGPU execution provider for ${path}: ${ortReason((err as Error).message)}\n` +
+        (gpu.adapter ? `Dawn's adapter: ${describeAdapter(gpu.adapter)}.\n` : '') +
+        (problems.length ? `${problems.map((p) => `- ${p}`).join('\n')}\n` : '') +
+        `See ${WEBGPU_DOCS}; \`uit doctor --device webgpu\` says what this machine has.`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * Creates a session for one graph file. `cuda` and `webgpu` run there or fail; `auto` tries CUDA
+ * when its provider library is installed, then WebGPU on a hardware adapter (a software one is
+ * used only when asked for by name: it is slower than the CPU provider), then the CPU, and says why.
  */
 export async function createSession(path: string, cfg: SessionConfig): Promise<CreatedSession> {
+  if (cfg.device === 'webgpu') return openWebGpu(path, cfg);
   const report = providerReport();
   const wantCuda = cfg.device === 'cuda' || (cfg.device === 'auto' && report.cuda.supportedPlatform && report.cuda.installed);
   if (cfg.device === 'cuda' && !(report.cuda.supportedPlatform && report.cuda.installed)) throw cudaMissingError(report);
@@ -129,17 +170,27 @@ export async function createSession(path: string, cfg: SessionConfig): Promise<C
           { cause: err },
         );
       }
-      const session = await openCpu(path, cfg);
-      return { session, device: 'cpu', note: `CUDA failed (${firstLine((err as Error).message)}); using the CPU` };
+      return autoWithoutCuda(path, cfg, `CUDA failed (${firstLine((err as Error).message)})`);
     }
   }
-  const note =
-    cfg.device === 'auto'
-      ? report.cuda.supportedPlatform
-        ? 'the CUDA provider library is not installed; using the CPU'
-        : `no CUDA provider for ${report.platform}; using the CPU`
-      : undefined;
-  return { session: await openCpu(path, cfg), device: 'cpu', note };
+  if (cfg.device !== 'auto') return { session: await openCpu(path, cfg), device: 'cpu' };
+  return autoWithoutCuda(path, cfg, report.cuda.supportedPlatform ? 'the CUDA provider library is not installed' : `no CUDA provider for ${report.platform}`);
+}
+
+/** `auto` after CUDA: WebGPU on a hardware adapter, else the CPU; the note says why. */
+async function autoWithoutCuda(path: string, cfg: SessionConfig, noCuda: string): Promise<CreatedSession> {
+  const gpu = await probeWebGpu();
+  let why: string;
+  if (gpu.adapter && !gpu.adapter.software) {
+    try {
+      const created = await openWebGpu(path, cfg);
+      return { ...created, note: `${noCuda}; using WebGPU on ${describeAdapter(gpu.adapter)}` };
+    } catch (err) {
+      why = `WebGPU failed (${firstLine((err as Error).message)})`;
+    }
+  } else if (gpu.adapter) why = `the only WebGPU adapter is a software one, ${describeAdapter(gpu.adapter)} (--device webgpu uses it)`;
+  else why = gpu.probed ? 'no WebGPU adapter' : 'no WebGPU adapter report (the optional package "webgpu" is not installed)';
+  return { session: await openCpu(path, cfg), device: 'cpu', note: `${noCuda}; ${why}; using the CPU` };
 }
 
 async function openCpu(path: string, cfg: SessionConfig): Promise<ort.InferenceSession> {
@@ -154,7 +205,14 @@ function firstLine(s: string): string {
   return s.split('\n')[0];
 }
 
+/** onnxruntime's message without its source location ("/onnxruntime_src/...cc:136 ... was false. Failed to ..."). */
+function ortReason(s: string): string {
+  const line = firstLine(s);
+  const m = /\bwas false\. (.*)$/.exec(line);
+  return m ? m[1] : line;
+}
+
 export function parseDevice(value: string): Device {
-  if (value === 'cpu' || value === 'cuda' || value === 'auto') return value;
-  throw new ModelError(`unknown device "${value}": use cpu, cuda or auto`);
+  if ((DEVICES as readonly string[]).includes(value)) return value as Device;
+  throw new ModelError(`unknown device "${value}": use ${DEVICES.slice(0, -1).join(', ')} or ${DEVICES[DEVICES.length - 1]}`);
 }

@@ -1,13 +1,17 @@
 // The candidates JSONL that `uit transfer` writes and `uit denoise` reads: one line per task,
 //   {"task": ID, "source": {"file", "format", "instruction"}, "candidates": [TEXT, ...], "transfer": {...}}
 // `uit denoise` needs only "task" and "candidates" (strings, or objects with a "definition" or
-// "text" field), so candidates made anywhere (an API, a script, a person) can be denoised.
+// "text" field), so candidates made anywhere (an API, a script, a person) can be denoised. A
+// candidate object may carry its own "positiveExamples" ([{"input", "output", "explanation"?}]):
+// they replace the task's in its scoring prompts and, when it is picked, in the written task.
+// "task" is the task's uit id, or the UIT reference's task name (the id + ".json").
 // "transfer" records how `uit transfer` made them (model identity, prompt style, parameters) and
 // is carried into the provenance of the denoised output.
 import { z } from 'zod';
 import { InputError } from '../errors.js';
 import { readJsonl } from '../io/jsonl.js';
 import type { JsonObject } from '../cache/index.js';
+import type { Candidate } from '../perplexity/index.js';
 
 export interface TransferInfo {
   /** `local` (an ONNX model folder) or `openai` (an OpenAI-compatible API). */
@@ -27,15 +31,24 @@ export interface TransferInfo {
 export interface CandidatesRecord {
   task: string;
   source?: { file: string; format: string; instruction: string };
-  candidates: string[];
+  candidates: Candidate[];
   transfer?: TransferInfo | null;
 }
 
+const example = z.object({ input: z.string(), output: z.string(), explanation: z.string().optional() });
+const examples = z.array(example).min(1).optional();
+
 const candidate = z.union([
-  z.string(),
-  z.object({ definition: z.string() }).transform((c) => c.definition),
-  z.object({ text: z.string() }).transform((c) => c.text),
+  z.string().transform((definition): Candidate => ({ definition })),
+  z.object({ definition: z.string(), positiveExamples: examples }).transform(toCandidate),
+  z.object({ text: z.string(), positiveExamples: examples }).transform((c) => toCandidate({ definition: c.text, positiveExamples: c.positiveExamples })),
 ]);
+
+function toCandidate(c: { definition: string; positiveExamples?: z.infer<typeof example>[] }): Candidate {
+  if (!c.positiveExamples) return { definition: c.definition };
+  const positiveExamples = c.positiveExamples.map((e) => ({ input: e.input, output: e.output, ...(e.explanation !== undefined ? { explanation: e.explanation } : {}) }));
+  return { definition: c.definition, positiveExamples };
+}
 
 const transferInfo = z.object({
   backend: z.enum(['local', 'openai']),
@@ -77,4 +90,14 @@ export async function readCandidatesFile(file: string): Promise<LoadedCandidates
     byTask.set(rec.task, { record: rec, line: n });
   }
   return { file, byTask };
+}
+
+/** A task's entry: by its id, or by the UIT reference's name for it (the id + ".json"). */
+export function candidatesEntry(loaded: LoadedCandidates, taskId: string): { record: CandidatesRecord; line: number } | undefined {
+  return loaded.byTask.get(taskId) ?? loaded.byTask.get(`${taskId}.json`);
+}
+
+/** The entries that no task of `ids` took (by its id or its reference name). */
+export function unusedEntries(loaded: LoadedCandidates, ids: ReadonlySet<string>): string[] {
+  return [...loaded.byTask.keys()].filter((k) => !ids.has(k) && !(/\.json$/i.test(k) && ids.has(k.replace(/\.json$/i, '')) && !loaded.byTask.has(k.replace(/\.json$/i, ''))));
 }

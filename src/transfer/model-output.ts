@@ -4,25 +4,21 @@
 // model outputs differ only in their Definition (and provenance):
 //   - a task without Positive Examples takes its first instances as Positive Examples (`examples`,
 //     default 2, always leaving one instance), and the scoring prompt uses exactly these examples;
+//   - a picked candidate that carries its own Positive Examples gives the task those examples
+//     (instead of the source's, or the borrowed ones), as it was scored with them;
 //   - Definition[0] is the best kept candidate; with --top-k k the kept candidates follow in rank
 //     order, and with --keep-candidates every other candidate follows too (scored ones by rank,
 //     then unscored ones), so a Ni-v2 reader sees all of them as the task's definitions.
 import type { LazyTask } from '../formats/api.js';
-import { dropFirstInstances, lazyFromTask } from '../formats/api.js';
+import { lazyFromTask } from '../formats/api.js';
 import { DEFINITION, INSTANCES, NEGATIVE, NIV2_KEY_ORDER, POSITIVE, datasetNameOf } from '../formats/niv2.js';
-import type { TaskScores } from '../perplexity/index.js';
+import type { ScoringMode, TaskScores } from '../perplexity/index.js';
 import type { Example, Instance, Provenance, Task } from '../types.js';
+import { borrowExamples } from './borrow-examples.js';
 import type { TransferInfo } from './candidates-file.js';
 
 /** The task as written apart from its Definition: Positive Examples borrowed from instances if it has none. */
-export function prepareNiv2(t: LazyTask, examples: number): { task: LazyTask; borrowed: number } {
-  const task = t.task;
-  if (task.positiveExamples.length > 0 || examples <= 0) return { task: t, borrowed: 0 };
-  const n = Math.max(0, Math.min(examples, task.instances.length - 1));
-  if (n === 0) return { task: t, borrowed: 0 };
-  const positives: Example[] = task.instances.slice(0, n).map((i) => ({ input: i.input, output: i.outputs[0] ?? '' }));
-  return { task: dropFirstInstances(t, n, { ...task, positiveExamples: positives }), borrowed: n };
-}
+export const prepareNiv2 = borrowExamples;
 
 /** The definitions to write, best first (see the file comment). */
 export function definitionsToWrite(scores: TaskScores, keepCandidates: boolean): string[] {
@@ -31,6 +27,11 @@ export function definitionsToWrite(scores: TaskScores, keepCandidates: boolean):
   if (!keepCandidates) return kept;
   const rest = [...byRank.filter((c) => !c.kept), ...scores.candidates.filter((c) => c.rank === null)].map((c) => c.definition);
   return [...kept, ...rest];
+}
+
+/** The task with `examples` as its Positive Examples (a picked candidate's own). */
+export function withPositiveExamples(t: LazyTask, examples: Example[]): LazyTask {
+  return replaceTask(t, { ...t.task, positiveExamples: examples });
 }
 
 function stripInstanceExtra(i: Instance): Instance {
@@ -97,6 +98,8 @@ export interface ScorerInfo {
 }
 
 export interface SelectionInfo {
+  /** How candidates were scored (`uit` or `reference`): part of every provenance line. */
+  scoring: ScoringMode;
   instances: number;
   instanceSeed: number;
   threshold?: number;
@@ -113,6 +116,8 @@ export function modelProvenance(args: {
   selection: SelectionInfo;
   scores: TaskScores;
   borrowed: number;
+  /** Per candidate: the file it came from (the reference's layout), if any. */
+  files?: (string | undefined)[];
 }): Provenance {
   const { source, transfer, scores, selection } = args;
   const method: Provenance['method'] = transfer === null ? 'denoise' : transfer.backend === 'local' ? 'model' : 'api';
@@ -125,6 +130,7 @@ export function modelProvenance(args: {
     scorer: {
       model: args.scorer.model,
       name: args.scorer.name,
+      scoring: scores.scoring,
       instances: selection.instances,
       instanceSeed: selection.instanceSeed,
       scoredInstances: scores.setup.instances.length,
@@ -136,10 +142,15 @@ export function modelProvenance(args: {
       topK: selection.topK ?? null,
       keepCandidates: selection.keepCandidates,
     },
-    candidates: scores.candidates.map((c) => ({
+    candidates: scores.candidates.map((c, i) => ({
       definition: c.definition,
+      ...(args.files?.[i] !== undefined ? { file: args.files[i] } : {}),
+      // scored with Positive Examples of its own (they are the written task's when it is picked)
+      ...(c.ownExamples ? { ownExamples: true } : {}),
       meanCe: c.meanCe,
       perplexity: c.perplexity,
+      ...(c.unscored !== null ? { unscored: c.unscored } : {}),
+      ...(c.chunkMeanCe !== null ? { chunkMeanCe: c.chunkMeanCe } : {}),
       tokens: c.tokens,
       instances: c.instances,
       // instances whose scoring prompt had long inputs shortened to fit the scorer (Definition whole)

@@ -6,12 +6,16 @@ import { basename } from 'node:path';
 import { DEFAULT_HEAD } from '../formats/api.js';
 import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cache/index.js';
 import { ExitCode, UitError } from '../errors.js';
-import { Scorer } from '../perplexity/index.js';
-import { openAIGeneratorFromOptions, paramsJson, type OpenAICliOptions } from '../remote/index.js';
-import { loadModel, type Model } from '../runtime/index.js';
+import { addStopHook } from '../signals.js';
+import { outputLayout } from '../formats/niv2.js';
+import { checkOutputFolder } from '../io/staged-dir.js';
+import { DEFAULT_SCORING, Scorer } from '../perplexity/index.js';
+import { paramsJson, type GenerationParams, type TextGenerator } from '../generator/index.js';
+import { openAIGeneratorFromOptions, type OpenAICliOptions } from '../remote/index.js';
+import { describeDevice, loadModel, type Model } from '../runtime/index.js';
 import { readCandidatesFile } from './candidates-file.js';
+import { holdsCandidateFiles } from './reference-layout.js';
 import { CandidateSource } from './candidates.js';
-import type { GenerationParams, TextGenerator } from './generator.js';
 import { LocalRangeGenerator } from './local-generator.js';
 import { runPipeline, type PipelineCommand, type PipelineOptions, type PipelineSummary } from './pipeline.js';
 import { PIPELINE_DEFAULTS, type PipelineCliOptions } from './pipeline-options.js';
@@ -44,11 +48,15 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
   if (generates && !api && !o.model) usage(`uit ${command} needs --model DIR (the transfer model), or --backend openai`);
   const scorerDir = o.scorer ?? (api ? undefined : o.model);
   if (scores && !scorerDir) usage(command === 'denoise' ? 'uit denoise needs --scorer DIR (the scoring model)' : '--backend openai needs --scorer DIR (the scoring model)');
-  if (command === 'denoise' && !o.candidates) usage('uit denoise needs --candidates FILE (JSONL of {"task", "candidates"}, e.g. from uit transfer)');
+  if (command === 'denoise' && !o.candidates && !input.some(holdsCandidateFiles)) {
+    usage('uit denoise needs --candidates FILE (JSONL of {"task", "candidates"}, e.g. from uit transfer), or candidate files in the UIT reference\'s layout (<k>of<N>sample_<task>.json)');
+  }
   const shard = o.shard === undefined ? undefined : parseShard(o.shard);
   const style: PromptStyle = o.promptStyle ?? 'fewshot';
   const seeds = generates && style === 'fewshot' ? loadSeeds(o.seeds) : undefined;
-  const candidates = command === 'denoise' ? await readCandidatesFile(o.candidates!) : undefined;
+  const candidates = command === 'denoise' && o.candidates ? await readCandidatesFile(o.candidates) : undefined;
+  // an output folder that would be refused is refused now, not after the models load
+  if (command !== 'transfer' && outputLayout(o.out) === 'dir') checkOutputFolder(o.out, { replace: o.force === true });
 
   const cache = openCache(o.cache ?? defaultCachePath());
   const models: Model[] = [];
@@ -57,6 +65,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
     const load = async (dir: string): Promise<Model> => {
       const m = await loadModel(dir, { device: o.device, threads: o.threads });
       models.push(m);
+      if (o.device !== undefined && o.device !== 'cpu') process.stderr.write(`uit ${command}: ${describeDevice(m.info)}\n`);
       return m;
     };
     const transferModel = generates && !api ? await load(o.model!) : undefined;
@@ -74,6 +83,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
       candidates,
       shard,
       strict: o.strict,
+      force: o.force === true,
       quiet: o.json === true,
     };
 
@@ -127,6 +137,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
         info: { model: await scorer.scorerId(), name: basename(scorerModel.info.dir) },
         examples: o.examples ?? 2,
         selection: {
+          scoring: o.scoring ?? DEFAULT_SCORING,
           instances: o.instances ?? PIPELINE_DEFAULTS.instances,
           instanceSeed: o.instanceSeed ?? 0,
           threshold: o.threshold,
@@ -161,17 +172,12 @@ export async function runPipelineCommand(command: PipelineCommand, input: string
   const opened = await openPipeline(command, input, o);
   let summary: PipelineSummary;
   // Ctrl-C, or SIGTERM from a scheduler preempting the job: the run is recorded as interrupted
-  // (what it finished is in the cache; the same command resumes) and the process ends at once.
-  const stop = (signal: NodeJS.Signals) => {
-    try {
-      opened.cache.finishRun('interrupted');
-    } finally {
-      process.stderr.write(`uit ${command}: ${signal}: stopped; run the same command again to resume from the cache\n`);
-      process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
-    }
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // (what it finished is in the cache; the same command resumes) and the process ends at once
+  // (src/signals.ts, which also removes the unfinished outputs).
+  const removeHook = addStopHook(() => {
+    opened.cache.finishRun('interrupted');
+    return `run the same command again to resume from the cache (uit ${command})`;
+  });
   try {
     opened.cache.startRun(command, runArgs(input, o));
     try {
@@ -187,8 +193,7 @@ export async function runPipelineCommand(command: PipelineCommand, input: string
       modelCalls: summary.modelCalls,
     } as unknown as JsonObject);
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    removeHook();
     await opened.close();
   }
   if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');

@@ -15,19 +15,20 @@ import type { LazyTask, ReadOptions, TargetFormat } from '../formats/api.js';
 import { writerByName } from '../formats/registry.js';
 import { JsonlWriter } from '../io/jsonl.js';
 import { ExitCode, InputError, UitError } from '../errors.js';
-import type { Scorer } from '../perplexity/index.js';
-import { scoreCandidates, uitSetup, type CandidateScore, type TaskScores } from '../perplexity/index.js';
+import type { Candidate, Scorer } from '../perplexity/index.js';
+import { REFERENCE_MIN_INSTANCES, scoreCandidates, uitSetup, unscoredText, type CandidateScore, type TaskScores } from '../perplexity/index.js';
 import { createProgress, type Progress } from '../progress.js';
 import type { Provenance, Task } from '../types.js';
-import type { LoadedCandidates, TransferInfo } from './candidates-file.js';
+import { candidatesEntry, unusedEntries, type LoadedCandidates, type TransferInfo } from './candidates-file.js';
 import type { CandidateSource } from './candidates.js';
-import type { GenerationParams } from './generator.js';
+import type { GenerationParams } from '../generator/index.js';
 import { readTasks } from './inputs.js';
-import { checkInstances, definitionsToWrite, modelProvenance, prepareNiv2, withDefinitions, type ScorerInfo, type SelectionInfo } from './model-output.js';
+import { checkInstances, definitionsToWrite, modelProvenance, prepareNiv2, withDefinitions, withPositiveExamples, type ScorerInfo, type SelectionInfo } from './model-output.js';
+import type { FileCandidate } from './reference-layout.js';
 import { buildTransferPrompt, type PromptStyle, type SeedPair } from './prompt.js';
 import { outputName } from './output-name.js';
 import { inShard, type Shard } from './shard.js';
-import { removeStaleTemps } from './stale.js';
+import { removeStaleTemps } from '../io/stale.js';
 import { errorsPathFor, failureOf, isTaskError, writeErrorsFile, type TaskFailure } from './task-errors.js';
 
 export type PipelineCommand = 'convert' | 'transfer' | 'denoise';
@@ -65,11 +66,16 @@ export interface PipelineOptions {
   transfer?: TransferStep;
   /** convert and denoise. */
   denoise?: DenoiseStep;
-  /** denoise: the candidates to score. */
+  /**
+   * denoise: the candidates to score. A task without an entry here is scored on the candidates
+   * its input carries (the UIT reference's layout, reference-layout.ts), if any.
+   */
   candidates?: LoadedCandidates;
   shard?: Shard;
   /** Stop at the first bad task (exit code BAD_INPUT) and write nothing. */
   strict?: boolean;
+  /** Replace an existing output folder (a uit output) as a whole instead of refusing it (`--force`). */
+  force?: boolean;
   /** No progress bar (--json, tests). */
   quiet?: boolean;
   /** Told about every written (or filtered) task, e.g. for the demo's display. */
@@ -129,7 +135,6 @@ type Outcome = { kind: 'ok'; report: TaskReport } | { kind: 'filtered'; report: 
 
 interface Sinks {
   writer?: ReturnType<ReturnType<typeof writerByName>['open']>;
-  provenance?: JsonlWriter;
   candidates?: JsonlWriter;
 }
 
@@ -171,13 +176,12 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
   const used = new Set<string>();
   try {
     if (to === null) {
-      removeStaleTemps([opts.out, errorsPath]);
+      removeStaleTemps([errorsPath]);
       sinks.candidates = new JsonlWriter(opts.out);
     } else {
-      const writer = writerByName(to).open({ out: opts.out });
-      removeStaleTemps([opts.out, errorsPath, ...(writer.provenancePath ? [writer.provenancePath] : [])]);
+      removeStaleTemps([errorsPath]);
+      const writer = writerByName(to).open({ out: opts.out, replace: opts.force });
       sinks.writer = writer;
-      if (writer.provenancePath) sinks.provenance = new JsonlWriter(writer.provenancePath);
       summary.provenance = writer.provenancePath ?? null;
     }
 
@@ -199,7 +203,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
         // two tasks with one id would write one file (or one candidates line) twice
         if (used.has(lt.task.id)) throw new InputError({ file: lt.task.source.file }, `a task with the id ${JSON.stringify(lt.task.id)} was already read`);
         used.add(lt.task.id);
-        const outcome = await processTask(opts, lt, sinks, to);
+        const outcome = await processTask(opts, lt, sinks, to, item.candidates);
         if (outcome.kind === 'ok') summary.tasks.ok++;
         else summary.tasks.filtered++;
         if (outcome.report.scores?.candidates.some((c) => c.shortenedInstances > 0)) summary.tasks.shortenedScoring++;
@@ -215,11 +219,8 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
     }
 
     sinks.writer?.commit();
-    sinks.provenance?.commit();
     sinks.candidates?.commit();
   } catch (err) {
-    // sidecars first: the writer removes an output folder it created only when it is empty
-    sinks.provenance?.abort();
     sinks.candidates?.abort();
     sinks.writer?.abort();
     throw err;
@@ -229,7 +230,7 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
 
   summary.errors = writeErrorsFile(errorsPath, failures);
   if (opts.candidates) {
-    summary.unusedCandidates = [...opts.candidates.byTask.keys()].filter((id) => !used.has(id) && inShard(id, opts.shard)).length;
+    summary.unusedCandidates = unusedEntries(opts.candidates, used).filter((id) => inShard(id, opts.shard)).length;
   }
   fillCounts(summary, opts);
   summary.seconds = Math.round((performance.now() - t0) / 10) / 100;
@@ -240,7 +241,7 @@ function check(opts: PipelineOptions): void {
   const needs = (cond: unknown, what: string) => {
     if (!cond) throw new TypeError(`runPipeline(${opts.command}): ${what}`);
   };
-  needs(opts.command !== 'denoise' ? opts.transfer : opts.candidates, opts.command === 'denoise' ? 'needs candidates' : 'needs a transfer step');
+  needs(opts.command !== 'denoise' ? opts.transfer : true, 'needs a transfer step');
   needs(opts.command !== 'transfer' ? opts.denoise : true, 'needs a denoise step');
   if (opts.command !== 'transfer' && (opts.to ?? 'niv2') !== 'niv2') {
     throw new UitError('the model method writes Ni-v2 definitions: use --to niv2', ExitCode.USAGE);
@@ -288,28 +289,45 @@ function sourceInstruction(lt: LazyTask): string {
   return s;
 }
 
-async function candidatesFor(opts: PipelineOptions, lt: LazyTask): Promise<{ texts: string[]; transfer: TransferInfo | null }> {
+/** A candidate and, for one read from a file of the reference's layout, that file. */
+type Cand = Candidate & { file?: string };
+
+async function candidatesFor(
+  opts: PipelineOptions,
+  lt: LazyTask,
+  carried: FileCandidate[] | undefined,
+): Promise<{ cands: Cand[]; transfer: TransferInfo | null }> {
   const t = opts.transfer;
   if (t) {
     const prompt = buildTransferPrompt(sourceInstruction(lt), t.style, t.seeds);
     const samples = await t.source.samples(prompt, t.numCandidates, t.params);
-    return { texts: samples.map((s) => s.text.trim()), transfer: t.info };
+    return { cands: samples.map((s) => ({ definition: s.text.trim() })), transfer: t.info };
   }
-  const c = opts.candidates!;
-  const entry = c.byTask.get(lt.task.id);
-  if (!entry) throw new InputError({ file: c.file }, `no candidates for task ${JSON.stringify(lt.task.id)}`);
-  return { texts: entry.record.candidates.map((s) => s.trim()), transfer: entry.record.transfer ?? null };
+  const c = opts.candidates;
+  const entry = c ? candidatesEntry(c, lt.task.id) : undefined;
+  if (entry) return { cands: entry.record.candidates.map((x) => ({ ...x, definition: x.definition.trim() })), transfer: entry.record.transfer ?? null };
+  // a candidate file's Definition is scored as the file has it (the reference's own end in a space)
+  if (carried) return { cands: carried, transfer: null };
+  throw new InputError(
+    { file: c?.file ?? lt.task.source.file },
+    c
+      ? `no candidates for task ${JSON.stringify(lt.task.id)}`
+      : `no candidates for task ${JSON.stringify(lt.task.id)}: pass --candidates FILE, or give the candidate files in the UIT reference's layout (<k>of<N>sample_<task>.json)`,
+  );
 }
 
-async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to: TargetFormat | null): Promise<Outcome> {
+async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to: TargetFormat | null, carried?: FileCandidate[]): Promise<Outcome> {
   // A task that cannot be scored fails before its candidates cost anything.
   const d = opts.denoise;
   const prep = d ? prepareNiv2(lt, d.examples) : null;
   if (d && prep) {
-    const setup = uitSetup(prep.task.task, { instances: d.selection.instances, seed: d.selection.instanceSeed });
-    if (setup.instances.every((i) => (i.outputs[0] ?? '') === '')) throw noGold(lt, setup.instances.length);
+    const { scoring } = d.selection;
+    const setup = uitSetup(prep.task.task, { instances: d.selection.instances, seed: d.selection.instanceSeed, scoring });
+    if (scoring === 'uit' && setup.instances.every((i) => (i.outputs[0] ?? '') === '')) throw unscorable(lt, 'no-gold-output', setup.instances.length);
+    if (scoring === 'reference' && setup.instances.length < REFERENCE_MIN_INSTANCES) throw unscorable(lt, 'too-few-instances', setup.instances.length);
   }
-  const { texts, transfer } = await candidatesFor(opts, lt);
+  const { cands, transfer } = await candidatesFor(opts, lt, carried);
+  const texts = cands.map((c) => c.definition);
   if (to === null || !d || !prep) {
     const task = lt.task;
     sinks.candidates!.write({
@@ -321,49 +339,64 @@ async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to
     return { kind: 'ok', report: { id: task.id, output: null, candidates: texts, scores: null, provenance: null } };
   }
 
-  const { task: prepared, borrowed } = prep;
-  const scores = await scoreNonEmpty(d, prepared.task, texts, lt.task.source.file);
-  if (scores.candidates.every((c) => c.meanCe === null)) throw noGold(lt, scores.setup.instances.length);
-  const provenance = modelProvenance({ source: lt.task, target: to, transfer, scorer: d.info, selection: d.selection, scores, borrowed });
+  const scores = await scoreNonEmpty(d, prep.task.task, cands, lt.task.source.file);
+  const reason = scores.candidates.find((c) => c.unscored !== null)?.unscored;
+  if (reason && scores.candidates.every((c) => c.meanCe === null)) throw unscorable(lt, reason, scores.setup.instances.length);
+  // The pick's own Positive Examples, when it has some, are the written task's (no borrowing then).
+  const own = scores.best === null ? undefined : cands[scores.best].positiveExamples;
+  const { task: base, borrowed } = own?.length ? { task: withPositiveExamples(lt, own), borrowed: 0 } : prep;
+  const provenance = modelProvenance({
+    source: lt.task,
+    target: to,
+    transfer,
+    scorer: d.info,
+    selection: d.selection,
+    scores,
+    borrowed,
+    files: cands.map((c) => c.file),
+  });
   const definitions = definitionsToWrite(scores, d.selection.keepCandidates);
   if (scores.best === null) {
-    sinks.provenance?.write({ id: lt.task.id, output: null, ...provenance, filtered: 'every candidate is above the threshold' });
+    sinks.writer!.provenance?.write({ id: lt.task.id, output: null, ...provenance, filtered: 'every candidate is above the threshold' });
     return { kind: 'filtered', report: { id: lt.task.id, output: null, candidates: texts, scores, provenance } };
   }
-  const out = withDefinitions(prepared, definitions);
+  const out = withDefinitions(base, definitions);
   await checkInstances(out);
   const where = await sinks.writer!.write(out);
   const output = outputName(opts.out, where);
-  sinks.provenance?.write({ id: lt.task.id, output, ...provenance });
+  sinks.writer!.provenance?.write({ id: lt.task.id, output, ...provenance });
   return { kind: 'ok', report: { id: lt.task.id, output, candidates: texts, scores, provenance } };
 }
 
-function noGold(lt: LazyTask, looked: number): InputError {
-  return new InputError({ file: lt.task.source.file }, `no instance with a non-empty output to score the candidates on (${looked} instances looked at)`);
+function unscorable(lt: LazyTask, reason: NonNullable<CandidateScore['unscored']>, instances: number): InputError {
+  return new InputError({ file: lt.task.source.file }, unscoredText(reason, instances));
 }
 
 /**
  * Scores the non-empty candidates; an empty one (the model ended at once) stays in the list,
  * unscored and never selected, since an empty Definition is no instruction at all.
  */
-async function scoreNonEmpty(d: DenoiseStep, task: Task, texts: string[], file: string): Promise<TaskScores> {
-  const idx = texts.flatMap((t, i) => (t === '' ? [] : [i]));
+async function scoreNonEmpty(d: DenoiseStep, task: Task, cands: Candidate[], file: string): Promise<TaskScores> {
+  const idx = cands.flatMap((c, i) => (c.definition === '' ? [] : [i]));
   if (idx.length === 0) {
-    throw new InputError({ file }, `all ${texts.length} candidates are empty (the transfer model ended each at once): nothing to select`);
+    throw new InputError({ file }, `all ${cands.length} candidates are empty (the transfer model ended each at once): nothing to select`);
   }
-  const scored = await scoreCandidates(d.scorer, task, idx.map((i) => texts[i]), {
+  const scored = await scoreCandidates(d.scorer, task, idx.map((i) => cands[i]), {
     instances: d.selection.instances,
     seed: d.selection.instanceSeed,
+    scoring: d.selection.scoring,
     threshold: d.selection.threshold,
     topK: d.selection.topK,
     file,
   });
-  if (idx.length === texts.length) return scored;
-  const candidates: CandidateScore[] = texts.map((definition, index) => ({
+  if (idx.length === cands.length) return scored;
+  const candidates: CandidateScore[] = cands.map((c, index) => ({
     index,
-    definition,
+    definition: c.definition,
+    ownExamples: (c.positiveExamples?.length ?? 0) > 0,
     meanCe: null,
     perplexity: null,
+    unscored: null,
     sumCe: 0,
     tokens: 0,
     instances: 0,
@@ -372,6 +405,7 @@ async function scoreNonEmpty(d: DenoiseStep, task: Task, texts: string[], file: 
     shortenedInstances: 0,
     fittedAlone: false,
     instanceMeanCe: [],
+    chunkMeanCe: null,
     rank: null,
     kept: false,
   }));

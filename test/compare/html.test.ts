@@ -10,8 +10,11 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { readCompareSide } from '../../src/compare/read.js';
 import { compareOutputs, reportToJson, type CompareReport } from '../../src/compare/report.js';
 import { binValues, escapeHtml, histogramFor, renderHtml } from '../../src/compare/html.js';
+import { diffTokens } from '../../src/compare/diff.js';
+import { lcsLength } from '../../src/compare/metrics.js';
 import { fmt } from '../../src/compare/table.js';
-import { unigramScorer } from './unigram-scorer.js';
+import { Scorer, definitionScorer } from '../../src/perplexity/index.js';
+import { loadModel } from '../../src/runtime/index.js';
 
 const FIX = 'test/fixtures/compare';
 const CHROMIUM = '/usr/bin/chromium';
@@ -21,15 +24,32 @@ if (!haveChromium && !REQUIRE) {
   console.warn(`test/compare/html.test.ts: SKIPPING browser tests: ${CHROMIUM} is missing (apt-get install chromium)`);
 }
 
+/** With a scorer: the real models/uit-tiny (the UIT scoring of `uit compare --scorer`), scored once for the file. */
+let scoredReport: Promise<CompareReport> | undefined;
+
 async function report(scored: boolean): Promise<CompareReport> {
-  return compareOutputs({
-    offlinePath: `${FIX}/offline`,
-    apiPath: `${FIX}/api`,
-    offline: readCompareSide(`${FIX}/offline`).tasks,
-    api: readCompareSide(`${FIX}/api`).tasks,
-    scorer: scored ? unigramScorer() : undefined,
-  });
+  const build = (scorer?: Parameters<typeof compareOutputs>[0]['scorer']) =>
+    compareOutputs({
+      offlinePath: `${FIX}/offline`,
+      apiPath: `${FIX}/api`,
+      offline: readCompareSide(`${FIX}/offline`).tasks,
+      api: readCompareSide(`${FIX}/api`).tasks,
+      scorer,
+    });
+  if (!scored) return build();
+  scoredReport ??= (async () => {
+    const model = await loadModel('models/uit-tiny', { threads: 1 });
+    try {
+      return await build(definitionScorer(new Scorer(model, { scorerId: 'html-test' })));
+    } finally {
+      await model.dispose();
+    }
+  })();
+  return scoredReport;
 }
+
+/** Word tokens of a text, as the diff sees them. */
+const tokens = (text: string) => diffTokens(text).map((t) => t.text);
 
 describe('HTML report as text', () => {
   it('escapes every piece of user text', () => {
@@ -59,6 +79,9 @@ describe('HTML report as text', () => {
     expect(scored.kind).toBe('perplexity-difference');
     expect(scored.bins.reduce((s, b) => s + b.count, 0)).toBe(5);
     expect(scored.bins[0].lo).toBeCloseTo(-scored.bins[scored.bins.length - 1].hi, 12); // symmetric around 0
+    const diffs = (await report(true)).tasks.map((t) => t.offline.perplexity! - t.api.perplexity!);
+    const last = scored.bins.length - 1;
+    expect(scored.bins.map((b, i) => diffs.filter((d) => d >= b.lo && (d < b.hi || (i === last && d <= b.hi))).length)).toEqual(scored.bins.map((b) => b.count));
     const plain = histogramFor(await report(false));
     expect(plain.kind).toBe('rougeL');
     expect(plain.bins).toHaveLength(10);
@@ -98,13 +121,13 @@ describe.skipIf(!haveChromium && !REQUIRE)('HTML report in headless Chromium', (
   });
 
   /** Loads the report through a route that serves it and records (and blocks) every other request. */
-  async function open(html: string): Promise<string[]> {
+  async function open(html: string, headers: Record<string, string> = {}): Promise<string[]> {
     const url = 'http://uit-report.invalid/report.html';
     const others: string[] = [];
     await context.unroute('**/*');
     await context.route('**/*', async (route) => {
       if (route.request().url() === url) {
-        await route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: html });
+        await route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', headers, body: html });
       } else {
         others.push(route.request().url());
         await route.abort();
@@ -186,6 +209,81 @@ describe.skipIf(!haveChromium && !REQUIRE)('HTML report in headless Chromium', (
     expect(hist.visible).toBe(true);
 
     expect(others).toEqual([]);
+  });
+
+  it('marks a word diff in each row: deletions in the offline instruction, insertions in the API one', async () => {
+    const r = await report(true);
+    await open(renderHtml(r));
+    const rows = await page.$$eval('#tasks tbody tr', (trs) =>
+      trs.map((tr) => {
+        const cell = (c: string) => tr.querySelector(`td[data-col="${c}"]`)!;
+        type El = typeof tr;
+        // the cell's text with its marked pieces replaced by a space
+        const unmarked = (td: El, tag: string) =>
+          Array.from(td.childNodes)
+            .map((n) => n as El)
+            .map((n) => (n.nodeName.toLowerCase() === tag ? ' ' : (n.textContent ?? '')))
+            .join('');
+        const texts = (td: El, tag: string) => Array.from(td.querySelectorAll(tag)).map((d) => (d as El).textContent ?? '');
+        const off = cell('offlineDefinition');
+        const api = cell('apiDefinition');
+        return {
+          id: tr.getAttribute('data-id')!,
+          offline: off.textContent,
+          api: api.textContent,
+          deleted: texts(off, 'del'),
+          inserted: texts(api, 'ins'),
+          insInOffline: off.querySelectorAll('ins').length + api.querySelectorAll('del').length,
+          offUnmarked: unmarked(off, 'del'),
+          apiUnmarked: unmarked(api, 'ins'),
+          deletedCount: Number(off.getAttribute('data-deleted')),
+          insertedCount: Number(api.getAttribute('data-inserted')),
+        };
+      }),
+    );
+    expect(rows).toHaveLength(r.tasks.length);
+    for (const row of rows) {
+      const t = r.tasks.find((x) => x.id === row.id)!;
+      expect(row.offline).toBe(t.offline.definition); // marking adds no text
+      expect(row.api).toBe(t.api.definition);
+      expect(row.insInOffline).toBe(0);
+      // what is left unmarked is the same word sequence on both sides, and a longest common one
+      const common = tokens(row.offUnmarked);
+      expect(tokens(row.apiUnmarked)).toEqual(common);
+      expect(common).toHaveLength(lcsLength(tokens(t.offline.definition), tokens(t.api.definition)));
+      expect(row.deleted.flatMap(tokens)).toHaveLength(row.deletedCount);
+      expect(row.inserted.flatMap(tokens)).toHaveLength(row.insertedCount);
+      expect(row.deletedCount + common.length).toBe(tokens(t.offline.definition).length);
+      if (t.exact) expect([row.deleted, row.inserted], row.id).toEqual([[], []]); // spacing is no change
+      else expect(row.deleted.length * row.inserted.length, row.id).toBeGreaterThan(0);
+    }
+    const ner = rows.find((x) => x.id === 'task610_conllpp_ner')!;
+    expect(ner.inserted).toContain('noun &');
+    expect(ner.deleted).toContain('In this task, you are given a');
+  });
+
+  it('reads with scripts off: the diff marks and the legend show without JavaScript', async () => {
+    const r = await report(true);
+    await open(renderHtml(r), { 'Content-Security-Policy': "script-src 'none'" });
+    await page.click('th[data-key="rougeL"]');
+    expect(await page.getAttribute('th[data-key="rougeL"]', 'aria-sort')).toBeNull(); // the sorting script did not run
+    const style = (sel: string) =>
+      page.$eval(sel, (el) => {
+        const cs = el.ownerDocument.defaultView!.getComputedStyle(el);
+        const box = el.getBoundingClientRect();
+        return { line: cs.textDecorationLine, background: cs.backgroundColor, visible: box.width > 0 && box.height > 0 };
+      });
+    const look = {
+      del: await style('td[data-col="offlineDefinition"] del'),
+      ins: await style('td[data-col="apiDefinition"] ins'),
+      legend: await page.$eval('#diff-legend', (p) => p.textContent),
+    };
+    expect(look.del.line).toContain('line-through');
+    expect(look.ins.line).not.toContain('line-through');
+    expect(look.del.visible && look.ins.visible).toBe(true);
+    for (const bg of [look.del.background, look.ins.background]) expect(bg).not.toMatch(/^rgba\(0, 0, 0, 0\)$|transparent/);
+    expect(look.del.background).not.toBe(look.ins.background);
+    expect(look.legend).toMatch(/struck out.*only in the offline one.*highlighted.*only in the API one/);
   });
 
   it('sorts by a column when its header is clicked, and reverses on a second click', async () => {

@@ -4,8 +4,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  REFERENCE_MIN_INSTANCES,
   Scorer,
+  aggregate,
   instanceRng,
+  referenceChunks,
+  type PairScore,
   rankAndSelect,
   scoreCandidates,
   shuffled,
@@ -89,6 +93,22 @@ describe('uitSetup', () => {
     expect(s2.examplesFromInstances).toHaveLength(2);
     expect(s2.examples.every((e) => e.output !== '')).toBe(true);
     expect(s2.instances).toHaveLength(18);
+  });
+
+  it('never borrows the last instance with a gold output: one record is scored on itself, zero-shot', () => {
+    const one: Task = { ...TASK, positiveExamples: [], instances: [TASK.instances[0]] };
+    const s = uitSetup(one);
+    expect(s.examples).toEqual([]);
+    expect(s.instances.map((x) => x.id)).toEqual([TASK.instances[0].id]);
+    const [pair] = uitPairs(s, 'Do it.');
+    expect(pair.prefix).toBe(`Definition: Do it.\n\nNow complete the following example -\nInput: ${TASK.instances[0].input}\nOutput: `);
+    // two instances: one example, one scored; an empty output never counts as the one left
+    const two: Task = { ...one, instances: TASK.instances.slice(0, 2) };
+    expect(uitSetup(two).examples).toHaveLength(1);
+    expect(uitSetup(two).instances).toHaveLength(1);
+    const withEmpty: Task = { ...one, instances: [TASK.instances[0], { ...TASK.instances[1], outputs: [''] }] };
+    expect(uitSetup(withEmpty).examples).toEqual([]);
+    expect(uitSetup(withEmpty).instances).toHaveLength(2);
   });
 
   it('builds the UIT reference prompt character for character, gold = the first output', () => {
@@ -191,5 +211,87 @@ describe('scoreCandidates', () => {
     expect(none.candidates.some((c) => c.kept)).toBe(false);
     expect(none.best).toBeNull();
     expect(scorer.stats.cacheHits).toBe(0); // no cache given
+  });
+});
+
+describe('the reference scoring mode (the parts the Python comparison in reference-scoring.test.ts does not isolate)', () => {
+  it('cuts instances as the reference slices them: [0:8], [8:16], [16:24], [24:n]', () => {
+    expect(referenceChunks(40)).toEqual([[0, 8], [8, 16], [16, 24], [24, 40]]);
+    expect(referenceChunks(32)).toEqual([[0, 8], [8, 16], [16, 24], [24, 32]]);
+    expect(referenceChunks(27)).toEqual([[0, 8], [8, 16], [16, 24], [24, 27]]);
+    expect(referenceChunks(20)).toEqual([[0, 8], [8, 16], [16, 20], [20, 20]]);
+    expect(REFERENCE_MIN_INSTANCES).toBe(25);
+  });
+
+  it('averages the 4 slice CEs unweighted, each token-weighted; an empty slice or a truncated pair gives no score', () => {
+    const pair = (sumCe: number, tokens: number, truncated = 0) =>
+      ({ sumCe, tokens, meanCe: sumCe / tokens, truncatedPrefixTokens: truncated, targetIds: [], logprobs: null, cached: false }) as PairScore;
+    // 25 instances: slices of 8, 8, 8 and 1; the lone last one counts as much as each full one
+    const scores = Array.from({ length: 25 }, (_, i) => pair(i + 1, i < 24 ? 2 : 10));
+    const empty = scores.map(() => false);
+    const ref = aggregate(scores, empty, 'reference');
+    const slice = (a: number, b: number) => scores.slice(a, b).reduce((s, x) => s + x.sumCe, 0) / scores.slice(a, b).reduce((s, x) => s + x.tokens, 0);
+    expect(ref.chunkMeanCe).toEqual([slice(0, 8), slice(8, 16), slice(16, 24), slice(24, 25)]);
+    expect(ref.meanCe).toBe((slice(0, 8) + slice(8, 16) + slice(16, 24) + slice(24, 25)) / 4);
+    const uit = aggregate(scores, empty, 'uit');
+    expect(uit.meanCe).toBe(scores.reduce((s, x) => s + x.sumCe, 0) / scores.reduce((s, x) => s + x.tokens, 0));
+    expect(uit.meanCe).not.toBeCloseTo(ref.meanCe!, 3);
+    expect(aggregate(scores.slice(0, 24), empty, 'reference')).toMatchObject({ meanCe: null, unscored: 'too-few-instances' });
+    const cut = scores.map((s, i) => (i === 5 ? pair(s.sumCe, s.tokens, 3) : s));
+    expect(aggregate(cut, empty, 'reference')).toMatchObject({ meanCe: null, unscored: 'prompt-over-context', truncatedInstances: 1 });
+  });
+
+  it('borrows no examples and refuses a task or candidate with fewer than two', async () => {
+    const one: Task = { ...TASK, positiveExamples: TASK.positiveExamples.slice(0, 1) };
+    expect(uitSetup(one, { scoring: 'reference' }).examples).toHaveLength(1);
+    expect(uitSetup(one, { scoring: 'reference' }).examplesFromInstances).toEqual([]);
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    await expect(scoreCandidates(scorer, one, ['a'], { scoring: 'reference' })).rejects.toThrow(/needs two Positive Examples.*the task has 1/);
+    const own = { definition: 'b', positiveExamples: TASK.positiveExamples.slice(0, 1) };
+    await expect(scoreCandidates(scorer, TASK, ['a', own], { scoring: 'reference' })).rejects.toThrow(/candidate 1 carries 1/);
+    expect(scorer.stats.modelCalls).toBe(0);
+  });
+
+  it('a candidate with a prompt over the context is unscored without a model call for its pairs', async () => {
+    const task: Task = { ...TASK, instances: Array.from({ length: 26 }, (_, i) => ({ ...TASK.instances[i % 20], id: `x${i}` })) };
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: 400 });
+    const long = 'Name the currency. '.repeat(20);
+    const res = await scoreCandidates(scorer, task, ['Name the currency.', long], { scoring: 'reference' });
+    expect(res.candidates.map((c) => c.unscored)).toEqual([null, 'prompt-over-context']);
+    expect(res.candidates[1]).toMatchObject({ meanCe: null, rank: null, kept: false, tokens: 0 });
+    expect(scorer.stats.pairs).toBe(26); // the long candidate's 26 pairs never reached the scorer
+    expect(res.best).toBe(0);
+  });
+
+  it('a task with fewer than 25 instances gets no score and no model call', async () => {
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const res = await scoreCandidates(scorer, TASK, ['a', 'b'], { scoring: 'reference' });
+    expect(res.setup.instances).toHaveLength(20);
+    expect(res.candidates.map((c) => [c.unscored, c.meanCe, c.rank])).toEqual([
+      ['too-few-instances', null, null],
+      ['too-few-instances', null, null],
+    ]);
+    expect(res.best).toBeNull();
+    expect(scorer.stats.pairs).toBe(0);
+  });
+});
+
+describe('candidates with their own Positive Examples', () => {
+  it('are scored with their examples (the others with the task\'s), each group fitted on its own', async () => {
+    const task: Task = { ...TASK, instances: TASK.instances.slice(0, 5) };
+    const mine = [
+      { input: 'Japan', output: 'Yen' },
+      { input: 'India', output: 'Rupee' },
+    ];
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const res = await scoreCandidates(scorer, task, ['Task examples.', { definition: 'Own examples.', positiveExamples: mine }], { seed: 2 });
+    expect(res.candidates.map((c) => c.ownExamples)).toEqual([false, true]);
+    expect(res.scored[0].examples).toEqual(TASK.positiveExamples.slice(0, 2));
+    expect(res.scored[1].examples).toEqual(mine);
+    const [pair] = uitPairs(res.scored[1], 'Own examples.');
+    expect(pair.prefix).toContain('Positive Examples 1\nInput: Japan\nOutput: Yen\n\nPositive Examples 2\nInput: India\nOutput: Rupee\n\n');
+    // the same numbers as scoring it alone on a task whose examples are its own
+    const alone = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj' }), { ...task, positiveExamples: mine }, ['Own examples.'], { seed: 2 });
+    expect(Math.abs(res.candidates[1].meanCe! - alone.candidates[0].meanCe!)).toBeLessThan(1e-6);
   });
 });

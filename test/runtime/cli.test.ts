@@ -1,6 +1,6 @@
 // `uit generate` and `uit doctor` through the real binary (bin/uit.js -> dist/).
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, loadModel, providerReport, type Model } from '../../src/runtime/index.js';
@@ -59,6 +59,14 @@ describe('uit generate', () => {
     expect(doc.results.map((x) => x.text)).toEqual(api.outputs.flatMap((o) => o.samples.map((s) => s.text)));
     expect(doc.results.every((x) => x.finish_reason === 'length')).toBe(true);
     expect(doc.timings.new_tokens).toBe(30);
+  });
+
+  it('a temperature too small to compute prints the greedy text, not `!!!!!!!!` (issue 21)', () => {
+    const run = (...opts: string[]) => uit('generate', '-m', 'models/uit-tiny', ...opts, '--max-new-tokens', '8', '--seed', '1', 'Hi');
+    const greedy = run('--greedy');
+    expect(greedy.code).toBe(0);
+    expect(greedy.stdout).not.toMatch(/^!+\n$/);
+    for (const t of ['1e-40', '1e-300', '0']) expect(run('--temperature', t)).toEqual(greedy);
   });
 
   it('--draft-tokens: prompt lookup gives the same greedy text in fewer forwards; 0 turns it off', () => {
@@ -184,6 +192,20 @@ describe('uit doctor', () => {
     expect(forced.code).toBe(4);
     expect(forced.stdout).toMatch(/ok   memory .*--ignore-memory: loading anyway/);
     expect(forced.stdout).toMatch(/FAIL graph/);
+  });
+
+  it('a model.onnx that does not load: one FAIL line for it, never a check both ok and FAIL', () => {
+    const dir = join(tmp.dir, 'truncated');
+    cpSync(FIXTURE, dir, { recursive: true });
+    const graph = join(dir, 'onnx/model.onnx');
+    writeFileSync(graph, readFileSync(graph).subarray(0, 2000));
+    const r = uit('doctor', '--model', dir, '--json', '--threads', '1');
+    expect(r.code).toBe(4);
+    const checks = (JSON.parse(r.stdout) as { model: { checks: { name: string; ok: boolean }[] } }).model.checks;
+    const names = checks.map((c) => c.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(checks.filter((c) => !c.ok).map((c) => c.name)).toEqual(['graph decoder']);
+    expect(checks.find((c) => c.name === 'smoke run')?.ok).toBe(true);
   });
 
   it('exits 4 for a broken model folder', () => {

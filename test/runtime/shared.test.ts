@@ -10,11 +10,10 @@ import {
   prefill,
   scoreContinuations,
   step,
-  type Backend,
   type ForwardInput,
   type GenerateOptions,
 } from '../../src/runtime/index.js';
-import { FIXTURE, maxAbsDiff } from './helpers.js';
+import { FIXTURE, maxAbsDiff, withForward } from './helpers.js';
 
 let shared: Model;
 let copies: Model;
@@ -37,19 +36,11 @@ interface Call {
 /** The model with a backend that records the shape of every forward. */
 function recording(inner: Model): { model: Model; calls: Call[] } {
   const calls: Call[] = [];
-  const b = inner.backend;
-  const backend: Backend = {
-    shape: b.shape,
-    hasPositionIds: b.hasPositionIds,
-    fast: b.fast,
-    device: b.device,
-    forward(input: ForwardInput, want, fetchKv) {
-      calls.push({ rows: input.rows, seq: input.seq, past: input.pastLength, shared: input.shared?.length ?? 0 });
-      return b.forward(input, want, fetchKv);
-    },
-    dispose: () => b.dispose(),
-  };
-  return { model: new Model(inner.folder, inner.info, inner.tokenizer, backend), calls };
+  const model = withForward(inner, (next, input: ForwardInput, want, fetchKv) => {
+    calls.push({ rows: input.rows, seq: input.seq, past: input.pastLength, shared: input.shared?.length ?? 0 });
+    return next(input, want, fetchKv);
+  });
+  return { model, calls };
 }
 
 describe('KvCache with a shared prefix', () => {
@@ -71,7 +62,7 @@ describe('KvCache with a shared prefix', () => {
   it('a step over shared + own past gives the logits of the same step over copies', async () => {
     const prefix = await prefill(shared.backend, shared.tokenizer.encode('Definition: Say hi.\n\nInput: '));
     const viaShared = KvCache.create(shared.backend.shape, 3, 0, prefix.kv);
-    const viaCopies = KvCache.gather(prefix.kv, [0, 0, 0], prefix.kv.used);
+    const viaCopies = await prefix.kv.gather([0, 0, 0], prefix.kv.used);
     const ids = [65, 66, 67, 68, 69, 70];
     const valid = Uint8Array.from([1, 1, 0, 1, 1, 1]);
     const a = await step(shared.backend, viaShared, ids, 2, 'last', { newValid: valid });

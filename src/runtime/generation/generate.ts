@@ -12,7 +12,7 @@ import { ExitCode, UitError } from '../../errors.js';
 import { IncrementalDecoder } from '../../tokenizer/index.js';
 import type { Backend } from '../backend.js';
 import { step } from '../forward.js';
-import { KvCache, MIN_GROWTH, growthStep } from '../kv-cache.js';
+import { MIN_GROWTH, growthStep, type KvStore } from '../kv-cache.js';
 import type { Model } from '../model.js';
 import { buildProbsWarpers, buildProcessors, isGreedy, type LogitsProcessor, type ProbsWarper, type SamplingParams } from './processors.js';
 import { sampleRng, type Rng } from './prng.js';
@@ -270,22 +270,41 @@ class Engine {
     const budget = Math.max(...group.map(budgetOf));
 
     const tp = performance.now();
+    // Every cache of the group is disposed when it ends (device memory is freed then, not at GC).
+    const caches: KvStore[] = [];
+    try {
+      await this.runGroup(group, prompts, promptOf, budget, budgetOf, caches, tp);
+    } finally {
+      for (const c of caches.reverse()) c.dispose();
+    }
+  }
+
+  private async runGroup(
+    group: Row[],
+    prompts: (readonly number[])[],
+    promptOf: number[],
+    budget: number,
+    budgetOf: (row: Row) => number,
+    caches: KvStore[],
+    tp: number,
+  ): Promise<void> {
     const useShared = this.backend.fast.generation && this.backend.fast.sharedKv === true && this.backend.hasPositionIds;
     // The shared part: the whole prompt when there is one, else the prompts' common prefix less one
     // token (each prompt keeps a token of its own to predict from).
     const sharedLen = !useShared ? 0 : prompts.length === 1 ? prompts[0].length : Math.min(commonPrefix(prompts), Math.min(...prompts.map((p) => p.length)) - 1);
-    let sharedCache: KvCache | undefined;
+    const track = <T extends KvStore>(c: T): T => (caches.push(c), c);
+    let sharedCache: KvStore | undefined;
     let pre: { vocabSize: number; last?: Float32Array; probs?: Float32Array };
-    let promptCache: KvCache;
+    let promptCache: KvStore;
     if (sharedLen > 0) {
-      sharedCache = KvCache.create(this.backend.shape, 1, 0);
+      sharedCache = track(this.backend.createKv(1, 0));
       pre = await step(this.backend, sharedCache, prompts[0].slice(0, sharedLen), sharedLen, 'last', { temperature: this.probs?.temperature });
     }
     const rest = prompts.map((p) => p.slice(sharedLen));
     const restLen = Math.max(...rest.map((p) => p.length));
     if (restLen > 0) {
       // The distinct prompts (after the shared part) in one left-padded batch.
-      promptCache = KvCache.create(this.backend.shape, prompts.length, 0, sharedCache);
+      promptCache = track(this.backend.createKv(prompts.length, 0, sharedCache));
       const ids = new Int32Array(prompts.length * restLen);
       const valid = new Uint8Array(prompts.length * restLen);
       rest.forEach((p, r) => {
@@ -297,7 +316,7 @@ class Engine {
       });
       pre = await step(this.backend, promptCache, ids, restLen, 'last', { newValid: valid, temperature: this.probs?.temperature });
     } else {
-      promptCache = KvCache.create(this.backend.shape, 1, 0, sharedCache); // one prompt, all of it shared
+      promptCache = track(this.backend.createKv(1, 0, sharedCache)); // one prompt, all of it shared
     }
     const vocab = pre!.vocabSize;
     this.timings.prefillMs += performance.now() - tp;
@@ -309,7 +328,7 @@ class Engine {
     // position_ids may derive positions from the past length, so it gets no unused slots: its
     // cache grows one slot per step instead.
     const roomy = this.backend.fast.generation && this.backend.hasPositionIds;
-    const cache = KvCache.gather(promptCache, promptOf, roomy ? restLen + Math.min(budget, growthStep(restLen)) : restLen);
+    const cache = track(await promptCache.gather(promptOf, roomy ? restLen + Math.min(budget, growthStep(restLen)) : restLen));
     cache.growthChunk = this.backend.hasPositionIds ? MIN_GROWTH : 1;
     let live = group.slice();
     // Every live row's next-token logits, or its distribution when the graph computes it (this.probs).
