@@ -85,12 +85,12 @@ export function estimateMemory(folder: ModelFolder, opts: { fastGraphs?: boolean
     } else if (gather.has(t.name)) {
       loadedBytes += t.bytes;
       count(`int${gather.get(t.name)} GatherBlockQuantized (embedding)`, t.bytes);
-    } else if (t.dataType === ONNX_TYPE.FLOAT16 && t.bytes >= 1024) {
+    } else if (t.dataType === ONNX_TYPE.float16 && t.bytes >= 1024) {
       loadedBytes += 2 * t.bytes;
       count('float16 (widened to float32 on the CPU)', t.bytes);
     } else {
       loadedBytes += t.bytes;
-      if (t.bytes >= 1024) count(t.dataType === ONNX_TYPE.FLOAT ? 'float32' : `type ${t.dataType}`, t.bytes);
+      if (t.bytes >= 1024) count(t.dataType === ONNX_TYPE.float32 ? 'float32' : `type ${t.dataType}`, t.bytes);
     }
   }
   const weights = [...kinds.entries()].sort((a, b) => b[1] - a[1]).map(([k, b]) => `${k}: ${(b / MIB).toFixed(0)} MiB`);
@@ -111,7 +111,7 @@ function kvBytesPerToken(folder: ModelFolder, info: GraphInfo): number {
   const heads = configNumber(c, 'n_head', 'num_attention_heads') ?? 1;
   const kvHeads = configNumber(c, 'num_key_value_heads') ?? heads;
   const headDim = configNumber(c, 'head_dim') ?? hidden / heads;
-  const elem = info.inputTypes['past_key_values.0.key'] === ONNX_TYPE.FLOAT16 ? 2 : 4;
+  const elem = info.inputTypes['past_key_values.0.key'] === ONNX_TYPE.float16 ? 2 : 4;
   return layers * 2 * kvHeads * headDim * elem;
 }
 
