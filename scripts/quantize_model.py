@@ -131,10 +131,19 @@ def fake_quantize(w: np.ndarray, opts: QuantOptions) -> np.ndarray:
 
 # ---------------------------------------------------------------- the graph pass
 
-def hidden_size(config: dict) -> Optional[int]:
+def hidden_size(config: dict, model: Optional[onnx.ModelProto] = None) -> Optional[int]:
+    """config.json's hidden size, else the width of the graph's token embedding (a Gather of
+    input_ids from a constant [vocab_size, hidden] table)."""
     for k in ("n_embd", "hidden_size", "d_model"):
         if isinstance(config.get(k), int):
             return config[k]
+    if model is not None:
+        inits = {t.name: t for t in model.graph.initializer}
+        vocab = config.get("vocab_size")
+        for n in model.graph.node:
+            t = inits.get(n.input[0]) if n.op_type == "Gather" and len(n.input) == 2 else None
+            if t is not None and len(t.dims) == 2 and n.input[1] == "input_ids" and (vocab is None or t.dims[0] == vocab):
+                return int(t.dims[1])
     return None
 
 
@@ -270,6 +279,9 @@ def _quantize_gather(g, node, inits, opts: QuantOptions, sources, source_keys, h
     V, E = int(t.dims[0]), int(t.dims[1])
     if hidden is not None and E != hidden:
         return None
+    if any(w in n.input for n in g.node if n is not node):
+        plan.skipped.append(f"{w}: the embedding table is read by other nodes too (a tied LM head?): a quantized copy would add to it")
+        return None
     spec = opts.embedding_spec
     if w not in done:
         key = (source_keys.get(w, ("initializer", w)), opts.key(), "embedding")
@@ -342,9 +354,10 @@ def quantize_folder(src: str, out: str, opts: QuantOptions, force: bool = False,
         # Everything but the graphs and their data: config, tokenizer, generation config, docs.
         for entry in sorted(os.listdir(src)):
             p = os.path.join(src, entry)
-            if os.path.isfile(p) and not entry.endswith((".onnx", ".onnx_data")) and "onnx_data" not in entry:
+            # (parity.json of optimum's layout, next to model.onnx, goes to onnx/ below, marked)
+            if os.path.isfile(p) and not entry.endswith((".onnx", ".onnx_data")) and "onnx_data" not in entry and entry != "parity.json":
                 shutil.copy2(p, os.path.join(work, entry))
-        hidden, vocab = hidden_size(config), config.get("vocab_size")
+        vocab = config.get("vocab_size")
         quantizer = _Quantizer(opts)
         writer = P.ExternalDataWriter(onnx_out, fast_graphs.DATA_NAME)
         protos = []
@@ -360,7 +373,7 @@ def quantize_folder(src: str, out: str, opts: QuantOptions, force: bool = False,
                     k = _external_key(t)
                     if k is not None:
                         keys[t.name] = k
-                plan = quantize_matmuls(m, opts, sources, keys, hidden, vocab, quantizer=quantizer)
+                plan = quantize_matmuls(m, opts, sources, keys, hidden_size(config, m), vocab, quantizer=quantizer)
                 if not plan.quantized:
                     raise QuantizeError(f"{name}: no MatMul with a constant linear-layer weight to quantize" + (f" (skipped: {'; '.join(plan.skipped[:4])})" if plan.skipped else ""))
                 log(f"{name}: {len(plan.quantized)} weights to {opts.op} {opts.scheme}" + (f"; left as they were: {len(plan.skipped)} ({plan.skipped[0]}{', ...' if len(plan.skipped) > 1 else ''})" if plan.skipped else ""))

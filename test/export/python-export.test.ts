@@ -139,4 +139,19 @@ suite(`Python exports checked from Node${missing ? ` (${REQUIRE ? 'required, mis
     expect(readdirSync(onnxDir).filter((f) => f !== 'config.json').sort()).toEqual(['model.fast.onnx', 'model.onnx', 'model.onnx_data', 'parity.json']);
     expectParity(await checkParity(out));
   });
+
+  it.each(['llama', 'gpt2'])('quantizes the %s-like export to int4 (its hidden size read from its embedding): both graphs run and agree', async (kind) => {
+    // The folders of the test above: optimum's names, no hidden size in config.json, gpt2's tied
+    // head a transposed copy of the embedding, its graphs at the top of the folder.
+    const src = join(tmp, `foreign-${kind}`);
+    const out = join(tmp, `foreign-${kind}-int4`);
+    const log = py([join(SCRIPTS, 'quantize-model.py'), src, out, '--quantize', 'int4', '--block-size', '16', '--embeddings']);
+    // every linear layer (fused qkv, out, MLP) and the embedding; the LM head left as it was
+    expect(log).toMatch(kind === 'llama' ? /model\.fast\.onnx: 15 weights to MatMulNBits int4; left as they were: 1 \(.*the LM head/ : /model\.fast\.onnx: 10 weights to MatMulNBits int4; left as they were: 1 \(.*the LM head/);
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'onnx']);
+    const report = await checkParity(out);
+    expect(report.quantization?.reference).toBe('unquantized');
+    for (const d of Object.values(report.consistency)) expect(d.failures).toEqual([]);
+    expect(report.ok).toBe(true);
+  });
 });
