@@ -302,7 +302,7 @@ def export_onnx(model: GPTJForCausalLM, weights, onnx_dir: str, opset: int, fp16
     log(f"traced in {time.time() - t0:.1f}s")
 
     t0 = time.time()
-    writer = P.ExternalDataWriter(onnx_dir, fast_graphs.DATA_NAME)
+    writer = P.ExternalDataWriter(onnx_dir, fast_graphs.DATA_NAME, progress=P.tenths(log, "writing the weights"))
     try:
         for _, m, to_fp16, sources in graphs:
             writer.add(m, to_fp16, sources, source_keys)

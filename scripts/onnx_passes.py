@@ -359,6 +359,20 @@ def read_tensor_bytes(t: onnx.TensorProto, base_dir: str) -> bytes:
     return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
 
 
+def tenths(log: Callable[[str], None], what: str) -> Callable[[int, int], None]:
+    """An ExternalDataWriter progress callback that logs each tenth of the first graph's tensors once
+    (a later graph's tensors are mostly written already, and say nothing)."""
+    said: Set[int] = set()
+
+    def report(done: int, total: int) -> None:
+        tenth = 10 * done // max(1, total)
+        if total >= 50 and 0 < tenth < 10 and not said.intersection(range(tenth, 10)):
+            said.add(tenth)
+            log(f"{what}: {done}/{total} tensors")
+
+    return report
+
+
 class ExternalDataWriter:
     """Writes the initializers of one or more graphs into ONE external data
     file (base_dir/data_name) and points each proto at it. Identical tensors
@@ -371,10 +385,13 @@ class ExternalDataWriter:
     friendly) and 64 for small ones; tensors under min_bytes stay embedded.
     The file appears (renamed into place) on close()."""
 
-    def __init__(self, base_dir: str, data_name: str = "model.onnx_data", min_bytes: int = 1024):
+    def __init__(self, base_dir: str, data_name: str = "model.onnx_data", min_bytes: int = 1024,
+                 progress: Optional[Callable[[int, int], None]] = None):
+        """progress(done, total): called after each initializer of a graph given to add()."""
         self.base_dir = base_dir
         self.data_name = data_name
         self.min_bytes = min_bytes
+        self.progress = progress
         self.tmp_path = os.path.join(base_dir, f"{data_name}.tmp-{os.getpid()}")
         self.out = open(self.tmp_path, "wb")
         self.pos = 0
@@ -392,7 +409,10 @@ class ExternalDataWriter:
         to_fp16 = set(to_fp16)
         sources = sources or {}
         source_keys = source_keys or {}
-        for t in model.graph.initializer:
+        total = len(model.graph.initializer)
+        for done, t in enumerate(model.graph.initializer, 1):
+            if self.progress:
+                self.progress(done - 1, total)
             if t.data_location == TensorProto.EXTERNAL:
                 self.old_files.add(_external_info(t)["location"])
             fp16 = t.name in to_fp16 and t.data_type == FLOAT

@@ -359,7 +359,7 @@ def quantize_folder(src: str, out: str, opts: QuantOptions, force: bool = False,
                 shutil.copy2(p, os.path.join(work, entry))
         vocab = config.get("vocab_size")
         quantizer = _Quantizer(opts)
-        writer = P.ExternalDataWriter(onnx_out, fast_graphs.DATA_NAME)
+        writer = P.ExternalDataWriter(onnx_out, fast_graphs.DATA_NAME, progress=P.tenths(log, "writing the weights"))
         protos = []
         try:
             for name in names:
