@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import * as bundle from './bundle.js';
 import * as cache from './cache.js';
 import * as compare from './compare.js';
 import * as convert from './convert.js';
@@ -29,6 +30,7 @@ const commands: Register[] = [
   serve.register,
   score.register,
   scoreInstructions.register,
+  bundle.register,
 ];
 
 export function registerCommands(program: Command): void {

@@ -18,7 +18,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'uit-startup-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const HEAVY = ['onnxruntime-node', 'better-sqlite3', '@huggingface/jinja', '@huggingface/tokenizers', 'zod', 'yaml', 'cli-progress'];
-const COMMANDS = ['convert', 'transfer', 'denoise', 'demo', 'compare', 'cache', 'generate', 'doctor', 'serve', 'score', 'score-instructions'];
+const COMMANDS = ['convert', 'transfer', 'denoise', 'demo', 'compare', 'cache', 'generate', 'doctor', 'serve', 'score', 'score-instructions', 'bundle'];
 
 beforeAll(() => {
   // the CLI runs the compiled dist/: it must be built from the current sources
