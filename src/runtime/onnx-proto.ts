@@ -75,6 +75,21 @@ function walk(
  * GraphProto.output (12), ValueInfoProto.name (1). Embedded weights are skipped, not read.
  */
 export function readOnnxOutputNames(path: string): string[] {
+  const names: string[] = [];
+  walkGraphFile(path, (at, num, start, length) => {
+    if (num !== 12) return;
+    walk(at, start, start + length, (vnum, vstart, vlen) => {
+      if (vnum === 1) names.push(text(at, vstart, vlen));
+    });
+  });
+  return names;
+}
+
+/**
+ * Calls `field` for each length-delimited field of the main graph (ModelProto.graph, field 7) of
+ * the .onnx file at `path`, read a block at a time; errors name the file.
+ */
+function walkGraphFile(path: string, field: (at: ByteAt, num: number, start: number, length: number) => void): void {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -83,19 +98,9 @@ export function readOnnxOutputNames(path: string): string[] {
   }
   try {
     const at = fileBytes(fd, path);
-    const names: string[] = [];
     walk(at, 0, fstatSync(fd).size, (num, start, length) => {
-      if (num !== 7) return;
-      walk(at, start, start + length, (gnum, gstart, glen) => {
-        if (gnum !== 12) return;
-        const info = Buffer.alloc(glen);
-        readSync(fd, info, 0, glen, gstart);
-        walk((p) => info[p], 0, glen, (vnum, vstart, vlen) => {
-          if (vnum === 1) names.push(info.toString('utf8', vstart, vstart + vlen));
-        });
-      });
+      if (num === 7) walk(at, start, start + length, (g, s, len) => field(at, g, s, len));
     });
-    return names;
   } catch (err) {
     if (err instanceof ModelError) throw new ModelError(`${path}: ${err.message}`, { cause: err });
     throw err;
@@ -229,33 +234,16 @@ function inputType(at: ByteAt, start: number, length: number): [string, number] 
  * (ModelProto.graph 7: node 1, initializer 5, input 11), read without its weights.
  */
 export function readGraphInfo(path: string): GraphInfo {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new ModelError(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    const at = fileBytes(fd, path);
-    const out: GraphInfo = { initializers: [], nodes: [], inputTypes: {} };
-    walk(at, 0, fstatSync(fd).size, (num, start, length) => {
-      if (num !== 7) return;
-      walk(at, start, start + length, (g, s, len) => {
-        if (g === 1) out.nodes.push(nodeInfo(at, s, len));
-        else if (g === 5) out.initializers.push(tensorInfo(at, s, len));
-        else if (g === 11) {
-          const [name, elem] = inputType(at, s, len);
-          out.inputTypes[name] = elem;
-        }
-      });
-    });
-    return out;
-  } catch (err) {
-    if (err instanceof ModelError) throw new ModelError(`${path}: ${err.message}`, { cause: err });
-    throw err;
-  } finally {
-    closeSync(fd);
-  }
+  const out: GraphInfo = { initializers: [], nodes: [], inputTypes: {} };
+  walkGraphFile(path, (at, g, s, len) => {
+    if (g === 1) out.nodes.push(nodeInfo(at, s, len));
+    else if (g === 5) out.initializers.push(tensorInfo(at, s, len));
+    else if (g === 11) {
+      const [name, elem] = inputType(at, s, len);
+      out.inputTypes[name] = elem;
+    }
+  });
+  return out;
 }
 
 // ---- writing -------------------------------------------------------------------------------
