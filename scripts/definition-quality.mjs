@@ -1,6 +1,6 @@
 // Counts garbled or empty heuristic Definitions (`uit convert --method heuristic`) on the shared
 // PromptSource and P3 data, with a fixed, mechanical criterion, so that a change to
-// src/transfer/heuristic.ts or template-text.ts can be measured before and after.
+// src/transfer/heuristic.ts or src/formats/template-text.ts can be measured before and after.
 //
 //   npm run build && node scripts/definition-quality.mjs [--lib DIR] [--json FILE] [--data DIR]
 //

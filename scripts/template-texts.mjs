@@ -1,5 +1,5 @@
 // The source instructions of PromptSource and FLAN templates exactly as the pipeline makes them
-// (src/transfer/template-text.ts, from the build in dist/), so the embedded model trains on the
+// (src/formats/template-text.ts, from the build in dist/), so the embedded model trains on the
 // same text it is given in `uit convert --method model`.
 //
 //   node scripts/template-texts.mjs < in.json > out.json
@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const lib = fileURLToPath(new URL('../dist/transfer/template-text.js', import.meta.url));
+const lib = fileURLToPath(new URL('../dist/formats/template-text.js', import.meta.url));
 if (!existsSync(lib)) {
   console.error(`${lib} is missing: build first (npx tsc -p tsconfig.build.json)`);
   process.exit(2);

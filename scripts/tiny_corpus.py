@@ -110,14 +110,14 @@ def transfer_doc(kind: str, prompt: str, definition: str) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # Template text: what a template says around its fields, fields as {field}. Made by the pipeline's
-# own code (src/transfer/template-text.ts via scripts/template-texts.mjs), so the model trains on
+# own code (src/formats/template-text.ts via scripts/template-texts.mjs), so the model trains on
 # exactly the source text `uit convert --method model` gives it.
 
 
 def template_prompts(items: List[dict], repo: str = REPO) -> List[Optional[str]]:
     """items: {"kind": "promptsource", "jinja"} or {"kind": "flan", "input", "output"}; None where
     the pipeline cannot read the template."""
-    lib = os.path.join(repo, "dist", "transfer", "template-text.js")
+    lib = os.path.join(repo, "dist", "formats", "template-text.js")
     if not os.path.exists(lib):
         subprocess.run(["npx", "tsc", "-p", "tsconfig.build.json"], cwd=repo, check=True)
     r = subprocess.run(["node", os.path.join(repo, "scripts", "template-texts.mjs")], input=json.dumps(items),

@@ -8,5 +8,5 @@ export * as serve from './serve/index.js';
 export * as runtime from './runtime/index.js';
 export * as cache from './cache/index.js';
 export * as pipeline from './transfer/pipeline-api.js';
-export * as formats from './formats/index.js';
+export * as formats from './transfer/formats-api.js';
 export * as perplexity from './perplexity/index.js';

@@ -93,7 +93,7 @@ console.log(JSON.stringify(out));
 
 @needs_node
 def test_template_text_is_the_pipelines():
-    """Source instructions come from src/transfer/template-text.ts (built in dist/), as in `uit convert`."""
+    """Source instructions come from src/formats/template-text.ts (built in dist/), as in `uit convert`."""
     got = tc.template_prompts([
         {"kind": "promptsource", "jinja": "What label best describes this news article?\n{{text}} ||| \n{{answer_choices[label] }}"},
         {"kind": "flan", "input": "{premise}\n\nCan we conclude that \"{hypothesis}\"?\n\n{options_}", "output": "{answer}"},

@@ -17,7 +17,7 @@ import { IntegralFloat } from '../io/located-json.js';
 import { dumps } from '../io/pyjson.js';
 import { StagedDir } from '../io/staged-dir.js';
 import type { Instance, Task } from '../types.js';
-import { flanText } from '../transfer/template-text.js';
+import { flanText } from './template-text.js';
 import {
   DEFAULT_HEAD,
   lazyFromStream,

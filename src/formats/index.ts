@@ -1,5 +1,5 @@
-// The formats layer as a library (`import { formats } from 'uit'`): readers, writers, detection,
-// and convert() with its pluggable transfer methods. docs/formats.md describes the API.
+// The format layer: readers, writers, detection, template texts. The library's `formats`
+// namespace adds convert() and the transfer methods on top (src/transfer/formats-api.ts).
 export * from './api.js';
 export { FORMATS, WRITERS, FORMAT_NAMES, TARGET_NAMES, detectFile, formatByName, writerByName, planInput, readInput, type InputPart } from './registry.js';
 export { niv2, niv2Writer, niv2DocToTask } from './niv2.js';
@@ -11,7 +11,4 @@ export { alpaca, alpacaWriter } from './alpaca.js';
 export { selfinstruct } from './selfinstruct.js';
 export { sharegpt } from './sharegpt.js';
 export { compileTemplate, TemplateError } from './jinja-py.js';
-export { convert, type ConvertOptions, type ConvertSummary } from '../transfer/convert.js';
-export { registerTransferMethod, transferMethod, transferMethodNames, type TransferMethod, type TransferContext, type TransferResult } from '../transfer/method.js';
-export { heuristicTransfer, heuristicDefinition } from '../transfer/heuristic.js';
-export { promptsourceText, flanText, alignPrompts, type TemplateText } from '../transfer/template-text.js';
+export { promptsourceText, flanText, alignPrompts, type TemplateText } from './template-text.js';

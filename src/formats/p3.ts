@@ -2,11 +2,11 @@
 // {"prompt", "completion"} (self-instruct's export, the completion ending in <|endoftext|>)
 // or {"inputs", "targets"} / {"inputs_pretokenized", "targets_pretokenized"} (bigscience/P3).
 // One file is one task named after the file. With no template at hand, the instruction is
-// recovered by aligning the first prompts (src/transfer/template-text.ts).
+// recovered by aligning the first prompts (src/formats/template-text.ts).
 import { basename } from 'node:path';
 import { readJsonl } from '../io/jsonl.js';
 import type { Instance, Task } from '../types.js';
-import { alignPrompts } from '../transfer/template-text.js';
+import { alignPrompts } from './template-text.js';
 import { DEFAULT_HEAD, lazyFromStream, type FormatModule, type LazyTask, type Sniff } from './api.js';
 import { Checker } from './check.js';
 import { firstJsonRecordKeys } from './sniff.js';

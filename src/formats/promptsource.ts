@@ -14,7 +14,7 @@ import { InputError, UitError, ExitCode } from '../errors.js';
 import { readLines } from '../io/jsonl.js';
 import { JsonSyntaxError, parseRow, type RowOptions } from '../io/located-json.js';
 import type { Instance, Task } from '../types.js';
-import { promptsourceText } from '../transfer/template-text.js';
+import { promptsourceText } from './template-text.js';
 import { DEFAULT_HEAD, lazyFromStream, reportBadRecord, type FormatModule, type LazyTask, type ReadOptions, type Skipped, type Sniff } from './api.js';
 import { compileTemplate, pyStrip, seededRng, TemplateError, type CompiledTemplate, type Rng } from './jinja-py.js';
 import { listTaskFiles } from './niv2.js';

@@ -16,7 +16,7 @@ import { lazyFromTask } from '../formats/api.js';
 import { borrowExamples } from './borrow-examples.js';
 import type { Example, Provenance, Task } from '../types.js';
 import { registerTransferMethod, type TransferContext, type TransferResult } from './method.js';
-import { answerChoiceTexts, flanText, INSTRUCTION_VERBS, labelField, placeholders, promptsourceText, type TemplateText } from './template-text.js';
+import { answerChoiceTexts, flanText, INSTRUCTION_VERBS, labelField, placeholders, promptsourceText, type TemplateText } from '../formats/template-text.js';
 
 /** `answers.text` -> "answers text", `question_stem` -> "question stem", `headline_a` -> "headline A". */
 export function fieldWords(field: string): string {

@@ -8,7 +8,7 @@ import { promptsource } from '../../src/formats/promptsource.js';
 import { alpaca } from '../../src/formats/alpaca.js';
 import { crossfit } from '../../src/formats/crossfit.js';
 import { describeTemplate, heuristicDefinition, heuristicTransfer } from '../../src/transfer/heuristic.js';
-import { alignPrompts } from '../../src/transfer/template-text.js';
+import { alignPrompts } from '../../src/formats/template-text.js';
 import { transferMethod } from '../../src/transfer/method.js';
 import type { Task } from '../../src/types.js';
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { loadTemplatesYaml } from '../../src/formats/promptsource.js';
 import { buildTransferPrompt } from '../../src/transfer/prompt.js';
 import { loadSeeds } from '../../src/transfer/seeds.js';
-import { flanText, placeholders, promptsourceText } from '../../src/transfer/template-text.js';
+import { flanText, placeholders, promptsourceText } from '../../src/formats/template-text.js';
 
 const DATA = join(__dirname, '../../../shared/data');
 const raw = JSON.parse(readFileSync(join(__dirname, '../../src/transfer/seed-pairs.json'), 'utf8')) as Array<{ source: string; from: string }>;

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { alignPrompts, answerChoiceTexts, flanText, labelField, placeholders, promptsourceText } from '../../src/transfer/template-text.js';
+import { alignPrompts, answerChoiceTexts, flanText, labelField, placeholders, promptsourceText } from '../../src/formats/template-text.js';
 
 const DATA = join(__dirname, '../../../shared/data');
 
