@@ -47,8 +47,23 @@ describe('content keys', () => {
     expect(generationKey({ ...gen, sampleIndex: 1 })).not.toBe(base);
     expect(generationKey({ ...gen, prompt: gen.prompt + ' ' })).not.toBe(base);
     expect(generationKey({ ...gen, modelId: 'b'.repeat(64) })).not.toBe(base);
-    expect(generationKey({ ...gen, params: { ...gen.params, seed: 2 } })).not.toBe(base);
+    // every sampling parameter, one at a time: a key that ignored one would serve another run's texts
+    const variants: Record<string, unknown>[] = [
+      { seed: 2 },
+      { topP: 0.95 },
+      { topP: undefined },
+      { temperature: 0.8 },
+      { stop: ['\n'] },
+      { stop: [] },
+      { maxNewTokens: 65 },
+      { topK: 40 },
+      { repetitionPenalty: 1.1 },
+    ];
+    const keys = variants.map((v) => generationKey({ ...gen, params: { ...gen.params, ...v } as typeof gen.params }));
+    keys.forEach((k, i) => expect(k, JSON.stringify(variants[i])).not.toBe(base));
+    expect(new Set(keys).size).toBe(variants.length);
     expect(() => generationKey({ ...gen, sampleIndex: -1 })).toThrow(/sampleIndex/);
+    expect(() => generationKey({ ...gen, sampleIndex: 0.5 })).toThrow(/sampleIndex/);
   });
 
   it('score keys: params default to {}, and prefix/target boundaries matter', () => {

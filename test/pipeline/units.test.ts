@@ -1,6 +1,6 @@
 // The pipeline's small parts: shard assignment, sample runs, output-side paths, cleanup of killed
 // runs' leftovers, seed files, and the Definition list of a written task.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UitError } from '../../src/errors.js';
@@ -13,7 +13,7 @@ import { inShard, parseShard, shardOf } from '../../src/transfer/shard.js';
 import { removeStaleTemps } from '../../src/transfer/stale.js';
 import { errorsPathFor } from '../../src/transfer/task-errors.js';
 import type { Task } from '../../src/types.js';
-import { tempDir } from './helpers.js';
+import { NIV2_FILES, tempDir } from './helpers.js';
 
 const tmp = tempDir('uit-pipeline-units-');
 afterAll(() => tmp.cleanup());
@@ -109,24 +109,67 @@ describe('the written task', () => {
     const { task: prepared } = prepareNiv2(lazyFromTask(task), 2);
     let s = '';
     await emitNiv2(withDefinitions(prepared, definitions), (c) => (s += c), RELEASED_STYLE);
-    return JSON.parse(s) as Record<string, unknown>;
+    return s;
   };
+  // Every released Ni-v2 file has these keys in this order (all 180 in ../shared/data), and is
+  // json.dump(indent=4, ensure_ascii=False): the layout a task from another format must get.
+  const released = readFileSync(NIV2_FILES[0], 'utf8');
+  const releasedKeys = Object.keys(JSON.parse(released) as object);
 
   it('borrows two instances as Positive Examples and lists several Definitions in the released layout', async () => {
     const one = await text(['Say if the review is positive.']);
     const three = await text(['Say if the review is positive.', 'Classify the review.', 'Answer yes or no.']);
-    expect(one.Definition).toEqual(['Say if the review is positive.']);
-    expect(three.Definition).toEqual(['Say if the review is positive.', 'Classify the review.', 'Answer yes or no.']);
-    expect(Object.keys(three)).toEqual(Object.keys(one));
-    expect({ ...three, Definition: null }).toEqual({ ...one, Definition: null });
-    expect(one['Positive Examples']).toEqual([
-      { input: 'in 1', output: 'out 1' },
-      { input: 'in 2', output: 'out 2' },
-    ]);
-    expect(one.Instances).toEqual([
-      { id: 'demo-3', input: 'in 3', output: ['out 3'] },
-      { id: 'demo-4', input: 'in 4', output: ['out 4'] },
-    ]);
+    const list = (xs: string[]) => (xs.length ? `[\n${xs.map((x) => `        ${JSON.stringify(x)}`).join(',\n')}\n    ]` : '[]');
+    const expected = (definitions: string[]) =>
+      [
+        '{',
+        '    "Contributors": [],',
+        `    "Source": ${list(['demo'])},`,
+        '    "URL": [],',
+        '    "Categories": [],',
+        '    "Reasoning": [],',
+        `    "Definition": ${list(definitions)},`,
+        '    "Input_language": [],',
+        '    "Output_language": [],',
+        '    "Instruction_language": [],',
+        '    "Domains": [],',
+        '    "Positive Examples": [',
+        '        {',
+        '            "input": "in 1",',
+        '            "output": "out 1"',
+        '        },',
+        '        {',
+        '            "input": "in 2",',
+        '            "output": "out 2"',
+        '        }',
+        '    ],',
+        '    "Negative Examples": [],',
+        '    "Instances": [',
+        '        {',
+        '            "id": "demo-3",',
+        '            "input": "in 3",',
+        '            "output": [',
+        '                "out 3"',
+        '            ]',
+        '        },',
+        '        {',
+        '            "id": "demo-4",',
+        '            "input": "in 4",',
+        '            "output": [',
+        '                "out 4"',
+        '            ]',
+        '        }',
+        '    ],',
+        '    "Instance License": []',
+        '}',
+      ].join('\n');
+    expect(one).toBe(expected(['Say if the review is positive.']));
+    expect(three).toBe(expected(['Say if the review is positive.', 'Classify the review.', 'Answer yes or no.']));
+    // the literal above is the released files' layout, key for key
+    expect(Object.keys(JSON.parse(one) as object)).toEqual(releasedKeys);
+    expect(Object.keys(JSON.parse(three) as object)).toEqual(releasedKeys);
+    expect(released).toBe(JSON.stringify(JSON.parse(released), null, 4) + '\n');
+    expect(one + '\n').toBe(JSON.stringify(JSON.parse(one), null, 4) + '\n');
   });
 
   it('replaces every Definition of a Ni-v2 source, keeping the rest of its layout', async () => {
