@@ -98,6 +98,8 @@ describe('AtomicWriter', () => {
     const a = new AtomicWriter(target);
     const b = new AtomicWriter(target);
     expect(a.tempPath).not.toBe(b.tempPath);
+    // the name the cleanup of killed runs recognises (src/transfer/stale.ts): .<name>.<pid>.<stamp>.tmp
+    for (const w of [a, b]) expect(w.tempPath.slice(tmp.length + 1)).toMatch(new RegExp(`^\\.two\\.txt\\.${process.pid}\\.[0-9a-z]+\\.tmp$`));
     a.abort();
     b.abort();
   });
