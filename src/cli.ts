@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { registerCommands } from './commands/index.js';
 import { ExitCode, UitError } from './errors.js';
+import { installStopHandlers } from './signals.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../package.json') as { version: string };
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<void> {
     if (err.code === 'EPIPE') process.exit(ExitCode.OK);
     throw err;
   });
+  installStopHandlers();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -16,6 +16,8 @@ export const ExitCode = {
   PARTIAL: 6,
   /** A remote API (OpenAI-compatible backend) failed after retries. */
   REMOTE: 7,
+  /** An output cannot be written (no permission, read-only or full file system). Nothing was written. */
+  OUTPUT: 8,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -54,6 +56,47 @@ export function formatLocation(loc: InputLocation): string {
   if (loc.line !== undefined) s += `:${loc.line}`;
   if (loc.field !== undefined) s += `: ${loc.field}`;
   return s;
+}
+
+/** Bad input data (exit code BAD_INPUT), whatever class carries it. */
+export function isBadInput(err: unknown): err is UitError {
+  return err instanceof UitError && err.exitCode === ExitCode.BAD_INPUT;
+}
+
+/**
+ * An output (or its temp file, or its folder) cannot be written: the message names the path and
+ * the reason in words, never a stack trace.
+ */
+export class OutputError extends UitError {
+  constructor(
+    readonly path: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${path}: cannot write: ${reason}`, ExitCode.OUTPUT, options);
+  }
+}
+
+/** A file-system error of writing `path` as an OutputError; anything else is passed through. */
+export function outputError(path: string, err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof UitError || typeof e?.code !== 'string') return err;
+  const why: Record<string, string> = {
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EROFS: 'read-only file system',
+    ENOSPC: 'no space left on the device',
+    EDQUOT: 'disk quota exceeded',
+    ENOTDIR: 'a part of the path is a file, not a folder',
+    EISDIR: 'it is a folder',
+    ENOENT: 'no such folder',
+    EEXIST: 'something else already exists there',
+    ENOTEMPTY: 'a folder that is not empty is in the way (did another run write it meanwhile?)',
+    ENAMETOOLONG: 'the name is too long',
+    EMFILE: 'too many open files',
+    EIO: 'an I/O error',
+  };
+  return new OutputError(path, why[e.code] ? `${why[e.code]} (${e.code})` : `${e.message}`, { cause: err });
 }
 
 export class ModelError extends UitError {

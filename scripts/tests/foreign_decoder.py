@@ -44,7 +44,9 @@ def _attend(q, k, v, visible):
 
 
 class TinyLlama(nn.Module):
-    def __init__(self, vocab=97, d=32, heads=4, kv_heads=2, layers=2, ffn=64, max_pos=64):
+    # vocabularies hold the 257 ids of the byte-level tokenizer the JS tests borrow (uit refuses a
+    # tokenizer whose ids the model has no row for)
+    def __init__(self, vocab=263, d=32, heads=4, kv_heads=2, layers=2, ffn=64, max_pos=64):
         super().__init__()
         self.vocab, self.heads, self.kv_heads, self.hd, self.n_layer = vocab, heads, kv_heads, d // heads, layers
         self.embed = nn.Embedding(vocab, d)
@@ -106,7 +108,7 @@ class TinyLlama(nn.Module):
 
 
 class TinyGPT2(nn.Module):
-    def __init__(self, vocab=101, d=32, heads=4, layers=2, max_pos=64):
+    def __init__(self, vocab=269, d=32, heads=4, layers=2, max_pos=64):
         super().__init__()
         self.vocab, self.heads, self.kv_heads, self.hd, self.n_layer, self.d = vocab, heads, heads, d // heads, layers, d
         self.wte = nn.Embedding(vocab, d)

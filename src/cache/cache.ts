@@ -550,14 +550,21 @@ export class Cache {
       if (realpathSync(other) === realpathSync(this.path)) throw new CacheError(`${other} is the cache itself: nothing to merge`);
       const added = { models: 0, texts: 0, runs: 0, generations: 0, scores: 0 } as Record<MergeTable, number>;
       // (ATTACH would be shorter, but better-sqlite3 cannot attach a file read-only: no URI filenames.)
-      src.read(`reading ${other}`, () =>
+      // A failure reading the other file names that file (it is the damaged one), not this cache.
+      const reading = "reading it to merge";
+      src.read(reading, () =>
         this.write(`merging ${other}`, () => {
           for (const table of MERGE_TABLES) {
             const cols = MERGE_COLUMNS[table];
             const insert = this.db.prepare(
               `INSERT OR IGNORE INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`,
             );
-            for (const row of pagedRows(src.db, table, cols, cols[0], 1000)) added[table] += insert.run(row).changes;
+            const rows = pagedRows(src.db, table, cols, cols[0], 1000);
+            for (;;) {
+              const next = src.guard(reading, () => rows.next());
+              if (next.done) break;
+              added[table] += insert.run(next.value).changes;
+            }
           }
         }),
       );
@@ -605,7 +612,8 @@ export class Cache {
     return { db, wal, shm, total: db + wal + shm };
   }
 
-  private guard<T>(what: string, fn: () => T): T {
+  /** Runs `fn`, turning a SQLite failure into a CacheError that names this file. */
+  guard<T>(what: string, fn: () => T): T {
     try {
       return fn();
     } catch (err) {
@@ -699,7 +707,8 @@ function checkScore(r: ScoreRecord, i: number): void {
   if (r.durationMs != null && !(Number.isFinite(r.durationMs) && r.durationMs >= 0)) throw bad(`durationMs ${r.durationMs} is not a duration`);
 }
 
-const MERGE_COLUMNS: Record<MergeTable, readonly string[]> = {
+/** The columns merge and salvage copy, per table, in the schema's order. */
+export const MERGE_COLUMNS: Record<MergeTable, readonly string[]> = {
   models: ['id', 'kind', 'name', 'info', 'first_seen'],
   texts: ['hash', 'text'],
   runs: ['id', 'command', 'args', 'uit_version', 'host', 'pid', 'started_at', 'finished_at', 'status', 'counts'],

@@ -37,3 +37,5 @@ export {
 export { defaultCachePath } from './location.js';
 export { APPLICATION_ID, SCHEMA_VERSION, MIGRATIONS, type Migration } from './schema.js';
 export { formatExportRow, csvHeader, type ExportFormat } from './export.js';
+export { salvageCache, SALVAGE_TABLES, type SalvageReport, type SalvageTable } from './salvage.js';
+export { mergeCaches, type MergeAllOptions, type MergeAllResult } from './merge.js';

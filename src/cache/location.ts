@@ -2,6 +2,9 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 
+/** The default in words, for --help (the path itself depends on the environment of the run). */
+export const DEFAULT_CACHE_HELP = '$UIT_CACHE, else $XDG_CACHE_HOME/uit/cache.sqlite, else ~/.cache/uit/cache.sqlite';
+
 /**
  * `$UIT_CACHE` if set, else `$XDG_CACHE_HOME/uit/cache.sqlite` (XDG requires an absolute path;
  * a relative one is ignored), else `~/.cache/uit/cache.sqlite`.

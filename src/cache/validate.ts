@@ -81,7 +81,7 @@ export function translateSqliteError(path: string, what: string, err: unknown, b
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     hint = `the cache is locked by another process (waited ${busyTimeoutMs / 1000} s)`;
   } else if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
-    hint = 'the cache file is damaged; move it away and rerun (a rerun recomputes what was lost), or merge what is readable into a new cache';
+    hint = `the cache file is damaged; \`uit cache salvage ${path} --cache NEW.sqlite\` copies every row that can still be read into a new cache (then use that one), or move it away and rerun (a rerun recomputes what was lost)`;
   } else if (code.startsWith('SQLITE_READONLY')) {
     hint = 'the cache file or its folder is read-only';
   } else if (code === 'SQLITE_FULL') {

@@ -2,8 +2,8 @@
 // (better-sqlite3) loads when a subcommand runs, not when the CLI declares its options.
 import { once } from 'node:events';
 import { Command, Option } from 'commander';
-import type { Cache, CacheStats, ExportFormat, ExportTable, MergeResult, MergeTable, OpenCacheOptions } from '../cache/index.js';
-import { defaultCachePath } from '../cache/location.js';
+import type { Cache, CacheStats, ExportFormat, ExportTable, MergeTable, OpenCacheOptions } from '../cache/index.js';
+import { DEFAULT_CACHE_HELP, defaultCachePath } from '../cache/location.js';
 import { ExitCode } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
 
@@ -25,7 +25,7 @@ interface CacheOption {
 }
 
 function cacheOption(): Option {
-  return new Option('--cache <file>', 'the cache file (default: $UIT_CACHE, else $XDG_CACHE_HOME/uit/cache.sqlite, else ~/.cache/uit/cache.sqlite)');
+  return new Option('--cache <file>', `the cache file (default: ${DEFAULT_CACHE_HELP})`);
 }
 
 function cachePath(opts: CacheOption): string {
@@ -36,7 +36,7 @@ export function register(program: Command): void {
   const cache = program
     .command('cache')
     .summary('inspect and maintain the SQLite cache of generations and scores')
-    .description('Inspect and maintain the SQLite cache of generations and scores: statistics, export, merge, vacuum.')
+    .description('Inspect and maintain the SQLite cache of generations and scores: statistics, export, merge, salvage, vacuum.')
     .addHelpText(
       'after',
       `
@@ -47,6 +47,7 @@ Examples:
   $ uit cache stats
   $ uit cache export --table scores --format csv -o scores.csv
   $ uit cache merge shard-*.sqlite --cache all.sqlite
+  $ uit cache salvage damaged.sqlite --cache salvaged.sqlite
   $ uit cache vacuum`,
     );
 
@@ -107,7 +108,7 @@ Examples:
   cache
     .command('merge')
     .summary("add the rows of other caches (e.g. shards') that this cache lacks")
-    .description("Add the rows of other caches (e.g. shards' caches) that this cache lacks, matched by content key.")
+    .description("Add the rows of other caches (e.g. shards' caches) that this cache lacks, matched by content key: all or nothing.")
     .argument('<other...>', 'cache files to merge from (read-only)')
     .addOption(cacheOption())
     .option('--json', 'print what was added as JSON')
@@ -115,40 +116,73 @@ Examples:
       'after',
       `
 Rows are matched by content key: a row already in the cache is kept, so merging is
-idempotent and the order of the files does not matter for keys that agree.
+idempotent and the order of the files does not matter for keys that agree. The merge is
+all or nothing: every file is checked first, all rows go in one transaction, and a cache
+that did not exist appears only when every file merged. A damaged file stops the merge
+with its name; \`uit cache salvage FILE --cache NEW\` recovers what it still holds.
 
 Examples:
   $ uit cache merge shard-0.sqlite shard-1.sqlite shard-2.sqlite --cache merged.sqlite
   $ uit cache merge /scratch/job-*/cache.sqlite`,
     )
     .action(async (others: string[], opts: CacheOption & { json?: boolean }) => {
-      const c = await openCache(cachePath(opts));
-      const results: MergeResult[] = [];
+      const { mergeCaches } = await import('../cache/index.js');
       const progress = await createProgress({ label: 'merging', total: others.length, quiet: opts.json });
+      const lines: string[] = [];
+      let result;
       try {
-        c.startRun('cache merge', { from: others });
-        for (const other of others) {
-          const r = c.mergeFrom(other);
-          results.push(r);
-          progress.tick();
-          if (!opts.json) process.stdout.write(`merged ${other}: ${formatAdded(r.added)}\n`);
-        }
-        progress.stop();
-        const total = sumAdded(results);
-        c.finishRun('ok', { added: total });
-        if (opts.json) process.stdout.write(`${JSON.stringify({ cache: c.path, merged: results, added: total }, null, 2)}\n`);
-        else process.stdout.write(`${c.path}: ${formatAdded(total)} added from ${others.length} file(s)\n`);
-      } catch (err) {
-        progress.stop();
-        try {
-          c.finishRun('failed');
-        } catch {
-          // The original failure is what the user needs to see.
-        }
-        throw err;
+        result = mergeCaches(cachePath(opts), others, {
+          onMerged: (r) => {
+            progress.tick();
+            lines.push(`merged ${r.from}: ${formatAdded(r.added)}`);
+          },
+        });
       } finally {
-        c.close();
+        progress.stop();
       }
+      if (opts.json) process.stdout.write(`${JSON.stringify({ cache: result.cache, created: result.created, merged: result.merged, added: result.added }, null, 2)}\n`);
+      else process.stdout.write(`${lines.join('\n')}\n${result.cache}: ${formatAdded(result.added)} added from ${others.length} file(s)\n`);
+    });
+
+  cache
+    .command('salvage')
+    .summary('copy every row a damaged cache still holds into a new cache')
+    .description(
+      'Copy every row a damaged cache still holds into a new cache: pages are read directly, rows in damaged pages are ' +
+        'found by their shape, and each row is kept only when it checks out against its content key. Says what was lost.',
+    )
+    .argument('<damaged>', 'the damaged cache file (read only; never changed)')
+    .requiredOption('--cache <new>', 'the new cache file to write (must not exist)')
+    .option('--json', 'print the report as JSON')
+    .addHelpText(
+      'after',
+      `
+A rerun with the new cache recomputes only what was lost. A run that stops midway leaves no
+new file.
+
+Examples:
+  $ uit cache salvage damaged.sqlite --cache salvaged.sqlite
+  $ uit cache salvage shard-3.sqlite --cache shard-3.salvaged.sqlite --json | jq .lost`,
+    )
+    .action(async (damaged: string, opts: { cache: string; json?: boolean }) => {
+      const { salvageCache } = await import('../cache/index.js');
+      const r = salvageCache(damaged, opts.cache);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        return;
+      }
+      const rec = r.recovered;
+      const total = rec.generations + rec.scores + rec.texts + rec.models + rec.runs;
+      process.stdout.write(
+        `salvaged ${r.from} into ${r.to}\n` +
+          `recovered   ${total} rows: generations ${rec.generations}, scores ${rec.scores}, text pieces ${rec.texts}, models ${rec.models}, runs ${rec.runs}` +
+          (r.carved ? ` (${r.carved} of them found in damaged pages)` : '') +
+          '\n' +
+          `pages       ${r.pages.total}: ${r.pages.sound} sound, ${r.pages.damaged} damaged\n` +
+          `lost        ${r.lost.failedCheck} rows that failed their check, ${r.lost.textMissing} generations/scores whose prompt text was in a damaged page, ` +
+          `and about ${r.lost.estimatedInDamagedPages} more in the damaged pages (an estimate)\n` +
+          `Use --cache ${r.to} from now on: a rerun recomputes what was lost.\n`,
+      );
     });
 
   cache
@@ -283,8 +317,3 @@ function formatAdded(a: Record<MergeTable, number>): string {
   return `+${a.generations} generations, +${a.scores} scores, +${a.models} models, +${a.runs} runs, +${a.texts} text pieces`;
 }
 
-function sumAdded(results: MergeResult[]): Record<MergeTable, number> {
-  const total: Record<MergeTable, number> = { models: 0, texts: 0, runs: 0, generations: 0, scores: 0 };
-  for (const r of results) for (const k of Object.keys(total) as MergeTable[]) total[k] += r.added[k];
-  return total;
-}

@@ -21,6 +21,7 @@ interface ConvertCliOptions {
   truncate: boolean;
   seed: number;
   json?: boolean;
+  force?: boolean;
 }
 
 export function summaryText(s: ConvertSummary): string {
@@ -56,6 +57,7 @@ export function register(program: Command): void {
     .addOption(new Option('--to <format>', 'target format').choices(TARGET_NAMES).makeOptionMandatory())
     .addOption(new Option('--from <format>', 'input format (default: detected)').choices(FORMAT_NAMES))
     .option('-o, --out <path>', 'output: a folder, a .json file or a .jsonl file (default: JSONL on stdout)')
+    .option('--force', 'replace an existing output folder as a whole (only one uit wrote: with provenance.jsonl); without it, a folder that holds files is refused')
     .option('--method <name>', 'transfer method: heuristic (fields mapped directly) or model (the UIT pipeline, docs/pipeline.md)', 'heuristic')
     .option('--rows <file>', 'dataset rows (JSONL) for PromptSource or FLAN templates')
     .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
@@ -79,7 +81,9 @@ file (one task) or .jsonl (a task per line, with its "id"); flan writes a folder
 templates.json and rows/<task>.jsonl; alpaca writes a .json array or .jsonl.
 Every task's provenance (source file, format, id, method) goes to a sidecar:
 OUT/provenance.jsonl for a folder, OUT.provenance.jsonl for a file. Nothing is written if
-the input is bad (exit code 3, with file:line: field in the message).
+the input is bad (exit code 3, with file:line: field in the message). A folder output
+appears whole when the run ends; an existing folder that holds files is refused (exit 2)
+unless --force, which replaces a uit output folder as a whole. A file output is replaced.
 
 Examples (paths from the uit repository):
   $ uit convert examples/promptsource/ag_news/templates.yaml --rows examples/promptsource/ag_news/rows.jsonl --to niv2 -o out/ag_news
@@ -116,6 +120,7 @@ one becomes the Definition (docs/pipeline.md). Everything goes through the cache
         truncate: opts.truncate,
         seed: opts.seed,
         quiet: opts.json === true,
+        force: opts.force === true,
       });
       if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else (opts.out ? process.stdout : process.stderr).write(summaryText(summary));

@@ -67,6 +67,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     ...opts,
     model,
     out,
+    // the demo's own folder: a rerun replaces it (only a uit output folder, see StagedDir)
+    force: true,
     numCandidates: opts.numCandidates ?? DEMO_DEFAULTS.numCandidates,
     instances: opts.instances ?? DEMO_DEFAULTS.instances,
     maxNewTokens: opts.maxNewTokens ?? DEMO_DEFAULTS.maxNewTokens,
@@ -140,6 +142,7 @@ async function heuristicDemo(out: string, dir: string): Promise<{ out: string; s
     out,
     method: 'heuristic',
     quiet: true,
+    force: true,
     onTask: (t) => void (exampleFile ??= t.output),
   });
   return { out, summary, example: { file: exampleFile!, task: JSON.parse(readFileSync(exampleFile!, 'utf8')) as Record<string, unknown> } };

@@ -20,6 +20,7 @@ export function register(program: Command): void {
     .addOption(new Option('--from <format>', 'input format (default: detected)').choices(FORMAT_NAMES))
     .addOption(new Option('--to <format>', 'target format').choices(['niv2']).default('niv2'))
     .option('-o, --out <path>', 'output: a folder (a <task>.json per task), a .json file (one task) or a .jsonl file')
+    .option('--force', 'replace an existing output folder as a whole (only one uit wrote); without it, a folder that holds files is refused')
     .option('--rows <file>', 'dataset rows (JSONL) for PromptSource or FLAN templates')
     .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
     .option('--no-truncate', 'PromptSource: do not cut substituted values to 2048 characters')

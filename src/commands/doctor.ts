@@ -74,6 +74,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
     add('graph', false, msg(err));
     return failed();
   }
+  let step = 'graph';
   try {
     const i = model.info;
     add(
@@ -83,11 +84,13 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
         `position_ids ${i.hasPositionIds ? 'yes' : 'no'}; device ${i.device}${i.adapter ? ` on ${i.adapter.description || i.adapter.device}` : ''}${i.deviceNote ? ` (${i.deviceNote})` : ''}`,
     );
     const backend = model.backend as OrtBackend;
+    const unloadable = new Set<string>();
     for (const kind of ['decoder', 'fast'] as const) {
       if (!i.graphs[kind]) continue;
       try {
         await backend.graph(kind);
       } catch (err) {
+        unloadable.add(kind);
         add(`graph ${kind}`, false, msg(err));
       }
     }
@@ -96,6 +99,8 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
     add('shared prefix', true, i.sharedKv ? 'yes: one prompt\'s samples and a scored prefix are passed once, not copied per row' : 'no: shared prefixes are copied into every row (export with scripts/export-gptj.py for GPT-J)');
     add('graph sampling', true, i.graphSampling ? 'yes: plain sampling fetches the drawn tokens (token_sampled), not the probabilities' : i.fastGeneration ? 'no: sampled tokens are drawn in JavaScript (run scripts/add-fast-graphs.py to add token_sampled)' : 'no');
 
+    // each step below reports under its own name when it fails (step says which is running)
+    step = 'smoke run';
     const t0 = performance.now();
     const gen = await generate(model, [{ prompt: SMOKE_PROMPT }], { maxNewTokens: 1, greedy: true });
     const sample = gen.outputs[0].samples[0];
@@ -103,11 +108,14 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
 
     const ids = model.tokenizer.encode(`${SMOKE_PROMPT}, world. This is a test.`);
     if (ids.length >= 3) {
+      step = 'scoring';
       const prefix = await prefill(model.backend, ids.slice(0, 2));
       const [lp] = await scoreContinuations(model.backend, prefix, [ids.slice(2)]);
       const finite = Array.from(lp).every(Number.isFinite);
       add('scoring', finite, finite ? `${lp.length} token log-probs, mean ${(lp.reduce((a, b) => a + b, 0) / lp.length).toFixed(3)}` : 'non-finite log-probs');
-      if ((i.fastGeneration || i.fastScoring) && i.graphs.decoder) {
+      // (a model.onnx that did not load has its FAIL line above: nothing to compare with)
+      if ((i.fastGeneration || i.fastScoring) && i.graphs.decoder && !unloadable.has('decoder')) {
+        step = 'fast = slow';
         if (folderBytes(folder) > COMPARE_LIMIT_BYTES) {
           add('fast = slow', true, 'skipped (model over 2 GiB: comparing would load the weights twice)');
         } else {
@@ -127,7 +135,7 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
       }
     }
   } catch (err) {
-    add('smoke run', false, msg(err));
+    add(step, false, msg(err));
   } finally {
     await model.dispose();
   }

@@ -3,7 +3,7 @@
 import { Option, type Command } from 'commander';
 import { deviceOption, int, positive } from '../cli-values.js';
 import type { Cache, JsonObject } from '../cache/index.js';
-import { defaultCachePath } from '../cache/location.js';
+import { DEFAULT_CACHE_HELP, defaultCachePath } from '../cache/location.js';
 import { InputError } from '../errors.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { readJsonl } from '../io/jsonl.js';
@@ -43,7 +43,7 @@ export const SCORER_RUN_DEFAULTS = { batchSize: 8, overflow: 'truncate-left', re
 /** How the scorer runs (cache, batching, context, device): also declared by `uit compare` for its --scorer. */
 export function addScorerRunOptions(cmd: Command): Command {
   return cmd
-    .option('--cache <file>', `SQLite cache of scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
+    .option('--cache <file>', `SQLite cache of scores (default: ${DEFAULT_CACHE_HELP}; here ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--no-cache', 'compute everything, store nothing')
     .option('--batch-size <n>', 'continuations run together in one forward call', int('--batch-size', 1), SCORER_RUN_DEFAULTS.batchSize)
     .addOption(

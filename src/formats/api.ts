@@ -4,6 +4,7 @@
 // hand out a LazyTask: the task with its first instances already read, plus a way to stream all
 // of them again from the source. Writers consume LazyTasks and stream instances to disk, so
 // converting a file larger than memory never holds more than the head.
+import { isBadInput, type UitError } from '../errors.js';
 import type { FormatName, Instance, Task } from '../types.js';
 
 export interface LazyTask {
@@ -36,6 +37,19 @@ export interface ReadOptions {
   seed?: number;
   /** Told about every record the reader skips on purpose. */
   onSkip?: (skipped: Skipped) => void;
+  /**
+   * Told about a task that fails to read when the reader can read on (the next record, line or
+   * template is another task): with it, such a failure is reported here and reading goes on;
+   * without it, the reader throws. A failure that leaves nothing to read on from (a JSON array
+   * whose brackets break, a file that cannot be opened) is always thrown.
+   */
+  onBadRecord?: (error: UitError) => void;
+}
+
+/** Reports a bad task through `opts.onBadRecord` when set and the error is bad input; else throws it. */
+export function reportBadRecord(opts: Pick<ReadOptions, 'onBadRecord'>, err: unknown): void {
+  if (opts.onBadRecord && isBadInput(err)) opts.onBadRecord(err);
+  else throw err;
 }
 
 export const DEFAULT_HEAD = 64;
@@ -72,12 +86,17 @@ export type TargetFormat = 'niv2' | 'flan' | 'alpaca';
 export interface TaskWriter {
   /** Writes one task, streaming its instances; returns where it went (file, or file#line). */
   write(t: LazyTask): Promise<string>;
-  /** Moves everything into place. Nothing is visible at the output before this. */
+  /** Moves everything into place, the provenance sidecar too. Nothing is visible at the output before this. */
   commit(): void;
   /** Removes everything written so far. */
   abort(): void;
   /** Where the provenance sidecar goes (undefined: stdout output, no sidecar). */
   readonly provenancePath?: string;
+  /**
+   * The provenance sidecar, one JSON line per task, committed and aborted with the output (staged
+   * inside a folder output, so the folder appears whole); present exactly when provenancePath is.
+   */
+  readonly provenance?: { write(record: unknown): void };
 }
 
 export interface OpenOptions {
@@ -85,6 +104,11 @@ export interface OpenOptions {
   out?: string;
   /** Where stdout output goes (tests pass their own). */
   stdout?: NodeJS.WritableStream;
+  /**
+   * A folder output that exists and holds files is refused; with `replace`, a uit output folder
+   * there (one with provenance.jsonl) is replaced as a whole at commit (`--force`).
+   */
+  replace?: boolean;
 }
 
 export interface FormatWriter {
@@ -150,20 +174,31 @@ export function dropFirstInstances(t: LazyTask, n: number, task: Task): LazyTask
   };
 }
 
-/** File-name-safe form of a task id; slashes become folders. */
+/** Names uit writes beside tasks in an output folder (src/formats/niv2.ts isSidecar reads them back as such). */
+const RESERVED = /^(provenance\.jsonl|uit-summary\.json|.*\.provenance\.jsonl|.*\.errors\.jsonl)$/;
+
+/**
+ * File-name-safe form of a task id; slashes become folders. A component is never empty, `.`,
+ * `..` or hidden, and the file never takes a sidecar's name, so task files do not collide with
+ * the sidecars or leave the output folder (two ids that meet on one name are refused by the writer).
+ */
 export function idToRelPath(id: string, ext: string): string {
   const parts = id
     .split('/')
     .map((p) => p.replace(/[^A-Za-z0-9._=+-]/g, '_'))
-    .map((p) => (p === '' || p === '.' || p === '..' ? '_' : p));
+    .map((p) => (p === '' || p === '.' || p === '..' ? '_' : p.replace(/^\./, '_')));
+  const last = parts.length - 1;
+  if (RESERVED.test(parts[last] + ext)) parts[last] = `_${parts[last]}`;
   return parts.join('/') + ext;
 }
 
 /**
  * Tasks made of consecutive records that share a key (Alpaca records with the same
- * instruction, CrossFit lines with the same [task] prefix), streamed: a group's instances are
+ * instruction), streamed: a group's instances are
  * re-read from its first record when written, so a group larger than memory converts.
- * `open` must restart the record stream from the beginning each time.
+ * `open` must restart the record stream from the beginning each time. A record whose key or
+ * instance cannot be made (bad input) ends the group before it and is a bad task of its own
+ * (`reportBadRecord`): the records after it still group and read.
  */
 export async function* groupConsecutive<R>(
   open: () => AsyncIterable<R>,
@@ -171,13 +206,14 @@ export async function* groupConsecutive<R>(
   meta: (first: R, index: number) => Omit<Task, 'instances'>,
   toInstance: (r: R, index: number) => Instance,
   head = DEFAULT_HEAD,
+  opts: Pick<ReadOptions, 'onBadRecord'> = {},
 ): AsyncGenerator<LazyTask> {
   let index = -1;
   let current: { key: string; start: number; first: R; head: Instance[]; complete: boolean } | null = null;
-  const emit = (g: NonNullable<typeof current>): LazyTask => {
+  const emit = (g: NonNullable<typeof current>, end: number): LazyTask => {
     const task: Task = { ...meta(g.first, g.start), instances: g.head };
     if (g.complete) return lazyFromTask(task);
-    const { start, key: k } = g;
+    const { start } = g;
     return {
       task,
       complete: false,
@@ -186,22 +222,44 @@ export async function* groupConsecutive<R>(
         for await (const r of open()) {
           i++;
           if (i < start) continue;
-          if (key(r) !== k) break;
+          if (i >= end) break;
           yield toInstance(r, i);
         }
       },
     };
   };
-  for await (const r of open()) {
+  const records = open()[Symbol.asyncIterator]();
+  for (;;) {
+    let next: IteratorResult<R>;
+    try {
+      next = await records.next();
+    } catch (err) {
+      // the file ends here (e.g. its brackets break): the group read so far is whole
+      if (current) yield emit(current, index + 1);
+      throw err;
+    }
+    if (next.done) break;
+    const r = next.value;
     index++;
-    const k = key(r);
+    let k: string;
+    let inst: Instance | undefined;
+    try {
+      k = key(r);
+      const sameGroup = current !== null && current.key === k;
+      if (!sameGroup || current!.head.length < head) inst = toInstance(r, index);
+    } catch (err) {
+      if (current) yield emit(current, index);
+      current = null;
+      reportBadRecord(opts, err);
+      continue;
+    }
     if (current && current.key === k) {
-      if (current.head.length < head) current.head.push(toInstance(r, index));
+      if (inst) current.head.push(inst);
       else current.complete = false;
       continue;
     }
-    if (current) yield emit(current);
-    current = { key: k, start: index, first: r, head: [toInstance(r, index)], complete: true };
+    if (current) yield emit(current, index);
+    current = { key: k, start: index, first: r, head: [inst!], complete: true };
   }
-  if (current) yield emit(current);
+  if (current) yield emit(current, index + 1);
 }

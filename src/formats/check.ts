@@ -28,6 +28,8 @@ export class Checker {
    * @param baseLine the file line the document starts on (JSONL: its line)
    * @param prefix where the checked value sits inside `root` (e.g. its index in an array),
    *   prepended to every path for locating and naming
+   * @param namePrefix prepended to field names instead (default `prefix`): an array element
+   *   parsed on its own is located from itself but named `[i].field`
    */
   constructor(
     readonly file: string,
@@ -35,6 +37,7 @@ export class Checker {
     readonly locator?: LineLocator,
     readonly baseLine = 1,
     readonly prefix: FieldPath = [],
+    readonly namePrefix: FieldPath = prefix,
   ) {}
 
   line(path: FieldPath): number | undefined {
@@ -44,7 +47,7 @@ export class Checker {
 
   error(path: FieldPath, reason: string): InputError {
     return new InputError(
-      { file: this.file, line: this.line(path), field: fieldName([...this.prefix, ...path]) },
+      { file: this.file, line: this.line(path), field: fieldName([...this.namePrefix, ...path]) },
       reason,
     );
   }

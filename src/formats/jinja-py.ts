@@ -198,11 +198,15 @@ function pySplit(s: string, sep: string | undefined, maxsplit: number): string[]
 // ---------------------------------------------------------------------------------------------
 // Python equality, ordering and iteration
 
+/** Python's ==: by value for lists, tuples and dicts (a list never equals a tuple), 1 == 1.0 == True. */
 function pyEq(a: RV, b: RV): boolean {
   if (isNum(a) && isNum(b)) return a.value === b.value;
   if (a.type === 'BooleanValue' && isNum(b)) return Number(a.value) === b.value;
   if (isNum(a) && b.type === 'BooleanValue') return a.value === Number(b.value);
-  if (isArr(a) && isArr(b)) return a.value.length === b.value.length && a.value.every((x, i) => pyEq(x, b.value[i]));
+  if (isArr(a) && isArr(b)) {
+    if (a.type !== b.type) return false;
+    return a.value.length === b.value.length && a.value.every((x, i) => pyEq(x, b.value[i]));
+  }
   if (isMap(a) && isMap(b)) {
     if (a.value.size !== b.value.size) return false;
     for (const [k, v] of a.value) {
@@ -215,18 +219,50 @@ function pyEq(a: RV, b: RV): boolean {
   return a.value === b.value;
 }
 
-function sortKey(x: RV, caseSensitive: boolean): string | number {
-  if (isStr(x)) return caseSensitive ? x.value : x.value.toLowerCase();
-  if (isNum(x)) return x.value;
-  if (x.type === 'BooleanValue') return Number(x.value);
-  throw new TemplateError(`cannot compare ${x.type}`);
+const numeric = (x: RV): number | null => (isNum(x) || x.type === 'BooleanValue' ? Number(x.value) : null);
+
+/** Strings order by code point in Python (JavaScript's < compares UTF-16 units). */
+function cmpCodePoints(a: string, b: string): number {
+  const x = Array.from(a);
+  const y = Array.from(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i].codePointAt(0)! - y[i].codePointAt(0)!;
+  }
+  return x.length - y.length;
 }
 
+/** Python's a < b: numbers, strings, and lists or tuples lexicographically; else a TypeError. */
+function pyLt(a: RV, b: RV): boolean {
+  const x = numeric(a);
+  const y = numeric(b);
+  if (x !== null && y !== null) return x < y;
+  if (isStr(a) && isStr(b)) return cmpCodePoints(a.value, b.value) < 0;
+  if (isArr(a) && isArr(b) && a.type === b.type) {
+    const n = Math.min(a.value.length, b.value.length);
+    for (let i = 0; i < n; i++) if (!pyEq(a.value[i], b.value[i])) return pyLt(a.value[i], b.value[i]);
+    return a.value.length < b.value.length;
+  }
+  if (isUndef(a) || isUndef(b)) throw new TemplateError('UndefinedError: an undefined value cannot be compared');
+  throw new TemplateError(`TypeError: '<' not supported between instances of '${pyTypeName(a)}' and '${pyTypeName(b)}'`);
+}
+
+/** Jinja2's ignore_case postprocess (the default of sort, dictsort, min, max, unique). */
+const ignoreCase = (x: RV, caseSensitive: boolean): RV => (!caseSensitive && isStr(x) ? str(x.value.toLowerCase()) : x);
+
+/** A sort comparator from Python's <, as sorted() uses it. */
 function compare(a: RV, b: RV, caseSensitive = true): number {
-  const ka = sortKey(a, caseSensitive);
-  const kb = sortKey(b, caseSensitive);
-  if (typeof ka !== typeof kb) throw new TemplateError(`TypeError: cannot compare ${a.type} and ${b.type}`);
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
+  const ka = ignoreCase(a, caseSensitive);
+  const kb = ignoreCase(b, caseSensitive);
+  return pyLt(ka, kb) ? -1 : pyLt(kb, ka) ? 1 : 0;
+}
+
+/**
+ * sorted() with a stable reverse (Python keeps equal items in their order when reverse=True);
+ * `keyed` compares keys as one-item lists, as Jinja2's sort filter does (make_multi_attrgetter):
+ * equal keys are equal without a <, so Undefined keys do not fail.
+ */
+function pySorted(list: RV[], cmp: (a: RV, b: RV) => number, reverse: boolean): RV[] {
+  return [...list].sort((a, b) => (reverse ? -cmp(a, b) : cmp(a, b)));
 }
 
 /** Python iter(): strings give characters, dicts give keys; Jinja2's Undefined iterates as empty. */
@@ -236,6 +272,94 @@ function items(x: RV, what: string): RV[] {
   if (isStr(x)) return Array.from(x.value, (c) => str(c));
   if (isMap(x)) return [...x.value.keys()].map(str);
   throw new TemplateError(`TypeError: '${pyTypeName(x)}' object is not iterable (${what})`);
+}
+
+/** Python slicing (`x[a:b:c]`) of a string, list or tuple, with PySlice_AdjustIndices' bounds. */
+function pySlice(x: RV, parts: RV[], desc: string): RV {
+  if (isUndef(x)) throw new TemplateError(`UndefinedError: '${desc}' is undefined`);
+  const [start, stop, step] = parts.map((p) => {
+    if (p.type === 'NullValue') return null;
+    if (p.type === 'IntegerValue' || p.type === 'BooleanValue') return Number(p.value);
+    throw new TemplateError('TypeError: slice indices must be integers or None or have an __index__ method');
+  });
+  const seq: unknown[] = isStr(x) ? Array.from(x.value) : isArr(x) ? x.value : [];
+  if (!isStr(x) && !isArr(x)) throw new TemplateError(`TypeError: '${pyTypeName(x)}' object is not subscriptable`);
+  const st = step ?? 1;
+  if (st === 0) throw new TemplateError('ValueError: slice step cannot be zero');
+  const n = seq.length;
+  const [lower, upper] = st > 0 ? [0, n] : [-1, n - 1];
+  const clamp = (i: number | null, dflt: number): number => {
+    if (i === null) return dflt;
+    const j = i < 0 ? i + n : i;
+    return j < lower ? lower : j > upper ? upper : j;
+  };
+  const a = clamp(start, st > 0 ? lower : upper);
+  const b = clamp(stop, st > 0 ? upper : lower);
+  const out: unknown[] = [];
+  for (let i = a; st > 0 ? i < b : i > b; i += st) out.push(seq[i]);
+  if (isStr(x)) return str(out.join(''));
+  return x.type === 'TupleValue' ? tuple(out as RV[]) : arr(out as RV[]);
+}
+
+/** Python's binary operators (the library's follow JavaScript: "a" + 1 is "a1", -7 % 3 is -1). */
+function pyBinop(op: string, a: RV, b: RV): RV {
+  if (op === '~') return str(pyStr(a) + pyStr(b)); // Jinja2: str() of both sides
+  if (op === '<') return bool(pyLt(a, b));
+  if (op === '>') return bool(pyLt(b, a));
+  if (op === '<=') return bool(pyLt(a, b) || pyEq(a, b));
+  if (op === '>=') return bool(pyLt(b, a) || pyEq(a, b));
+  if (isUndef(a) || isUndef(b)) throw new TemplateError(`UndefinedError: an undefined value used with '${op}'`);
+  const x = numeric(a);
+  const y = numeric(b);
+  if (x !== null && y !== null) {
+    const isFloat = a.type === 'FloatValue' || b.type === 'FloatValue';
+    const num = (v: number): RV => (isFloat ? float(v) : int(v));
+    const zero = (): never => {
+      throw new TemplateError(`ZeroDivisionError: ${op === '/' ? 'division' : op === '%' ? 'modulo' : 'integer division or modulo'} by zero`);
+    };
+    switch (op) {
+      case '+':
+        return num(x + y);
+      case '-':
+        return num(x - y);
+      case '*':
+        return num(x * y);
+      case '/':
+        if (y === 0) zero();
+        return float(x / y);
+      case '//':
+        if (y === 0) zero();
+        return num(Math.floor(x / y));
+      case '%': {
+        if (y === 0) zero();
+        const r = x % y;
+        return num(r !== 0 && r < 0 !== y < 0 ? r + y : r); // the sign of the divisor
+      }
+      case '**':
+        if (x === 0 && y < 0) throw new TemplateError('ZeroDivisionError: 0.0 cannot be raised to a negative power');
+        return isFloat || y < 0 ? float(x ** y) : int(x ** y);
+    }
+  }
+  if (op === '+') {
+    if (isStr(a) && isStr(b)) return str(a.value + b.value);
+    if (isArr(a) && isArr(b) && a.type === b.type) return a.type === 'TupleValue' ? tuple([...a.value, ...b.value]) : arr([...a.value, ...b.value]);
+  }
+  if (op === '*') {
+    const [seq, n] = y !== null ? [a, y] : x !== null ? [b, x] : [a, null];
+    if (n !== null && Number.isInteger(n) && (a.type !== 'FloatValue' && b.type !== 'FloatValue')) {
+      if (isStr(seq)) return str(seq.value.repeat(Math.max(0, n)));
+      if (isArr(seq)) {
+        const out = Array.from({ length: Math.max(0, n) }, () => seq.value).flat();
+        return seq.type === 'TupleValue' ? tuple(out) : arr(out);
+      }
+    }
+  }
+  if (op === '%' && isStr(a)) {
+    if (b.type === 'TupleValue') return str(percentFormat(a.value, b.value as RV[], new Map()));
+    if (isMap(b)) return str(percentFormat(a.value, [b], b.value));
+    return str(percentFormat(a.value, [b], new Map()));
+  }
+  throw new TemplateError(`TypeError: unsupported operand type(s) for ${op}: '${pyTypeName(a)}' and '${pyTypeName(b)}'`);
 }
 
 function pyTypeName(x: RV): string {
@@ -424,15 +548,52 @@ function runTest(name: string, x: RV, args: RV[]): boolean {
 
 type Filter = (x: RV, args: RV[], rng: Rng) => RV;
 
-function pyRound(x: number, precision: number): number {
-  const m = 10 ** precision;
-  const y = x * m;
-  const r = Math.round(y);
-  // Python rounds exact halves to even
-  const exactHalf = Math.abs(y - Math.trunc(y)) === 0.5;
-  const v = exactHalf && r % 2 !== 0 ? r - 1 : r;
-  return v / m;
+/** The exact value of a finite double as num / den (den a power of two). */
+function exactRational(x: number): [bigint, bigint] {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigUint64(0);
+  const expBits = Number((bits >> 52n) & 0x7ffn);
+  const frac = bits & ((1n << 52n) - 1n);
+  const mant = expBits === 0 ? frac : frac | (1n << 52n);
+  const exp = (expBits === 0 ? 1 : expBits) - 1075; // x = mant * 2^exp
+  const sign = x < 0 ? -1n : 1n;
+  return exp >= 0 ? [sign * (mant << BigInt(exp)), 1n] : [sign * mant, 1n << BigInt(-exp)];
 }
+
+/**
+ * Python's round(x, ndigits) for a float (CPython's double_round): the exact binary value is
+ * rounded to ndigits decimal places, ties to even, and the decimal read back. So 0.45 -> 0.5
+ * (0.45 is 0.4500000000000000111...), 2.675 -> 2.67 (2.67499999...), 2.5 -> 2.0.
+ */
+export function pyRoundFloat(x: number, ndigits: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  if (ndigits > 323) return x; // CPython: already exact
+  if (ndigits < -308) return x < 0 ? -0 : 0;
+  let [num, den] = exactRational(Math.abs(x));
+  if (ndigits >= 0) num *= 10n ** BigInt(ndigits);
+  else den *= 10n ** BigInt(-ndigits);
+  let q = num / den;
+  const twice = 2n * (num - q * den);
+  if (twice > den || (twice === den && q % 2n === 1n)) q += 1n;
+  const r = Number(`${q}e${-ndigits}`); // JavaScript's decimal parse is correctly rounded, like strtod
+  return x < 0 ? -r : r;
+}
+
+/** Python's round(n, ndigits) for an int: an int, ties to even. */
+function pyRoundInt(n: number, ndigits: number): number {
+  if (ndigits >= 0) return n;
+  const m = 10n ** BigInt(-ndigits);
+  const v = BigInt(n);
+  const a = v < 0n ? -v : v;
+  let q = a / m;
+  const twice = 2n * (a - q * m);
+  if (twice > m || (twice === m && q % 2n === 1n)) q += 1n;
+  return Number((v < 0n ? -q : q) * m);
+}
+
+/** Python's 10 ** p as Jinja2's round filter uses it: an int for p >= 0, a float otherwise. */
+const pow10 = (p: number): number => Number(`1e${p}`);
 
 function toInt(x: RV, dflt: RV): RV {
   if (x.type === 'IntegerValue') return x;
@@ -531,8 +692,9 @@ function selectOrReject(x: RV, args: RV[], select: boolean, byAttr: boolean): RV
   }
   const testName = rest[0] ? asStr(rest[0], 'select') : undefined;
   const testArgs = rest.slice(1);
+  // Jinja2's select_or_reject: `if value:` (None selects nothing)
   return arr(
-    items(x, 'select').filter((item) => {
+    (truthy(x) ? items(x, 'select') : []).filter((item) => {
       const v = attr ? getAttr(item, attr) : item;
       const ok = testName === undefined ? truthy(v) : runTest(testName, v, testArgs);
       return ok === select;
@@ -597,7 +759,7 @@ const FILTERS: Record<string, Filter> = {
   lower: (x) => str(pyStr(x).toLowerCase()),
   map: (x, args, rng) => {
     const [pos, kw] = splitKw(args);
-    const list = items(x, 'map');
+    const list = truthy(x) ? items(x, 'map') : []; // Jinja2: `if value:` (None maps to nothing)
     if (pos.length === 0) {
       const attribute = kw.get('attribute');
       if (!attribute) throw new TemplateError('map needs a filter name or attribute=');
@@ -630,8 +792,9 @@ const FILTERS: Record<string, Filter> = {
     return arr(counts.filter(([, n]) => n === max).map(([k]) => k));
   },
   random: (x, _a, rng) => {
+    // jinja2.filters.do_random: an empty sequence gives Undefined
     const list = items(x, 'random');
-    if (list.length === 0) throw new TemplateError('IndexError: choice from an empty sequence');
+    if (list.length === 0) return undef();
     return list[Math.floor(rng() * list.length)];
   },
   reject: (x, args) => selectOrReject(x, args, false, false),
@@ -645,17 +808,19 @@ const FILTERS: Record<string, Filter> = {
   },
   reverse: (x) => (isStr(x) ? str(Array.from(x.value).reverse().join('')) : arr([...items(x, 'reverse')].reverse())),
   round: (x, args) => {
+    // jinja2.filters.do_round: round(value, precision) for "common", else
+    // math.ceil/floor(value * 10 ** precision) / 10 ** precision (always a float)
     const [pos, kw] = splitKw(args);
     const precision = asInt(arg(pos, kw, 0, 'precision'), 'round', 0);
     const method = arg(pos, kw, 1, 'method');
     const m = method ? pyStr(method) : 'common';
+    if (m !== 'common' && m !== 'ceil' && m !== 'floor') throw new TemplateError('FilterArgumentError: method must be common, ceil or floor');
     if (!isNum(x) && x.type !== 'BooleanValue') throw new TemplateError(`TypeError: type ${pyTypeName(x)} doesn't define __round__ method`);
     const v = Number(x.value);
-    const p = 10 ** precision;
-    if (m === 'common') return float(pyRound(v, precision));
-    if (m === 'ceil') return float(Math.ceil(v * p) / p);
-    if (m === 'floor') return float(Math.floor(v * p) / p);
-    throw new TemplateError('round: method must be common, ceil or floor');
+    if (m === 'common') return x.type === 'FloatValue' ? float(pyRoundFloat(v, precision)) : int(pyRoundInt(v, precision));
+    const scaled = (m === 'ceil' ? Math.ceil : Math.floor)(v * pow10(precision));
+    if (!Number.isFinite(scaled)) throw new TemplateError(`OverflowError: cannot convert float ${pyStr(float(scaled))} to integer`);
+    return float(scaled / pow10(precision));
   },
   safe: (x) => x,
   select: (x, args) => selectOrReject(x, args, true, false),
@@ -665,9 +830,12 @@ const FILTERS: Record<string, Filter> = {
     const reverse = arg(pos, kw, 0, 'reverse');
     const cs = arg(pos, kw, 1, 'case_sensitive');
     const attribute = arg(pos, kw, 2, 'attribute');
-    const key = (i: RV): RV => (attribute && !isUndef(attribute) ? getAttr(i, pyStr(attribute)) : i);
-    const sorted = [...items(x, 'sort')].sort((a, b) => compare(key(a), key(b), !!cs && truthy(cs)));
-    return arr(reverse && truthy(reverse) ? sorted.reverse() : sorted);
+    // keys are lists of the comma-separated attributes' values, compared as Python compares lists
+    const paths = attribute && !isUndef(attribute) && attribute.type !== 'NullValue' ? pyStr(attribute).split(',') : null;
+    const caseSensitive = !!cs && truthy(cs);
+    const key = (i: RV): RV => arr((paths ? paths.map((p) => getAttr(i, p)) : [i]).map((k) => ignoreCase(k, caseSensitive)));
+    const keyed = (a: RV, b: RV): number => (pyLt(key(a), key(b)) ? -1 : pyLt(key(b), key(a)) ? 1 : 0);
+    return arr(pySorted(items(x, 'sort'), keyed, !!reverse && truthy(reverse)));
   },
   string: (x) => str(pyStr(x)),
   sum: (x, args) => {
@@ -746,8 +914,8 @@ FILTERS.dictsort = (x, args) => {
   const reverse = arg(pos, kw, 2, 'reverse');
   const pairs = [...x.value].map(([k, v]) => tuple([str(k), v]));
   const idx = by && pyStr(by) === 'value' ? 1 : 0;
-  pairs.sort((a, b) => compare((a.value as RV[])[idx], (b.value as RV[])[idx], !!cs && truthy(cs)));
-  return arr(reverse && truthy(reverse) ? pairs.reverse() : pairs);
+  const cmp = (a: RV, b: RV): number => compare((a.value as RV[])[idx], (b.value as RV[])[idx], !!cs && truthy(cs));
+  return arr(pySorted(pairs, cmp, !!reverse && truthy(reverse)));
 };
 FILTERS.indent = (x, args) => {
   const [pos, kw] = splitKw(args);
@@ -957,8 +1125,8 @@ const LIST_METHODS: Record<string, Method> = {
   sort: (l, a) => {
     const [, kw] = splitKw(a);
     const rev = kw.get('reverse');
-    (l.value as RV[]).sort((x, y) => compare(x, y));
-    if (rev && truthy(rev)) (l.value as RV[]).reverse();
+    const sorted = pySorted(l.value as RV[], (x, y) => compare(x, y), !!rev && truthy(rev));
+    (l.value as RV[]).splice(0, sorted.length, ...sorted);
     return none();
   },
 };
@@ -1057,10 +1225,16 @@ function describe(n: Node): string {
   return 'value';
 }
 
+const BINOPS = new Set(['+', '-', '*', '/', '//', '%', '**', '<', '>', '<=', '>=', '~']);
+
 function rewrite(n: Node, used: Set<string>): Node {
+  // `{% set ns.attr = ... %}`: the target stays a member expression (the library assigns
+  // namespace attributes itself); only the object it names is an expression to rewrite
+  const assignee = n.type === 'Set' ? (n.assignee as Node) : undefined;
+  if (assignee?.type === 'MemberExpression') assignee.object = rewrite(assignee.object as Node, used);
   // children first
   for (const [k, v] of Object.entries(n)) {
-    if (k === 'type') continue;
+    if (k === 'type' || (k === 'assignee' && assignee?.type === 'MemberExpression')) continue;
     if (Array.isArray(v)) n[k] = v.map((c) => (isNode(c) ? rewrite(c, used) : c));
     else if (v instanceof Map) {
       const m = new Map<unknown, unknown>();
@@ -1086,7 +1260,12 @@ function rewrite(n: Node, used: Set<string>): Node {
       }
     }
   }
-  if (n.type === 'MemberExpression' && (n.property as Node).type !== 'SliceExpression') {
+  if (n.type === 'MemberExpression' && (n.property as Node).type === 'SliceExpression') {
+    const sl = n.property as Node;
+    const part = (k: string): Node => (sl[k] as Node | undefined) ?? ident('none');
+    return call('__slice', [n.object as Node, part('start'), part('stop'), part('step'), strLit(describe(n.object as Node))]);
+  }
+  if (n.type === 'MemberExpression') {
     const prop = n.property as Node;
     const key = n.computed ? prop : prop.type === 'IntegerLiteral' ? prop : strLit(prop.value as string);
     return call('__getattr', [n.object as Node, key, strLit(describe(n.object as Node))]);
@@ -1105,6 +1284,12 @@ function rewrite(n: Node, used: Set<string>): Node {
       const test = call('__contains', [n.left as Node, n.right as Node]);
       return op === 'in' ? test : { type: 'UnaryExpression', operator: { type: 'UnaryOperator', value: 'not' }, argument: test };
     }
+    // the library compares with JavaScript's loose ==: [] == [] is false, "" == 0 is true
+    if (op === '==' || op === '!=') {
+      const test = call('__eq', [n.left as Node, n.right as Node]);
+      return op === '==' ? test : { type: 'UnaryExpression', operator: { type: 'UnaryOperator', value: 'not' }, argument: test };
+    }
+    if (BINOPS.has(op)) return call('__binop', [strLit(op), n.left as Node, n.right as Node]);
   }
   if (n.type === 'ObjectLiteral') {
     // the library allows string keys only; Python dicts take numbers and booleans too
@@ -1156,13 +1341,16 @@ export function compileTemplate(source: string): CompiledTemplate {
         __getattr: fn(([obj, key, desc]) => getMember(obj, key, desc.value as string)),
         __iter: fn(([x, unpack]) => {
           if (isUndef(x)) return arr([]);
-          if (x.type === 'NullValue') throw new TemplateError("TypeError: 'NoneType' object is not iterable");
-          if (truthy(unpack) && isArr(x) && x.value.some((v) => v.type === 'TupleValue')) {
+          if (!isArr(x)) return arr(items(x, 'for')); // a string's characters, a dict's keys
+          if (truthy(unpack) && x.value.some((v) => v.type === 'TupleValue')) {
             return arr(x.value.map((v) => (v.type === 'TupleValue' ? arr(v.value as RV[]) : v)));
           }
           return x;
         }),
         __contains: fn(([needle, haystack]) => bool(pyContains(needle, haystack))),
+        __eq: fn(([a, b]) => bool(pyEq(a, b))),
+        __binop: fn(([op, a, b]) => pyBinop(op.value as string, a, b)),
+        __slice: fn(([x, start, stop, step, desc]) => pySlice(x, [start, stop, step], desc.value as string)),
         __dict: fn((kv) => {
           const m = new Map<string, RV>();
           for (let i = 0; i + 1 < kv.length; i += 2) m.set(dictKey(kv[i]), kv[i + 1]);

@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
 import { InputError, UitError, ExitCode } from '../errors.js';
-import { readJsonl } from '../io/jsonl.js';
+import { JsonlWriter, readJsonlItems } from '../io/jsonl.js';
 import { JsonSyntaxError, parseJsonLazily, type LineLocator } from '../io/located-json.js';
 import { AtomicWriter } from '../io/atomic.js';
 import { StagedDir } from '../io/staged-dir.js';
@@ -17,10 +17,12 @@ import type { Example, Instance, Task } from '../types.js';
 import {
   idToRelPath,
   lazyFromTask,
+  reportBadRecord,
   type FormatModule,
   type FormatWriter,
   type LazyTask,
   type OpenOptions,
+  type ReadOptions,
   type Sniff,
   type TaskWriter,
 } from './api.js';
@@ -172,7 +174,14 @@ function isHidden(name: string): boolean {
 export function listTaskFiles(dir: string, exts: string[]): string[] {
   const out: string[] = [];
   const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
+    let names: string[];
+    try {
+      names = readdirSync(d).sort();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new InputError({ file: d }, `cannot read the folder: ${code === 'EACCES' ? 'permission denied' : (err as Error).message}`);
+    }
+    for (const name of names) {
       if (isHidden(name)) continue;
       const p = join(d, name);
       if (statSync(p).isDirectory()) walk(p);
@@ -197,7 +206,7 @@ export function isSidecar(name: string): boolean {
   );
 }
 
-async function* readNiv2(path: string): AsyncGenerator<LazyTask> {
+async function* readNiv2(path: string, opts: ReadOptions): AsyncGenerator<LazyTask> {
   let isDir = false;
   try {
     isDir = statSync(path).isDirectory();
@@ -207,22 +216,31 @@ async function* readNiv2(path: string): AsyncGenerator<LazyTask> {
   if (isDir) {
     for (const f of listTaskFiles(path, ['.json', '.jsonl'])) {
       const rel = relative(path, f).split('\\').join('/');
-      yield* readNiv2File(f, rel.replace(/\.jsonl?$/i, ''));
+      yield* readNiv2File(f, rel.replace(/\.jsonl?$/i, ''), opts);
     }
     return;
   }
-  yield* readNiv2File(path, basename(path).replace(/\.jsonl?$/i, ''));
+  yield* readNiv2File(path, basename(path).replace(/\.jsonl?$/i, ''), opts);
 }
 
-async function* readNiv2File(file: string, id: string): AsyncGenerator<LazyTask> {
+async function* readNiv2File(file: string, id: string, opts: ReadOptions): AsyncGenerator<LazyTask> {
   if (extname(file).toLowerCase() === '.jsonl') {
-    // One task per line, as our JSONL writer produces: {"id": ..., <task keys>}.
-    for await (const { value, line } of readJsonl(file)) {
-      const c = new Checker(file, value, undefined, line);
-      const o = c.obj(value, []);
-      const { id: lineId, ...doc } = o;
-      const taskId = lineId === undefined ? `${id}/${line}` : c.str(lineId, ['id']);
-      yield lazyFromTask(niv2DocToTask(c, doc, taskId, file));
+    // One task per line, as our JSONL writer produces: {"id": ..., <task keys>}; a bad line is one bad task.
+    for await (const item of readJsonlItems(file)) {
+      let task: Task;
+      try {
+        if ('error' in item) throw item.error;
+        const { value, line } = item;
+        const c = new Checker(file, value, undefined, line);
+        const o = c.obj(value, []);
+        const { id: lineId, ...doc } = o;
+        const taskId = lineId === undefined ? `${id}/${line}` : c.str(lineId, ['id']);
+        task = niv2DocToTask(c, doc, taskId, file);
+      } catch (err) {
+        reportBadRecord(opts, err);
+        continue;
+      }
+      yield lazyFromTask(task);
     }
     return;
   }
@@ -243,7 +261,7 @@ export const niv2: FormatModule = {
     // Definition precedes the examples and instances in released files, so it is in the head.
     return /^\s*\{/.test(s.head) && /"Definition"\s*:\s*\[/.test(s.head);
   },
-  read: (file) => readNiv2(file),
+  read: (file, opts) => readNiv2(file, opts),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -377,6 +395,15 @@ export function provenancePathFor(out: string, layout: OutputLayout): string {
   return out.replace(/\.jsonl?$/i, '') + '.provenance.jsonl';
 }
 
+/**
+ * The provenance sidecar of an output: staged inside a folder output (so it appears with the
+ * folder), written atomically beside a file output, none for stdout.
+ */
+export function provenanceSink(layout: OutputLayout, out: string, dir?: StagedDir): JsonlWriter | undefined {
+  if (layout === 'stdout') return undefined;
+  return new JsonlWriter(dir ? dir.stagedPath(basename(provenancePathFor(out, layout))) : provenancePathFor(out, layout));
+}
+
 export const niv2Writer: FormatWriter = {
   name: 'niv2',
   description: targetDescription('niv2'),
@@ -384,9 +411,11 @@ export const niv2Writer: FormatWriter = {
     const layout = outputLayout(opts.out);
     const out = opts.out ?? '-';
     if (layout === 'dir') {
-      const dir = new StagedDir(out);
+      const dir = new StagedDir(out, { replace: opts.replace });
+      const prov = provenanceSink(layout, out, dir)!;
       return {
         provenancePath: provenancePathFor(out, layout),
+        provenance: prov,
         async write(t) {
           const rel = idToRelPath(t.task.id, '.json');
           if (dir.has(rel)) throw new InputError({ file: t.task.source.file }, `two tasks would be written to ${rel} (task id ${t.task.id})`);
@@ -397,36 +426,50 @@ export const niv2Writer: FormatWriter = {
           f.close();
           return join(out, rel);
         },
-        commit: () => dir.commit(),
-        abort: () => dir.abort(),
+        commit: () => {
+          prov.commit();
+          dir.commit();
+        },
+        abort: () => {
+          prov.abort();
+          dir.abort();
+        },
       };
     }
     if (layout === 'json') {
-      let w: AtomicWriter | null = null;
+      // opened at once, so an unwritable output fails before any work (no task: an empty file)
+      const w = new AtomicWriter(out);
+      const prov = provenanceSink(layout, out)!;
+      let written = false;
       return {
         provenancePath: provenancePathFor(out, layout),
+        provenance: prov,
         async write(t) {
-          if (w) throw usage(`${out}: a .json output holds one task; this input has more (write to a folder or a .jsonl file)`);
-          w = new AtomicWriter(out);
-          const aw = w;
+          if (written) throw usage(`${out}: a .json output holds one task; this input has more (write to a folder or a .jsonl file)`);
+          written = true;
           const style = styleOf(t.task);
-          await emitNiv2(t, (s) => aw.write(s), style);
-          if (style.trailingNewline) aw.write('\n');
+          await emitNiv2(t, (s) => w.write(s), style);
+          if (style.trailingNewline) w.write('\n');
           return out;
         },
         commit: () => {
-          if (!w) w = new AtomicWriter(out); // no task: an empty output is still an output
           w.commit();
+          prov.commit();
         },
-        abort: () => w?.abort(),
+        abort: () => {
+          w.abort();
+          prov.abort();
+        },
       };
     }
     // JSONL, to a file or stdout: one task per line, with its id first.
     const aw = layout === 'jsonl' ? new AtomicWriter(out) : null;
+    const prov = provenanceSink(layout, out);
     const stdout = opts.stdout ?? process.stdout;
     let line = 0;
     return {
       provenancePath: layout === 'jsonl' ? provenancePathFor(out, layout) : undefined,
+      provenance: prov,
       async write(t) {
         let buf = '';
         const emit = aw ? (s: string) => aw.write(s) : (s: string) => void (buf += s);
@@ -437,8 +480,14 @@ export const niv2Writer: FormatWriter = {
         line++;
         return layout === 'jsonl' ? `${out}#${line}` : `-#${line}`;
       },
-      commit: () => aw?.commit(),
-      abort: () => aw?.abort(),
+      commit: () => {
+        aw?.commit();
+        prov?.commit();
+      },
+      abort: () => {
+        aw?.abort();
+        prov?.abort();
+      },
     };
   },
 };

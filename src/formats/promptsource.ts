@@ -12,10 +12,10 @@ import { basename, dirname, join } from 'node:path';
 import { isMap, isScalar, LineCounter, parseDocument, type Node as YamlNode, type YAMLMap } from 'yaml';
 import { InputError, UitError, ExitCode } from '../errors.js';
 import { readLines } from '../io/jsonl.js';
-import { JsonSyntaxError, parseRow } from '../io/located-json.js';
+import { JsonSyntaxError, parseRow, type RowOptions } from '../io/located-json.js';
 import type { Instance, Task } from '../types.js';
 import { promptsourceText } from '../transfer/template-text.js';
-import { DEFAULT_HEAD, lazyFromStream, type FormatModule, type LazyTask, type ReadOptions, type Skipped, type Sniff } from './api.js';
+import { DEFAULT_HEAD, lazyFromStream, reportBadRecord, type FormatModule, type LazyTask, type ReadOptions, type Skipped, type Sniff } from './api.js';
 import { compileTemplate, pyStrip, seededRng, TemplateError, type CompiledTemplate, type Rng } from './jinja-py.js';
 import { listTaskFiles } from './niv2.js';
 import { inputDescription } from './names.js';
@@ -179,12 +179,12 @@ function unprotect(s: string): string {
 }
 
 /** Streams the rows of a JSONL file as objects, with their line numbers. */
-export async function* readRows(file: string): AsyncGenerator<{ row: Record<string, unknown>; line: number }> {
+export async function* readRows(file: string, opts: RowOptions = {}): AsyncGenerator<{ row: Record<string, unknown>; line: number }> {
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     let row: unknown;
     try {
-      row = parseRow(text);
+      row = parseRow(text, opts);
     } catch (err) {
       if (err instanceof JsonSyntaxError) throw new InputError({ file, line }, `malformed JSON at column ${err.column}: ${err.reason}`);
       throw err;
@@ -255,16 +255,21 @@ async function* readPromptsource(path: string, opts: ReadOptions): AsyncGenerato
   for (const file of files) {
     const ps = loadTemplatesYaml(file);
     const rows = rowsFor(file, opts);
-    // compile every template first: a broken template fails before anything is rendered
-    const renderers = ps.templates.map((t) => new PsRenderer(t, file, renderOpts));
-    for (const r of renderers) {
-      const t = r.template;
+    // each template is a task: a broken one is a bad task of its own (onBadRecord), or ends the read
+    for (const t of ps.templates) {
       const id = promptsourceTaskId(ps, t);
+      let r: PsRenderer;
       let text;
       try {
-        text = promptsourceText(t.jinja);
+        r = new PsRenderer(t, file, renderOpts);
+        try {
+          text = promptsourceText(t.jinja);
+        } catch (err) {
+          throw new InputError({ file, line: t.jinjaLine, field: `templates.${t.id}.jinja` }, `template '${t.name}': ${(err as Error).message}`);
+        }
       } catch (err) {
-        throw new InputError({ file, line: t.jinjaLine, field: `templates.${t.id}.jinja` }, `template '${t.name}': ${(err as Error).message}`);
+        reportBadRecord(opts, err);
+        continue;
       }
       const meta: Omit<Task, 'instances'> = {
         id,
@@ -288,7 +293,14 @@ async function* readPromptsource(path: string, opts: ReadOptions): AsyncGenerato
         reported.add(s.line ?? 0);
         opts.onSkip?.(s);
       };
-      yield await lazyFromStream(meta, () => renderedInstances(r, rows, id, onSkip), opts.head ?? DEFAULT_HEAD);
+      let lazy: LazyTask;
+      try {
+        lazy = await lazyFromStream(meta, () => renderedInstances(r, rows, id, onSkip), opts.head ?? DEFAULT_HEAD);
+      } catch (err) {
+        reportBadRecord(opts, err);
+        continue;
+      }
+      yield lazy;
     }
   }
 }

@@ -1,10 +1,15 @@
 // Record-per-item formats (Alpaca, self-instruct, ShareGPT) come as a JSON array or as JSONL.
-// Both are read here as one stream of records, each with a Checker that knows its line: JSONL
-// is streamed line by line; a JSON array is parsed whole (it is one document) with positions.
+// Both are read here as one stream of records, each with a Checker that knows its line, and both
+// stream: JSONL line by line, a JSON array element by element (io/json-array.ts), so a file
+// larger than memory converts either way. A record that does not parse, or is not an object, is a
+// BadRecord in the stream: the reader decides whether that ends the file or one task.
 import { extname } from 'node:path';
-import { readJsonl } from '../io/jsonl.js';
+import type { UitError } from '../errors.js';
+import { InputError } from '../errors.js';
+import { readJsonArray } from '../io/json-array.js';
+import { readJsonlItems } from '../io/jsonl.js';
+import { JsonSyntaxError, parseJsonLazily } from '../io/located-json.js';
 import { Checker } from './check.js';
-import { parseJsonFile } from './niv2.js';
 
 export interface SourceRecord {
   value: Record<string, unknown>;
@@ -14,30 +19,61 @@ export interface SourceRecord {
   check: Checker;
 }
 
+/** A record that cannot be read (malformed JSON, not an object); it keeps its place in the count. */
+export interface BadRecord {
+  bad: UitError;
+  index: number;
+  line: number;
+}
+
+export type RecordItem = SourceRecord | BadRecord;
+
+export function isBadRecord(r: RecordItem): r is BadRecord {
+  return 'bad' in r;
+}
+
 export function isJsonlPath(file: string): boolean {
   return extname(file).toLowerCase() === '.jsonl';
 }
 
+function checked(value: unknown, check: Checker, index: number, line: number): RecordItem {
+  try {
+    return { value: check.obj(value, []), index, line, check };
+  } catch (err) {
+    if (err instanceof InputError) return { bad: err, index, line };
+    throw err;
+  }
+}
+
 /** A restartable stream of the objects in a JSON array file or a JSONL file. */
-export function openRecords(file: string): () => AsyncIterable<SourceRecord> {
+export function openRecords(file: string): () => AsyncIterable<RecordItem> {
   if (isJsonlPath(file)) {
     return async function* () {
       let index = 0;
-      for await (const { value, line } of readJsonl(file)) {
-        const check = new Checker(file, value, undefined, line);
-        yield { value: check.obj(value, []), index: index++, line, check };
+      for await (const item of readJsonlItems(file)) {
+        if ('error' in item) {
+          yield { bad: item.error, index: index++, line: item.line };
+          continue;
+        }
+        yield checked(item.value, new Checker(file, item.value, undefined, item.line), index++, item.line);
       }
     };
   }
-  let parsed: ReturnType<typeof parseJsonFile> | null = null;
   return async function* () {
-    parsed ??= parseJsonFile(file, file);
-    const { value, locator } = parsed;
-    const root = new Checker(file, value, locator);
-    const list = root.arr(value, []);
-    for (let i = 0; i < list.length; i++) {
-      const check = new Checker(file, value, locator, 1, [i]);
-      yield { value: check.obj(list[i], []), index: i, line: check.line([]) ?? 1, check };
+    for await (const el of readJsonArray(file)) {
+      let parsed: ReturnType<typeof parseJsonLazily>;
+      try {
+        parsed = parseJsonLazily(el.text);
+      } catch (err) {
+        if (!(err instanceof JsonSyntaxError)) throw err;
+        // positions inside the element, back to the file's (its first line starts at el.column)
+        const column = err.line === 1 ? el.column + err.column - 1 : err.column;
+        const bad = new InputError({ file, line: el.line + err.line - 1 }, `malformed JSON at column ${column}: ${err.reason}`);
+        yield { bad, index: el.index, line: el.line };
+        continue;
+      }
+      const check = new Checker(file, parsed.value, parsed.locator, el.line, [], [el.index]);
+      yield checked(parsed.value, check, el.index, el.line);
     }
   };
 }

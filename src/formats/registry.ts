@@ -64,8 +64,9 @@ export function planInput(path: string, from?: string): InputPart[] {
   let isDir: boolean;
   try {
     isDir = statSync(path).isDirectory();
-  } catch {
-    throw new InputError({ file: path }, 'cannot read: no such file or folder');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError({ file: path }, `cannot read: ${code === 'EACCES' ? 'permission denied' : 'no such file or folder'}`);
   }
   const forced = from === undefined ? undefined : formatByName(from);
   if (!isDir) return [{ format: forced ?? detectFile(path), path }];

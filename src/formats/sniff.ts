@@ -2,12 +2,20 @@
 // array, read from the first 64 KiB of the file without parsing the rest.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { extname } from 'node:path';
+import { InputError } from '../errors.js';
+import { inputReadError } from '../io/jsonl.js';
 import type { Sniff } from './api.js';
 
 export const SNIFF_BYTES = 64 * 1024;
 
 export function sniffFile(file: string): Sniff {
-  const fd = openSync(file, 'r');
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    const e = inputReadError(file, err);
+    throw e instanceof InputError ? e : new InputError({ file }, `cannot read: ${(err as Error).message}`);
+  }
   try {
     const buf = Buffer.alloc(SNIFF_BYTES);
     const n = readSync(fd, buf, 0, SNIFF_BYTES, 0);

@@ -14,6 +14,15 @@ export interface TextLine {
   line: number;
 }
 
+/** A failure to open or read an input file as the InputError users see; anything else unchanged. */
+export function inputReadError(file: string, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT') return new InputError({ file }, 'cannot read: no such file', { cause: err });
+  if (code === 'EACCES') return new InputError({ file }, 'cannot read: permission denied', { cause: err });
+  if (code === 'EISDIR') return new InputError({ file }, 'cannot read: it is a folder', { cause: err });
+  return err;
+}
+
 /** Streams the lines of a UTF-8 text file (without their line endings). */
 export async function* readLines(file: string, label = file): AsyncGenerator<TextLine> {
   const stream = createReadStream(file, { encoding: 'utf8' });
@@ -26,11 +35,7 @@ export async function* readLines(file: string, label = file): AsyncGenerator<Tex
       yield { text: line === 1 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, line };
     }
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
-      throw new InputError({ file: label }, `cannot read: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
-    }
-    throw err;
+    throw inputReadError(label, err);
   } finally {
     rl.close();
     stream.destroy();
@@ -60,9 +65,33 @@ export function parseJsonLine(text: string, file: string, line: number): JsonVal
 
 /** Streams the records of a JSONL file; blank lines are skipped. */
 export async function* readJsonl(file: string, label = file): AsyncGenerator<JsonlRecord> {
+  for await (const item of readJsonlItems(file, label)) {
+    if ('error' in item) throw item.error;
+    yield item;
+  }
+}
+
+/** A JSONL line that does not parse: the next line is another record and still reads. */
+export interface BadJsonLine {
+  error: InputError;
+  line: number;
+}
+
+/** The same, with a malformed line as an item instead of an exception (readers that read on). */
+export async function* readJsonlItems(file: string, label = file): AsyncGenerator<JsonlRecord | BadJsonLine> {
   for await (const { text, line } of readLines(file, label)) {
     if (text.trim() === '') continue;
-    yield { value: parseJsonLine(text, label, line), line };
+    let value: JsonValue;
+    try {
+      value = parseJsonLine(text, label, line);
+    } catch (err) {
+      if (err instanceof InputError) {
+        yield { error: err, line };
+        continue;
+      }
+      throw err;
+    }
+    yield { value, line };
   }
 }
 

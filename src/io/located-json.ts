@@ -83,13 +83,19 @@ export function parseJsonLazily(text: string): { value: JsonValue; locator: Line
     // not plain JSON (NaN, a syntax error): the located parse gives the value or the line
     return parseLocatedJson(text);
   }
-  let located: ParsedJson | null = null;
+  let located: ParsedJson | null | undefined;
   return {
     value,
     locator: {
       lineAt(_root, path) {
-        located ??= parseLocatedJson(text);
-        return located.locator.lineAt(located.value, path);
+        if (located === undefined) {
+          try {
+            located = parseLocatedJson(text);
+          } catch {
+            located = null; // JSON.parse took it but the located parse does not (too deep): no line
+          }
+        }
+        return located === null ? undefined : located.locator.lineAt(located.value, path);
       },
     },
   };
@@ -102,20 +108,44 @@ export interface ParsedJson {
 
 const WS = new Set([0x20, 0x0a, 0x0d, 0x09]);
 
+/** Deepest nesting the located parser follows (real data nests a few levels). */
+export const MAX_DEPTH = 1000;
+
+/** A character for an error message: printable as itself, anything else as U+XXXX. */
+export function describeChar(ch: string | undefined): string {
+  if (ch === undefined) return 'end of input';
+  if (ch === '\n') return "'\\n'";
+  const code = ch.codePointAt(0)!;
+  if (code < 0x20 || (code >= 0x7f && code < 0xa0) || code === 0xfeff || code === 0xfffd) {
+    return `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  }
+  return `'${ch}'`;
+}
+
 /** Parses one JSON document (plus NaN/Infinity), recording positions. Throws JsonSyntaxError. */
 export function parseLocatedJson(text: string): ParsedJson {
   return parseJsonImpl(text, false);
 }
 
-/**
- * Parses a dataset row for template rendering: like parseLocatedJson, but integral floats come
- * back as IntegralFloat so templates print them as Python does.
- */
-export function parseRow(text: string): unknown {
-  return parseJsonImpl(text, true).value;
+export interface RowOptions {
+  /**
+   * An integer written without fraction or exponent that a JavaScript number cannot hold exactly
+   * (beyond ±2^53) comes back as a bigint, as Python's json keeps it: 12345678901234567890, not
+   * 12345678901234567000. Off by default: a renderer must know bigints to take them.
+   */
+  exactIntegers?: boolean;
 }
 
-function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
+/**
+ * Parses a dataset row for template rendering: like parseLocatedJson, but integral floats come
+ * back as IntegralFloat so templates print them as Python does (and, on request, big integers as
+ * bigints).
+ */
+export function parseRow(text: string, opts: RowOptions = {}): unknown {
+  return parseJsonImpl(text, true, opts.exactIntegers === true).value;
+}
+
+function parseJsonImpl(text: string, boxFloats: boolean, exactIntegers = false): ParsedJson {
   const positions = new WeakMap<object, NodePos>();
   let i = 0;
   let line = 1;
@@ -144,8 +174,7 @@ function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
     }
   };
 
-  const describe = (at: number): string =>
-    at >= text.length ? 'end of input' : `'${text[at] === '\n' ? '\\n' : text[at]}'`;
+  const describe = (at: number): string => describeChar(at >= text.length ? undefined : String.fromCodePoint(text.codePointAt(at)!));
 
   const parseString = (): string => {
     // i is at the opening quote
@@ -213,8 +242,11 @@ function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
     skipWs();
     if (i >= text.length) fail('unexpected end of input');
     const c = text[i];
-    if (c === '{') return parseObject();
-    if (c === '[') return parseArray();
+    if (c === '{' || c === '[') {
+      const v = c === '{' ? parseObject() : parseArray();
+      depth--;
+      return v;
+    }
     if (c === '"') return parseString();
     if (text.startsWith('true', i)) {
       i += 4;
@@ -245,13 +277,22 @@ function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
     if (m && m[0].length > 0 && m[0] !== '-') {
       i += m[0].length;
       const n = Number(m[0]);
-      if (boxFloats && Number.isInteger(n) && /[.eE]/.test(m[0])) return new IntegralFloat(n) as unknown as JsonValue;
+      const float = /[.eE]/.test(m[0]);
+      if (boxFloats && Number.isInteger(n) && float) return new IntegralFloat(n) as unknown as JsonValue;
+      if (exactIntegers && !float && !Number.isSafeInteger(n)) return BigInt(m[0]) as unknown as JsonValue;
       return n;
     }
     return fail(`unexpected ${describe(i)}`);
   };
 
+  // the parser recurses per level: past this depth a document is refused rather than overflow the stack
+  let depth = 0;
+  const enter = (): void => {
+    if (++depth > MAX_DEPTH) fail(`nested deeper than ${MAX_DEPTH} levels`);
+  };
+
   const parseObject = (): JsonValue => {
+    enter();
     const obj: Record<string, JsonValue> = {};
     const pos: NodePos = { line, members: new Map() };
     positions.set(obj, pos);
@@ -289,6 +330,7 @@ function parseJsonImpl(text: string, boxFloats: boolean): ParsedJson {
   };
 
   const parseArray = (): JsonValue => {
+    enter();
     const arr: JsonValue[] = [];
     const pos: NodePos = { line, members: new Map() };
     positions.set(arr, pos);

@@ -5,7 +5,9 @@
 // writes them (JSON.stringify turns them into null), floats use Python's repr (1e-05, not
 // 0.00001), and empty containers are `[]` / `{}` even when indenting (same as JSON.stringify).
 // A float that happens to be integral (Python `1.0`) is read by JavaScript as the number 1 and
-// comes back as `1`: the only known loss, and Ni-v2 files have no such numbers.
+// comes back as `1`, unless the reader kept it as an IntegralFloat (dataset rows, parseRow);
+// a bigint (a row's integer beyond 2^53, parseRow's exactIntegers) is written with every digit.
+import { IntegralFloat } from './located-json.js';
 
 export interface DumpOptions {
   /** Spaces per level, or a string such as a tab; undefined means one line. */
@@ -64,6 +66,12 @@ export function dumpNumber(n: number): string {
   return neg ? `-${body}` : body;
 }
 
+/** Python's repr() of a float whose value is integral (`4.0`, `1e+16`). */
+function dumpIntegralFloat(n: number): string {
+  if (Number.isInteger(n) && Math.abs(n) < 1e16) return (Object.is(n, -0) ? '-0' : String(n)) + '.0';
+  return dumpNumber(n);
+}
+
 /**
  * Serializes `value` as it would appear nested `level` levels deep (the first line is not
  * indented; inner lines are). Undefined object members are skipped, as JSON.stringify does.
@@ -79,9 +87,12 @@ export function dumps(value: unknown, opts: DumpOptions = {}, level = 0): string
         return dumpString(v, ascii);
       case 'number':
         return dumpNumber(v);
+      case 'bigint':
+        return v.toString();
       case 'boolean':
         return v ? 'true' : 'false';
       case 'object':
+        if (v instanceof IntegralFloat) return dumpIntegralFloat(v.value);
         break;
       default:
         throw new TypeError(`cannot serialize a ${typeof v} as JSON`);

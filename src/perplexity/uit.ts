@@ -11,8 +11,9 @@
 // - examples: the task's first two Positive Examples, or a candidate's own when it carries some
 //   (an API transfer rewrites the examples with the Definition). A task with fewer than two
 //   (instance-level sources) borrows the missing ones from its instances: the last ones of the
-//   shuffle with a non-empty output, which are then not scored. A task with no instances to
-//   borrow gets fewer blocks. (The reference mode borrows nothing: the reference needs two.)
+//   shuffle with a non-empty output, which are then not scored, never the last such instance (it
+//   is scored instead). A task with no instances to borrow gets fewer blocks: one record alone is
+//   scored zero-shot. (The reference mode borrows nothing: the reference needs two.)
 // - a candidate's score: the token-weighted mean CE over its scored instances (sum of CE / sum of
 //   tokens), and perplexity = exp(mean CE). (The reference averages the means of 4 chunks of 8.)
 // - prompts longer than the scorer's context: the long inputs are shortened, never the Definition
@@ -76,8 +77,14 @@ export function uitSetup(task: Task, opts: UitOptions = {}): UitSetup {
   const borrowed: Instance[] = [];
   // the reference indexes Positive Examples [0] and [1] and has no fallback: nothing is borrowed
   const borrow = (opts.scoring ?? DEFAULT_SCORING) === 'uit';
-  for (let i = pool.length - 1; borrow && i >= 0 && examples.length + borrowed.length < EXAMPLES_IN_PROMPT; i--) {
-    if ((pool[i].outputs[0] ?? '') !== '') borrowed.push(pool[i]);
+  // Never the last instance with a gold output: a one-record task (most Alpaca data) is scored on
+  // that record, with fewer examples in the prompt, rather than left with nothing to score.
+  let gold = pool.filter((x) => (x.outputs[0] ?? '') !== '').length;
+  for (let i = pool.length - 1; borrow && i >= 0 && examples.length + borrowed.length < EXAMPLES_IN_PROMPT && gold > 1; i--) {
+    if ((pool[i].outputs[0] ?? '') !== '') {
+      borrowed.push(pool[i]);
+      gold--;
+    }
   }
   if (borrowed.length > 0) {
     pool = pool.filter((x) => !borrowed.includes(x));

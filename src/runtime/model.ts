@@ -1,6 +1,7 @@
 // loadModel: a model folder turned into a tokenizer, a backend and the facts about both.
 import { loadTokenizer, type UitTokenizer } from '../tokenizer/index.js';
 import { OrtBackend, type Backend } from './backend.js';
+import { checkModelConfig } from './config-check.js';
 import type { KvDtype } from './graph-spec.js';
 import { modelIdentity, type IdentityOptions } from './identity.js';
 import { configNumber, inspectModelFolder, type ModelFolder } from './model-folder.js';
@@ -100,6 +101,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     sharedKv: opts.sharedKv,
     graphSampling: opts.graphSampling,
   });
+  try {
+    checkModelConfig(folder, (await backend.loadedSpecs())[0], tokenizer);
+  } catch (err) {
+    await backend.dispose();
+    throw err;
+  }
   const fast = opts.fastGraphs ?? true;
   const info: ModelInfo = {
     dir: folder.dir,

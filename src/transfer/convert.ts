@@ -4,7 +4,6 @@
 import type { Writable } from 'node:stream';
 import type { LazyTask, ReadOptions, Skipped, TargetFormat } from '../formats/api.js';
 import { planInput, writerByName } from '../formats/registry.js';
-import { JsonlWriter } from '../io/jsonl.js';
 import { createProgress } from '../progress.js';
 import type { FormatName } from '../types.js';
 import './heuristic.js';
@@ -25,6 +24,8 @@ export interface ConvertOptions extends ReadOptions {
   stdout?: Writable;
   /** No progress bar (--json, tests). */
   quiet?: boolean;
+  /** Replace an existing output folder (a uit output) as a whole instead of refusing it (`--force`). */
+  force?: boolean;
   /** Called after each task is written; `output` is where the writer put it (a path, or `-#N` on stdout). */
   onTask?: (info: { id: string; output: string; instances: number }) => void;
 }
@@ -64,8 +65,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertSummary> {
   const parts = inputs.flatMap((i) => planInput(i, opts.from));
   const skipped: Skipped[] = [];
   const readOpts: ReadOptions = { ...opts, onSkip: (s) => skipped.push(s) };
-  const writer = writerByName(opts.to).open({ out: opts.out, stdout: opts.stdout });
-  const prov = writer.provenancePath ? new JsonlWriter(writer.provenancePath) : null;
+  const writer = writerByName(opts.to).open({ out: opts.out, stdout: opts.stdout, replace: opts.force });
+  const prov = writer.provenance;
   const summary: ConvertSummary = {
     input: inputs,
     from: [...new Set(parts.map((p) => p.format.name))],
@@ -95,9 +96,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertSummary> {
       bar.tick(1, { tasks: summary.tasks });
     }
     writer.commit();
-    prov?.commit();
   } catch (err) {
-    prov?.abort();
     writer.abort();
     throw err;
   } finally {

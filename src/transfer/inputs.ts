@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import type { LazyTask, ReadOptions } from '../formats/api.js';
 import { listTaskFiles, niv2 } from '../formats/niv2.js';
 import { planInput, type InputPart } from '../formats/registry.js';
-import type { UitError } from '../errors.js';
+import { InputError, UitError } from '../errors.js';
 import { groupCandidateFiles, readCandidateGroup, type FileCandidate } from './reference-layout.js';
 import { isTaskError } from './task-errors.js';
 
@@ -45,8 +45,14 @@ function folderId(task: LazyTask, file: string, root: string): LazyTask {
   return fixed === id ? task : { ...task, task: { ...task.task, id: fixed } };
 }
 
-/** Every task of `inputs`, in order, with reader failures as items instead of exceptions. */
+/**
+ * Every task of `inputs`, in order, with reader failures as items instead of exceptions: a bad
+ * record (a line, an array element, a template) is one failed task and the reader reads on; a
+ * failure that ends a file says so, and how many tasks of it were read before.
+ */
 export async function* readTasks(inputs: readonly string[], from: string | undefined, opts: ReadOptions): AsyncGenerator<InputItem> {
+  const bad: UitError[] = [];
+  const readOpts: ReadOptions = { ...opts, onBadRecord: (err) => bad.push(err) };
   type Planned = { kind: 'part'; part: InputPart & { root?: string } } | { kind: 'error'; part: string; error: UitError };
   const planned: Planned[] = [];
   for (const input of inputs) {
@@ -74,15 +80,28 @@ export async function* readTasks(inputs: readonly string[], from: string | undef
       continue;
     }
     const part = item.part;
+    let read = 0;
     try {
-      for await (const t of part.format.read(part.path, opts)) {
+      for await (const t of part.format.read(part.path, readOpts)) {
+        // the reader reports a bad record before it reads on to the next task
+        for (const error of bad.splice(0)) yield { kind: 'error', part: part.path, error };
+        read++;
         yield { kind: 'task', task: part.root ? folderId(t, part.path, part.root) : t, part: part.path };
       }
+      for (const error of bad.splice(0)) yield { kind: 'error', part: part.path, error };
     } catch (err) {
+      for (const error of bad.splice(0)) yield { kind: 'error', part: part.path, error };
       if (!isTaskError(err)) throw err;
-      yield { kind: 'error', part: part.path, error: err };
+      yield { kind: 'error', part: part.path, error: read > 0 ? endsFile(err, read) : err };
     }
   }
+}
+
+/** The failure that ended a file after `read` tasks of it: the tasks after it were not read. */
+function endsFile(err: UitError, read: number): UitError {
+  const note = `; reading stopped here, after ${read} task${read === 1 ? '' : 's'} of this file: the rest of it was not read`;
+  if (err instanceof InputError) return new InputError(err.location, err.reason + note, { cause: err });
+  return new UitError(err.message + note, err.exitCode, { cause: err });
 }
 
 function isFolder(path: string): boolean {

@@ -6,6 +6,9 @@ import { basename } from 'node:path';
 import { DEFAULT_HEAD } from '../formats/api.js';
 import { defaultCachePath, openCache, type Cache, type JsonObject } from '../cache/index.js';
 import { ExitCode, UitError } from '../errors.js';
+import { addStopHook } from '../signals.js';
+import { outputLayout } from '../formats/niv2.js';
+import { checkOutputFolder } from '../io/staged-dir.js';
 import { DEFAULT_SCORING, Scorer } from '../perplexity/index.js';
 import { openAIGeneratorFromOptions, paramsJson, type OpenAICliOptions } from '../remote/index.js';
 import { describeDevice, loadModel, type Model } from '../runtime/index.js';
@@ -52,6 +55,8 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
   const style: PromptStyle = o.promptStyle ?? 'fewshot';
   const seeds = generates && style === 'fewshot' ? loadSeeds(o.seeds) : undefined;
   const candidates = command === 'denoise' && o.candidates ? await readCandidatesFile(o.candidates) : undefined;
+  // an output folder that would be refused is refused now, not after the models load
+  if (command !== 'transfer' && outputLayout(o.out) === 'dir') checkOutputFolder(o.out, { replace: o.force === true });
 
   const cache = openCache(o.cache ?? defaultCachePath());
   const models: Model[] = [];
@@ -78,6 +83,7 @@ export async function openPipeline(command: PipelineCommand, input: string[], o:
       candidates,
       shard,
       strict: o.strict,
+      force: o.force === true,
       quiet: o.json === true,
     };
 
@@ -166,17 +172,12 @@ export async function runPipelineCommand(command: PipelineCommand, input: string
   const opened = await openPipeline(command, input, o);
   let summary: PipelineSummary;
   // Ctrl-C, or SIGTERM from a scheduler preempting the job: the run is recorded as interrupted
-  // (what it finished is in the cache; the same command resumes) and the process ends at once.
-  const stop = (signal: NodeJS.Signals) => {
-    try {
-      opened.cache.finishRun('interrupted');
-    } finally {
-      process.stderr.write(`uit ${command}: ${signal}: stopped; run the same command again to resume from the cache\n`);
-      process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
-    }
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // (what it finished is in the cache; the same command resumes) and the process ends at once
+  // (src/signals.ts, which also removes the unfinished outputs).
+  const removeHook = addStopHook(() => {
+    opened.cache.finishRun('interrupted');
+    return `run the same command again to resume from the cache (uit ${command})`;
+  });
   try {
     opened.cache.startRun(command, runArgs(input, o));
     try {
@@ -192,8 +193,7 @@ export async function runPipelineCommand(command: PipelineCommand, input: string
       modelCalls: summary.modelCalls,
     } as unknown as JsonObject);
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    removeHook();
     await opened.close();
   }
   if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');

@@ -3,7 +3,7 @@
 // included, so this module imports nothing heavier than commander (pipeline-cli.ts runs them).
 import { Option, type Command } from 'commander';
 import { deviceOption, float, int } from '../cli-values.js';
-import { defaultCachePath } from '../cache/location.js';
+import { DEFAULT_CACHE_HELP, defaultCachePath } from '../cache/location.js';
 import { DEFAULT_INSTANCES, DEFAULT_SCORING, SCORING_MODES, type ScoringMode } from '../perplexity/defaults.js';
 import { addOpenAIOptions, type OpenAICliOptions } from '../remote/cli-options.js';
 import type { Device } from '../runtime/index.js';
@@ -51,6 +51,8 @@ export interface PipelineCliOptions extends Partial<OpenAICliOptions> {
   cache?: string;
   shard?: string;
   strict?: boolean;
+  /** Replace an existing output folder (convert, denoise, demo). */
+  force?: boolean;
   json?: boolean;
   device?: Device;
   threads?: number;
@@ -86,7 +88,7 @@ export function addDenoiseOptions(cmd: Command): Command {
 /** Options every pipeline command has. */
 export function addRunOptions(cmd: Command, { json = true } = {}): Command {
   cmd
-    .option('--cache <file>', `SQLite cache of generations and scores (default: $UIT_CACHE, else ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
+    .option('--cache <file>', `SQLite cache of generations and scores (default: ${DEFAULT_CACHE_HELP}; here ${defaultCachePath().replace(process.env.HOME ?? '\0', '~')})`)
     .option('--shard <k/n>', 'process only shard k of n (0-based; by a hash of the task id)')
     .option('--strict', 'stop at the first bad task (exit code 3) and write nothing')
     .addOption(deviceOption())

@@ -28,7 +28,7 @@ import type { FileCandidate } from './reference-layout.js';
 import { buildTransferPrompt, type PromptStyle, type SeedPair } from './prompt.js';
 import { outputName } from './output-name.js';
 import { inShard, type Shard } from './shard.js';
-import { removeStaleTemps } from './stale.js';
+import { removeStaleTemps } from '../io/stale.js';
 import { errorsPathFor, failureOf, isTaskError, writeErrorsFile, type TaskFailure } from './task-errors.js';
 
 export type PipelineCommand = 'convert' | 'transfer' | 'denoise';
@@ -74,6 +74,8 @@ export interface PipelineOptions {
   shard?: Shard;
   /** Stop at the first bad task (exit code BAD_INPUT) and write nothing. */
   strict?: boolean;
+  /** Replace an existing output folder (a uit output) as a whole instead of refusing it (`--force`). */
+  force?: boolean;
   /** No progress bar (--json, tests). */
   quiet?: boolean;
   /** Told about every written (or filtered) task, e.g. for the demo's display. */
@@ -133,7 +135,6 @@ type Outcome = { kind: 'ok'; report: TaskReport } | { kind: 'filtered'; report: 
 
 interface Sinks {
   writer?: ReturnType<ReturnType<typeof writerByName>['open']>;
-  provenance?: JsonlWriter;
   candidates?: JsonlWriter;
 }
 
@@ -175,13 +176,12 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
   const used = new Set<string>();
   try {
     if (to === null) {
-      removeStaleTemps([opts.out, errorsPath]);
+      removeStaleTemps([errorsPath]);
       sinks.candidates = new JsonlWriter(opts.out);
     } else {
-      const writer = writerByName(to).open({ out: opts.out });
-      removeStaleTemps([opts.out, errorsPath, ...(writer.provenancePath ? [writer.provenancePath] : [])]);
+      removeStaleTemps([errorsPath]);
+      const writer = writerByName(to).open({ out: opts.out, replace: opts.force });
       sinks.writer = writer;
-      if (writer.provenancePath) sinks.provenance = new JsonlWriter(writer.provenancePath);
       summary.provenance = writer.provenancePath ?? null;
     }
 
@@ -219,11 +219,8 @@ export async function runPipeline(opts: PipelineOptions): Promise<PipelineSummar
     }
 
     sinks.writer?.commit();
-    sinks.provenance?.commit();
     sinks.candidates?.commit();
   } catch (err) {
-    // sidecars first: the writer removes an output folder it created only when it is empty
-    sinks.provenance?.abort();
     sinks.candidates?.abort();
     sinks.writer?.abort();
     throw err;
@@ -360,14 +357,14 @@ async function processTask(opts: PipelineOptions, lt: LazyTask, sinks: Sinks, to
   });
   const definitions = definitionsToWrite(scores, d.selection.keepCandidates);
   if (scores.best === null) {
-    sinks.provenance?.write({ id: lt.task.id, output: null, ...provenance, filtered: 'every candidate is above the threshold' });
+    sinks.writer!.provenance?.write({ id: lt.task.id, output: null, ...provenance, filtered: 'every candidate is above the threshold' });
     return { kind: 'filtered', report: { id: lt.task.id, output: null, candidates: texts, scores, provenance } };
   }
   const out = withDefinitions(base, definitions);
   await checkInstances(out);
   const where = await sinks.writer!.write(out);
   const output = outputName(opts.out, where);
-  sinks.provenance?.write({ id: lt.task.id, output, ...provenance });
+  sinks.writer!.provenance?.write({ id: lt.task.id, output, ...provenance });
   return { kind: 'ok', report: { id: lt.task.id, output, candidates: texts, scores, provenance } };
 }
 

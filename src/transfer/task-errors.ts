@@ -5,7 +5,7 @@
 // one JSON object per failed task: {"file", "line"?, "task"?, "reason"}. A run without failures
 // removes a stale errors file of an earlier run, so the file always describes the latest run.
 import { existsSync, rmSync } from 'node:fs';
-import { InputError, UitError, ExitCode } from '../errors.js';
+import { InputError, isBadInput, type UitError } from '../errors.js';
 import { JsonlWriter } from '../io/jsonl.js';
 
 export interface TaskFailure {
@@ -18,7 +18,7 @@ export interface TaskFailure {
 
 /** Errors that concern one task's data (skipped and reported), as opposed to the run (fatal). */
 export function isTaskError(err: unknown): err is UitError {
-  return err instanceof InputError || (err instanceof UitError && err.exitCode === ExitCode.BAD_INPUT);
+  return isBadInput(err);
 }
 
 export function failureOf(err: UitError, fallback: { file: string; task?: string }): TaskFailure {

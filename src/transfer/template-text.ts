@@ -26,6 +26,13 @@ const PLACEHOLDER = /\{([A-Za-z_][\w.]*(?:\[[^\]]*\])?)\}/g;
 /** Variables a template sets from a field (`{% set p = premise | trim %}`): p -> premise. */
 type Aliases = Map<string, string>;
 
+interface WalkContext {
+  /** Resolve variables set from fields (resolveSets). */
+  aliases?: Aliases;
+  /** The text of each answer choice (answerChoiceTexts), for `answer_choices[0]`. */
+  choices?: string[];
+}
+
 /** The name a Jinja expression gets as a placeholder (filters and method calls are presentation). */
 function placeholderName(n: Node, aliases?: Aliases): string | null {
   const name = (m: Node) => placeholderName(m, aliases);
@@ -39,6 +46,13 @@ function placeholderName(n: Node, aliases?: Aliases): string | null {
       const prop = n.property as Node;
       if (objName === 'answer_choices') return 'answer';
       if (!n.computed) return objName ? `${objName}.${prop.value as string}` : (prop.value as string);
+      if ((n.object as Node).type === 'ObjectLiteral') {
+        // `{"1": answerA, "2": answerB, "3": answerC}[label]`: one of the values, named by what
+        // their names share ("answer"), else by the key
+        const values = [...((n.object as Node).value as Map<Node, Node>).values()].map(name);
+        const shared = values.every((v) => v) ? commonPrefix(values as string[]).replace(/[\W_]+$/, '') : '';
+        return shared || name(prop);
+      }
       return objName;
     }
     case 'FilterExpression':
@@ -83,7 +97,20 @@ function literalText(n: Node): string | null {
   return null;
 }
 
-function walk(body: Node[], out: string[], inLoop: Set<string>, aliases?: Aliases): void {
+/** `answer_choices[i]` with a literal i: that choice's text, when the choices are known. */
+function choiceText(n: Node, choices: string[] | undefined): string | null {
+  if (!choices) return null;
+  const e = n.type === 'FilterExpression' ? (n.operand as Node) : n;
+  if (e.type !== 'MemberExpression' || !e.computed) return null;
+  const obj = e.object as Node;
+  const prop = e.property as Node;
+  if (obj.type !== 'Identifier' || obj.value !== 'answer_choices' || prop.type !== 'IntegerLiteral') return null;
+  // one part stands for all of them when the choices are a joined list ({{ options | join("|||") }})
+  return choices.at(prop.value as number) ?? (choices.length === 1 ? choices[0] : null);
+}
+
+function walk(body: Node[], out: string[], inLoop: Set<string>, ctx: WalkContext): void {
+  const aliases = ctx.aliases;
   for (const n of body) {
     switch (n.type) {
       case 'Set': {
@@ -102,7 +129,7 @@ function walk(body: Node[], out: string[], inLoop: Set<string>, aliases?: Aliase
         break;
       case 'If':
         // the main branch stands for the template's usual text
-        walk(n.body as Node[], out, inLoop, aliases);
+        walk(n.body as Node[], out, inLoop, ctx);
         break;
       case 'For': {
         const it = placeholderName(n.iterable as Node, aliases);
@@ -113,7 +140,7 @@ function walk(body: Node[], out: string[], inLoop: Set<string>, aliases?: Aliase
         break;
       }
       default: {
-        const lit = literalText(n);
+        const lit = literalText(n) ?? choiceText(n, ctx.choices);
         if (lit !== null) {
           out.push(lit);
           break;
@@ -134,15 +161,34 @@ export function placeholders(text: string): string[] {
 /**
  * A PromptSource Jinja template as readable text. Throws on a syntax error. With
  * `resolveSets`, a variable the template sets from a field is named by that field ({premise},
- * not {p}); off by default, because the embedded model was trained on the text without it.
+ * not {p}); with `choices` (answerChoiceTexts of the template's answer_choices),
+ * `answer_choices[0]` is the first choice's text. Both are off by default, because the embedded
+ * model was trained on the text without them.
  */
-export function promptsourceText(jinja: string, opts: { resolveSets?: boolean } = {}): TemplateText {
-  const program = parse(tokenize(jinja, { lstrip_blocks: false, trim_blocks: false })) as unknown as Node;
-  const out: string[] = [];
-  walk(program.body as Node[], out, new Set(), opts.resolveSets ? new Map() : undefined);
+export function promptsourceText(jinja: string, opts: { resolveSets?: boolean; choices?: string[] } = {}): TemplateText {
+  const out = templateParts(jinja, { aliases: opts.resolveSets ? new Map() : undefined, choices: opts.choices });
   const [prompt = '', ...rest] = out.join('').split('|||');
   const p = prompt.trim();
   return { prompt: p, target: rest.join('|||').trim(), fields: placeholders(p) };
+}
+
+function templateParts(jinja: string, ctx: WalkContext): string[] {
+  const program = parse(tokenize(jinja, { lstrip_blocks: false, trim_blocks: false })) as unknown as Node;
+  const out: string[] = [];
+  walk(program.body as Node[], out, new Set(), ctx);
+  return out;
+}
+
+/**
+ * The text of each answer choice of a PromptSource `answer_choices` template: fixed text
+ * ("Not at all ||| No ||| Yes" -> three words) or a field ("{{option1}} ||| {{option2}}" ->
+ * {option1}, {option2}). Throws on a syntax error.
+ */
+export function answerChoiceTexts(answerChoices: string): string[] {
+  return templateParts(answerChoices, { aliases: new Map() })
+    .join('')
+    .split('|||')
+    .map((c) => c.trim());
 }
 
 /** A FLAN template ({input, output} with {field} placeholders) as readable text. */
@@ -207,10 +253,59 @@ function snapSuffix(s: string, values: string[]): string {
 
 const SLOT_MARK = '\u0000SLOT\u0000';
 
-/** One variable region across prompts: literal if identical, else prefix + slot + suffix. */
-function regionText(values: string[]): string {
+/**
+ * First words of instructions ("Answer the question:", "Given the fact that:"): a line like
+ * that is an instruction, not a field label, even when it ends with a colon.
+ */
+export const INSTRUCTION_VERBS = new Set(
+  (
+    'answer summarize summarise read write generate given paraphrase extract choose select pick classify determine decide identify ' +
+    'find complete translate rewrite describe explain tell list name use consider predict rate guess create make produce give ' +
+    'provide fill based according using please what which who whom whose how why when where is are does do did can could would ' +
+    'should will was were if in from after before here heres let combine sum'
+  ).split(' '),
+);
+
+/**
+ * The field a label names ("Review text:" -> review_text, "Q:" -> question), or undefined when
+ * the text is not a bare label: an instruction ("Answer the question:"), more than five words,
+ * a phrase with "a" or pointing at text ("Here's a short story:", "Sum up the following dialogue:",
+ * "The answer to the question:"). Single-letter labels ("A:", "B:") are answer options, "TL;DR:"
+ * asks for a summary.
+ */
+export function labelField(text: string): string | undefined {
+  const m = /^\s*(?:[-*•]\s*)?([A-Za-z][\w'-]*(?:;\w+)?(?: [\w'()-]+){0,4})\s*:\s*["'“(]?$/.exec(text);
+  if (!m) return undefined;
+  if (/^tl;dr$/i.test(m[1])) return 'summary';
+  const words = m[1].replace(/\([^)]*\)/g, ' ').trim().split(/\s+/);
+  const first = words[0].toLowerCase().replace(/'/g, '');
+  if (words.some((w) => /^(a|an|this|these|following|below|above)$/.test(w.toLowerCase()) && w !== 'A') || /^(the|that|those|my|your|because)$/.test(first)) {
+    return undefined;
+  }
+  if (words.length === 1 && first === 'q') return 'question';
+  if (words.length === 1 && /^[a-e]$/.test(first)) return 'options';
+  if (INSTRUCTION_VERBS.has(first) && (words.length > 1 || first !== 'answer')) return undefined;
+  return words.join('_').toLowerCase().replace(/\W/g, '');
+}
+
+/** The noun an instruction introduces a field with: "Answer the question: " -> question, "Given this app review:" -> review. */
+function introducedNoun(text: string): string | undefined {
+  const noun = /\b(?:the|this|these|a|an|following)\s+(?:[A-Za-z]+\s+){0,2}?([A-Za-z]{2,})\s*:\s*["'“(]?$/i.exec(text)?.[1].toLowerCase();
+  return noun && !/^(that|it|this|these|those|is|are|of|to|below|above|following)$/.test(noun) ? noun : undefined;
+}
+
+/**
+ * One variable region across prompts: literal if identical, else prefix + slot + suffix. What
+ * every value starts with after the template's last colon, quote or bracket is the values' own
+ * ("What is the" of every quoref question, "suppose" of every wiqa one): it goes into the slot,
+ * and so does all of a shared start when the region is a whole line under a line ending in a colon.
+ */
+function regionText(values: string[], underLabel = false): string {
   if (values.every((v) => v === values[0])) return values[0];
-  const pre = snapPrefix(commonPrefix(values), values);
+  let pre = snapPrefix(commonPrefix(values), values);
+  const boundary = /^[\s\S]*[:"“'(\[]\s*/.exec(pre);
+  if (boundary) pre = boundary[0];
+  else if (underLabel) pre = /^\s*/.exec(pre)![0];
   const rest = values.map((v) => v.slice(pre.length));
   const suf = snapSuffix(commonSuffix(rest), rest);
   return pre + SLOT_MARK + suf;
@@ -230,7 +325,7 @@ function lineKey(line: string): string {
  * lines stay inside regions, since passages have paragraph breaks of their own). A kept line or
  * a region is literal where every prompt agrees; otherwise what every prompt starts and ends it
  * with is literal and the rest is a slot. Slots are named by the label just before them on
- * their line ("Question: " -> {question}), else {input}, {input_2}, ...
+ * their line ("Question: " -> {question}) or alone on the line above, else {input}, {input_2}, ...
  */
 export function alignPrompts(prompts: string[]): string {
   if (prompts.length < 2) return '{input}';
@@ -257,7 +352,10 @@ export function alignPrompts(prompts: string[]): string {
         // before absorbs them, or a slot at its end (at the start: before the next line)
         if (pieces.length === 0) slotFirst = true;
         else if (!pieces[pieces.length - 1].endsWith(SLOT_MARK)) pieces[pieces.length - 1] += SLOT_MARK;
-      } else pieces.push(regionText(regions.map((reg) => reg.join('\n'))));
+      } else {
+        const under = pieces.length > 0 && /:\s*$/.test(pieces[pieces.length - 1].split('\n').pop() ?? '');
+        pieces.push(regionText(regions.map((reg) => reg.join('\n')), under));
+      }
     }
     if (r < common.length) {
       const line = regionText(lines.map((l, p) => l[anchors[p][r]]));
@@ -269,10 +367,16 @@ export function alignPrompts(prompts: string[]): string {
   let out = '';
   let last = 0;
   for (let at = text.indexOf(SLOT_MARK); at !== -1; at = text.indexOf(SLOT_MARK, last)) {
-    const before = text.slice(0, at).split('\n').pop() ?? '';
-    // a short field label that starts the line: "Question: ", "Review title: "
-    const label = /^\s*([A-Za-z][A-Za-z_-]*(?: [A-Za-z_-]+)?)\s*:\s*["'(]?$/.exec(before);
-    let name = label ? label[1].trim().toLowerCase().replace(/[\s-]+/g, '_') : 'input';
+    const lines = text.slice(0, at).split('\n');
+    const before = lines.pop() ?? '';
+    // a field label that starts the line ("Question: ", "Review title: "), or for a slot that
+    // starts its line, a label alone on the line above ("Review text:\n\n...")
+    let label = labelField(before) ?? introducedNoun(before);
+    if (label === undefined && /^\s*["'“(]?$/.test(before)) {
+      const above = lines.reverse().find((l) => l.trim() !== '');
+      if (above !== undefined) label = labelField(above) ?? introducedNoun(above);
+    }
+    let name = (label ?? 'input').replace(/[\s-]+/g, '_');
     const n = (used.get(name) ?? 0) + 1;
     used.set(name, n);
     if (n > 1) name = `${name}_${n}`;

@@ -59,6 +59,28 @@ describe('uit convert --help', () => {
 });
 
 describe('uit convert: bad input exits 3 with file:line: field and writes nothing', () => {
+  it('JSON nested deeper than the parser follows is bad input, never a stack overflow', () => {
+    const f = write('deep.json', `[${'['.repeat(200000)}${']'.repeat(200000)}]\n`);
+    const r = uit(['convert', f, '--to', 'niv2', '--from', 'alpaca', '-o', join(tmp, 'deep.jsonl')]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(`uit: ${f}:1: [0]: expected an object, found a list\n`);
+    const g = write('deep-bad.jsonl', `{"instruction": "a", "output": ${'['.repeat(5000)}\n`);
+    const r2 = uit(['convert', g, '--to', 'niv2', '--from', 'alpaca', '-o', join(tmp, 'deep2.jsonl')]);
+    expect(r2.code).toBe(3);
+    expect(r2.stderr).toMatch(/^uit: \S+deep-bad\.jsonl:1: malformed JSON at column \d+: nested deeper than 1000 levels\n$/);
+  });
+
+  it('a byte that is not printable is named by its code, never printed raw', () => {
+    const f = write('control.jsonl', '{"prompt": "a", "completion": "b"}\n\u0001{"prompt": "c"}\n');
+    const r = uit(['convert', f, '--to', 'niv2', '-o', join(tmp, 'ctl.jsonl')]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe(`uit: ${f}:2: malformed JSON at column 1: unexpected U+0001\n`);
+    const g = write('control.json', '[\n  {"instruction": "a", "output": "b"},\n  \u001b\n]\n');
+    const r2 = uit(['convert', g, '--to', 'niv2', '--from', 'alpaca', '-o', join(tmp, 'ctl2.jsonl')]);
+    expect(r2.code).toBe(3);
+    expect(r2.stderr).toBe(`uit: ${g}:3: malformed JSON at column 3: unexpected U+001B\n`);
+  });
+
   it('a malformed JSONL line', () => {
     const f = write('bad.jsonl', '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": }\n');
     const out = join(tmp, 'o1.jsonl');

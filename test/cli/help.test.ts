@@ -2,6 +2,7 @@
 // lowercase, no final period; the longer description in the command's own help), an example in
 // every command's help, and --json wherever a command prints data or a summary.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -31,7 +32,7 @@ describe('uit --help', () => {
   it('lists every command with a short summary in one style', () => {
     expect(top.code).toBe(0);
     expect(commands).toEqual(['convert', 'transfer', 'denoise', 'demo', 'compare', 'cache', 'generate', 'doctor', 'serve', 'score', 'score-instructions']);
-    expect(cacheSubcommands).toEqual(['stats', 'export', 'merge', 'vacuum']);
+    expect(cacheSubcommands).toEqual(['stats', 'export', 'merge', 'salvage', 'vacuum']);
     const summaries = [...commandList(top.stdout).entries(), ...commandList(uit(['cache', '--help']).stdout).entries()].filter(([c]) => c !== 'help');
     for (const [cmd, summary] of summaries) {
       expect(summary.length, `${cmd}: ${summary}`).toBeLessThan(70);
@@ -53,5 +54,26 @@ describe('uit --help', () => {
       expect(description, name).toMatch(/^[A-Z][\s\S]*\.$/);
       if (name !== 'cache') expect(stdout, name).toMatch(/^ {2}--json\b/m);
     }
+  });
+});
+
+describe('newcomer friction (issue 21)', () => {
+  it("--cache's default names $XDG_CACHE_HOME whether it is set or not", () => {
+    for (const args of [['convert'], ['transfer'], ['denoise'], ['score'], ['cache', 'stats']]) {
+      const r = spawnSync(process.execPath, [join(REPO, 'bin/uit.js'), ...args, '--help'], {
+        encoding: 'utf8',
+        env: { ...process.env, COLUMNS: '400', XDG_CACHE_HOME: '', UIT_CACHE: '' },
+      });
+      expect(r.stdout.replace(/\s+/g, ' '), args.join(' ')).toContain('$UIT_CACHE, else $XDG_CACHE_HOME/uit/cache.sqlite, else ~/.cache/uit/cache.sqlite');
+    }
+  });
+
+  it("the README's tour runs `npx uit` (after npm ci, `uit` is not on PATH), and its FLAN row shows the templates the reader takes", () => {
+    const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+    const tour = readme.slice(readme.indexOf('## A tour'), readme.indexOf('## Formats'));
+    expect(tour.match(/^\$ uit /gm)).toBeNull();
+    expect(tour.match(/^\$ npx uit /gm)?.length).toBeGreaterThan(8);
+    expect(readme).not.toContain('[[input, output], ...]');
+    expect(readme).toContain('`{dataset: [{"input": ..., "output": ...}, ...]}`');
   });
 });

@@ -98,7 +98,7 @@ describe('P3 rendered JSONL', () => {
     const f = file('p3_inputs.jsonl', '{"inputs": "Q: a? A:", "targets": "x"}\n{"inputs": "Q: b? A:", "targets": ["y", "z"]}\n');
     const [t] = await readAll(p3, f);
     expect(t.task.instances.map((i) => i.outputs)).toEqual([['x'], ['y', 'z']]);
-    expect(t.task.definition).toBe('Q: {q} A:');
+    expect(t.task.definition).toBe('Q: {question} A:');
   });
 });
 

@@ -7,6 +7,7 @@ import { materialize, type LazyTask, type Skipped } from '../../src/formats/api.
 import { compileTemplate } from '../../src/formats/jinja-py.js';
 import { loadTemplatesYaml, promptsource, PsRenderer, type PsTemplate } from '../../src/formats/promptsource.js';
 import { parseRow } from '../../src/io/located-json.js';
+import { inferFields, syntheticRow, toJsonText, VARIANTS, type Shape, type Variant } from './ps-rows.js';
 import { InputError } from '../../src/errors.js';
 
 const DATA = join(__dirname, '../../../shared/data');
@@ -101,12 +102,19 @@ describe.skipIf(!python && !requireDeps)('PromptSource rendering equals Python j
     });
     return;
   }
-  type Case = { file: string; id: string; row: Record<string, unknown>; name: string; scenario: string; t: PsTemplate };
+  // rows travel as JSON text, so floats written "1.0" stay floats in both engines
+  type Case = { file: string; id: string; rowText: string; name: string; scenario: string; t: PsTemplate };
   type Ref = { parts?: string[]; choices?: string[] | null; error?: string };
-  const scenarios: Record<string, (dataset: string) => Record<string, unknown> | undefined> = {
-    rows: (ds) => ROWS[ds],
-    none: (ds) => (ROWS[ds] ? Object.fromEntries(Object.keys(ROWS[ds]).map((k) => [k, null])) : undefined),
-    empty: () => ({}),
+  const fieldsOf = new Map<PsTemplate, Map<string, Shape>>();
+  const synthetic = (variant: Variant) => (_ds: string, t: PsTemplate) => {
+    let fields = fieldsOf.get(t);
+    if (!fields) fieldsOf.set(t, (fields = inferFields([t.jinja, ...(t.answer_choices === null ? [] : [t.answer_choices])])));
+    return toJsonText(syntheticRow(fields, variant));
+  };
+  const scenarios: Record<string, (dataset: string, t: PsTemplate) => string | undefined> = {
+    rows: (ds) => (ROWS[ds] ? JSON.stringify(ROWS[ds]) : undefined),
+    empty: () => '{}',
+    ...Object.fromEntries(VARIANTS.map((v) => [`synthetic-${v}`, synthetic(v)])),
   };
   let results: Map<string, Array<{ c: Case; ref: Ref }>> | null = null;
   // one Python run for all scenarios
@@ -115,12 +123,13 @@ describe.skipIf(!python && !requireDeps)('PromptSource rendering equals Python j
       const cases: Case[] = [];
       for (const [name, rowFor] of Object.entries(scenarios)) {
         for (const { file, dataset, templates } of allTemplates()) {
-          const row = rowFor(dataset);
-          if (!row) continue;
-          for (const t of templates) cases.push({ file, id: t.id, row, name: `${dataset} / ${t.name}`, scenario: name, t });
+          for (const t of templates) {
+            const rowText = rowFor(dataset, t);
+            if (rowText !== undefined) cases.push({ file, id: t.id, rowText, name: `${dataset} / ${t.name}`, scenario: name, t });
+          }
         }
       }
-      const input = JSON.stringify(cases.map(({ file, id, row }) => ({ file, id, row })));
+      const input = `[${cases.map((c) => `{"file":${JSON.stringify(c.file)},"id":${JSON.stringify(c.id)},"row":${c.rowText}}`).join(',')}]`;
       const refs: Ref[] = JSON.parse(execFileSync(python!, [join(__dirname, 'ps_reference.py')], { input, maxBuffer: 1 << 28 }).toString());
       results = new Map();
       cases.forEach((c, i) => {
@@ -132,28 +141,101 @@ describe.skipIf(!python && !requireDeps)('PromptSource rendering equals Python j
     return results.get(scenario)!;
   }
 
-  function compare(scenario: string): number {
+  /** Compares every case of a scenario; returns how many there were and how many rendered prompt ||| target. */
+  function compare(scenario: string): { cases: number; rendered: number } {
     const list = run(scenario);
+    let rendered = 0;
     for (const { c, ref } of list) {
-      const ours = render(c.file, c.t, parseRow(JSON.stringify(c.row)) as Record<string, unknown>);
+      const ours = render(c.file, c.t, parseRow(c.rowText) as Record<string, unknown>);
       if ('error' in ours || ref.error) {
         // both fail (messages differ between engines), or neither
-        expect({ ours: 'error' in ours ? 'error' : ours, ref: ref.error ? 'error' : ref }, c.name).toEqual({ ours: 'error', ref: 'error' });
-      } else expect({ parts: ours.parts, choices: ours.choices }, c.name).toEqual(ref);
+        expect({ ours: 'error' in ours ? 'error' : ours, ref: ref.error ? 'error' : ref }, `${c.name} ${c.rowText}`).toEqual({ ours: 'error', ref: 'error' });
+      } else {
+        expect({ parts: ours.parts, choices: ours.choices }, `${c.name} ${c.rowText}`).toEqual(ref);
+        if (ours.parts.length === 2 && ours.parts[0]) rendered++;
+      }
     }
-    return list.length;
+    return { cases: list.length, rendered };
   }
 
   it('with the hand-made rows (656 templates)', () => {
-    expect(compare('rows')).toBe(656);
-  });
-
-  it('with every field None (missing values)', () => {
-    expect(compare('none')).toBe(656);
+    expect(compare('rows').cases).toBe(656);
   });
 
   it('with an empty row on all 1812 templates (Undefined: same output or both fail)', () => {
-    expect(compare('empty')).toBe(1812);
+    expect(compare('empty').cases).toBe(1812);
+  });
+
+  // Rows made for each template from the fields it reads (test/formats/ps-rows.ts): lists of
+  // three, empty strings / lists / zeros, floats (0.45, 2.675, "1e3"), one-item lists, all None.
+  // `rendered` keeps the rows honest: most of them must reach prompt ||| target.
+  it.each([
+    ['full', 1350],
+    ['empty', 1350],
+    ['float', 1500],
+    ['one', 1500],
+    ['none', 850],
+  ] as const)('with synthetic rows on all 1812 templates: %s', (variant, minRendered) => {
+    const { cases, rendered } = compare(`synthetic-${variant}`);
+    expect(cases).toBe(1812);
+    expect(rendered).toBeGreaterThan(minRendered);
+  });
+
+  /**
+   * Renders each expression as a template (`expr ||| x`) on the row in both engines; failures must
+   * fail in both. `truncate: false` leaves out P3's `| string | truncate` after every expression.
+   */
+  function againstPython(name: string, exprs: string[], row: Record<string, unknown>, rowText = JSON.stringify(row), truncate = true): void {
+    const yaml = ['dataset: extra', 'templates:', ...exprs.flatMap((e, i) => [`  t${i}: !Template`, `    id: t${i}`, `    name: n${i}`, `    jinja: ${JSON.stringify(e + ' ||| x')}`])].join('\n') + '\n';
+    const file = join(tmp, `${name}.yaml`);
+    writeFileSync(file, yaml);
+    const templates = loadTemplatesYaml(file).templates;
+    const input = `[${templates.map((t) => `{"file":${JSON.stringify(file)},"id":${JSON.stringify(t.id)},"truncate":${truncate},"row":${rowText}}`).join(',')}]`;
+    const refs = JSON.parse(execFileSync(python!, [join(__dirname, 'ps_reference.py')], { input }).toString()) as Ref[];
+    templates.forEach((t, i) => {
+      const row = parseRow(rowText) as Record<string, unknown>;
+      let ours: ReturnType<typeof render>;
+      try {
+        ours = new PsRenderer(t, file, { truncate, seed: 0, rng: first }).apply(row, 1);
+      } catch (err) {
+        ours = { error: (err as Error).message };
+      }
+      if (refs[i].error) expect('error' in ours ? 'error' : ours, `${exprs[i]}: Python fails with ${refs[i].error}`).toBe('error');
+      else expect('error' in ours ? ours : { parts: ours.parts, choices: ours.choices }, exprs[i]).toEqual(refs[i]);
+    });
+  }
+
+  it('compares lists, tuples and dicts by value, as Python does', () => {
+    againstPython('equality', [
+      '{{ [] == [] }} {{ x != [] }} {{ e != [] }} {{ e == [] }} {{ x == y }} {{ x == ["a"] }}',
+      '{{ {"a": 1} == {"a": 1} }} {{ {"a": 1, "b": [2]} == {"b": [2.0], "a": 1} }} {{ d == {"k": [1, 2]} }} {{ d != {"k": [1]} }}',
+      '{{ [1, [2, "x"]] == [1.0, [2, "x"]] }} {{ (1, 2) == (1, 2) }} {{ (1, 2) == [1, 2] }} {{ [x] == [y] }}',
+      '{{ true == 1 }} {{ 1 == 1.0 }} {{ "" == 0 }} {{ "1" == 1 }} {{ none == undefined_name }} {{ f == 2 }} {{ f == 2.0 }}',
+      '{% if answers.text != [] %}{{ answers.text[0] }}{% else %}unanswerable{% endif %} {{ "yes" if empty.text == [] else "no" }}',
+      '{{ [1, 2] in [[1, 2], [3]] }} {{ {"a": 1} in [{"a": 1}] }} {{ [3] != [3] }}',
+      '{{ [1, 2] < [1, 3] }} {{ "b" > "a" }} {{ (1, "a") <= (1, "b") }} {{ [2] >= [1, 9] }} {{ [1] < ["a"] }}',
+    ], {}, '{"x": ["a", "b"], "y": ["a", "b"], "e": [], "d": {"k": [1, 2]}, "f": 2.0, "answers": {"text": ["Paris"]}, "empty": {"text": []}}', false);
+  });
+
+  it("rounds as Python's round() and Jinja2's round filter do", () => {
+    const values = ['0.45', '0.05', '2.675', '0.15', '2.5', '3.5', '-0.45', '-2.5', '1.0', '3', '-7', '1234.5', '0.1', '1e300', '1e-300', '5e-324', '0.125', '0.375'];
+    const exprs = values.map((v) => `{{ ${v.startsWith('-') || v.includes('e') ? `v${values.indexOf(v)}` : v} | round }} {{ v${values.indexOf(v)} | round(1) }} {{ v${values.indexOf(v)} | round(2) }} {{ v${values.indexOf(v)} | round(-1) }} {{ v${values.indexOf(v)} | round(17) }}`);
+    exprs.push(
+      '{{ v0 | round(1, "floor") }} {{ v0 | round(1, "ceil") }} {{ v2 | round(2, "floor") }} {{ v2 | round(2, "ceil") }} {{ v9 | round(1, "ceil") }} {{ v10 | round(-1, "floor") }}',
+      '{{ true | round }} {{ (5 * v0) | round }} {{ ((5 * v1) | round) / 5 }} {{ v0 | round(1) | string }} {{ v0 | round(method="ceil") }}',
+      '{{ v0 | round(1, "nearest") }}',
+      '{{ "0.45" | round(1) }}',
+    );
+    againstPython('round', exprs, {}, `{${values.map((v, i) => `"v${i}": ${v}`).join(', ')}}`, false);
+  });
+
+  it('assigns namespace attributes ({% set ns.attr = ... %})', () => {
+    againstPython('namespace', [
+      '{% set ns = namespace(found=false, items=[]) %}{% for x in xs %}{% if x == "b" %}{% set ns.found = true %}{% endif %}{{ ns.items.append(x) or "" }}{% endfor %}{{ ns.found }} {{ ns.items }}',
+      '{% set ns = namespace(n=0) %}{% for x in xs %}{% set ns.n = ns.n + loop.index %}{% endfor %}{{ ns.n }}',
+      '{% set answer_list = namespace(value=[]) %}{% set answer_list.value = answer_list.value + xs[:2] %}{{ answer_list.value | join(", ") }}',
+      '{% set d = {} %}{% set d.x = 1 %}{{ d }}',
+    ], { xs: ['a', 'b', 'c'] }, undefined, false);
   });
 
   it('filters, tests and methods no shared template uses', () => {
@@ -172,18 +254,7 @@ describe.skipIf(!python && !requireDeps)('PromptSource rendering equals Python j
       '{% for a in xs %}{{ loop.index }}{{ loop.first }}{{ loop.last }} {% endfor %}', '{{ xs | reverse | list }} {{ s | reverse }}',
       '{{ d.get("zz", "no") }} {{ d.keys() | list }} {{ d.values() | list }}', '{{ "x" ~ 1 ~ none }}', '{{ xs | join(", ") | wordcount }}', '{{ xs | join }}',
     ];
-    const yaml = ['dataset: extra', 'templates:', ...exprs.flatMap((e, i) => [`  t${i}: !Template`, `    id: t${i}`, `    name: n${i}`, `    jinja: ${JSON.stringify(e + ' ||| x')}`])].join('\n') + '\n';
-    const file = join(tmp, 'extra.yaml');
-    writeFileSync(file, yaml);
-    const row = { xs: ['a', 'b', 'c'], ys: [1.25, 3, 2], s: 'hello', t: 'one\n\ntwo\n', d: { b: 2, a: 1 } };
-    const templates = loadTemplatesYaml(file).templates;
-    const refs = JSON.parse(
-      execFileSync(python!, [join(__dirname, 'ps_reference.py')], { input: JSON.stringify(templates.map((t) => ({ file, id: t.id, row }))) }).toString(),
-    ) as Ref[];
-    templates.forEach((t, i) => {
-      const ours = render(file, t, row);
-      expect('error' in ours ? ours : { parts: ours.parts, choices: ours.choices }, `${exprs[i]}: ${refs[i].error ?? ''}`).toEqual(refs[i]);
-    });
+    againstPython('extra', exprs, { xs: ['a', 'b', 'c'], ys: [1.25, 3, 2], s: 'hello', t: 'one\n\ntwo\n', d: { b: 2, a: 1 } });
   });
 });
 

@@ -3,7 +3,8 @@
 Follows promptsource/templates.py (Template.apply, get_answer_choices_list): a default jinja2
 Environment with zip as a global and the choice / most_frequent filters, '|||' protected in
 string fields, truncation by rewriting every '}}', the output split on '|||' and stripped.
-`choice` picks the first item so the comparison is deterministic (uit is run with the same rule).
+`choice` and `random` pick the first item so the comparison is deterministic (uit is run with the
+same rule; `random` of an empty sequence is Undefined, as in Jinja2).
 
 stdin: JSON list of {"file", "id", "row", "truncate"}; stdout: JSON list of
 {"parts", "choices"} or {"error"}.
@@ -13,7 +14,7 @@ import sys
 from collections import Counter
 
 import yaml
-from jinja2 import BaseLoader, Environment
+from jinja2 import BaseLoader, Environment, pass_context
 
 PROTECT = "3ed2dface8203c4c9dfb1a5dc58e41e0"
 
@@ -29,7 +30,15 @@ def most_frequent(items):
     return [c[0] for c in counts if c[1] == top]
 
 
+@pass_context
+def first_or_undefined(context, seq):
+    """jinja2.filters.do_random with the first item instead of a random one."""
+    seq = list(seq) if not hasattr(seq, "__getitem__") else seq
+    return seq[0] if len(seq) else context.environment.undefined("No random item, sequence was empty.")
+
+
 env.filters["choice"] = lambda seq: seq[0]
+env.filters["random"] = first_or_undefined
 env.filters["most_frequent"] = most_frequent
 
 

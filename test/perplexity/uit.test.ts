@@ -106,6 +106,22 @@ describe('uitSetup', () => {
     expect(s2.instances).toHaveLength(18);
   });
 
+  it('never borrows the last instance with a gold output: one record is scored on itself, zero-shot', () => {
+    const one: Task = { ...TASK, positiveExamples: [], instances: [TASK.instances[0]] };
+    const s = uitSetup(one);
+    expect(s.examples).toEqual([]);
+    expect(s.instances.map((x) => x.id)).toEqual([TASK.instances[0].id]);
+    const [pair] = uitPairs(s, 'Do it.');
+    expect(pair.prefix).toBe(`Definition: Do it.\n\nNow complete the following example -\nInput: ${TASK.instances[0].input}\nOutput: `);
+    // two instances: one example, one scored; an empty output never counts as the one left
+    const two: Task = { ...one, instances: TASK.instances.slice(0, 2) };
+    expect(uitSetup(two).examples).toHaveLength(1);
+    expect(uitSetup(two).instances).toHaveLength(1);
+    const withEmpty: Task = { ...one, instances: [TASK.instances[0], { ...TASK.instances[1], outputs: [''] }] };
+    expect(uitSetup(withEmpty).examples).toEqual([]);
+    expect(uitSetup(withEmpty).instances).toHaveLength(2);
+  });
+
   it('builds the UIT reference prompt character for character, gold = the first output', () => {
     const task: Task = {
       ...TASK,

@@ -49,9 +49,9 @@ describe('bad tasks in a collection', () => {
     expect(plain.stderr).toMatch(/^convert: 2 tasks ok, 2 failed \|.*\n.*out-plain\.errors\.jsonl; first: .*b_broken\.json:\d+/);
 
     // a later clean run into the same output removes the stale errors file
-    const clean = run(convert([folder], out, ['--from', 'niv2']), 6);
+    const clean = run(convert([folder], out, ['--from', 'niv2', '--force']), 6);
     expect(clean.tasks.failed).toBe(1);
-    const ok = run(convert([NIV2_FILES[0]], out));
+    const ok = run(convert([NIV2_FILES[0]], out, ['--force']));
     expect(ok.errors).toBeNull();
     expect(existsSync(`${out}.errors.jsonl`)).toBe(false);
   });

@@ -3,8 +3,8 @@
 // give the unsharded output (their task files are its task files, their provenance lines its
 // lines), and after `uit cache merge` of the shard caches an unsharded run needs no model call.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { shardOf } from '../../src/transfer/shard.js';
@@ -62,10 +62,11 @@ describe('kill -9 and resume', () => {
     const rowsAtKill = generationRows(cache);
     expect(rowsAtKill).toBeGreaterThanOrEqual(6);
     expect(rowsAtKill).toBeLessThan(36);
-    // nothing visible at the output: only the dead run's hidden staging folder and temp files
-    const left = [...tree(out).keys()];
-    expect(left.length).toBeGreaterThan(0);
-    expect(left.every((f) => /^\.uit-staging-\d+-|^\.provenance\.jsonl\.\d+\.[0-9a-z]+\.tmp$/.test(f))).toBe(true);
+    // nothing at the output: only the dead run's hidden staging folder beside it
+    expect(existsSync(out)).toBe(false);
+    const left = readdirSync(dirname(out)).filter((f) => f !== 'cache.sqlite' && !f.startsWith('cache.sqlite-'));
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(/^\.out\.uit-staging-\d+-[0-9a-z]+$/);
 
     const resumed = run(args(out, cache));
     expect(resumed.tasks.ok).toBe(6);
@@ -74,6 +75,7 @@ describe('kill -9 and resume', () => {
     expect(resumed.modelCalls.total).toBeLessThan(baseSummary.modelCalls.total);
     // the same files with the same bytes (the staging leftovers are gone)
     expect(sameTree(tree(out), tree(base.out))).toBe(7);
+    expect(readdirSync(dirname(out)).filter((f) => f.includes('uit-staging'))).toEqual([]);
   });
 });
 

@@ -10,7 +10,7 @@ import { contiguousRuns } from '../../src/transfer/candidates.js';
 import { prepareNiv2, withDefinitions } from '../../src/transfer/model-output.js';
 import { loadSeeds } from '../../src/transfer/seeds.js';
 import { inShard, parseShard, shardOf } from '../../src/transfer/shard.js';
-import { removeStaleTemps } from '../../src/transfer/stale.js';
+import { removeStaleTemps } from '../../src/io/stale.js';
 import { errorsPathFor } from '../../src/transfer/task-errors.js';
 import type { Task } from '../../src/types.js';
 import { NIV2_FILES, tempDir } from './helpers.js';

@@ -1,6 +1,6 @@
 // `uit generate` and `uit doctor` through the real binary (bin/uit.js -> dist/).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, loadModel, providerReport, type Model } from '../../src/runtime/index.js';
@@ -136,6 +136,20 @@ describe('uit doctor', () => {
     expect(byName.files.detail).toMatch(/graphs: model\.onnx, model\.fast\.onnx/);
     expect(byName['smoke run'].ok).toBe(true);
     expect(byName['fast = slow'].ok).toBe(true);
+  });
+
+  it('a model.onnx that does not load: one FAIL line for it, never a check both ok and FAIL', () => {
+    const dir = join(tmp.dir, 'truncated');
+    cpSync(FIXTURE, dir, { recursive: true });
+    const graph = join(dir, 'onnx/model.onnx');
+    writeFileSync(graph, readFileSync(graph).subarray(0, 2000));
+    const r = uit('doctor', '--model', dir, '--json', '--threads', '1');
+    expect(r.code).toBe(4);
+    const checks = (JSON.parse(r.stdout) as { model: { checks: { name: string; ok: boolean }[] } }).model.checks;
+    const names = checks.map((c) => c.name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(checks.filter((c) => !c.ok).map((c) => c.name)).toEqual(['graph decoder']);
+    expect(checks.find((c) => c.name === 'smoke run')?.ok).toBe(true);
   });
 
   it('exits 4 for a broken model folder', () => {

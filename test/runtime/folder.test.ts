@@ -1,6 +1,7 @@
 // Model folders: clear errors for what is missing or malformed, the slow-only and gen-only
 // layouts, execution provider errors, and the memoised model identity.
 import { appendFileSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExitCode, ModelError } from '../../src/errors.js';
@@ -15,6 +16,8 @@ import {
   scoreContinuations,
   step,
 } from '../../src/runtime/index.js';
+import { checkModelConfig } from '../../src/runtime/config-check.js';
+import type { GraphSpec } from '../../src/runtime/graph-spec.js';
 import { FIXTURE, copyFixture, tempDir } from './helpers.js';
 
 const BAD = resolve('test/runtime/fixtures');
@@ -37,6 +40,57 @@ async function modelError(dir: string, opts = {}): Promise<ModelError> {
   expect((err as ModelError).exitCode).toBe(ExitCode.MODEL);
   return err as ModelError;
 }
+
+/** A copy of the fixture with config.json changed by `edit`. */
+function withConfig(into: string, edit: (c: Record<string, unknown>) => void): string {
+  const dir = copyFixture(into);
+  const file = join(dir, 'config.json');
+  const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  edit(config);
+  writeFileSync(file, JSON.stringify(config));
+  return dir;
+}
+
+describe('config.json is checked against the graph and the tokenizer (issue 21)', () => {
+  it('refuses numbers that are not positive integers, and numbers the graph contradicts', async () => {
+    const cases: Array<[(c: Record<string, unknown>) => void, RegExp]> = [
+      [(c) => (c.n_positions = -5), /config\.json: n_positions is -5, not a positive integer/],
+      [(c) => (c.n_positions = 'long'), /n_positions is "long", not a positive integer/],
+      [(c) => (c.n_layer = 7), /config\.json: n_layer is 7 but .*model\.fast\.onnx has 2 layers/],
+      [(c) => (c.n_head = 3), /n_head is 3 but .*has 4 KV heads/],
+      [(c) => (c.n_embd = 96), /n_embd \/ n_head is 24 but .*has heads of 16/],
+      [(c) => (c.vocab_size = 100), /vocab_size is 100 but .*model\.fast\.onnx has 257 logits/],
+    ];
+    for (const [i, [edit, message]] of cases.entries()) {
+      const err = await modelError(withConfig(join(tmp.dir, `c${i}`), edit));
+      expect(err.message).toMatch(message);
+    }
+    // and the three wrong at once, as the issue's audit found it: generate refused it, exit code 4
+    const r = spawnSync(process.execPath, ['bin/uit.js', 'generate', '-m', withConfig(join(tmp.dir, 'all'), (c) => Object.assign(c, { n_layer: 7, n_head: 3, vocab_size: 100 })), '-n', '2', 'Hi'], { encoding: 'utf8' });
+    expect(r.status).toBe(ExitCode.MODEL);
+    expect(r.stderr).toMatch(/^uit: .*config\.json: n_layer is 7 but/);
+  });
+
+  it('refuses a tokenizer with ids the model has no row for (a graph whose vocabulary is symbolic: config.json says)', async () => {
+    const dir = copyFixture(join(tmp.dir, 'tok'));
+    const folder = inspectModelFolder(dir);
+    const m = await loadModel(dir, { threads: 1 });
+    const [spec] = await (m.backend as unknown as { loadedSpecs(): Promise<GraphSpec[]> }).loadedSpecs();
+    await m.dispose();
+    const symbolic: GraphSpec = { ...spec, vocabSize: undefined };
+    expect(() => checkModelConfig({ ...folder, config: { ...folder.config, vocab_size: 100 } }, symbolic, { vocabSize: 257 })).toThrow(
+      /tokenizer\.json has 257 ids but the model's vocabulary has 100 \(config\.json vocab_size\): this tokenizer is not the model's/,
+    );
+    expect(() => checkModelConfig(folder, symbolic, { vocabSize: 257 })).not.toThrow();
+  });
+
+  it('accepts what the graph agrees with, and names it as the families spell it', async () => {
+    const m = await loadModel(withConfig(join(tmp.dir, 'ok'), (c) => Object.assign(c, { head_dim: 16, num_key_value_heads: 4 })), { threads: 1 });
+    await m.dispose();
+    const err = await modelError(withConfig(join(tmp.dir, 'gqa'), (c) => Object.assign(c, { num_key_value_heads: 2 })));
+    expect(err.message).toMatch(/num_key_value_heads is 2 but .* has 4 KV heads/);
+  });
+});
 
 describe('bad model folders', () => {
   it('name the missing folder or file', async () => {

@@ -6,7 +6,7 @@ import { p3 } from '../../src/formats/p3.js';
 import { flan } from '../../src/formats/flan.js';
 import { materialize } from '../../src/formats/api.js';
 import { convert } from '../../src/transfer/convert.js';
-import { InputError } from '../../src/errors.js';
+import { ExitCode, InputError, UitError } from '../../src/errors.js';
 
 const DATA = join(__dirname, '../../../shared/data');
 const NIV2 = join(DATA, 'niv2/tasks');
@@ -117,8 +117,51 @@ describe('failures write nothing', () => {
     writeFileSync(join(out, 'keep.txt'), 'mine');
     const bad = join(tmp, 'bad.jsonl');
     writeFileSync(bad, '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"\n');
-    await expect(convert({ input: bad, to: 'niv2', out, quiet: true })).rejects.toThrow(`${bad}:2: malformed JSON`);
+    // an empty folder takes an output, and a bad input there leaves it empty
+    const empty = join(tmp, 'empty');
+    mkdirSync(empty);
+    await expect(convert({ input: bad, to: 'niv2', out: empty, quiet: true })).rejects.toThrow(`${bad}:2: malformed JSON`);
+    expect(readdirSync(empty)).toEqual([]);
+    // a folder that holds files is refused before anything is read, even with --force when uit did not write it
+    for (const force of [false, true]) {
+      const err = await convert({ input: bad, to: 'niv2', out, quiet: true, force }).catch((e: unknown) => e as UitError);
+      expect(err).toBeInstanceOf(UitError);
+      expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+      expect((err as UitError).message).toMatch(force ? /--force replaces only a folder uit wrote/ : /already exists and holds 1 entry \(keep\.txt\).*--force/);
+    }
     expect(readdirSync(out)).toEqual(['keep.txt']);
+  });
+});
+
+describe('an output folder that exists (issue 21)', () => {
+  const P3 = join(DATA, 'p3_rendered/imdb_Reviewer_Enjoyment_Yes_No.jsonl');
+  const P3B = join(DATA, 'p3_rendered/ag_news_classify_question_first.jsonl');
+
+  it('is refused with files in it, and --force replaces a uit output whole: no stale task survives', async () => {
+    const out = join(tmp, 'rerun');
+    await convert({ input: [P3, P3B], to: 'niv2', out, quiet: true });
+    expect(readdirSync(join(out, 'p3')).sort()).toEqual(['ag_news_classify_question_first.json', 'imdb_Reviewer_Enjoyment_Yes_No.json']);
+    await expect(convert({ input: P3, to: 'niv2', out, quiet: true })).rejects.toThrow(/already exists and holds 2 entries \(p3, provenance\.jsonl\)/);
+    const s = await convert({ input: P3, to: 'niv2', out, quiet: true, force: true });
+    expect(s.tasks).toBe(1);
+    expect(readdirSync(out).sort()).toEqual(['p3', 'provenance.jsonl']);
+    expect(readdirSync(join(out, 'p3'))).toEqual(['imdb_Reviewer_Enjoyment_Yes_No.json']);
+    expect(jsonl(join(out, 'provenance.jsonl'))).toHaveLength(1);
+    // a failed --force run leaves the old output as it was
+    const bad = join(tmp, 'bad-force.jsonl');
+    writeFileSync(bad, '{"prompt": "a", "completion": "b"}\n{"prompt": "c"\n');
+    await expect(convert({ input: bad, to: 'niv2', out, quiet: true, force: true })).rejects.toThrow(/malformed JSON/);
+    expect(readdirSync(join(out, 'p3'))).toEqual(['imdb_Reviewer_Enjoyment_Yes_No.json']);
+    expect(readdirSync(out).sort()).toEqual(['p3', 'provenance.jsonl']);
+  });
+
+  it('a new folder appears only at the end: nothing at the output while it is written', async () => {
+    const out = join(tmp, 'appears');
+    let seen: boolean | undefined;
+    await convert({ input: [P3, P3B], to: 'niv2', out, quiet: true, onTask: () => void (seen ??= existsSync(out)) });
+    expect(seen).toBe(false);
+    expect(existsSync(join(out, 'provenance.jsonl'))).toBe(true);
+    expect(readdirSync(tmp).filter((f) => f.includes('uit-staging'))).toEqual([]);
   });
 });
 

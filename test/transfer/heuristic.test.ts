@@ -1,3 +1,4 @@
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { lazyFromTask, materialize, type LazyTask } from '../../src/formats/api.js';
@@ -6,13 +7,23 @@ import { niv2 } from '../../src/formats/niv2.js';
 import { promptsource } from '../../src/formats/promptsource.js';
 import { alpaca } from '../../src/formats/alpaca.js';
 import { crossfit } from '../../src/formats/crossfit.js';
-import { describeTemplate, heuristicTransfer } from '../../src/transfer/heuristic.js';
+import { describeTemplate, heuristicDefinition, heuristicTransfer } from '../../src/transfer/heuristic.js';
+import { alignPrompts } from '../../src/transfer/template-text.js';
 import { transferMethod } from '../../src/transfer/method.js';
 import type { Task } from '../../src/types.js';
 
 const DATA = join(__dirname, '../../../shared/data');
 const EXAMPLES = join(__dirname, '../../examples');
 const FIX = join(__dirname, '../fixtures/formats');
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => {
+      const p = join(dir, name);
+      return statSync(p).isDirectory() ? yamlFiles(p) : name === 'templates.yaml' ? [p] : [];
+    });
+}
 
 async function first(it: AsyncIterable<LazyTask>, id?: string): Promise<LazyTask> {
   for await (const t of it) if (!id || t.task.id === id) return t;
@@ -57,6 +68,87 @@ describe('heuristic Definitions', () => {
     const { task, provenance } = await heuristicTransfer(t, { target: 'niv2', examples: 2 });
     expect(task.task.definition).toBe('Give the opposite of the word.');
     expect(provenance.definitionFrom).toBe('instruction');
+  });
+});
+
+describe('heuristic Definitions a reader accepts (issue 22)', () => {
+  const CASES = join(__dirname, '../fixtures/heuristic');
+  async function definitions(): Promise<Array<{ name: string; promptsource: string; p3: string }>> {
+    const out = [];
+    for await (const t of promptsource.read(join(CASES, 'templates.yaml'), { rows: join(CASES, 'rows.jsonl') })) {
+      const task = await materialize(t);
+      // the same rows as a P3 file holds them: rendered prompts, the template recovered by alignment
+      const p3: Task = { ...task, id: 'p3/x', source: { format: 'p3', file: 'x.jsonl', extra: {} }, definition: alignPrompts(task.instances.map((i) => i.input)) };
+      out.push({ name: t.task.id.split('/').pop()!, promptsource: heuristicDefinition(task).definition, p3: heuristicDefinition(p3).definition });
+    }
+    return out;
+  }
+
+  it('state listed options once, name fields, read fields inside words, complete completion prompts, and say what to write', async () => {
+    expect(await definitions()).toEqual([
+      {
+        name: 'suggest_app',
+        promptsource: 'In this task, you are given a review. Given this app review, would you suggest this app to others? Never, No, Perhaps, Yes, or Surely?',
+        p3: 'In this task, you are given a review. Given this app review, would you suggest this app to others? Never, No, Perhaps, Yes, or Surely?',
+      },
+      {
+        name: 'write_review',
+        promptsource: 'In this task, you are given a star and a package name. Write a [star]-star review (1 is worst, 5 is best) for the app the package name.',
+        // a value every row shares (the app) cannot be told from template text by alignment
+        p3: 'In this task, you are given an input. Write a [input] review (1 is worst, 5 is best) for the app com.example.radio.',
+      },
+      {
+        name: 'rewrite',
+        promptsource: 'In this task, you are given a sentence1. Rewrite the sentence. Write the sentence2.',
+        p3: 'In this task, you are given a sentence. Rewrite the sentence.',
+      },
+      {
+        name: 'so_i_would_rate',
+        promptsource: 'In this task, you are given a text. Complete the text "So I would rate it ..." with one of: "1 star", "2 stars", "3 stars", "4 stars", "5 stars".',
+        p3: 'In this task, you are given an input. Complete the text "So I would rate it ...".',
+      },
+      {
+        name: 'format_rating',
+        promptsource: 'In this task, you are given a text. Write the rating, one of: "1 star", "2 stars", "3 stars", "4 stars", "5 stars".',
+        p3: 'In this task, you are given a review. Write the rating.',
+      },
+    ]);
+  });
+
+  it('takes fixed answer choices from the template, rows or none, and "the given options" only where the prompt shows them', () => {
+    const task = (jinja: string, answer_choices: string | null): Task => ({
+      id: 'promptsource/d/t',
+      source: { format: 'promptsource', file: 'f', extra: { template: { jinja, answer_choices } } },
+      definition: '',
+      positiveExamples: [],
+      negativeExamples: [],
+      instances: [],
+    });
+    expect(heuristicDefinition(task('Is it good? {{text}} ||| {{answer_choices[label]}}', 'No ||| Yes')).definition).toBe(
+      'In this task, you are given a text. Is it good? Answer with one of: "No", "Yes".',
+    );
+    expect(heuristicDefinition(task('{{question}}\n- {{answer_choices | join("\n- ")}} ||| {{answer_choices[label]}}', '{{choices | join("|||")}}')).definition).toBe(
+      'In this task, you are given a question. Answer with one of the given options.',
+    );
+    // options made from fields the prompt never shows: nothing to pick from
+    expect(heuristicDefinition(task('Q: {{question}}\n\nA: ||| {{answer_choices[3]}}', '{{d1}} ||| {{d2}} ||| {{d3}} ||| {{correct}}')).definition).toBe(
+      'In this task, you are given a question. Write the answer.',
+    );
+  });
+
+  it('no shared PromptSource template gets options listed twice, two articles in a row, or an empty slot', async () => {
+    let n = 0;
+    for (const file of yamlFiles(join(DATA, 'promptsource/templates'))) {
+      for await (const t of promptsource.read(file, {})) {
+        const d = heuristicDefinition(t.task).definition;
+        expect(d, t.task.id).not.toMatch(/\bthe options,? (or |and )?the options\b/);
+        expect(d, t.task.id).not.toMatch(/\b(a|an|the) (a|an|the)\b/i);
+        expect(d, t.task.id).not.toMatch(/""|\(\s*\)|\{[^{}]*\}/);
+        expect(d.replace(/^In this task, you are given [^.]*\.\s*/, ''), t.task.id).not.toBe('');
+        n++;
+      }
+    }
+    expect(n).toBe(1812);
   });
 });
 

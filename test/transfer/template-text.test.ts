@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { alignPrompts, flanText, placeholders, promptsourceText } from '../../src/transfer/template-text.js';
+import { alignPrompts, answerChoiceTexts, flanText, labelField, placeholders, promptsourceText } from '../../src/transfer/template-text.js';
 
 const DATA = join(__dirname, '../../../shared/data');
 
@@ -32,7 +32,31 @@ describe('P3: the template recovered by aligning prompts', () => {
 
   it('names slots after a field label on their line', () => {
     expect(alignPrompts(['Title: a b\nIs it good?', 'Title: c\nIs it good?'])).toBe('Title: {title}\nIs it good?');
-    expect(alignPrompts(['Q: x\nQ: y', 'Q: z\nQ: w'])).toBe('Q: {q}\nQ: {q_2}');
+    expect(alignPrompts(['Q: x\nQ: y', 'Q: z\nQ: w'])).toBe('Q: {question}\nQ: {question_2}');
+  });
+
+  it('names a slot that starts its line after a label alone on the line above', () => {
+    const t = alignPrompts(['Review text:\n\nGreat food.\n\nReview rating:', 'Review text:\n\nSlow service, cold soup.\n\nReview rating:']);
+    expect(t).toBe('Review text:\n\n{review_text}\n\nReview rating:');
+  });
+
+  it('tells labels from instructions, and option letters from fields', () => {
+    expect(['Question', 'Review score (out of 5)', 'First sentence of the article', 'Q', 'B', 'TL;DR', 'Sentence A'].map((l) => labelField(`${l}:`))).toEqual([
+      'question', 'review_score', 'first_sentence_of_the_article', 'question', 'options', 'summary', 'sentence_a',
+    ]);
+    for (const l of ['Answer the question', 'Summarize this dialogue', "Here's a short story", 'Sum up the following dialogue', 'The answer to the question', 'Given the fact that']) {
+      expect(labelField(`${l}:`), l).toBeUndefined();
+    }
+    expect(labelField('Answer:')).toBe('answer');
+  });
+
+  it('leaves what every value starts with to the values, after the template\'s colon or under a line ending in one', () => {
+    // 20 quoref questions all start "What is the", every wiqa question "suppose"
+    expect(alignPrompts(['Q: What is the name of A?', 'Q: What is the first name of B?'])).toBe('Q: {question}');
+    expect(alignPrompts(['Answer this question: how big is it', 'Answer this question: how old is he'])).toBe('Answer this question: {question}');
+    expect(alignPrompts(['Question:\nsuppose rain falls, what happens?\nEnd', 'Question:\nsuppose it is hot, what then?\nEnd'])).toBe('Question:\n{question}\nEnd');
+    // no colon, quote or bracket: the shared words stay the template's
+    expect(alignPrompts(['Generate a 5-star review.', 'Generate a 3-star review.'])).toBe('Generate a {input} review.');
   });
 
   it('keeps blank lines of passages inside the slot', () => {
@@ -60,6 +84,22 @@ describe('PromptSource and FLAN template text', () => {
       fields: ['premise', 'hypothesis', 'options'],
     });
     expect(placeholders('{a} {b.c} {a}')).toEqual(['a', 'b.c']);
+  });
+});
+
+describe('PromptSource: answer choices and dict lookups', () => {
+  it('names a lookup in a dict literal by what its values share (social_i_qa)', () => {
+    const t = promptsourceText('{{context}}\n\nGiven that the answer to a question is "{{{"1": answerA, "2": answerB, "3": answerC}[label]}}", what is the question?\n\n|||\n\n{{question}}');
+    expect(t.prompt).toBe('{context}\n\nGiven that the answer to a question is "{answer}", what is the question?');
+    expect(promptsourceText('{{ {"0": x_first, "1": y_second}[label] }} |||').prompt).toBe('{label}');
+  });
+
+  it('reads answer_choices[0] as the choice itself, when asked (the heuristic), and the choices as text or fields', () => {
+    const jinja = 'Would you recommend it? {{answer_choices[0]}}, {{answer_choices[1]}} or {{answer_choices[2]}}? ||| {{answer_choices[label]}}';
+    expect(answerChoiceTexts('Not at all ||| Maybe ||| Definitely')).toEqual(['Not at all', 'Maybe', 'Definitely']);
+    expect(answerChoiceTexts('{{option1}} ||| {{ option2 | trim }}')).toEqual(['{option1}', '{option2}']);
+    expect(promptsourceText(jinja, { choices: ['Not at all', 'Maybe', 'Definitely'] })).toMatchObject({ prompt: 'Would you recommend it? Not at all, Maybe or Definitely?', target: '{answer}' });
+    expect(promptsourceText(jinja).prompt).toBe('Would you recommend it? {answer}, {answer} or {answer}?');
   });
 });
 
