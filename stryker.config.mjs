@@ -56,5 +56,8 @@ export default {
   jsonReporter: { fileName: `${report}.json` },
   clearTextReporter: { allowColor: false, logTests: false, maxTestsToLog: 0 },
   thresholds: { high: 90, low: 80, break: null },
+  // Reruns test only the mutants whose code or covering tests changed since the last run.
+  incremental: !only,
+  incrementalFile: `${report}.incremental.json`,
   cleanTempDir: true,
 };

@@ -25,7 +25,7 @@ export const MODULES = {
   },
   'shard-select': {
     mutate: ['src/transfer/shard.ts', 'src/perplexity/select.ts'],
-    tests: ['test/pipeline/units.test.ts'],
+    tests: ['test/pipeline/units.test.ts', 'test/perplexity/uit.test.ts'],
   },
   'runtime-generation': {
     mutate: ['src/runtime/generation/*.ts'],

@@ -1,11 +1,13 @@
 // Atomic output files: a temp file beside the target, flushed to disk, then renamed into place.
 // The files are real; the fsync/rename order is observed by wrapping node:fs's own functions
 // (calls pass straight through), since a skipped fsync leaves no trace in the file's bytes.
-import fs, { existsSync, fstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import fs, { existsSync, fstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ExitCode, OutputError } from '../../src/errors.js';
 import { AtomicWriter, writeFileAtomic } from '../../src/io/atomic.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'uit-atomic-'));
@@ -36,6 +38,21 @@ function recordingFs(fn: () => void): string[] {
 
 const leftovers = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
 
+/** The writer's open descriptor (private): to check that commit and abort close it. */
+const fdOf = (w: AtomicWriter) => (w as unknown as { fd: number | null }).fd;
+
+function expectOutputError(fn: () => unknown, target: string, reason: RegExp): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(OutputError);
+  expect((caught as OutputError).exitCode).toBe(ExitCode.OUTPUT);
+  expect((caught as OutputError).message).toMatch(new RegExp(`^${target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot write: ${reason.source}`));
+}
+
 describe('writeFileAtomic', () => {
   it('creates missing folders, writes the bytes, and replaces an existing file', () => {
     const target = join(tmp, 'a/b/out.json');
@@ -64,6 +81,38 @@ describe('writeFileAtomic', () => {
   });
 });
 
+describe('writeFileAtomic on a bad target', () => {
+  it('refuses a folder where the file should go, naming it, and leaves no temp file', () => {
+    const target = join(tmp, 'a-folder');
+    mkdirSync(target);
+    expectOutputError(() => writeFileAtomic(target, 'x'), target, /it is a folder \(EISDIR\)$/);
+    expect(statSync(target).isDirectory()).toBe(true);
+    expect(leftovers(tmp)).toEqual([]);
+  });
+
+  it('turns a failed rename into an OutputError and removes the temp file', () => {
+    const target = join(tmp, 'late-folder');
+    const w = new AtomicWriter(target);
+    w.write('x');
+    mkdirSync(join(target, 'inside'), { recursive: true }); // appears while the writer is open
+    expectOutputError(() => w.commit(), target, /(it is a folder|a folder that is not empty)/);
+    expect(existsSync(w.tempPath)).toBe(false);
+    expect(() => w.write('again')).toThrow(/is closed/);
+  });
+
+  it("removes temp files that dead processes left for the same target, not a live process's", () => {
+    const target = join(tmp, 'stale.txt');
+    const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const dead = join(tmp, `.stale.txt.${child.stdout}.abc.tmp`);
+    const live = join(tmp, `.stale.txt.${process.pid}.abc.tmp`);
+    const other = join(tmp, `.other.txt.${child.stdout}.abc.tmp`);
+    for (const f of [dead, live, other]) writeFileSync(f, 'left over');
+    writeFileAtomic(target, 'new');
+    expect([existsSync(dead), existsSync(live), existsSync(other)]).toEqual([false, true, true]);
+    for (const f of [live, other]) rmSync(f);
+  });
+});
+
 describe('AtomicWriter', () => {
   it('writes in pieces to a hidden temp file beside the target; commit renames it', () => {
     const target = join(tmp, 'pieces.txt');
@@ -74,7 +123,9 @@ describe('AtomicWriter', () => {
     w.write(new TextEncoder().encode('two'));
     expect(existsSync(target)).toBe(false);
     expect(existsSync(w.tempPath)).toBe(true);
+    const fd = fdOf(w)!;
     w.commit();
+    expect(() => fstatSync(fd)).toThrow(/EBADF/); // closed
     expect(readFileSync(target, 'utf8')).toBe('one, two');
     expect(existsSync(w.tempPath)).toBe(false);
     expect(() => w.write('late')).toThrow(/is closed/);
@@ -86,7 +137,9 @@ describe('AtomicWriter', () => {
     writeFileSync(target, 'before');
     const w = new AtomicWriter(target);
     w.write('half');
+    const fd = fdOf(w)!;
     w.abort();
+    expect(() => fstatSync(fd)).toThrow(/EBADF/); // closed
     expect(readFileSync(target, 'utf8')).toBe('before');
     expect(existsSync(w.tempPath)).toBe(false);
     w.abort();
@@ -98,7 +151,7 @@ describe('AtomicWriter', () => {
     const a = new AtomicWriter(target);
     const b = new AtomicWriter(target);
     expect(a.tempPath).not.toBe(b.tempPath);
-    // the name the cleanup of killed runs recognises (src/transfer/stale.ts): .<name>.<pid>.<stamp>.tmp
+    // the name the cleanup of killed runs recognises (src/io/stale.ts): .<name>.<pid>.<stamp>.tmp
     for (const w of [a, b]) expect(w.tempPath.slice(tmp.length + 1)).toMatch(new RegExp(`^\\.two\\.txt\\.${process.pid}\\.[0-9a-z]+\\.tmp$`));
     a.abort();
     b.abort();
