@@ -21,7 +21,7 @@ export const MODULES = {
   // auth: the bearer-token check in server.ts; limits: request validation in protocol.ts
   serve: {
     mutate: ['src/serve/protocol.ts', 'src/serve/server.ts:authorize'],
-    tests: ['test/serve/server.test.ts'],
+    tests: ['test/serve/protocol.test.ts', 'test/serve/server.test.ts'],
   },
   'shard-select': {
     mutate: ['src/transfer/shard.ts', 'src/perplexity/select.ts'],
