@@ -14,6 +14,16 @@ describe('canonicalJson', () => {
     expect(() => canonicalJson([Infinity])).toThrow(/\$\[0\] is Infinity/);
     expect(() => canonicalJson({ d: new Date(0) })).toThrow(/Date/);
     expect(() => canonicalJson({ n: 1n })).toThrow(/bigint/);
+    // the path names the field at any depth; the message names what was found
+    expect(() => canonicalJson({ a: [1, { b: () => 1 }] })).toThrow('canonicalJson: $.a[1].b is a function, not JSON');
+    expect(() => canonicalJson({ x: new (class Foo {})() })).toThrow('canonicalJson: $.x is a Foo, not plain JSON');
+    expect(() => canonicalJson({ x: Object.create(Object.create(null)) })).toThrow('canonicalJson: $.x is a non-plain object, not plain JSON');
+    expect(() => canonicalJson(Symbol('s'))).toThrow('canonicalJson: $ is a symbol, not JSON');
+  });
+
+  it('accepts objects without a prototype (what JSON.parse-like readers build)', () => {
+    const bare = Object.assign(Object.create(null), { b: 1, a: 2 });
+    expect(canonicalJson({ k: bare })).toBe('{"k":{"a":2,"b":1}}');
   });
 });
 
@@ -68,6 +78,8 @@ describe('content keys', () => {
 
   it('score keys: params default to {}, and prefix/target boundaries matter', () => {
     const s = { scorerId: 'scorer', prefix: 'Output: ', target: 'yes' };
+    // pinned as generation keys are (python: hashlib.sha256 of the canonical JSON)
+    expect(scoreKey({ ...s, params: { maxContext: 2048 } })).toBe('0f5f19d58a84176af6b558b52760290b045ec9c49fc866849f9a372adba5fa56');
     expect(scoreKey(s)).toBe(scoreKey({ ...s, params: {} }));
     expect(scoreKey({ ...s, params: { maxContext: 2048 } })).not.toBe(scoreKey(s));
     // The same concatenated text split differently is a different score.

@@ -162,8 +162,13 @@ describe('rankAndSelect', () => {
     expect(rankAndSelect(ces, { topK: 2 }).map((r) => r.kept)).toEqual([false, true, false, true]);
     expect(rankAndSelect(ces, { threshold: 8, topK: 5 }).map((r) => r.kept)).toEqual([false, true, false, true]);
     expect(rankAndSelect(ces, { threshold: 2 }).map((r) => r.kept)).toEqual([false, false, false, false]);
-    expect(() => rankAndSelect(ces, { topK: 0 })).toThrow(RangeError);
+    expect(() => rankAndSelect(ces, { topK: 0 })).toThrow('topK must be an integer >= 1, got 0');
+    expect(() => rankAndSelect(ces, { topK: 1.5 })).toThrow(RangeError);
     expect(() => rankAndSelect(ces, { threshold: -1 })).toThrow(RangeError);
+    expect(() => rankAndSelect(ces, { threshold: 0 })).toThrow('threshold must be a perplexity > 0, got 0');
+    // the boundaries themselves are allowed: topK 1, and a threshold equal to a candidate's perplexity keeps it
+    expect(rankAndSelect(ces, { topK: 1 }).map((r) => r.kept)).toEqual([false, true, false, false]);
+    expect(rankAndSelect([Math.log(4)], { threshold: 4 })[0].kept).toBe(true);
   });
 });
 

@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UitError } from '../../src/errors.js';
+import { ExitCode, UitError } from '../../src/errors.js';
 import { lazyFromTask } from '../../src/formats/api.js';
 import { emitNiv2, RELEASED_STYLE } from '../../src/formats/niv2.js';
 import { contiguousRuns } from '../../src/transfer/candidates.js';
@@ -22,7 +22,23 @@ describe('shards', () => {
   it('parses k/n (0-based) and rejects the rest', () => {
     expect(parseShard('3/8')).toEqual({ index: 3, count: 8 });
     expect(parseShard(' 0 / 1 ')).toEqual({ index: 0, count: 1 });
-    for (const bad of ['8/8', '-1/2', '1', '1/0', 'x/y', '1.5/2']) expect(() => parseShard(bad)).toThrow(UitError);
+    for (const bad of ['8/8', '-1/2', '1', '1/0', 'x/y', '1.5/2', '1/2x', 'x1/2']) expect(() => parseShard(bad)).toThrow(UitError);
+    expect(parseShard('12/16')).toEqual({ index: 12, count: 16 });
+    expect(parseShard('0/1000000')).toEqual({ index: 0, count: 1_000_000 });
+    // each refusal says what is wrong, with the usage exit code
+    const why = (text: string) => {
+      try {
+        parseShard(text);
+      } catch (err) {
+        expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(why('1/2x')).toBe('--shard "1/2x": expected k/n, e.g. 0/4 (k counts from 0)');
+    expect(why('0/0')).toBe('--shard 0/0: n must be between 1 and 1000000');
+    expect(why('0/1000001')).toBe('--shard 0/1000001: n must be between 1 and 1000000');
+    expect(why('8/8')).toBe('--shard 8/8: k must be below n (shards are numbered 0..7)');
   });
 
   it('every id lands in exactly one shard, by a hash that does not change between releases', () => {
