@@ -36,8 +36,8 @@ const report = `reports/mutation/${only ? 'since-' : ''}${name}`;
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   testRunner: 'vitest',
-  vitest: { configFile: 'vitest.config.ts', related: false },
-  testFiles: mod.tests,
+  // the module's test files only (vitest.mutate.config.ts says why not Stryker's testFiles)
+  vitest: { configFile: 'vitest.mutate.config.ts', related: false },
   mutate: only ?? mod.mutate.map(mutateSpec),
   // Each mutant runs only the tests that covered it in the first (dry) run.
   coverageAnalysis: 'perTest',

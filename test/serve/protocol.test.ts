@@ -43,11 +43,11 @@ const chat = (extra: object, c = ctx) => parseChatRequest({ model: 'm', messages
 describe('a completion request', () => {
   it("becomes the runtime's options: OpenAI's defaults, greedy at temperature 0, extensions off at their neutral values", () => {
     const plan = completion({ seed: 7 });
-    expect(plan).toEqual({ prompts: [bytes('Hi')], n: 1, seed: 7, options: { temperature: 1, greedy: false, stop: [], maxNewTokens: COMPLETIONS_DEFAULT_MAX_TOKENS } });
+    expect(plan).toStrictEqual({ prompts: [bytes('Hi')], n: 1, seed: 7, options: { temperature: 1, greedy: false, stop: [], maxNewTokens: COMPLETIONS_DEFAULT_MAX_TOKENS } });
     expect(COMPLETIONS_DEFAULT_MAX_TOKENS).toBe(16);
     expect(completion({ seed: 1, temperature: 0 }).options).toEqual({ temperature: 0, greedy: true, stop: [], maxNewTokens: 16 });
     const all = completion({ seed: 1, n: 2, temperature: 0.5, top_p: 0.9, top_k: 40, repetition_penalty: 1.2, stop: ['\n', ''], max_tokens: 5 });
-    expect(all).toEqual({
+    expect(all).toStrictEqual({
       prompts: [bytes('Hi')],
       n: 2,
       seed: 1,
@@ -55,8 +55,10 @@ describe('a completion request', () => {
     });
     // neutral values and nulls: no warper
     const neutral = completion({ seed: 1, top_p: 1, top_k: 0, repetition_penalty: 1, stop: null, temperature: null, n: null });
-    expect(neutral.options).toEqual({ temperature: 1, greedy: false, stop: [], maxNewTokens: 16 });
-    expect(completion({ seed: 1, top_k: -1, top_p: null, repetition_penalty: null }).options).toEqual(neutral.options);
+    // no key for an option left at its neutral value, not even one set to undefined
+    expect(neutral.options).toStrictEqual({ temperature: 1, greedy: false, stop: [], maxNewTokens: 16 });
+    expect(completion({ seed: 1, top_k: -1, top_p: null, repetition_penalty: null }).options).toStrictEqual(neutral.options);
+    expect(completion({ seed: 1 }).options).toStrictEqual(neutral.options);
     expect(completion({ seed: 1, stop: 'END' }).options.stop).toEqual(['END']);
   });
 
@@ -139,9 +141,16 @@ describe('a completion request', () => {
       const r = refusal(() => completion(extra));
       expect([r.status, r.param, r.code], param).toEqual([400, param, 'unsupported_parameter']);
     }
-    expect(refusal(() => completion({ stream: true })).message).toBe(
+    expect(cases.map(([extra]) => refusal(() => completion(extra)).message)).toEqual([
       'Streaming is not supported by uit serve: send "stream": false (or leave it out) and read the whole response.',
-    );
+      'presence_penalty is not supported (only 0); use the repetition_penalty extension.',
+      'frequency_penalty is not supported (only 0); use the repetition_penalty extension.',
+      'logit_bias is not supported.',
+      'echo is not supported: only "echo": false.',
+      'logprobs are not supported by uit serve (use uit score for log-probabilities).',
+      'best_of is not supported (only equal to n).',
+      'suffix is not supported.',
+    ]);
     const defaults = { stream: false, presence_penalty: 0, frequency_penalty: 0, logit_bias: {}, echo: false, logprobs: null, suffix: '', user: 'u' };
     expect(completion({ ...defaults, seed: 3 })).toEqual(completion({ seed: 3 }));
     expect(completion({ best_of: 2, n: 2 }).n).toBe(2); // best_of equal to n is plain sampling
@@ -163,13 +172,70 @@ describe('a completion request', () => {
     const n = refusal(() => completion({ n: 0 }));
     expect([n.status, n.param, n.code]).toEqual([400, 'n', 'invalid_value']);
     expect(n.message).toMatch(/^Invalid value for 'n': /);
-    expect(refusal(() => completion({ temperature: 2.5 })).param).toBe('temperature');
-    expect(refusal(() => completion({ top_p: 0 })).param).toBe('top_p');
+    // each field's range, just inside and just outside
+    const accepted: object[] = [{ temperature: 2 }, { top_p: 1 }, { top_k: -1 }, { stop: [] }, { max_tokens: 1 }, { best_of: null }];
+    for (const extra of accepted) expect(() => completion(extra), JSON.stringify(extra)).not.toThrow();
+    const rejected: [object, string][] = [
+      [{ temperature: 2.5 }, 'temperature'],
+      [{ temperature: -0.1 }, 'temperature'],
+      [{ top_p: 0 }, 'top_p'],
+      [{ top_p: 1.5 }, 'top_p'],
+      [{ top_k: -2 }, 'top_k'],
+      [{ top_k: 1.5 }, 'top_k'],
+      [{ max_tokens: 0 }, 'max_tokens'],
+      [{ logprobs: -1 }, 'logprobs'],
+      [{ best_of: 0 }, 'best_of'],
+      [{ repetition_penalty: 0 }, 'repetition_penalty'],
+      [{ seed: 1.5 }, 'seed'],
+      [{ prompt: [-1] }, 'prompt.0'],
+      [{ prompt: [[]] }, 'prompt.0'],
+      [{ prompt: [[-1]] }, 'prompt.0.0'],
+      [{ prompt: [1.5] }, 'prompt'],
+      [{ prompt: 5 }, 'prompt'],
+    ];
+    for (const [extra, param] of rejected) {
+      const r = refusal(() => completion(extra));
+      expect([r.status, r.param, r.code], JSON.stringify(extra)).toEqual([400, param, 'invalid_value']);
+    }
+    expect(refusal(() => completion({ prompt: 5 })).message).toBe(
+      "Invalid value for 'prompt': expected a string, a non-empty array of strings, or token ids (an array of integers, or an array of such arrays)",
+    );
+    expect(refusal(() => parseCompletionRequest({ model: 5, prompt: 'x' }, ctx)).message).toBe("Invalid value for 'model': you must provide a model parameter");
     expect(refusal(() => completion({ stop: Array(17).fill('x') })).param).toBe('stop');
     expect(completion({ stop: Array(16).fill('x') }).options.stop).toHaveLength(16);
     expect(refusal(() => completion({ messages: 1, prompt: { a: 1 } })).param).toBe('prompt');
-    const notObject = refusal(() => parseCompletionRequest([1], ctx));
-    expect([notObject.status, notObject.param]).toEqual([400, null]);
+    for (const body of [[1], undefined, 'x']) {
+      const r = refusal(() => parseCompletionRequest(body, ctx));
+      expect([r.status, r.param, r.code], JSON.stringify(body)).toEqual([400, null, 'invalid_value']);
+    }
+  });
+});
+
+describe('a model without a BOS token', () => {
+  it('cannot start from an empty prompt: a 400 naming the field', () => {
+    const tmp = tempDir('uit-protocol-');
+    try {
+      const dir = join(tmp.dir, 'model');
+      cpSync(FIXTURE, dir, { recursive: true });
+      for (const f of ['config.json', 'generation_config.json', 'tokenizer_config.json']) {
+        const j = JSON.parse(readFileSync(join(dir, f), 'utf8'));
+        delete j.bos_token_id;
+        delete j.bos_token;
+        writeFileSync(join(dir, f), JSON.stringify(j));
+      }
+      const noBos = { ...ctx, tokenizer: loadTokenizer(dir) };
+      expect(noBos.tokenizer.bosTokenId).toBeUndefined();
+      expect(refusal(() => completion({ prompt: ['a', ''] }, noBos))).toEqual({
+        status: 400,
+        param: 'prompt',
+        code: 'invalid_value',
+        message: 'The prompt is empty and this model has no BOS token to start from.',
+      });
+      expect(completion({ prompt: ['a', 'b'] }, noBos).prompts).toEqual([[97], [98]]);
+      expect(refusal(() => chat({ messages: [{ role: 'user', content: '' }] }, noBos)).param).toBe('messages');
+    } finally {
+      tmp.cleanup();
+    }
   });
 });
 
@@ -212,6 +278,8 @@ describe('a chat request', () => {
       message: "Content parts of type 'image_url' are not supported: only text.",
     });
     expect(refusal(() => chat({ messages: [{ role: 'user', content: [{ type: 'text' }] }] })).param).toBe('messages.0.content.0');
+    // a part that is not text is refused even when it carries a text field
+    expect(refusal(() => chat({ messages: [{ role: 'user', content: [{ type: 'input_audio', text: 'a' }] }] })).param).toBe('messages.0.content.0');
     for (const [extra, param] of [
       [{ logprobs: true }, 'logprobs'],
       [{ top_logprobs: 2 }, 'top_logprobs'],
@@ -221,7 +289,37 @@ describe('a chat request', () => {
     ] as const) {
       expect(refusal(() => chat(extra)).param).toBe(param);
     }
-    expect(chat({ seed: 1, logprobs: false, top_logprobs: null, tools: [], response_format: { type: 'text' } })).toEqual(chat({ seed: 1 }));
+    expect(
+      [
+        { logprobs: true },
+        { top_logprobs: 2 },
+        { tools: [{}] },
+        { response_format: { type: 'json_object' } },
+      ].map((extra) => refusal(() => chat(extra)).message),
+    ).toEqual([
+      'logprobs are not supported by uit serve.',
+      'top_logprobs is not supported by uit serve.',
+      'tools (function calling) are not supported by uit serve.',
+      "response_format 'json_object' is not supported: only text.",
+    ]);
+    expect(chat({ seed: 1, logprobs: false, top_logprobs: null, tools: [], response_format: { type: 'text' } })).toStrictEqual(chat({ seed: 1 }));
+    // the shapes themselves: every role OpenAI has, a part needs its type, a response_format its type
+    const roomy = { ...ctx, contextLength: undefined };
+    const roles = chat({ messages: ['system', 'developer', 'user', 'assistant'].map((role) => ({ role, content: role })) }, roomy).prompt;
+    expect(roles).toBe('System: system\n\nDeveloper: developer\n\nUser: user\n\nAssistant: assistant\n\nAssistant:');
+    const noType = refusal(() => chat({ messages: [{ role: 'user', content: [{ text: 'a' }] }] }));
+    expect([noType.param, noType.code, noType.message]).toEqual([
+      'messages.0.content',
+      'invalid_value',
+      "Invalid value for 'messages.0.content': expected a string, an array of text parts, or null",
+    ]);
+    const format = refusal(() => chat({ response_format: {} }));
+    expect([format.param, format.code]).toEqual(['response_format.type', 'missing_required_parameter']);
+    for (const extra of [{ max_tokens: 0 }, { max_completion_tokens: 0 }, { max_completion_tokens: null, max_tokens: 0 }]) {
+      expect(refusal(() => chat(extra)).code, JSON.stringify(extra)).toBe('invalid_value');
+    }
+    expect(chat({ max_completion_tokens: null, max_tokens: 3 }).options.maxNewTokens).toBe(3);
+    expect(refusal(() => chat({ max_completion_tokens: null, max_tokens: 600 })).param).toBe('max_tokens');
     expect(refusal(() => chat({ messages: [] })).param).toBe('messages');
     expect(refusal(() => chat({ messages: [{ role: 'robot', content: 'x' }] })).param).toBe('messages.0.role');
   });
@@ -279,6 +377,8 @@ describe('responses', () => {
       { index: 1, message: { role: 'assistant', content: 'bc' }, logprobs: null, finish_reason: 'length' },
     ]);
     expect(c.usage).toEqual({ prompt_tokens: 3, completion_tokens: 3, total_tokens: 6 });
+    expect([c.id, c.model]).toEqual(['chatcmpl-1', 'm']);
+    expect(Math.abs(c.created - Date.now() / 1000)).toBeLessThan(5);
     expect(responseId('cmpl')).toMatch(/^cmpl-[0-9a-f]{24}$/);
     expect(responseId('cmpl')).not.toBe(responseId('cmpl'));
   });

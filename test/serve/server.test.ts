@@ -390,8 +390,15 @@ describe('bearer token', () => {
       const body = { model: NAME, prompt: 'x', max_tokens: 2 };
       const missing = await post('/completions', body, undefined, locked);
       expect([missing.status, missing.json.error.code, missing.headers['www-authenticate']]).toEqual([401, 'missing_api_key', 'Bearer']);
+      expect(missing.json.error.message).toBe("You didn't provide an API key. Send it in the header 'Authorization: Bearer <key>'.");
       const wrong = await post('/completions', body, { authorization: 'Bearer sk-local-124' }, locked);
-      expect([wrong.status, wrong.json.error.code]).toEqual([401, 'invalid_api_key']);
+      expect([wrong.status, wrong.json.error.code, wrong.headers['www-authenticate']]).toEqual([401, 'invalid_api_key', 'Bearer']);
+      expect(wrong.json.error.message).toBe('Incorrect API key provided.');
+      // the scheme must come first: a header that only contains it somewhere is no bearer token
+      const inside = await post('/completions', body, { authorization: 'NotBearer sk-local-123' }, locked);
+      expect([inside.status, inside.json.error.code]).toEqual([401, 'missing_api_key']);
+      // spaces after the scheme are not part of the key
+      expect((await post('/completions', body, { authorization: 'Bearer    sk-local-123' }, locked)).status).toBe(200);
       // only the whole key: not a prefix of it, not the key with more after it, not another case
       for (const token of ['sk-local-12', 's', 'sk-local-1234', 'SK-LOCAL-123', 'sk-local-123x']) {
         const r = await post('/completions', body, { authorization: `Bearer ${token}` }, locked);
