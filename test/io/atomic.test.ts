@@ -86,6 +86,8 @@ describe('writeFileAtomic on a bad target', () => {
     const target = join(tmp, 'a-folder');
     mkdirSync(target);
     expectOutputError(() => writeFileAtomic(target, 'x'), target, /it is a folder \(EISDIR\)$/);
+    // at once, before a long run writes anything, not when it commits at the end
+    expectOutputError(() => new AtomicWriter(target), target, /it is a folder \(EISDIR\)$/);
     expect(statSync(target).isDirectory()).toBe(true);
     expect(leftovers(tmp)).toEqual([]);
   });
