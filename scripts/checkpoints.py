@@ -4,6 +4,9 @@ Sources:
 - a Hugging Face folder: config.json (model_type gptj) and model.safetensors,
   pytorch_model.bin, or shards listed in model.safetensors.index.json /
   pytorch_model.bin.index.json;
+- a uit model folder (config.json and onnx/model.onnx with its external data,
+  as export-gptj.py writes it): the weights are read back from the ONNX
+  initializers, so an exported model such as models/uit-tiny can be trained on;
 - a single file: .safetensors, or a torch state dict (.bin/.pt/.pth) with HF
   names or ModelCenter names (the UIT release format).
 
@@ -110,6 +113,38 @@ def load_weight_file(path: str) -> StateDict:
     if path.endswith(".safetensors"):
         return read_safetensors(path)
     return _load_torch(path)
+
+
+def read_onnx_weights(folder: str) -> StateDict:
+    """The state dict of a uit model folder (onnx/model.onnx and its external data), float32:
+    parameters stored under their own names ("model.transformer.wte.weight") and Linear weights
+    stored transposed by the exporter ("/model/transformer/h.0/attn/q_proj/Transpose_output_0").
+    An fp16 export gives its fp16 values, widened."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = os.path.join(folder, "onnx", "model.onnx")
+    try:
+        m = onnx.load(path, load_external_data=True)
+    except Exception as e:  # onnx raises several kinds for a damaged file or missing external data
+        raise CheckpointError(f"{path}: cannot read the ONNX weights ({e})") from e
+    sd: StateDict = {}
+    for t in m.graph.initializer:
+        if t.name.startswith("model."):
+            sd[t.name[len("model."):]] = torch.from_numpy(numpy_helper.to_array(t).astype(np.float32))
+        else:
+            mt = re.fullmatch(r"/model/(.*)/Transpose_output_0", t.name)
+            if mt:
+                sd[mt.group(1).replace("/", ".") + ".weight"] = torch.from_numpy(numpy_helper.to_array(t).T.astype(np.float32))
+    return sd
+
+
+def is_uit_folder(folder: str) -> bool:
+    """An exported model folder: onnx/model.onnx and no PyTorch or safetensors weights."""
+    if not os.path.isfile(os.path.join(folder, "onnx", "model.onnx")):
+        return False
+    hf = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+    return not any(os.path.isfile(os.path.join(folder, n)) for n in hf)
 
 
 def load_folder_weights(folder: str) -> StateDict:
@@ -278,8 +313,10 @@ def load_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[StateD
                 cfg_dict = json.load(f)
         if cfg_dict.get("model_type") != "gptj":
             raise CheckpointError(f"{src}: config.json model_type is {cfg_dict.get('model_type')!r}, expected 'gptj'")
-        sd = load_folder_weights(src)
-        kind = "hf-folder"
+        if is_uit_folder(src):
+            sd, kind = read_onnx_weights(src), "uit-folder"
+        else:
+            sd, kind = load_folder_weights(src), "hf-folder"
     elif os.path.isfile(src):
         sd = load_weight_file(src)
         kind = "file"

@@ -342,28 +342,6 @@ def stage_train(a: argparse.Namespace) -> None:
 # Finetune: make the scorer read the definition
 
 
-def state_dict_from_onnx(folder: str) -> dict:
-    """The PyTorch state dict of an exported model folder (onnx/model.onnx with its external data):
-    parameters stored under their own names ("model.transformer.wte.weight") and Linear weights
-    stored transposed by the exporter ("/model/transformer/h.0/attn/q_proj/Transpose_output_0")."""
-    import re
-
-    import onnx
-    import torch
-    from onnx import numpy_helper
-
-    m = onnx.load(os.path.join(folder, "onnx", "model.onnx"), load_external_data=True)
-    sd = {}
-    for t in m.graph.initializer:
-        if t.name.startswith("model."):
-            sd[t.name[len("model."):]] = torch.from_numpy(numpy_helper.to_array(t).copy())
-        else:
-            mt = re.fullmatch(r"/model/(.*)/Transpose_output_0", t.name)
-            if mt:
-                sd[mt.group(1).replace("/", ".") + ".weight"] = torch.from_numpy(numpy_helper.to_array(t).T.copy())
-    return sd
-
-
 def ft_pools(data: str, reserve: float = 0.0, seed: int = 0):
     """Training-split Ni-v2 tasks (tiny_corpus.split_tasks: no EVAL task, no test-split task, no
     HOLDOUT dataset): those with a task file (instances, 2+ positive examples) and all with at
@@ -446,6 +424,7 @@ def stage_finetune(a: argparse.Namespace) -> None:
     import random
 
     import torch
+    from checkpoints import read_onnx_weights
     from gptj import GPTJConfig, GPTJForCausalLM, causal_lm_loss
 
     if a.ft_steps <= 0:
@@ -463,7 +442,7 @@ def stage_finetune(a: argparse.Namespace) -> None:
         cfg, base, base_from = GPTJConfig.from_dict(ck["config"]), ck["model"], base_ck
     elif a.base:
         cfg = GPTJConfig.from_json_file(os.path.join(a.base, "config.json"))
-        base, base_from = state_dict_from_onnx(a.base), a.base
+        base, base_from = read_onnx_weights(a.base), a.base
     else:
         raise SystemExit(f"finetune needs {base_ck} (--stage train) or --base MODEL_FOLDER")
     torch.manual_seed(a.seed)

@@ -2,6 +2,7 @@
 export * from './types.js';
 export * from './errors.js';
 export * as compare from './compare/index.js';
+export * as generator from './generator/index.js';
 export * as remote from './remote/index.js';
 export * as serve from './serve/index.js';
 export * as runtime from './runtime/index.js';

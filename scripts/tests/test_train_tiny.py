@@ -311,7 +311,7 @@ def test_group_target_ce_matches_unpadded_scoring():
     assert len({round(x, 4) for x in got.tolist()}) == 3  # the prefixes matter
 
 
-def test_state_dict_from_onnx_reads_back_an_export(tmp_path):
+def test_read_onnx_weights_reads_back_an_export(tmp_path):
     """The finetune stage can start from a shipped model folder: its ONNX weights are the state dict."""
     import sys
 
@@ -331,7 +331,9 @@ def test_state_dict_from_onnx_reads_back_an_export(tmp_path):
     write_byte_tokenizer(str(hf), 64)
     subprocess.run([sys.executable, os.path.join(SCRIPTS, "export-gptj.py"), str(hf), str(tmp_path / "out")],
                    check=True, capture_output=True, env={**os.environ, "UIT_TORCH_THREADS": "2"})
-    sd = tr.state_dict_from_onnx(str(tmp_path / "out"))
+    from checkpoints import read_onnx_weights
+
+    sd = read_onnx_weights(str(tmp_path / "out"))
     ref = m.state_dict()
     assert set(sd) == set(ref)
     for k, v in ref.items():

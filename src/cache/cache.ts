@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { CacheError } from '../errors.js';
 import { canonicalJson, generationKey, scoreKey, type GenerationInput, type JsonObject, type ScoreInput } from './keys.js';
 import { APPLICATION_ID, MIGRATIONS, checkMigrations, inspectFile, type Migration } from './schema.js';
-import { TextStore } from './texts.js';
+import { TEXT_REF_BYTES, TextStore, splitParagraphs, textRef } from './texts.js';
 import { checkOwnership, isFresh, preflight, translateSqliteError } from './validate.js';
 
 const require = createRequire(import.meta.url);
@@ -82,6 +82,13 @@ export interface CachedScore {
   durationMs: number | null;
   createdAt: string;
   runId: string | null;
+}
+
+/** One request's cached samples (Cache.generationsOf). */
+export interface GenerationGroup {
+  prompt: string;
+  params: JsonObject;
+  samples: { sampleIndex: number; text: string; tokenCount: number | null; finishReason: string | null }[];
 }
 
 export interface Counter {
@@ -415,6 +422,62 @@ export class Cache {
     });
     this.counters.scores.writes += written;
     return rows.map((x) => x.key);
+  }
+
+  // ---- reading back by content (distillation reads a teacher's work this way) -------------
+
+  /**
+   * Every generation of one model, grouped by request (prompt and parameters), prompts
+   * reassembled, samples in index order. Groups come in no particular order.
+   */
+  generationsOf(modelId: string): GenerationGroup[] {
+    return this.read('reading generations', () => {
+      const rows = this.db
+        .prepare(
+          'SELECT prompt, params, sample_index, text, token_count, finish_reason FROM generations WHERE model_id = ? ORDER BY prompt, params, sample_index',
+        )
+        .all(modelId) as { prompt: Buffer; params: string; sample_index: number; text: string; token_count: number | null; finish_reason: string | null }[];
+      const groups: GenerationGroup[] = [];
+      let last: { prompt: Buffer; params: string } | undefined;
+      for (const r of rows) {
+        if (!last || !last.prompt.equals(r.prompt) || last.params !== r.params) {
+          groups.push({ prompt: this.texts.get(r.prompt), params: JSON.parse(r.params) as JsonObject, samples: [] });
+          last = r;
+        }
+        groups[groups.length - 1].samples.push({ sampleIndex: r.sample_index, text: r.text, tokenCount: r.token_count, finishReason: r.finish_reason });
+      }
+      return groups;
+    });
+  }
+
+  /**
+   * The scores by `scorerId` whose prefix begins with each of `starts`, which must be whole
+   * paragraphs (end in a blank line). Prefixes are stored as paragraph references, so one pass
+   * over the scorer's rows compares references instead of reassembling any prefix.
+   */
+  scoresWithPrefixStarts(scorerId: string, starts: readonly string[]): Map<string, { target: string; tokenCount: number; sumCe: number }[]> {
+    const out = new Map<string, { target: string; tokenCount: number; sumCe: number }[]>();
+    const byFirst = new Map<string, { start: string; refs: Buffer }[]>();
+    for (const start of new Set(starts)) {
+      if (!/\n\n$/.test(start)) throw new TypeError('scoresWithPrefixStarts: each start must end with a blank line (whole paragraphs)');
+      const refs = Buffer.concat(splitParagraphs(start).map((p) => textRef(p)));
+      const first = refs.subarray(0, TEXT_REF_BYTES).toString('hex');
+      byFirst.set(first, [...(byFirst.get(first) ?? []), { start, refs }]);
+      out.set(start, []);
+    }
+    this.read('reading scores', () => {
+      const rows = this.db
+        .prepare('SELECT prefix, target, token_count, sum_ce FROM scores WHERE scorer_id = ?')
+        .iterate(scorerId) as IterableIterator<{ prefix: Buffer; target: string; token_count: number; sum_ce: number }>;
+      for (const r of rows) {
+        for (const w of byFirst.get(r.prefix.subarray(0, TEXT_REF_BYTES).toString('hex')) ?? []) {
+          if (r.prefix.length >= w.refs.length && r.prefix.subarray(0, w.refs.length).equals(w.refs)) {
+            out.get(w.start)!.push({ target: r.target, tokenCount: r.token_count, sumCe: r.sum_ce });
+          }
+        }
+      }
+    });
+    return out;
   }
 
   /** Runs `fn` in one write transaction (e.g. a batch's generations and scores together). */

@@ -10,6 +10,7 @@ export {
   type StoredModel,
   type GenerationRecord,
   type CachedGeneration,
+  type GenerationGroup,
   type ScoreRecord,
   type CachedScore,
   type Counter,

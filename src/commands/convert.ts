@@ -61,7 +61,7 @@ export function register(program: Command): void {
     .option('--method <name>', 'transfer method: heuristic (fields mapped directly) or model (the UIT pipeline, docs/pipeline.md)', 'heuristic')
     .option('--rows <file>', 'dataset rows (JSONL) for PromptSource or FLAN templates')
     .option('--dataset <key>', 'FLAN: which dataset of a templates file (default: the rows file name)')
-    .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first instances of a task that has none', int('--examples', 0), 2)
+    .option('--examples <n>', 'Ni-v2 target: Positive Examples taken from the first one-output instances of a task that has none', int('--examples', 0), 2)
     .option('--no-truncate', "PromptSource: do not cut substituted values to 2048 characters (PromptSource's default cuts them)")
     .option('--seed <n>', 'seed for template helpers that pick at random (PromptSource choice/random) and, with --method model, for sampling', int('--seed', 0), 0)
     .option('--json', 'print the summary as JSON (needs -o: stdout would carry the data)');

@@ -3,10 +3,12 @@ import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Command, Option } from 'commander';
 import { deviceOption, int } from '../cli-values.js';
-import { ExitCode } from '../errors.js';
+import { ExitCode, ModelError } from '../errors.js';
 import { describeCudaLibs } from '../runtime/cuda-libs.js'; // plain Node, no onnxruntime
 // The runtime (onnxruntime-node) loads when the command runs, not with the CLI.
 import type { Device, Model, ModelFolder, OrtBackend, ProviderReport, WebGpuReport } from '../runtime/index.js';
+import type { InstallationCheck } from '../bundle/manifest.js';
+import { describeCheck } from '../bundle/report.js';
 import { formatWebGpu, webgpuReport } from './doctor-webgpu.js';
 
 export interface Check {
@@ -19,6 +21,8 @@ export interface DoctorReport {
   node: string;
   platform: string;
   onnxruntime: ProviderReport;
+  /** Present when uit runs from a bundle (uit bundle): its files against SHA256SUMS. */
+  bundle?: InstallationCheck;
   /** With --device webgpu or auto: the WebGPU adapter, or what is missing. */
   webgpu?: WebGpuReport;
   model?: { dir: string; ok: boolean; checks: Check[] };
@@ -143,11 +147,20 @@ async function checkModel(dir: string, device: Device, threads: number | undefin
 }
 
 export async function doctor(opts: { model?: string; device?: Device; threads?: number }): Promise<DoctorReport> {
+  // The files first, and nothing loaded when they differ: a damaged onnxruntime library can take
+  // the process down (SIGBUS) before any report is printed.
+  const { checkInstallation } = await import('../bundle/manifest.js');
+  const bundle = checkInstallation() ?? undefined;
+  if (bundle && !bundle.ok) {
+    const again = bundle.info?.kind === 'npm' ? 'install the package again' : 'unpack the bundle again';
+    throw new ModelError(`this installation is not as it was bundled; ${again} (docs/airgap.md):\n  ${describeCheck(bundle).join('\n  ')}`);
+  }
   const { providerReport } = await import('../runtime/index.js');
   const report: DoctorReport = {
     node: process.version,
     platform: `${process.platform}/${process.arch}`,
     onnxruntime: providerReport({ libraries: true }),
+    ...(bundle ? { bundle } : {}),
   };
   if (opts.device === 'webgpu' || opts.device === 'auto') report.webgpu = await webgpuReport();
   if (opts.model) report.model = { dir: opts.model, ...(await checkModel(opts.model, opts.device ?? 'cpu', opts.threads)) };
@@ -169,6 +182,7 @@ export function formatReport(r: DoctorReport): string {
     }`,
   ];
   if (o.cuda.libraries && o.cuda.supportedPlatform) lines.push(`cuda libs     ${describeCudaLibs(o.cuda.libraries)}`);
+  if (r.bundle) describeCheck(r.bundle).forEach((l, i) => lines.push(`${i === 0 ? 'bundle' : ''}`.padEnd(14) + l));
   if (r.webgpu) lines.push(...formatWebGpu(r.webgpu));
   if (r.model) {
     lines.push('', `model         ${r.model.dir}`);
@@ -193,10 +207,11 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       `
-Exit code 0 when everything checked works, 4 when the model folder has a problem (or, with
---device webgpu, when there is no WebGPU adapter). --device webgpu or auto adds the WebGPU adapter
-report: vendor, architecture, software or hardware, limits, the Vulkan loader and drivers, and
-what to install when something is missing.
+Run from a bundle (uit bundle), it first checks every file against the bundle's SHA256SUMS.
+Exit code 0 when everything checked works, 4 when the model folder has a problem, when a bundle's
+files are not as bundled, or (with --device webgpu) when there is no WebGPU adapter. --device
+webgpu or auto adds the WebGPU adapter report: vendor, architecture, software or hardware, limits,
+the Vulkan loader and drivers, and what to install when something is missing.
 
 Examples:
   $ uit doctor

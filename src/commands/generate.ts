@@ -74,7 +74,7 @@ export function register(program: Command): void {
     .option('-o, --output <file>', 'write the output to a file (atomically) instead of stdout')
     .option('--greedy', 'argmax decoding (ignores temperature, top-k, top-p)')
     .option('-n, --max-new-tokens <n>', 'most tokens to generate per sample', int('--max-new-tokens', 1), 64)
-    .option('-t, --temperature <t>', 'sampling temperature (0 = greedy)', float('--temperature', (n) => n >= 0, '>= 0'), 1)
+    .option('-t, --temperature <t>', 'sampling temperature (0, or under 1e-5, = greedy)', float('--temperature', (n) => n >= 0, '>= 0'), 1)
     .option('--top-k <k>', 'sample from the k most likely tokens', int('--top-k', 1))
     .option('--top-p <p>', 'nucleus sampling: the smallest set of tokens with probability >= p', float('--top-p', (n) => n > 0 && n <= 1, 'in (0, 1]'))
     .option('--repetition-penalty <r>', "CTRL's repetition penalty (1 = off)", float('--repetition-penalty', (n) => n > 0, '> 0'))

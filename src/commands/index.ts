@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
+import * as bundle from './bundle.js';
 import * as cache from './cache.js';
 import * as compare from './compare.js';
 import * as convert from './convert.js';
 import * as demo from './demo.js';
 import * as denoise from './denoise.js';
+import * as distillData from './distill-data.js';
 import * as doctor from './doctor.js';
 import * as generate from './generate.js';
 import * as score from './score.js';
@@ -19,6 +21,7 @@ const commands: Register[] = [
   convert.register,
   transfer.register,
   denoise.register,
+  distillData.register,
   demo.register,
   compare.register,
   cache.register,
@@ -27,6 +30,7 @@ const commands: Register[] = [
   serve.register,
   score.register,
   scoreInstructions.register,
+  bundle.register,
 ];
 
 export function registerCommands(program: Command): void {

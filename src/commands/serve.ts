@@ -1,7 +1,7 @@
 // `uit serve`: the local model behind an OpenAI-compatible HTTP API (docs/serve.md).
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { deviceOption, int } from '../cli-values.js';
+import { deviceOption, int, positive } from '../cli-values.js';
 import { ExitCode, UitError } from '../errors.js';
 import type { Device } from '../runtime/index.js';
 
@@ -10,7 +10,16 @@ import type { Device } from '../runtime/index.js';
  * declaring the options does not load the server and the runtime; test/cli/startup.test.ts checks
  * that they agree.
  */
-export const SERVE_DEFAULTS = { maxTokens: 512, maxN: 16, maxBodyBytes: 1024 * 1024 } as const;
+export const SERVE_DEFAULTS = {
+  maxTokens: 512,
+  maxN: 16,
+  maxBodyBytes: 1024 * 1024,
+  // DEFAULT_CONNECTION_LIMITS, in seconds
+  headersTimeout: 10,
+  requestTimeout: 60,
+  keepAliveTimeout: 5,
+  maxConnections: 256,
+} as const;
 
 interface ServeCliOptions {
   model: string;
@@ -24,6 +33,10 @@ interface ServeCliOptions {
   maxBodyBytes: number;
   batchSize: number;
   maxQueue: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  maxConnections: number;
   chatTemplate?: string;
   device: Device;
   threads?: number;
@@ -53,6 +66,8 @@ export function readToken(opts: { apiKeyEnv?: string; tokenFile?: string }): str
   return undefined;
 }
 
+const ms = (seconds: number): number => Math.max(1, Math.round(seconds * 1000));
+
 export function register(program: Command): void {
   program
     .command('serve')
@@ -67,8 +82,12 @@ export function register(program: Command): void {
     .option('--max-tokens <n>', 'largest max_tokens a request may ask for', int('--max-tokens', 1), SERVE_DEFAULTS.maxTokens)
     .option('--max-n <n>', 'largest n (samples per prompt) a request may ask for', int('--max-n', 1), SERVE_DEFAULTS.maxN)
     .option('--max-body-bytes <n>', 'largest request body; larger gets 413', int('--max-body-bytes', 1), SERVE_DEFAULTS.maxBodyBytes)
-    .option('--batch-size <n>', 'most rows (prompt x sample) decoded together, across queued requests', int('--batch-size', 1), 16)
-    .option('--max-queue <n>', 'most requests waiting for the model; more get 503 + Retry-After', int('--max-queue', 1), 64)
+    .option('--batch-size <n>', 'most rows (prompt x sample) decoded together; a request takes its turns at the model in slices of this many rows', int('--batch-size', 1), 16)
+    .option('--max-queue <n>', 'most requests waiting for their turn at the model; more get 503 + Retry-After', int('--max-queue', 1), 64)
+    .option('--headers-timeout <s>', 'seconds a client may take to send the request headers; then 408 and the connection closes', positive('--headers-timeout'), SERVE_DEFAULTS.headersTimeout)
+    .option('--request-timeout <s>', 'seconds a client may take to send the whole request, body included (generating is not counted)', positive('--request-timeout'), SERVE_DEFAULTS.requestTimeout)
+    .option('--keep-alive-timeout <s>', 'seconds an idle keep-alive connection stays open after a response', positive('--keep-alive-timeout'), SERVE_DEFAULTS.keepAliveTimeout)
+    .option('--max-connections <n>', 'most open connections; more are closed as they arrive', int('--max-connections', 1), SERVE_DEFAULTS.maxConnections)
     .option('--chat-template <file>', "Jinja chat template for /v1/chat/completions (default: the model folder's, else the plain format)")
     .addOption(deviceOption())
     .option('--threads <n>', 'onnxruntime intra-op threads (default: physical cores)', int('--threads', 1))
@@ -77,7 +96,9 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       `
-Stops gracefully on Ctrl-C or SIGTERM: queued requests get 503, the running batch finishes.
+Requests take turns at the model in slices of --batch-size rows, so a small request does not wait
+for all of a big one. Stops gracefully on Ctrl-C or SIGTERM: requests that have not started get 503,
+started ones finish.
 Streaming ("stream": true), logprobs and echo are answered with a 400 that says so.
 
 Examples:
@@ -102,6 +123,12 @@ Any OpenAI SDK works with base_url http://127.0.0.1:8080/v1 (see docs/serve.md).
         maxBodyBytes: opts.maxBodyBytes,
         batchRows: opts.batchSize,
         maxQueue: opts.maxQueue,
+        connections: {
+          headersTimeoutMs: ms(opts.headersTimeout),
+          requestTimeoutMs: ms(opts.requestTimeout),
+          keepAliveTimeoutMs: ms(opts.keepAliveTimeout),
+          maxConnections: opts.maxConnections,
+        },
         chatTemplate: opts.chatTemplate,
         device: opts.device,
         threads: opts.threads,

@@ -161,15 +161,19 @@ export async function lazyFromStream(
   return complete ? lazyFromTask(full) : { task: full, complete: false, instances: stream };
 }
 
-/** The same LazyTask without its first `n` instances (e.g. moved to Positive Examples). */
-export function dropFirstInstances(t: LazyTask, n: number, task: Task): LazyTask {
-  if (t.complete) return lazyFromTask({ ...task, instances: t.task.instances.slice(n) });
+/**
+ * The same LazyTask without the instances at `indices` (positions in the whole stream; e.g. moved
+ * to Positive Examples). `task` replaces the task's other fields.
+ */
+export function dropInstancesAt(t: LazyTask, indices: ReadonlySet<number>, task: Task): LazyTask {
+  const kept = t.task.instances.filter((_, i) => !indices.has(i));
+  if (t.complete) return lazyFromTask({ ...task, instances: kept });
   return {
-    task: { ...task, instances: t.task.instances.slice(n) },
+    task: { ...task, instances: kept },
     complete: false,
     instances: async function* () {
       let i = 0;
-      for await (const inst of t.instances()) if (i++ >= n) yield inst;
+      for await (const inst of t.instances()) if (!indices.has(i++)) yield inst;
     },
   };
 }

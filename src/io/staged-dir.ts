@@ -52,6 +52,8 @@ export class StagedFile {
 export interface StagedDirOptions {
   /** Replace an existing uit output folder at commit (`--force`); without it, a non-empty folder is refused. */
   replace?: boolean;
+  /** The file that marks a folder as this kind of uit output, which `replace` may replace (default OUTPUT_MARKER). */
+  marker?: string;
 }
 
 export class StagedDir {
@@ -69,7 +71,7 @@ export class StagedDir {
     if (writing(target, () => lstatSync(t, { throwIfNoEntry: false }))?.isSymbolicLink()) t = writing(target, () => realpathSync(t));
     this.target = t;
     writing(target, () => removeStaleTemps([t]));
-    this.existed = checkTarget(target, t, opts.replace === true);
+    this.existed = checkTarget(target, t, opts.replace === true, opts.marker);
     const id = `${process.pid}-${Date.now().toString(36)}`;
     if (this.existed) {
       writing(target, () => accessSync(t, constants.W_OK));
@@ -162,14 +164,14 @@ export class StagedDir {
 export function checkOutputFolder(target: string, opts: StagedDirOptions = {}): void {
   const t = resolve(target);
   writing(target, () => removeStaleTemps([t]));
-  if (checkTarget(target, t, opts.replace === true)) writing(target, () => accessSync(t, constants.W_OK));
+  if (checkTarget(target, t, opts.replace === true, opts.marker)) writing(target, () => accessSync(t, constants.W_OK));
 }
 
 /**
  * Refuses a target that is not a folder, or one that holds files (unless `replace` and it is a uit
  * output); returns whether it exists.
  */
-function checkTarget(label: string, target: string, replace: boolean): boolean {
+function checkTarget(label: string, target: string, replace: boolean, marker = OUTPUT_MARKER): boolean {
   const st = writing(label, () => lstatSync(target, { throwIfNoEntry: false }));
   if (st === undefined) return false;
   if (!st.isDirectory()) {
@@ -185,9 +187,9 @@ function checkTarget(label: string, target: string, replace: boolean): boolean {
       ExitCode.USAGE,
     );
   }
-  if (!entries.includes(OUTPUT_MARKER)) {
+  if (!entries.includes(marker)) {
     throw new UitError(
-      `-o ${label}: --force replaces only a folder uit wrote (one with ${OUTPUT_MARKER}), and this one has none; ` +
+      `-o ${label}: --force replaces only a folder uit wrote (one with ${marker}), and this one has none; ` +
         'remove it yourself, or choose another -o',
       ExitCode.USAGE,
     );

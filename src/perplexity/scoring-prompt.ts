@@ -8,9 +8,14 @@ import { pyReprList } from '../io/pyrepr.js';
 import type { Example } from '../types.js';
 import type { ScoringMode } from './defaults.js';
 
-export function buildScoringPrefix(definition: string, examples: Example[], input: string, scoring: ScoringMode = 'uit'): string {
+/** The prompt's first paragraph: every scoring prefix of a candidate starts with it. */
+export function definitionParagraph(definition: string, scoring: ScoringMode = 'uit'): string {
   // a candidate D is what the reference reads from a candidate file whose Definition is [D]
-  let s = `Definition: ${scoring === 'reference' ? pyReprList([definition]) : definition}\n\n`;
+  return `Definition: ${scoring === 'reference' ? pyReprList([definition]) : definition}\n\n`;
+}
+
+export function buildScoringPrefix(definition: string, examples: Example[], input: string, scoring: ScoringMode = 'uit'): string {
+  let s = definitionParagraph(definition, scoring);
   examples.slice(0, 2).forEach((ex, i) => {
     s += `Positive Examples ${i + 1}\nInput: ${ex.input}\nOutput: ${ex.output}\n\n`;
   });

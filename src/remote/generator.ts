@@ -1,7 +1,8 @@
 // The OpenAI-compatible backend of the transfer step: a TextGenerator over /completions or
 // /chat/completions, so the API route of the paper runs through the same pipeline, denoiser
 // and cache as the local model.
-import type { FinishReason, GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../transfer/generator.js';
+import { isGreedy } from '../runtime/generation/processors.js';
+import type { FinishReason, GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../generator/index.js';
 import { RemoteError } from './errors.js';
 import { OpenAIClient, type OpenAIClientOptions, type ChatMessage, type Usage } from './openai.js';
 
@@ -96,7 +97,8 @@ export class OpenAIGenerator implements TextGenerator {
   }
 
   private body(params: GenerationParams, n: number, seed: number): Record<string, unknown> {
-    const greedy = params.greedy === true || params.temperature === 0;
+    // The local model's rule: a temperature under MIN_SAMPLING_TEMPERATURE is sent as its limit, 0.
+    const greedy = isGreedy(params);
     const body: Record<string, unknown> = {
       ...this.opts.extraBody,
       model: this.opts.model,

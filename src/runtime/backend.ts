@@ -231,7 +231,8 @@ export class OrtBackend implements Backend {
     const t = input.temperature;
     if (t !== undefined) {
       if (want !== 'last' || !this.fast.probs) throw new RangeError('temperature needs want "last" and a fast graph with probs_last');
-      if (!(t > 0 && Number.isFinite(1 / t))) throw new RangeError(`temperature ${t} is not > 0`);
+      // inv_temperature is float32: 1/t must be finite there, not only in a double.
+      if (!(t > 0 && Number.isFinite(Math.fround(1 / t)))) throw new RangeError(`temperature ${t} is not > 0 or its inverse overflows float32`);
     }
     const u = input.sampleUniform;
     if (u !== undefined) {

@@ -41,6 +41,7 @@ export {
   topPProbs,
   softmax,
   isGreedy,
+  MIN_SAMPLING_TEMPERATURE,
   type SamplingParams,
   type LogitsProcessor,
   type ProbsWarper,

@@ -57,7 +57,8 @@ export interface ProviderReport {
 
 export function cudaInstallCommand(): string {
   const script = join(dirname(require.resolve('onnxruntime-node/package.json')), 'script', 'install.js');
-  return `node ${script} --onnxruntime-node-install=cuda12`;
+  // this Node's own path: a bundle made with --with-node has no `node` on PATH
+  return `${process.execPath} ${script} --onnxruntime-node-install=cuda12`;
 }
 
 export function providerReport(opts: { libraries?: boolean } = {}): ProviderReport {

@@ -1,7 +1,7 @@
 // The local ONNX model behind the transfer step's TextGenerator interface (the same interface the
 // OpenAI-compatible backend implements), so the pipeline and the cache do not care where text
 // comes from. Its id is the model identity, which the cache keys generations by.
-import type { GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../transfer/generator.js';
+import type { GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../generator/index.js';
 import { generate } from './generation/generate.js';
 import type { Model } from './model.js';
 

@@ -3,7 +3,7 @@
 // edge: every problem becomes a 400 that names the field (`param`), as OpenAI's own errors do.
 import { randomBytes, randomInt } from 'node:crypto';
 import { z } from 'zod';
-import type { GenerationOutput } from '../runtime/index.js';
+import { isGreedy, type GenerationOutput } from '../runtime/index.js';
 import type { UitTokenizer } from '../tokenizer/index.js';
 import { ApiError, invalidParam, unsupported } from './errors.js';
 import type { ChatFormatter, ChatMessage } from './chat.js';
@@ -134,13 +134,16 @@ function common(body: SamplingBody, ctx: ProtocolContext): { n: number; seed: nu
   if (n > ctx.limits.maxN) throw invalidParam('n', `n is ${n}; this server allows at most ${ctx.limits.maxN} (uit serve --max-n).`);
   const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const temperature = body.temperature ?? 1;
+  // A temperature under MIN_SAMPLING_TEMPERATURE is greedy (its limit); say so as 0, so that it
+  // batches with temperature 0.
+  const greedy = isGreedy({ temperature });
   return {
     n,
     // Without a seed every request samples afresh, as OpenAI does; with one it is reproducible.
     seed: body.seed ?? randomInt(2 ** 31),
     sampling: {
-      temperature,
-      greedy: temperature === 0,
+      temperature: greedy ? 0 : temperature,
+      greedy,
       ...(body.top_p !== undefined && body.top_p !== null && body.top_p < 1 ? { topP: body.top_p } : {}),
       ...(body.top_k ? (body.top_k > 0 ? { topK: body.top_k } : {}) : {}),
       ...(body.repetition_penalty !== undefined && body.repetition_penalty !== null && body.repetition_penalty !== 1

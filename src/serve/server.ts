@@ -38,8 +38,10 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** Most rows (prompt x sample) decoded together (default 16). */
   batchRows?: number;
-  /** Most requests waiting for the model (default 64); more get 503 with Retry-After. */
+  /** Most requests waiting for their turn at the model (default 64); more get 503 with Retry-After. */
   maxQueue?: number;
+  /** Connection timeouts and the connection cap (defaults: DEFAULT_CONNECTION_LIMITS). */
+  connections?: Partial<ConnectionLimits>;
   /** A Jinja chat template file, instead of the model folder's. */
   chatTemplate?: string;
   /** When `model` is a folder. */
@@ -70,14 +72,31 @@ export interface RunningServer {
 }
 
 export interface ServerStatus {
+  /** Requests waiting for their turn at the model (a started request counts between its slices). */
   waiting: number;
+  /** Requests taken and not answered yet: waiting, or in the running batch. */
+  active: number;
   running: boolean;
-  /** Model runs so far, and the requests they served (more requests than batches: batching happened). */
+  /** Model runs so far, and the request slices they served (more than runs: requests shared runs). */
   batches: number;
   batchedRequests: number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+/** How long a client may take, and how many may be connected: slow or idle clients must not pile up. */
+export interface ConnectionLimits {
+  /** Most ms from a connection (or the end of the previous response) to the end of the request headers; then 408 and close. */
+  headersTimeoutMs: number;
+  /** Most ms to receive a whole request, body included; then 408 and close. Generating the answer does not count. */
+  requestTimeoutMs: number;
+  /** Most ms a keep-alive connection stays open idle after a response (Node adds 1 s of grace). */
+  keepAliveTimeoutMs: number;
+  /** Most open connections; more are closed as they arrive. */
+  maxConnections: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { headersTimeoutMs: 10_000, requestTimeoutMs: 60_000, keepAliveTimeoutMs: 5_000, maxConnections: 256 };
 /** Bytes of an oversize body read (and dropped) so the client can read its 413; past this the connection is cut. */
 const OVERSIZE_DRAIN_BYTES = 16 * 1024 * 1024;
 
@@ -117,6 +136,7 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
   for (const [k, v] of Object.entries(limits)) {
     if (!Number.isInteger(v) || v < 1) throw new UitError(`serve: the ${k} limit must be a positive integer, got ${v}`, ExitCode.USAGE);
   }
+  const conn = connectionLimits(opts.connections);
   const ctx: ProtocolContext = { modelName, tokenizer: model.tokenizer, chat, limits, contextLength: model.info.maxPositions };
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const keyDigest = opts.apiKey !== undefined && opts.apiKey !== '' ? digest(opts.apiKey) : undefined;
@@ -132,7 +152,7 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
   });
   const created = Math.floor(Date.now() / 1000);
   const inFlight = new Set<Promise<void>>();
-  const status = (): ServerStatus => ({ waiting: scheduler.waiting, running: scheduler.busy, ...counts });
+  const status = (): ServerStatus => ({ waiting: scheduler.waiting, active: scheduler.active, running: scheduler.busy, ...counts });
   let draining = false;
 
   function authorize(req: IncomingMessage): void {
@@ -228,10 +248,32 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
     log(`${req.method} ${path} ${code} ${Math.round(performance.now() - t0)} ms`);
   }
 
-  const server: Server = createServer((req, res) => {
-    const p = handle(req, res).catch((err) => log(`error: ${(err as Error)?.stack ?? String(err)}`));
-    inFlight.add(p);
-    void p.finally(() => inFlight.delete(p));
+  const server: Server = createServer(
+    {
+      headersTimeout: conn.headersTimeoutMs,
+      requestTimeout: conn.requestTimeoutMs,
+      // Node checks the header and request timeouts every 30 s by default, which would stretch a 10 s limit to 40.
+      connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(conn.headersTimeoutMs / 4))),
+    },
+    (req, res) => {
+      const p = handle(req, res).catch((err) => log(`error: ${(err as Error)?.stack ?? String(err)}`));
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    },
+  );
+  server.keepAliveTimeout = conn.keepAliveTimeoutMs;
+  // Over the cap, node:http closes a new connection at once (the client sees a reset): cheaper than
+  // reading its request to answer 503, which is what a flood of connections would want.
+  server.maxConnections = conn.maxConnections;
+  let dropped = 0;
+  let lastDropLog = 0;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - lastDropLog < 10_000) return; // a flood must not flood the log too
+    log(`refused ${dropped} connection(s): ${conn.maxConnections} open (--max-connections)`);
+    dropped = 0;
+    lastDropLog = now;
   });
 
   const host = opts.host ?? '127.0.0.1';
@@ -270,6 +312,17 @@ async function listen(model: Model, owned: boolean, opts: ServeOptions): Promise
   };
 
   return { url, baseUrl: `${url}/v1`, host, port, modelName, chatFormat: chat.source, model, status, close };
+}
+
+function connectionLimits(given: Partial<ConnectionLimits> = {}): ConnectionLimits {
+  const c: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...given };
+  for (const [k, v] of Object.entries(c)) {
+    if (!Number.isInteger(v) || v < 1) throw new UitError(`serve: ${k} must be a positive integer, got ${v}`, ExitCode.USAGE);
+  }
+  if (c.headersTimeoutMs > c.requestTimeoutMs) {
+    throw new UitError(`serve: the headers timeout (${c.headersTimeoutMs} ms) must not be longer than the request timeout (${c.requestTimeoutMs} ms), which includes it`, ExitCode.USAGE);
+  }
+  return c;
 }
 
 /** On /v1/engines/{id}/... the path names the model. */

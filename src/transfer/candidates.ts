@@ -1,13 +1,12 @@
 // Candidate generation through the cache. Every sample is keyed by
 // generationKey(generator identity, prompt, params, sample index), the recipe CachedGenerator
-// (src/remote) uses too, so caches written by either are interchangeable. Only missing samples
+// (src/generator) uses too, so caches written by either are interchangeable. Only missing samples
 // reach the model: a generator that can draw sample ranges (the local model) is asked for exactly
 // the missing indices, any other (an API) for the whole request. Cached texts always win over
 // freshly generated ones, and each request's new samples are stored in one transaction.
 import type { Cache } from '../cache/index.js';
 import { generationKey } from '../cache/index.js';
-import { paramsJson } from '../remote/cached-generator.js';
-import type { GeneratedText, GenerationParams, TextGenerator } from './generator.js';
+import { paramsJson, type GeneratedText, type GenerationParams, type TextGenerator } from '../generator/index.js';
 import { isRangeGenerator, type RangeRequest } from './local-generator.js';
 
 export interface CandidateStats {

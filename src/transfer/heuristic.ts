@@ -12,7 +12,8 @@
 //   - for a Ni-v2 target, a task without Positive Examples takes its first instances (2 by
 //     default) as Positive Examples, removing them from Instances and always leaving at least one.
 import type { LazyTask } from '../formats/api.js';
-import { dropFirstInstances, lazyFromTask } from '../formats/api.js';
+import { lazyFromTask } from '../formats/api.js';
+import { borrowExamples } from './borrow-examples.js';
 import type { Example, Provenance, Task } from '../types.js';
 import { registerTransferMethod, type TransferContext, type TransferResult } from './method.js';
 import { answerChoiceTexts, flanText, INSTRUCTION_VERBS, labelField, placeholders, promptsourceText, type TemplateText } from './template-text.js';
@@ -262,13 +263,10 @@ export async function heuristicTransfer(t: LazyTask, ctx: TransferContext): Prom
   provenance.definitionFrom = from;
   if (definition !== task.definition) provenance.sourceInstruction = task.definition;
   let out: LazyTask = t.complete ? lazyFromTask({ ...task, definition }) : { ...t, task: { ...task, definition } };
-  if (ctx.target === 'niv2' && task.positiveExamples.length === 0 && ctx.examples > 0) {
-    const n = Math.max(0, Math.min(ctx.examples, task.instances.length - 1));
-    if (n > 0) {
-      const examples: Example[] = task.instances.slice(0, n).map((i) => ({ input: i.input, output: i.outputs[0] ?? '' }));
-      out = dropFirstInstances(out, n, { ...out.task, positiveExamples: examples });
-      provenance.positiveExamplesFromInstances = n;
-    }
+  if (ctx.target === 'niv2') {
+    const lent = borrowExamples(out, ctx.examples);
+    out = lent.task;
+    if (lent.borrowed > 0) provenance.positiveExamplesFromInstances = lent.borrowed;
   }
   return { task: out, provenance };
 }

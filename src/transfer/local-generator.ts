@@ -1,4 +1,4 @@
-// The local ONNX model as a TextGenerator (src/transfer/generator.ts), so the pipeline treats it
+// The local ONNX model as a TextGenerator (src/generator/generator.ts), so the pipeline treats it
 // like the API backend. src/runtime/text-generator.ts has the plain LocalGenerator; this one adds
 // what the pipeline needs: counted model calls, and any range of sample indices
 // (`generateRange`): sample i of a prompt comes from the PRNG stream (seed, i) whatever the batch,
@@ -6,7 +6,7 @@
 // uninterrupted run would have.
 import { CountingBackend, type ModelCallCounts } from '../perplexity/counting-backend.js';
 import { generate, Model, type GenerateOptions } from '../runtime/index.js';
-import type { GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from './generator.js';
+import type { GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../generator/index.js';
 
 export interface RangeRequest {
   prompt: string;
@@ -73,12 +73,12 @@ export class LocalRangeGenerator implements RangeGenerator {
   }
 }
 
-/** GenerationParams in the runtime's terms (temperature 0 means greedy, as in the API backend). */
+/** GenerationParams in the runtime's terms (its isGreedy decides what greedy means, as in the API backend). */
 export function runtimeOptions(p: GenerationParams, o: LocalRangeGeneratorOptions = {}): GenerateOptions {
   return {
     maxNewTokens: p.maxNewTokens,
-    greedy: p.greedy === true || p.temperature === 0,
-    temperature: p.temperature === 0 ? undefined : p.temperature,
+    greedy: p.greedy,
+    temperature: p.temperature,
     topK: p.topK,
     topP: p.topP,
     repetitionPenalty: p.repetitionPenalty,

@@ -10,21 +10,15 @@
 //     order, and with --keep-candidates every other candidate follows too (scored ones by rank,
 //     then unscored ones), so a Ni-v2 reader sees all of them as the task's definitions.
 import type { LazyTask } from '../formats/api.js';
-import { dropFirstInstances, lazyFromTask } from '../formats/api.js';
+import { lazyFromTask } from '../formats/api.js';
 import { DEFINITION, INSTANCES, NEGATIVE, NIV2_KEY_ORDER, POSITIVE, datasetNameOf } from '../formats/niv2.js';
 import type { ScoringMode, TaskScores } from '../perplexity/index.js';
 import type { Example, Instance, Provenance, Task } from '../types.js';
+import { borrowExamples } from './borrow-examples.js';
 import type { TransferInfo } from './candidates-file.js';
 
 /** The task as written apart from its Definition: Positive Examples borrowed from instances if it has none. */
-export function prepareNiv2(t: LazyTask, examples: number): { task: LazyTask; borrowed: number } {
-  const task = t.task;
-  if (task.positiveExamples.length > 0 || examples <= 0) return { task: t, borrowed: 0 };
-  const n = Math.max(0, Math.min(examples, task.instances.length - 1));
-  if (n === 0) return { task: t, borrowed: 0 };
-  const positives: Example[] = task.instances.slice(0, n).map((i) => ({ input: i.input, output: i.outputs[0] ?? '' }));
-  return { task: dropFirstInstances(t, n, { ...task, positiveExamples: positives }), borrowed: n };
-}
+export const prepareNiv2 = borrowExamples;
 
 /** The definitions to write, best first (see the file comment). */
 export function definitionsToWrite(scores: TaskScores, keepCandidates: boolean): string[] {

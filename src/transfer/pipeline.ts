@@ -21,7 +21,7 @@ import { createProgress, type Progress } from '../progress.js';
 import type { Provenance, Task } from '../types.js';
 import { candidatesEntry, unusedEntries, type LoadedCandidates, type TransferInfo } from './candidates-file.js';
 import type { CandidateSource } from './candidates.js';
-import type { GenerationParams } from './generator.js';
+import type { GenerationParams } from '../generator/index.js';
 import { readTasks } from './inputs.js';
 import { checkInstances, definitionsToWrite, modelProvenance, prepareNiv2, withDefinitions, withPositiveExamples, type ScorerInfo, type SelectionInfo } from './model-output.js';
 import type { FileCandidate } from './reference-layout.js';

@@ -42,3 +42,22 @@ export function buildTransferPrompt(source: string, style: PromptStyle, seeds: S
   const shots = seeds.map((s) => block(s.source, s.definition));
   return [f.header, ...shots, block(source)].join(f.separator);
 }
+
+/**
+ * The source instruction of a transfer prompt of either style (the inverse of
+ * buildTransferPrompt for its last block), or undefined when `prompt` is not one. The last block
+ * starts at the last "Instruction: " that begins the prompt or follows the separator, so a source
+ * instruction that itself holds "\n\nInstruction: " is read from there on.
+ */
+export function transferPromptSource(prompt: string): string | undefined {
+  const f = PROMPT_FORMAT;
+  const end = `\n${f.definitionLabel}`;
+  if (!prompt.endsWith(end)) return undefined;
+  const body = prompt.slice(0, prompt.length - end.length);
+  const head = `${f.sourceLabel} `;
+  const at = body.lastIndexOf(f.separator + head);
+  const start = at >= 0 ? at + f.separator.length : body.startsWith(head) ? 0 : -1;
+  if (start < 0) return undefined;
+  const source = body.slice(start + head.length);
+  return source.trim() === '' ? undefined : source;
+}

@@ -31,7 +31,7 @@ const cacheSubcommands = [...commandList(uit(['cache', '--help']).stdout).keys()
 describe('uit --help', () => {
   it('lists every command with a short summary in one style', () => {
     expect(top.code).toBe(0);
-    expect(commands).toEqual(['convert', 'transfer', 'denoise', 'demo', 'compare', 'cache', 'generate', 'doctor', 'serve', 'score', 'score-instructions']);
+    expect(commands).toEqual(['convert', 'transfer', 'denoise', 'distill-data', 'demo', 'compare', 'cache', 'generate', 'doctor', 'serve', 'score', 'score-instructions', 'bundle']);
     expect(cacheSubcommands).toEqual(['stats', 'export', 'merge', 'salvage', 'vacuum']);
     const summaries = [...commandList(top.stdout).entries(), ...commandList(uit(['cache', '--help']).stdout).entries()].filter(([c]) => c !== 'help');
     for (const [cmd, summary] of summaries) {

@@ -11,14 +11,14 @@ import { SERVE_DEFAULTS } from '../../src/commands/serve.js';
 import { ExitCode } from '../../src/errors.js';
 import { FORMAT_NAMES, TARGET_NAMES } from '../../src/formats/names.js';
 import { FORMATS, WRITERS } from '../../src/formats/registry.js';
-import { DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES } from '../../src/serve/index.js';
+import { DEFAULT_CONNECTION_LIMITS, DEFAULT_LIMITS, DEFAULT_MAX_BODY_BYTES } from '../../src/serve/index.js';
 
 const REPO = join(__dirname, '../..');
 const tmp = mkdtempSync(join(tmpdir(), 'uit-startup-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const HEAVY = ['onnxruntime-node', 'better-sqlite3', '@huggingface/jinja', '@huggingface/tokenizers', 'zod', 'yaml', 'cli-progress'];
-const COMMANDS = ['convert', 'transfer', 'denoise', 'demo', 'compare', 'cache', 'generate', 'doctor', 'serve', 'score', 'score-instructions'];
+const COMMANDS = ['convert', 'transfer', 'denoise', 'demo', 'compare', 'cache', 'generate', 'doctor', 'serve', 'score', 'score-instructions', 'bundle'];
 
 beforeAll(() => {
   // the CLI runs the compiled dist/: it must be built from the current sources
@@ -80,7 +80,16 @@ describe('startup', () => {
   });
 
   it("the constants repeated for the light declarations agree with their modules'", () => {
-    expect(SERVE_DEFAULTS).toEqual({ maxTokens: DEFAULT_LIMITS.maxTokens, maxN: DEFAULT_LIMITS.maxN, maxBodyBytes: DEFAULT_MAX_BODY_BYTES });
+    const c = DEFAULT_CONNECTION_LIMITS;
+    expect(SERVE_DEFAULTS).toEqual({
+      maxTokens: DEFAULT_LIMITS.maxTokens,
+      maxN: DEFAULT_LIMITS.maxN,
+      maxBodyBytes: DEFAULT_MAX_BODY_BYTES,
+      headersTimeout: c.headersTimeoutMs / 1000,
+      requestTimeout: c.requestTimeoutMs / 1000,
+      keepAliveTimeout: c.keepAliveTimeoutMs / 1000,
+      maxConnections: c.maxConnections,
+    });
     expect(FORMATS.map((f) => f.name)).toEqual(FORMAT_NAMES);
     expect(Object.keys(WRITERS)).toEqual(TARGET_NAMES);
   });

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openCache } from '../../src/cache/cache.js';
 import { ExitCode } from '../../src/errors.js';
-import { CachedGenerator } from '../../src/remote/cached-generator.js';
+import { CachedGenerator } from '../../src/generator/cached-generator.js';
 import { RemoteError } from '../../src/remote/errors.js';
 import { OpenAIGenerator, type OpenAIGeneratorOptions } from '../../src/remote/generator.js';
 import type { RetryEvent } from '../../src/remote/http.js';
 import { OpenAIClient } from '../../src/remote/openai.js';
 import { generate, loadModel, type GenerateOptions, type Model } from '../../src/runtime/index.js';
 import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/index.js';
-import type { GenerationParams } from '../../src/transfer/generator.js';
+import type { GenerationParams } from '../../src/generator/generator.js';
 import { FIXTURE, tempDir } from '../runtime/helpers.js';
 
 const NAME = 'tiny-gptj';

@@ -9,11 +9,11 @@ import { OpenAIGenerator, apiIdentity, applyStop } from '../../src/remote/genera
 import { backoffMs, retryAfterMs, type RetryEvent } from '../../src/remote/http.js';
 import { RemoteError } from '../../src/remote/errors.js';
 import { Semaphore } from '../../src/remote/semaphore.js';
-import { CachedGenerator } from '../../src/remote/cached-generator.js';
+import { CachedGenerator } from '../../src/generator/cached-generator.js';
 import { addOpenAIOptions, openAIGeneratorFromOptions, type OpenAICliOptions } from '../../src/remote/options.js';
 import { openCache } from '../../src/cache/cache.js';
 import { ExitCode, UitError } from '../../src/errors.js';
-import type { GenerationParams } from '../../src/transfer/generator.js';
+import type { GenerationParams } from '../../src/generator/generator.js';
 import { closedPort, completion, json, startFakeServer, type FakeServer } from './fake-openai.js';
 
 const PARAMS: GenerationParams = { maxNewTokens: 32, temperature: 0.7, topP: 0.9, stop: ['\n\n'], seed: 42 };
@@ -86,6 +86,9 @@ describe('completions and chat', () => {
     expect(server.seen[0].body).not.toHaveProperty('top_p');
     expect(server.seen[0].body).not.toHaveProperty('n');
     expect(g).toMatchObject({ text: 'cut short', finishReason: 'length', tokens: 3 });
+    // A temperature too small to compute locally is greedy here too: it is sent as its limit, 0.
+    await generator().generate([{ prompt: 'p', numSamples: 1 }], { ...PARAMS, temperature: 1e-40 });
+    expect(server.seen[1].body.temperature).toBe(0);
   });
 
   it('talks to /chat/completions with the prompt as a user message', async () => {

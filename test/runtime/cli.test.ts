@@ -61,6 +61,14 @@ describe('uit generate', () => {
     expect(doc.timings.new_tokens).toBe(30);
   });
 
+  it('a temperature too small to compute prints the greedy text, not `!!!!!!!!` (issue 21)', () => {
+    const run = (...opts: string[]) => uit('generate', '-m', 'models/uit-tiny', ...opts, '--max-new-tokens', '8', '--seed', '1', 'Hi');
+    const greedy = run('--greedy');
+    expect(greedy.code).toBe(0);
+    expect(greedy.stdout).not.toMatch(/^!+\n$/);
+    for (const t of ['1e-40', '1e-300', '0']) expect(run('--temperature', t)).toEqual(greedy);
+  });
+
   it('--draft-tokens: prompt lookup gives the same greedy text in fewer forwards; 0 turns it off', () => {
     const run = (...extra: string[]) => {
       const r = uit('generate', '-m', FIXTURE, '--greedy', '-n', '40', '--threads', '1', '--json', ...extra, 'abc abc abc abc abc');

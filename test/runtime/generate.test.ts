@@ -248,6 +248,38 @@ describe('finishing', () => {
   });
 });
 
+describe('tiny temperatures (issue 21)', () => {
+  it('decode greedily, their limit, on every path of the trained model instead of degenerating', async () => {
+    // uit-tiny's real logits, where 1/1e-40 overflowed float32 (the graph's inv_temperature, the JS
+    // chain's Float32Array) and the text became `!!!!!!!!`.
+    const paths = [
+      ['graph sampling', { threads: 1 }],
+      ['probs_last + JS draw', { threads: 1, graphSampling: false }],
+      ['model.onnx + JS chain', { threads: 1, fastGraphs: false }],
+    ] as const;
+    for (const [path, opts] of paths) {
+      const m = await loadModel('models/uit-tiny', opts);
+      try {
+        const requests = [{ prompt: 'Hi', numSamples: 2 }, { prompt: 'Definition: In this task, you are given' }];
+        const greedy = await generate(m, requests, { maxNewTokens: 8, greedy: true, seed: 1 });
+        expect(greedy.outputs[0].samples[0].text, path).not.toMatch(/^!+$/);
+        for (const temperature of [1e-40, 1e-300, 5e-6]) {
+          const tiny = await generate(m, requests, { maxNewTokens: 8, temperature, topP: 0.9, seed: 1 });
+          expect(ids(tiny), `${path}, t=${temperature}`).toEqual(ids(greedy));
+        }
+      } finally {
+        await m.dispose();
+      }
+    }
+  });
+
+  it('the graph refuses a temperature whose inverse overflows its float32 input', async () => {
+    const p = model.tokenizer.encode('x');
+    const err = await step(model.backend, KvCache.create(model.backend.shape, 1, 0), p, p.length, 'last', { temperature: 1e-39 }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/overflows float32/);
+  });
+});
+
 describe('options', () => {
   it('repetition penalty changes greedy output', async () => {
     const plain = await generate(model, [{ prompt: PROMPTS[0] }], { maxNewTokens: 12, greedy: true });

@@ -3,6 +3,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { Model, type Backend } from '../../src/runtime/index.js';
 
 /** Random GPT-J, byte-level tokenizer, three graphs (test/fixtures/tiny-gptj/README or export docs). */
 export const FIXTURE = resolve('test/fixtures/tiny-gptj');
@@ -35,4 +36,22 @@ export function torchAvailable(): { ok: boolean; reason: string } {
   const r = spawnSync('/usr/bin/python3', ['-c', 'import torch, onnx'], { encoding: 'utf8' });
   if (r.status === 0) return { ok: true, reason: '' };
   return { ok: false, reason: `/usr/bin/python3 with torch and onnx is not available (${(r.stderr || String(r.error)).trim().split('\n').pop()})` };
+}
+
+/**
+ * The model with its real backend's forward passed through `forward` (to count, record or delay
+ * the calls): nothing is mocked, every call still runs the real ORT backend (`next`).
+ */
+export function withForward(inner: Model, forward: (next: Backend['forward'], ...args: Parameters<Backend['forward']>) => ReturnType<Backend['forward']>): Model {
+  const b = inner.backend;
+  const backend: Backend = {
+    shape: b.shape,
+    hasPositionIds: b.hasPositionIds,
+    fast: b.fast,
+    device: b.device,
+    createKv: (rows, capacity, shared) => b.createKv(rows, capacity, shared),
+    forward: (input, want, fetchKv) => forward((i, w, f) => b.forward(i, w, f), input, want, fetchKv),
+    dispose: () => b.dispose(),
+  };
+  return new Model(inner.folder, inner.info, inner.tokenizer, backend);
 }

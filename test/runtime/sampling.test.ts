@@ -3,6 +3,8 @@ import {
   argmax,
   buildProbsWarpers,
   buildProcessors,
+  isGreedy,
+  MIN_SAMPLING_TEMPERATURE,
   repetitionPenalty,
   sampleFromProbs,
   sampleMultinomial,
@@ -144,6 +146,25 @@ describe('logits processors (transformers semantics)', () => {
     expect(buildProcessors({ greedy: true, repetitionPenalty: 1.2 })).toHaveLength(1);
     expect(buildProcessors({ temperature: 0.7, topK: 40, topP: 0.9, repetitionPenalty: 1.1 })).toHaveLength(4);
     expect(buildProcessors({ temperature: 0 })).toHaveLength(0);
+  });
+
+  it('a temperature under MIN_SAMPLING_TEMPERATURE is greedy, its limit; negative or NaN is refused', () => {
+    expect(MIN_SAMPLING_TEMPERATURE).toBe(1e-5);
+    for (const t of [0, 1e-300, 1e-40, 9.99e-6]) {
+      expect(isGreedy({ temperature: t })).toBe(true);
+      expect(buildProcessors({ temperature: t, topK: 3 })).toHaveLength(0);
+      expect(buildProbsWarpers({ temperature: t })).toBeUndefined();
+    }
+    for (const t of [1e-5, 0.7, 2]) expect(isGreedy({ temperature: t })).toBe(false);
+    // At the line itself the scaled logits stay finite in float32 and sampling works.
+    const l = Float32Array.from([30, 29.9, -30]);
+    buildProcessors({ temperature: 1e-5 })[0](l, ctx());
+    expect(Array.from(l).every(Number.isFinite)).toBe(true);
+    expect(softmax(l)[0]).toBe(1);
+    for (const t of [-1e-40, -1, NaN]) {
+      expect(isGreedy({ temperature: t })).toBe(false);
+      expect(() => buildProcessors({ temperature: t })).toThrow(/temperature must be > 0/);
+    }
   });
 });
 

@@ -10,11 +10,10 @@ import {
   prefill,
   scoreContinuations,
   step,
-  type Backend,
   type ForwardInput,
   type GenerateOptions,
 } from '../../src/runtime/index.js';
-import { FIXTURE, maxAbsDiff } from './helpers.js';
+import { FIXTURE, maxAbsDiff, withForward } from './helpers.js';
 
 let shared: Model;
 let copies: Model;
@@ -37,20 +36,11 @@ interface Call {
 /** The model with a backend that records the shape of every forward. */
 function recording(inner: Model): { model: Model; calls: Call[] } {
   const calls: Call[] = [];
-  const b = inner.backend;
-  const backend: Backend = {
-    shape: b.shape,
-    hasPositionIds: b.hasPositionIds,
-    fast: b.fast,
-    device: b.device,
-    createKv: (rows, capacity, shared) => b.createKv(rows, capacity, shared),
-    forward(input: ForwardInput, want, fetchKv) {
-      calls.push({ rows: input.rows, seq: input.seq, past: input.pastLength, shared: input.shared?.length ?? 0 });
-      return b.forward(input, want, fetchKv);
-    },
-    dispose: () => b.dispose(),
-  };
-  return { model: new Model(inner.folder, inner.info, inner.tokenizer, backend), calls };
+  const model = withForward(inner, (next, input: ForwardInput, want, fetchKv) => {
+    calls.push({ rows: input.rows, seq: input.seq, past: input.pastLength, shared: input.shared?.length ?? 0 });
+    return next(input, want, fetchKv);
+  });
+  return { model, calls };
 }
 
 describe('KvCache with a shared prefix', () => {

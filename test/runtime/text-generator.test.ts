@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalGenerator, generate, loadModel, type Model } from '../../src/runtime/index.js';
+import { LocalRangeGenerator } from '../../src/transfer/local-generator.js';
 import { FIXTURE } from './helpers.js';
 
 let model: Model;
@@ -34,5 +35,18 @@ describe('LocalGenerator (TextGenerator over the local model)', () => {
     expect(greedy[0][0]).toEqual(greedy[0][1]);
     await g.close(); // does not own the model: it stays usable
     expect((await generate(model, [{ prompt: 'a' }], { maxNewTokens: 1, greedy: true })).outputs).toHaveLength(1);
+  });
+});
+
+describe("transfer's LocalRangeGenerator", () => {
+  it('decodes a temperature too small to compute (1e-40) greedily, as temperature 0', async () => {
+    const g = await LocalRangeGenerator.create(model);
+    const params = { maxNewTokens: 8, seed: 1 };
+    const requests = [{ prompt: 'Definition:', first: 0, count: 2 }];
+    const greedy = await g.generateRange(requests, { ...params, temperature: 0 });
+    expect(greedy[0][0]).toEqual(greedy[0][1]);
+    expect(await g.generateRange(requests, { ...params, temperature: 1e-40 })).toEqual(greedy);
+    // and an ordinary temperature does sample (so the line above is not vacuous)
+    expect(await g.generateRange(requests, { ...params, temperature: 1 })).not.toEqual(greedy);
   });
 });

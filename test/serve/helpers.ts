@@ -1,7 +1,27 @@
 // Shared pieces of the serve tests: real HTTP calls to a server on 127.0.0.1.
 import { request } from 'node:http';
+import { afterAll, beforeAll } from 'vitest';
+import { loadModel, type Model } from '../../src/runtime/index.js';
+import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/index.js';
+import { FIXTURE } from '../runtime/helpers.js';
 
-export { FIXTURE, tempDir, copyFixture } from '../runtime/helpers.js';
+export { FIXTURE, tempDir, copyFixture, withForward } from '../runtime/helpers.js';
+
+/**
+ * For a test file: the fixture model, loaded before its tests and disposed after them, and servers
+ * over it on a free port whose log lines go to `logs`.
+ */
+export function fixtureServers(): { model: () => Model; logs: string[]; serveWith: (opts?: Partial<ServeOptions>) => Promise<RunningServer> } {
+  let model: Model | undefined;
+  const logs: string[] = [];
+  beforeAll(async () => {
+    model = await loadModel(FIXTURE, { threads: 1 });
+  });
+  afterAll(async () => {
+    await model?.dispose();
+  });
+  return { model: () => model!, logs, serveWith: (opts = {}) => startServer({ model: model!, port: 0, log: (l) => logs.push(l), ...opts }) };
+}
 
 export interface Reply {
   status: number;
@@ -61,4 +81,10 @@ export function stopIn(text: string, from = 1): { stop: string; index: number } 
     if (/[A-Za-z0-9]/.test(text[i]) && text.indexOf(text[i]) === i) return { stop: text[i], index: i };
   }
   throw new Error(`no usable stop character in ${JSON.stringify(text)}`);
+}
+
+/** Polls `cond` every 5 ms, for up to 20 s. */
+export async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 4000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!cond()) throw new Error(`timed out waiting for ${what}`);
 }

@@ -4,9 +4,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Model, generate, loadModel, type Backend, type GenerateOptions, type GenerateRequest } from '../../src/runtime/index.js';
+import { Model, generate, loadModel, type GenerateOptions, type GenerateRequest } from '../../src/runtime/index.js';
 import { startServer, type RunningServer, type ServeOptions } from '../../src/serve/index.js';
-import { FIXTURE, call, copyFixture, stopIn, tempDir } from './helpers.js';
+import { FIXTURE, call, copyFixture, stopIn, tempDir, until, withForward } from './helpers.js';
 
 const NAME = 'tiny-gptj';
 const PROMPT = 'Definition: In this task, you are given';
@@ -105,6 +105,10 @@ describe('completions', () => {
   it('decodes greedily at temperature 0 and applies the top_k and repetition_penalty extensions as the runtime does', async () => {
     const greedy = await post('/completions', { model: NAME, prompt: PROMPT, max_tokens: 10, temperature: 0 });
     expect(texts(greedy.json)).toEqual((await reference([{ prompt: PROMPT }], { maxNewTokens: 10, greedy: true }))[0]);
+    // A temperature too small to compute (1/t overflows float32) is greedy, its limit (issue 21).
+    const tiny = await post('/completions', { model: NAME, prompt: PROMPT, max_tokens: 10, temperature: 1e-300, n: 2, seed: 4 });
+    expect(tiny.status).toBe(200);
+    expect(texts(tiny.json)).toEqual([...texts(greedy.json), ...texts(greedy.json)]);
     const ext = await post('/completions', { model: NAME, prompt: PROMPT, max_tokens: 10, temperature: 1.2, top_k: 5, repetition_penalty: 1.3, seed: 9, n: 2 });
     const ref = await reference([{ prompt: PROMPT, numSamples: 2, seed: 9 }], { maxNewTokens: 10, temperature: 1.2, topK: 5, repetitionPenalty: 1.3 });
     expect(texts(ext.json)).toEqual(ref[0]);
@@ -439,32 +443,19 @@ function countingModel(inner: Model): { model: Model; maxConcurrent: () => numbe
   let now = 0;
   let max = 0;
   let total = 0;
-  const b = inner.backend;
-  const backend: Backend = {
-    shape: b.shape,
-    hasPositionIds: b.hasPositionIds,
-    fast: b.fast,
-    device: b.device,
-    createKv: (rows, capacity, shared) => b.createKv(rows, capacity, shared),
-    async forward(input, want, fetchKv) {
-      now++;
-      total++;
-      max = Math.max(max, now);
-      try {
-        return await b.forward(input, want, fetchKv);
-      } finally {
-        now--;
-      }
-    },
-    dispose: () => b.dispose(),
-  };
-  return { model: new Model(inner.folder, inner.info, inner.tokenizer, backend), maxConcurrent: () => max, forwards: () => total };
+  const model = withForward(inner, async (next, ...args) => {
+    now++;
+    total++;
+    max = Math.max(max, now);
+    try {
+      return await next(...args);
+    } finally {
+      now--;
+    }
+  });
+  return { model, maxConcurrent: () => max, forwards: () => total };
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('queue', () => {
   it('runs one batch at a time, batches compatible requests, and each request gets its solo text', async () => {

@@ -23,6 +23,15 @@ export function repetitionPenalty(penalty: number): LogitsProcessor {
   };
 }
 
+/**
+ * Temperatures below this decode greedily: greedy decoding is the limit that sampling approaches
+ * as the temperature goes to 0, and a tiny temperature cannot be computed (1/t and the scaled
+ * logits overflow float32, in JS's Float32Array and in a fast graph's float32 inv_temperature, and
+ * the text degenerates). vLLM draws the line at the same place (its _SAMPLING_EPS). Only near-ties
+ * can tell: at t = 1e-5 a token more than 3.7e-4 below the top logit has odds under e^-37 (1e-16).
+ */
+export const MIN_SAMPLING_TEMPERATURE = 1e-5;
+
 function checkTemperature(t: number): void {
   if (!(t > 0)) throw new RangeError(`temperature must be > 0 (use greedy decoding for 0), got ${t}`);
 }
@@ -209,6 +218,11 @@ export function buildProbsWarpers(params: SamplingParams): ProbsWarper[] | undef
   return chain;
 }
 
+/**
+ * Argmax decoding: asked for, or a temperature in [0, MIN_SAMPLING_TEMPERATURE). Every decoding
+ * path (generate's JS chain and its graph sampling, serve, transfer, the API backend) asks here.
+ */
 export function isGreedy(params: SamplingParams): boolean {
-  return params.greedy === true || params.temperature === 0;
+  const t = params.temperature;
+  return params.greedy === true || (t !== undefined && t >= 0 && t < MIN_SAMPLING_TEMPERATURE);
 }

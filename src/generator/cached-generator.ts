@@ -1,19 +1,10 @@
-// Puts the SQLite cache in front of any TextGenerator (the API backend here, but nothing below is
+// Puts the SQLite cache in front of any TextGenerator (the API backend uses it; nothing here is
 // API-specific): each sample is looked up by generationKey(identity, prompt, params, sample
 // index) and only requests with a missing sample reach the model; new samples are written in
 // one transaction per batch. A second run of a finished job makes no model (or HTTP) calls.
 import type { Cache } from '../cache/cache.js';
-import { generationKey, type JsonObject, type JsonValue } from '../cache/keys.js';
-import type { GeneratedText, GenerationParams, GenerationRequest, TextGenerator } from '../transfer/generator.js';
-
-/** GenerationParams as the cache's JSON: undefined fields dropped, so `{topP: undefined}` keys like `{}`. */
-export function paramsJson(params: GenerationParams): JsonObject {
-  const out: JsonObject = {};
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined) out[k] = v as JsonValue;
-  }
-  return out;
-}
+import { generationKey, type JsonObject } from '../cache/keys.js';
+import { paramsJson, type GeneratedText, type GenerationParams, type GenerationRequest, type TextGenerator } from './generator.js';
 
 export interface CachedGeneratorOptions {
   /** What the user called the model, stored in the cache's models table (default: the identity). */
@@ -87,4 +78,27 @@ export class CachedGenerator implements TextGenerator {
   async close(): Promise<void> {
     await this.inner.close?.();
   }
+}
+
+/** One request read back from the cache: the samples CachedGenerator (or any writer of generationKey rows) stored. */
+export interface CachedRequest {
+  prompt: string;
+  params: JsonObject;
+  /** By sample index; an index that was never stored is undefined. */
+  samples: (GeneratedText | undefined)[];
+}
+
+/** Every request of generator `modelId` in the cache, the reverse of CachedGenerator's writes. */
+export function cachedRequests(cache: Cache, modelId: string): CachedRequest[] {
+  return cache.generationsOf(modelId).map((g) => {
+    const samples: (GeneratedText | undefined)[] = [];
+    for (const s of g.samples) {
+      samples[s.sampleIndex] = {
+        text: s.text,
+        finishReason: (s.finishReason ?? 'stop') as GeneratedText['finishReason'],
+        ...(s.tokenCount !== null ? { tokens: s.tokenCount } : {}),
+      };
+    }
+    return { prompt: g.prompt, params: g.params, samples };
+  });
 }
