@@ -145,7 +145,7 @@ function common(body: SamplingBody, ctx: ProtocolContext): { n: number; seed: nu
       temperature: greedy ? 0 : temperature,
       greedy,
       ...(body.top_p !== undefined && body.top_p !== null && body.top_p < 1 ? { topP: body.top_p } : {}),
-      ...(body.top_k ? (body.top_k > 0 ? { topK: body.top_k } : {}) : {}),
+      ...(typeof body.top_k === 'number' && body.top_k > 0 ? { topK: body.top_k } : {}),
       ...(body.repetition_penalty !== undefined && body.repetition_penalty !== null && body.repetition_penalty !== 1
         ? { repetitionPenalty: body.repetition_penalty }
         : {}),

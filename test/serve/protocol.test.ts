@@ -331,10 +331,12 @@ describe('a chat request', () => {
       cpSync(FIXTURE, dir, { recursive: true });
       const config = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'));
       config.chat_template =
-        "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system messages') }}{% endif %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant]";
+        "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system messages') }}{% endif %}[{{ m.role }}{% if m.name %} {{ m.name }}{% endif %}] {{ m.content }}\n{% endfor %}[assistant]";
       writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
       const templated = { ...ctx, chat: ChatFormatter.forModelFolder(dir) };
       expect(chat({}, templated).prompt).toBe('[user] Hi\n[assistant]');
+      // a message's name reaches the template
+      expect(chat({ messages: [{ role: 'user', content: 'Hi', name: 'ann' }, { role: 'assistant', content: 'Yo' }] }, templated).prompt).toBe('[user ann] Hi\n[assistant] Yo\n[assistant]');
       expect(refusal(() => chat({ messages: [{ role: 'system', content: 's' }] }, templated))).toEqual({
         status: 400,
         param: 'messages',
