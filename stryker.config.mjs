@@ -1,5 +1,5 @@
 // Mutation testing with Stryker (docs/testing.md). Run it through `npm run mutate`
-// (scripts/mutate.mjs), which picks the module and passes it here in UIT_MUTATE_MODULE, and in
+// (scripts/mutate/run.mjs), which picks the module and passes it here in UIT_MUTATE_MODULE, and in
 // UIT_MUTATE_ONLY the changed line ranges for `npm run mutate -- --since main`; it also preloads
 // scripts/mutate/typescript-classic.mjs, which gives Stryker the TypeScript API it needs.
 import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Preloaded into Stryker's processes by scripts/mutate.mjs (NODE_OPTIONS=--import). Stryker 9 (its
+// Preloaded into Stryker's processes by scripts/mutate/run.mjs (NODE_OPTIONS=--import). Stryker 9 (its
 // tsconfig rewriting and @stryker-mutator/typescript-checker) drives the classic compiler API,
 // which TypeScript 7, the project's `typescript`, no longer ships; Stryker 10's TypeScript 7 support
 // needs Node 22. So `import ts from 'typescript'` inside @stryker-mutator/* gets TypeScript 6
