@@ -91,10 +91,11 @@ for (const m of SURVIVORS) {
   }
   const failed = r.status !== 0;
   if (!failed) survived++;
-  const summary = /Tests\s+.*$/m.exec(r.stdout)?.[0].trim() ?? `exit ${r.status}`;
+  const out = `${r.stdout}\n${r.stderr}`;
+  const summary = /Tests\s+.*$/m.exec(out)?.[0].trim() ?? `exit ${r.status}`;
   console.log(`${failed ? 'killed  ' : 'SURVIVED'} ${m.name} (${m.file}; ${m.tests.join(' ')}: ${summary})`);
   // the failing tests by name, so that a load error is not taken for a kill
-  const fails = [...new Set(r.stdout.split('\n').filter((l) => /^\s*FAIL\s/.test(l)).map((l) => l.trim()))];
+  const fails = [...new Set(out.split('\n').filter((l) => /^\s*FAIL\s/.test(l)).map((l) => l.trim()))];
   for (const f of fails.slice(0, 5)) console.log(`    ${f}`);
 }
 process.exit(survived ? 1 : 0);
