@@ -25,7 +25,8 @@ import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine, median, round, ROOT, SHARED_DATA, summary, versions } from './lib/common.js';
 
-const SECTIONS = ['generate', 'score', 'reference', 'limit', 'cache'];
+const SECTIONS = ['prefill', 'generate', 'score', 'reference', 'limit', 'cache'];
+const KINDS = ['greedy_b1', 'greedy_b1_plain', 'samples_16', 'batch_8'];
 const { values: args } = parseArgs({
   options: {
     device: { type: 'string', default: 'cpu' },
@@ -40,7 +41,13 @@ const { values: args } = parseArgs({
     'memory-calls': { type: 'string' },
     basis: { type: 'string' },
     'no-peer': { type: 'boolean', default: false },
+    sequential: { type: 'boolean', default: false },
+    workloads: { type: 'string' },
+    'score-candidates': { type: 'string', default: '8' },
+    'score-instances': { type: 'string', default: '32' },
+    'no-score-baseline': { type: 'boolean', default: false },
     'no-save': { type: 'boolean', default: false },
+    out: { type: 'string' },
     progress: { type: 'boolean', default: false },
     python: { type: 'string', default: '/usr/bin/python3' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -52,13 +59,21 @@ if (args.help) {
   --threads N            onnxruntime intra-op threads for both engines (default 1: steadiest on a shared machine)
   --runs N               timed runs per measurement, after one warm-up (default 3; --quick 1)
   --quick                a smoke check: uit-tiny only unless --model, fewer tokens and calls
-  --only LIST            sections, comma-separated: ${SECTIONS.join(',')}
+  --only LIST            sections, comma-separated: ${SECTIONS.join(',')} (prefill: the prompt's
+                         forward alone; limit builds float32 MatMul graphs of the model's size)
   --model DIR            bench this model folder instead of the defaults (repeatable; add
                          --model models/uit-tiny --model bench/models/gptj-100m to keep them)
   --task FILE            Ni-v2 task file for the scoring sections
   --basis cpu|wall       which time the ratios use (default cpu on cpu, wall on a GPU)
   --no-peer              skip @huggingface/transformers
+  --sequential           one engine process at a time (ours, then the peer's): for models that fit in
+                         memory once but not twice; every process's peak RSS is recorded either way
+  --workloads LIST       generate workloads, comma-separated: ${KINDS.join(',')} (default all)
+  --score-candidates N   candidates of the scoring section (default 8)
+  --score-instances M    instances per candidate (default 32; the task may have fewer)
+  --no-score-baseline    skip the scoring run without prefix reuse (large models)
   --no-save              print only, write no bench/results files
+  --out FILE             write the JSON to FILE instead of bench/results/<timestamp>.json and latest.json
   --progress             progress lines on stderr even when it is not a terminal
   --python PATH          Python with torch + onnx for making the 100M model (default /usr/bin/python3)`);
   process.exit(0);
@@ -77,6 +92,15 @@ const memoryCalls = Number(args['memory-calls'] ?? (quick ? 20 : 100));
 const basis = args.basis ?? (device === 'cpu' ? 'cpu' : 'wall');
 const only = args.only ? args.only.split(',').map((s) => s.trim()) : SECTIONS;
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (${SECTIONS.join(', ')})`);
+const sequential = args.sequential;
+const kinds = args.workloads ? args.workloads.split(',').map((s) => s.trim()) : KINDS;
+for (const k of kinds) if (!KINDS.includes(k)) throw new Error(`--workloads: unknown workload ${k} (${KINDS.join(', ')})`);
+if (only.includes('limit') && !kinds.includes('greedy_b1_plain')) throw new Error('--only limit needs the greedy_b1_plain workload');
+// greedy_b1_plain is ours without prompt-lookup drafts, against the same peer runs as greedy_b1.
+const peerKind = (k) => k !== 'greedy_b1_plain';
+const scoreCandidates = Number(args['score-candidates']);
+const scoreInstances = Number(args['score-instances']);
+const scoreBaseline = !args['no-score-baseline'];
 const wantPeer = !args['no-peer'] && (only.includes('generate') || only.includes('score'));
 const refLengths = quick ? [4, 8] : [8, 16, 32, 64];
 const notes = [];
@@ -124,7 +148,7 @@ function modelFacts(dir) {
   const matmulParams = L * (4 * d * d + 2 * d * inner);
   // GPT-J: wte, and an untied lm_head with bias; per layer q/k/v/out (no bias but out... none), fc_in/fc_out with biases, ln_1.
   const params = V * d + (d * V + V) + L * (4 * d * d + 2 * d * inner + inner + d + 2 * d) + 2 * d;
-  return { name: relative(ROOT, dir) || dir, dir, eos: c.eos_token_id ?? null, d, layers: L, inner, vocab: V, heads: c.n_head ?? c.num_attention_heads, matmul_params: matmulParams, params_approx: params };
+  return { name: relative(ROOT, dir) || dir, dir, eos: c.eos_token_id ?? null, d, layers: L, inner, vocab: V, heads: c.n_head ?? c.num_attention_heads, matmul_params: matmulParams, params_approx: params, dtype: c.torch_dtype ?? null, quantization: c.uit_quantization ?? null };
 }
 /** FLOPs of one token at context c (positions attended, itself included), and of a P-token prefill. */
 const flops = {
@@ -191,121 +215,177 @@ const firstDiff = (a, b) => {
 };
 
 // ---------------------------------------------------------------- sections
+/** Our runs of the generate workloads (warm-up, then `runs` rounds), and the peer's beside them when it runs alongside. */
+async function measureGenerate(m, uit, peer, res) {
+  for (const k of kinds) {
+    progress(`${m.name}: generate warm-up ${k}`);
+    res.uit[k] = [];
+    res.peer[k] = [];
+    await uit.call('generate', { kind: k });
+    if (peer && peerKind(k)) await peer.call('generate', { kind: k });
+  }
+  for (let r = 0; r < runs; r++) {
+    for (const k of kinds) {
+      progress(`${m.name}: generate run ${r + 1}/${runs} ${k}`);
+      res.uit[k].push(await uit.call('generate', { kind: k }));
+      if (peer && peerKind(k)) res.peer[k].push(await peer.call('generate', { kind: k }));
+    }
+  }
+}
+
+/** The peer's runs of the generate workloads alone (--sequential: after our engine has exited). */
+async function measurePeerGenerate(m, peer, res) {
+  for (const k of kinds.filter(peerKind)) {
+    progress(`${m.name}: peer generate warm-up ${k}`);
+    await peer.call('generate', { kind: k });
+  }
+  for (let r = 0; r < runs; r++) {
+    for (const k of kinds.filter(peerKind)) {
+      progress(`${m.name}: peer generate run ${r + 1}/${runs} ${k}`);
+      res.peer[k].push(await peer.call('generate', { kind: k }));
+    }
+  }
+}
+
+function summarizeGenerate(m, res, uitLoad) {
+  res.peer.greedy_b1_plain = res.peer.greedy_b1;
+  const sec = { new_tokens: newTokens, prompt_tokens: uitLoad.prompt_tokens, batch_prompt_tokens: uitLoad.batch_prompt_tokens, workloads: {} };
+  for (const k of kinds) {
+    const side = (xs) =>
+      xs?.length
+        ? {
+            tokens: xs[0].tokens,
+            tokens_per_s_wall: rate(xs.map((x) => ({ ...x, [basis]: x.wall })), (x) => x.tokens),
+            tokens_per_s_cpu: rate(xs.map((x) => ({ ...x, [basis]: x.cpu })), (x) => x.tokens),
+            seconds_wall: summary(pick(xs, 'wall')),
+            seconds_cpu: summary(pick(xs, 'cpu')),
+            peak_rss_mib: Math.max(...pick(xs, 'peak_rss_mib')),
+          }
+        : null;
+    const w = { ours: side(res.uit[k]), peer: side(res.peer[k]) };
+    if (w.peer) {
+      const key = `tokens_per_s_${basis}`;
+      w.ratio = w.ours[key].median / w.peer[key].median;
+      w.ratio_wall = w.ours.tokens_per_s_wall.median / w.peer.tokens_per_s_wall.median;
+      w.ratio_cpu = w.ours.tokens_per_s_cpu.median / w.peer.tokens_per_s_cpu.median;
+      if (res.uit[k][0].ids) {
+        const a = res.uit[k][0].ids;
+        const b = res.peer[k][0].ids;
+        const diffs = a.map((row, i) => firstDiff(row, b[i]));
+        // The peer's min_new_tokens masks EOS; ours (stopOnEos false) may pick it: rows that agree
+        // up to our first EOS count as agreeing.
+        const agree = diffs.filter((x, i) => x === -1 || a[i][x] === m.eos).length;
+        w.same_tokens = { rows: a.length, rows_identical: diffs.filter((x) => x === -1).length, rows_agree_until_eos: agree, first_difference: diffs, eos: m.eos };
+      }
+    }
+    const tm = res.uit[k].map((x) => x.timings);
+    if (tm[0]?.draftedTokens > 0) {
+      w.drafts = { forwards: tm[0].steps, drafted: tm[0].draftedTokens, accepted: tm[0].acceptedTokens, new_tokens: tm[0].newTokens };
+    }
+    // Milliseconds per decode forward (one token a row): generate()'s decoding time over its steps.
+    w.ms_per_decode_step = summary(tm.map((x) => x.decodeMs / Math.max(1, x.steps)));
+    sec.workloads[k] = w;
+  }
+  return sec;
+}
+
+/** Our scoring runs (with and without prefix reuse), and the peer's beside them when it runs alongside. */
+async function measureScore(m, uit, peer) {
+  const taskFile = pickTask();
+  progress(`${m.name}: scoring setup`);
+  const setup = await uit.call('scoreSetup', { taskFile, candidates: scoreCandidates, instances: scoreInstances });
+  const pairIds = setup.pair_ids;
+  delete setup.pair_ids;
+  const res = { reuse: [], no_reuse: [], peer: [] };
+  for (let r = 0; r < runs; r++) {
+    progress(`${m.name}: scoring run ${r + 1}/${runs} with reuse`);
+    res.reuse.push(await uit.call('score', { reuse: true }));
+    if (scoreBaseline) {
+      progress(`${m.name}: scoring run ${r + 1}/${runs} without reuse`);
+      res.no_reuse.push(await uit.call('score', { reuse: false }));
+    }
+    if (peer) {
+      progress(`${m.name}: scoring run ${r + 1}/${runs} peer`);
+      res.peer.push(await peer.call('scorePeer', { pairs: pairIds }));
+    }
+  }
+  return { taskFile, setup, pairIds, res };
+}
+
+async function measurePeerScore(m, peer, score) {
+  for (let r = 0; r < runs; r++) {
+    progress(`${m.name}: peer scoring run ${r + 1}/${runs}`);
+    score.res.peer.push(await peer.call('scorePeer', { pairs: score.pairIds }));
+  }
+}
+
+function summarizeScore({ taskFile, setup, res }) {
+  const side = (xs) =>
+    xs.length
+      ? { seconds_wall: summary(pick(xs, 'wall')), seconds_cpu: summary(pick(xs, 'cpu')), target_tokens_per_s: rate(xs, setup.target_tokens), peak_rss_mib: Math.max(...pick(xs, 'peak_rss_mib')), stats: xs[0].stats }
+      : null;
+  const maxDiff = (a, b) => Math.max(0, ...a.map((x, i) => (x === null || b[i] === null ? (x === b[i] ? 0 : Infinity) : Math.abs(x - b[i]))));
+  const sec = { ...setup, task_file: relative(ROOT, taskFile), ours_reuse: side(res.reuse), ours_no_reuse: side(res.no_reuse), peer: side(res.peer) };
+  const ours = res.reuse[0].mean_ce;
+  sec.checks = {};
+  const tm = (xs) => median(xs.map(t));
+  const wm = (xs) => median(pick(xs, 'wall'));
+  if (res.no_reuse.length) {
+    sec.checks.reuse_vs_no_reuse_max_diff = maxDiff(ours, res.no_reuse[0].mean_ce);
+    sec.ratio_vs_no_reuse = tm(res.no_reuse) / tm(res.reuse);
+    sec.ratio_vs_no_reuse_wall = wm(res.no_reuse) / wm(res.reuse);
+  }
+  if (res.peer.length) {
+    sec.ratio_vs_peer_wall = wm(res.peer) / wm(res.reuse);
+    sec.checks.peer_max_diff = maxDiff(ours, res.peer[0].mean_ce);
+    sec.checks.peer_within_1e3 = sec.checks.peer_max_diff <= 1e-3;
+    sec.ratio_vs_peer = tm(res.peer) / tm(res.reuse);
+  }
+  return sec;
+}
+
 async function benchModel(dir) {
   const m = modelFacts(dir);
   const out = { model: m, sections: {} };
   const uit = startWorker(`uit ${m.name}`);
-  const peer = wantPeer ? startWorker(`peer ${m.name}`) : null;
+  // --sequential: the peer starts only after our engine's process has exited, so that two copies of
+  // a large model are never in memory together.
+  let peer = wantPeer && !sequential ? startWorker(`peer ${m.name}`) : null;
   const loadArgs = { model: dir, threads, device, newTokens, promptTokens };
   const uitLoad = await uit.call('load', { ...loadArgs, engine: 'uit' });
   out.model.engine = uitLoad.info;
   out.model.prompt_tokens = uitLoad.prompt_tokens;
   out.model.batch_prompt_tokens = uitLoad.batch_prompt_tokens;
+  out.model.load_seconds = uitLoad.load_s;
+  out.model.rss_after_load_mib = uitLoad.rss_mib;
   if (peer) await peer.call('load', { ...loadArgs, engine: 'peer' });
   const P = uitLoad.prompt_tokens;
   let genRuns = null;
+  let gen = null;
+  let score = null;
+  let memory = null;
 
-  if (only.includes('generate')) {
-    // greedy_b1_plain is ours without prompt-lookup drafts, against the same peer runs as greedy_b1.
-    const kinds = ['greedy_b1', 'greedy_b1_plain', 'samples_16', 'batch_8'];
-    const peerKind = (k) => (k === 'greedy_b1_plain' ? null : k);
-    const res = { uit: {}, peer: {} };
-    for (const k of kinds) {
-      progress(`${m.name}: generate warm-up ${k}`);
-      res.uit[k] = [];
-      res.peer[k] = [];
-      await uit.call('generate', { kind: k });
-      if (peer && peerKind(k)) await peer.call('generate', { kind: k });
-    }
+  if (only.includes('prefill')) {
+    const xs = [];
+    await uit.call('prefill');
     for (let r = 0; r < runs; r++) {
-      for (const k of kinds) {
-        progress(`${m.name}: generate run ${r + 1}/${runs} ${k}`);
-        res.uit[k].push(await uit.call('generate', { kind: k }));
-        if (peer && peerKind(k)) res.peer[k].push(await peer.call('generate', { kind: k }));
-      }
+      progress(`${m.name}: prefill run ${r + 1}/${runs}`);
+      xs.push(await uit.call('prefill'));
     }
-    res.peer.greedy_b1_plain = res.peer.greedy_b1;
-    genRuns = res.uit;
-    const sec = { new_tokens: newTokens, prompt_tokens: P, batch_prompt_tokens: uitLoad.batch_prompt_tokens, workloads: {} };
-    for (const k of kinds) {
-      const side = (xs) =>
-        xs.length
-          ? {
-              tokens: xs[0].tokens,
-              tokens_per_s_wall: rate(xs.map((x) => ({ ...x, [basis]: x.wall })), (x) => x.tokens),
-              tokens_per_s_cpu: rate(xs.map((x) => ({ ...x, [basis]: x.cpu })), (x) => x.tokens),
-              seconds_wall: summary(pick(xs, 'wall')),
-              seconds_cpu: summary(pick(xs, 'cpu')),
-              peak_rss_mib: Math.max(...pick(xs, 'peak_rss_mib')),
-            }
-          : null;
-      const w = { ours: side(res.uit[k]), peer: side(res.peer[k]) };
-      if (w.peer) {
-        const key = `tokens_per_s_${basis}`;
-        w.ratio = w.ours[key].median / w.peer[key].median;
-        w.ratio_wall = w.ours.tokens_per_s_wall.median / w.peer.tokens_per_s_wall.median;
-        w.ratio_cpu = w.ours.tokens_per_s_cpu.median / w.peer.tokens_per_s_cpu.median;
-        if (res.uit[k][0].ids) {
-          const a = res.uit[k][0].ids;
-          const b = res.peer[k][0].ids;
-          const diffs = a.map((row, i) => firstDiff(row, b[i]));
-          // The peer's min_new_tokens masks EOS; ours (stopOnEos false) may pick it: rows that agree
-          // up to our first EOS count as agreeing.
-          const agree = diffs.filter((x, i) => x === -1 || a[i][x] === m.eos).length;
-          w.same_tokens = { rows: a.length, rows_identical: diffs.filter((x) => x === -1).length, rows_agree_until_eos: agree, first_difference: diffs, eos: m.eos };
-        }
-      }
-      const tm = res.uit[k].map((x) => x.timings);
-      if (tm[0]?.draftedTokens > 0) {
-        w.drafts = { forwards: tm[0].steps, drafted: tm[0].draftedTokens, accepted: tm[0].acceptedTokens, new_tokens: tm[0].newTokens };
-      }
-      sec.workloads[k] = w;
-    }
+    out.sections.prefill = { prompt_tokens: P, seconds_wall: summary(pick(xs, 'wall')), seconds_cpu: summary(pick(xs, 'cpu')), tokens_per_s: rate(xs, P) };
+  }
+  if (only.includes('generate')) {
+    gen = { uit: {}, peer: {} };
+    await measureGenerate(m, uit, peer, gen);
+    genRuns = gen.uit;
     if (memoryCalls > 0) {
       progress(`${m.name}: RSS over ${memoryCalls} calls`);
-      sec.memory = await uit.call('memory', { calls: memoryCalls });
+      memory = await uit.call('memory', { calls: memoryCalls });
     }
-    out.sections.generate = sec;
   }
-
-  if (only.includes('score')) {
-    const taskFile = pickTask();
-    progress(`${m.name}: scoring setup`);
-    const setup = await uit.call('scoreSetup', { taskFile, candidates: 8, instances: 32 });
-    const pairIds = setup.pair_ids;
-    delete setup.pair_ids;
-    const res = { reuse: [], no_reuse: [], peer: [] };
-    for (let r = 0; r < runs; r++) {
-      progress(`${m.name}: scoring run ${r + 1}/${runs} with reuse`);
-      res.reuse.push(await uit.call('score', { reuse: true }));
-      progress(`${m.name}: scoring run ${r + 1}/${runs} without reuse`);
-      res.no_reuse.push(await uit.call('score', { reuse: false }));
-      if (peer) {
-        progress(`${m.name}: scoring run ${r + 1}/${runs} peer`);
-        res.peer.push(await peer.call('scorePeer', { pairs: pairIds }));
-      }
-    }
-    const side = (xs) =>
-      xs.length
-        ? { seconds_wall: summary(pick(xs, 'wall')), seconds_cpu: summary(pick(xs, 'cpu')), target_tokens_per_s: rate(xs, setup.target_tokens), peak_rss_mib: Math.max(...pick(xs, 'peak_rss_mib')), stats: xs[0].stats }
-        : null;
-    const maxDiff = (a, b) => Math.max(0, ...a.map((x, i) => (x === null || b[i] === null ? (x === b[i] ? 0 : Infinity) : Math.abs(x - b[i]))));
-    const sec = { ...setup, task_file: relative(ROOT, taskFile), ours_reuse: side(res.reuse), ours_no_reuse: side(res.no_reuse), peer: side(res.peer) };
-    const ours = res.reuse[0].mean_ce;
-    sec.checks = { reuse_vs_no_reuse_max_diff: maxDiff(ours, res.no_reuse[0].mean_ce) };
-    const tm = (s) => median(s.map(t));
-    sec.ratio_vs_no_reuse = tm(res.no_reuse) / tm(res.reuse);
-    const wm = (xs) => median(pick(xs, 'wall'));
-    sec.ratio_vs_no_reuse_wall = wm(res.no_reuse) / wm(res.reuse);
-    if (peer) sec.ratio_vs_peer_wall = wm(res.peer) / wm(res.reuse);
-    if (peer) {
-      sec.checks.peer_max_diff = maxDiff(ours, res.peer[0].mean_ce);
-      sec.checks.peer_within_1e3 = sec.checks.peer_max_diff <= 1e-3;
-      sec.ratio_vs_peer = tm(res.peer) / tm(res.reuse);
-    }
-    out.sections.score = sec;
-  }
+  if (only.includes('score')) score = await measureScore(m, uit, peer);
   if (peer) out.peer_max_rss_mib = (await peer.close())?.max_rss_mib ?? null;
+  peer = null;
 
   if (only.includes('reference')) {
     const sec = { prompt_tokens: P, lengths: {} };
@@ -398,8 +478,22 @@ async function benchModel(dir) {
     };
   }
   out.uit_max_rss_mib = (await uit.close())?.max_rss_mib ?? null;
+
+  if (sequential && wantPeer && (gen || score)) {
+    const alone = startWorker(`peer ${m.name}`);
+    await alone.call('load', { ...loadArgs, engine: 'peer' });
+    if (gen) await measurePeerGenerate(m, alone, gen);
+    if (score) await measurePeerScore(m, alone, score);
+    out.peer_max_rss_mib = (await alone.close())?.max_rss_mib ?? null;
+  }
+  if (gen) {
+    out.sections.generate = summarizeGenerate(m, gen, uitLoad);
+    if (memory) out.sections.generate.memory = memory;
+  }
+  if (score) out.sections.score = summarizeScore(score);
   return out;
 }
+
 
 // ---------------------------------------------------------------- run
 const started = new Date();
@@ -407,7 +501,7 @@ const result = {
   date: started.toISOString(),
   machine: machine(),
   versions: versions(),
-  settings: { device, threads, runs, quick, only, new_tokens: newTokens, prompt_tokens_asked: promptTokens, memory_calls: memoryCalls, basis, peer: wantPeer, reference_lengths: refLengths },
+  settings: { device, threads, runs, quick, only, workloads: kinds, sequential, new_tokens: newTokens, prompt_tokens_asked: promptTokens, memory_calls: memoryCalls, basis, peer: wantPeer, reference_lengths: refLengths, score_candidates: scoreCandidates, score_instances: scoreInstances, score_baseline: scoreBaseline },
   notes,
   models: [],
 };
@@ -425,8 +519,8 @@ result.ratios_model = main.model.name;
 result.ratios_basis = basis;
 // Generation and scoring ratios on the basis (suffix '') or on wall-clock time ('_wall').
 const speedRatios = (sfx) => ({
-  generate_16_samples_vs_peer: s.generate?.workloads.samples_16[`ratio${sfx}`] ?? null,
-  generate_greedy_b1_vs_peer: s.generate?.workloads.greedy_b1[`ratio${sfx}`] ?? null,
+  generate_16_samples_vs_peer: s.generate?.workloads.samples_16?.[`ratio${sfx}`] ?? null,
+  generate_greedy_b1_vs_peer: s.generate?.workloads.greedy_b1?.[`ratio${sfx}`] ?? null,
   generate_greedy_b1_no_drafts_vs_peer: s.generate?.workloads.greedy_b1_plain?.[`ratio${sfx}`] ?? null,
   score_vs_no_reuse: s.score?.[`ratio_vs_no_reuse${sfx}`] ?? null,
   score_vs_peer: s.score?.[`ratio_vs_peer${sfx}`] ?? null,
@@ -459,6 +553,20 @@ result.targets = {
   decode_fraction_of_limit: target(r.decode_fraction_of_limit, null, 'reported, no target'),
 };
 
+// GPT-J 6B on this machine (issue 19): batch-1 decode <= 150 ms a token at <= 6 GiB RSS, 16 samples >= 10 tokens/s.
+for (const mo of result.models) {
+  if (mo.model.params_approx < 5e9) continue;
+  const g = mo.sections.generate?.workloads;
+  const ms = g?.greedy_b1_plain?.ms_per_decode_step?.median ?? null;
+  const tps = g?.samples_16?.ours.tokens_per_s_wall.median ?? null;
+  const rss = mo.uit_max_rss_mib ?? null;
+  mo.targets = {
+    decode_ms_per_token: { target: '<= 150', measured: ms, met: ms === null ? null : ms <= 150 },
+    peak_rss_mib: { target: '<= 6144', measured: rss, met: rss === null ? null : rss <= 6144 },
+    samples_16_tokens_per_s_wall: { target: '>= 10', measured: tps, met: tps === null ? null : tps >= 10 },
+  };
+}
+
 // ---------------------------------------------------------------- table
 const f = (x, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
 const range = (sm, d = 1) => (sm ? `${f(sm.median, d)} [${f(sm.min, d)}-${f(sm.max, d)}]` : '-');
@@ -471,7 +579,11 @@ for (const mo of result.models) {
   const m = mo.model;
   const sec = mo.sections;
   L();
-  L(`## ${m.name}: GPT-J ${(m.params_approx / 1e6).toFixed(1)}M parameters (d ${m.d}, ${m.layers} layers, vocab ${m.vocab}), ${m.prompt_tokens}-token prompt`);
+  const q = m.quantization;
+  const weights = q ? `${q.scheme} ${q.op}${q.block_size ? ` block ${q.block_size}${q.symmetric ? '' : ' asym'}, accuracy_level ${q.accuracy_level}` : ''}${q.lm_head ? ', LM head too' : ''}` : (m.dtype ?? 'float32');
+  L(`## ${m.name}: GPT-J ${(m.params_approx / 1e6).toFixed(1)}M parameters (d ${m.d}, ${m.layers} layers, vocab ${m.vocab}), weights ${weights}, ${m.prompt_tokens}-token prompt`);
+  L(`  peak RSS: ours ${f(mo.uit_max_rss_mib, 0)} MiB (${f(m.rss_after_load_mib, 0)} after loading in ${f(m.load_seconds, 1)} s)${mo.peer_max_rss_mib ? `, peer ${f(mo.peer_max_rss_mib, 0)} MiB` : ''}${sequential ? ', one engine at a time' : ''}`);
+  if (sec.prefill) L(`  prefill of ${sec.prefill.prompt_tokens} tokens: ${range(sec.prefill[`seconds_${basis}`], 2)} s, ${f(sec.prefill.tokens_per_s.median, 1)} tokens/s`);
   if (sec.generate) {
     const g = sec.generate;
     L(`  ${`generation, ${g.new_tokens} new tokens`.padEnd(30)} ${`ours tok/s (${basis})`.padEnd(22)} ${`peer tok/s (${basis})`.padEnd(22)} ${'ratio'.padStart(7)}  ${'peak RSS MiB'.padEnd(14)} greedy tokens agree`);
@@ -482,6 +594,7 @@ for (const mo of result.models) {
       const same = w.same_tokens ? `${w.same_tokens.rows_agree_until_eos}/${w.same_tokens.rows} rows` : '';
       L(`  ${label.padEnd(30)} ${range(w.ours[key]).padEnd(22)} ${range(w.peer?.[key]).padEnd(22)} ${f(w.ratio, 2).padStart(6)}x  ${`${f(w.ours.peak_rss_mib, 0)} / ${f(w.peer?.peak_rss_mib, 0)}`.padEnd(14)} ${same}`);
       if (w.drafts) L(`  ${''.padEnd(30)} prompt lookup: ${w.drafts.new_tokens} tokens in ${w.drafts.forwards} decode forwards; ${w.drafts.accepted} of ${w.drafts.drafted} drafted tokens kept`);
+      else if (w.ms_per_decode_step) L(`  ${''.padEnd(30)} ${f(w.ms_per_decode_step.median, 1)} ms per decode step (wall)`);
     }
     if (g.memory) L(`  RSS over ${g.memory.calls} generate calls: ${f(g.memory.rss_before_mib, 0)} -> ${f(g.memory.rss_after_mib, 0)} MiB (${f(g.memory.growth_mib, 1)} MiB)`);
   }
@@ -489,7 +602,8 @@ for (const mo of result.models) {
     const c = sec.score;
     L(`scoring ${c.task}: ${c.candidates} candidates x ${c.instances} instances (${c.pairs} pairs, ${c.target_tokens} target tokens)`);
     L(`  ${'ours, prefix reuse'.padEnd(30)} ${range(c.ours_reuse[`seconds_${basis}`], 2)} s   positions run ${c.ours_reuse.stats.positions}`);
-    L(`  ${'ours, no reuse (batch 1)'.padEnd(30)} ${range(c.ours_no_reuse[`seconds_${basis}`], 2)} s   positions run ${c.ours_no_reuse.stats.positions}   reuse ${f(c.ratio_vs_no_reuse, 2)}x faster`);
+    L(`  ${''.padEnd(30)} ${f(c.ours_reuse.target_tokens_per_s.median, 1)} target tokens/s`);
+    if (c.ours_no_reuse) L(`  ${'ours, no reuse (batch 1)'.padEnd(30)} ${range(c.ours_no_reuse[`seconds_${basis}`], 2)} s   positions run ${c.ours_no_reuse.stats.positions}   reuse ${f(c.ratio_vs_no_reuse, 2)}x faster`);
     if (c.peer) L(`  ${'peer forward passes (batch 1)'.padEnd(30)} ${range(c.peer[`seconds_${basis}`], 2)} s   ours ${f(c.ratio_vs_peer, 2)}x faster; same numbers: max |diff| ${c.checks.peer_max_diff.toExponential(1)}`);
   }
   if (sec.reference) {
@@ -504,6 +618,7 @@ for (const mo of result.models) {
     const c = sec.cache;
     L(`cache: first run ${range(c.first_seconds[basis], 2)} s, rerun ${range(c.rerun_seconds[basis], 3)} s = ${f(c.speedup.median, 0)}x, rerun model calls ${c.rerun_model_calls}, identical ${c.rerun_identical}`);
   }
+  if (mo.targets) for (const [k, v] of Object.entries(mo.targets)) L(`  target ${k.padEnd(30)} ${f(v.measured, 1).padStart(8)}   ${v.target}   ${v.met === null ? '' : v.met ? 'met' : 'NOT met'}`);
 }
 L();
 L(`ratios (${result.ratios_model}, ${basis} time; higher is better):`);
@@ -517,9 +632,14 @@ if (!args['no-save']) {
   const dir = join(ROOT, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const text = `${JSON.stringify(result, (k, v) => (typeof v === 'number' && Number.isFinite(v) && !Number.isInteger(v) ? Number(v.toPrecision(7)) : v), 2)}\n`;
-  const stamp = started.toISOString().replace(/[:.]/g, '-');
-  writeFileSync(join(dir, `${stamp}.json`), text);
-  writeFileSync(join(dir, 'latest.json'), text);
-  log(`wrote bench/results/${stamp}.json and bench/results/latest.json`);
+  if (args.out) {
+    writeFileSync(resolve(args.out), text);
+    log(`wrote ${args.out}`);
+  } else {
+    const stamp = started.toISOString().replace(/[:.]/g, '-');
+    writeFileSync(join(dir, `${stamp}.json`), text);
+    writeFileSync(join(dir, 'latest.json'), text);
+    log(`wrote bench/results/${stamp}.json and bench/results/latest.json`);
+  }
 }
 process.exit(0);

@@ -14,6 +14,12 @@ export interface ParityReport {
   graphs: { main: DiffReport; fast: DiffReport };
   /** The fast graph against model.onnx on the same inputs (and with num_logprobs 0, 1 and s-1). */
   consistency: { logits_last: DiffReport; token_logprobs: DiffReport; new_key_values: DiffReport; probs_last?: DiffReport; token_sampled?: DiffReport };
+  /**
+   * A quantized folder: its quantization, and what parity.json's reference is: "dequantized"
+   * (PyTorch with the same quantized weights: `graphs` checked within `tolerance`) or "unquantized"
+   * (`graphs` report the distance to the unquantized model and never fail).
+   */
+  quantization?: { scheme: 'int4' | 'int8'; op: string; reference: 'dequantized' | 'unquantized'; [k: string]: unknown };
   /** parity.json's shared-prefix steps were replayed; the fast graph too when it takes shared_key_values. */
   shared?: { fastGraph: boolean; steps: number };
   ok: boolean;

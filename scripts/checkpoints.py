@@ -1,4 +1,8 @@
-"""Read GPT-J checkpoints into a Hugging Face-named float32 state dict.
+"""Read GPT-J checkpoints into a Hugging Face-named state dict, tensor by tensor.
+
+open_checkpoint() gives LazyTensors: a name, a shape and a load() that reads that one tensor, so
+an export holds one weight at a time, not the checkpoint (GPT-J 6B is 24 GB in float32).
+load_checkpoint() loads them all.
 
 Sources:
 - a Hugging Face folder: config.json (model_type gptj) and model.safetensors,
@@ -11,15 +15,23 @@ Sources:
   names or ModelCenter names (the UIT release format).
 
 safetensors is parsed by hand (8-byte little-endian header length, JSON
-header, raw little-endian data), since the package is not available.
+header, raw little-endian data), since the package is not available. A torch
+state dict in the zip format (torch.save since 1.6) is read lazily too: its
+pickle is read with the storages left on disk (each tensor's storage is a
+member of the zip), so a 12 GB pytorch_model.bin is never loaded whole. Only
+the legacy (pre-zip) format is loaded whole.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import re
 import struct
-from typing import Dict, Iterable, List, Optional, Tuple
+import zipfile
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,6 +45,33 @@ class CheckpointError(Exception):
     pass
 
 
+class LazyTensor:
+    """A checkpoint tensor not read yet: its shape, and load() that reads it (every call reads again)."""
+
+    __slots__ = ("shape", "dtype", "_load")
+
+    def __init__(self, shape, dtype: torch.dtype, load: Callable[[], torch.Tensor]):
+        self.shape = torch.Size(shape)
+        self.dtype = dtype
+        self._load = load
+
+    def load(self) -> torch.Tensor:
+        t = self._load()
+        if t.shape != self.shape:
+            raise CheckpointError(f"a tensor read with shape {list(t.shape)}, its header says {list(self.shape)}")
+        return t
+
+    def float(self) -> torch.Tensor:
+        return self.load().float()
+
+
+Weights = Mapping[str, Union[torch.Tensor, LazyTensor]]
+
+
+def materialize(x: Union[torch.Tensor, LazyTensor]) -> torch.Tensor:
+    return x.load() if isinstance(x, LazyTensor) else x
+
+
 # ---------------------------------------------------------------- safetensors
 
 _ST_DTYPES = {
@@ -41,8 +80,12 @@ _ST_DTYPES = {
 }
 
 
-def read_safetensors(path: str) -> StateDict:
-    """All tensors of one .safetensors file (BF16 is widened to float32)."""
+_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.float32, "I64": torch.int64,
+                 "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def open_safetensors(path: str) -> Dict[str, LazyTensor]:
+    """The tensors of one .safetensors file, each read on load() (BF16 is widened to float32)."""
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) != 8:
@@ -55,25 +98,41 @@ def read_safetensors(path: str) -> StateDict:
             header = json.loads(f.read(n).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{path}: header is not JSON ({e})") from e
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
-    out: StateDict = {}
+    base = 8 + n
+
+    def reader(name: str, dtype: str, shape: List[int], begin: int, end: int) -> Callable[[], torch.Tensor]:
+        def load() -> torch.Tensor:
+            with open(path, "rb") as f:
+                f.seek(base + begin)
+                raw = f.read(end - begin)
+            if len(raw) != end - begin:
+                raise CheckpointError(f"{path}: tensor {name} runs past the end of the file")
+            if dtype == "BF16":
+                arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+            else:
+                arr = np.frombuffer(raw, dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<"))
+            expect = int(np.prod(shape)) if shape else 1
+            if arr.size != expect:
+                raise CheckpointError(f"{path}: tensor {name} holds {arr.size} values, shape {shape} needs {expect}")
+            return torch.from_numpy(arr.reshape(shape).copy())
+        return load
+
+    out: Dict[str, LazyTensor] = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
-        raw = data[begin:end]
-        if dtype == "BF16":
-            arr = (np.frombuffer(raw.tobytes(), dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif dtype in _ST_DTYPES:
-            arr = np.frombuffer(raw.tobytes(), dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<"))
-        else:
+        if dtype not in _ST_DTYPES and dtype != "BF16":
             raise CheckpointError(f"{path}: tensor {name} has unsupported dtype {dtype}")
-        expect = int(np.prod(shape)) if shape else 1
-        if arr.size != expect:
-            raise CheckpointError(f"{path}: tensor {name} holds {arr.size} values, shape {shape} needs {expect}")
-        # One copy out of the memory map (np.frombuffer on it is read-only).
-        out[name] = torch.from_numpy(arr.reshape(shape).copy())
+        if not (0 <= begin <= end <= size - base):
+            raise CheckpointError(f"{path}: tensor {name} lies outside the file (offsets {begin}..{end})")
+        out[name] = LazyTensor(shape, _TORCH_DTYPES[dtype], reader(name, dtype, shape, begin, end))
     return out
+
+
+def read_safetensors(path: str) -> StateDict:
+    """All tensors of one .safetensors file (BF16 is widened to float32)."""
+    return {k: v.load() for k, v in open_safetensors(path).items()}
 
 
 def write_safetensors(path: str, tensors: StateDict, metadata: Optional[Dict[str, str]] = None) -> None:
@@ -100,19 +159,101 @@ def write_safetensors(path: str, tensors: StateDict, metadata: Optional[Dict[str
 
 # ---------------------------------------------------------------- files
 
-def _load_torch(path: str) -> StateDict:
-    obj = torch.load(path, map_location="cpu")
+class _StorageRef:
+    """A storage of a zip-format torch checkpoint, left in the zip until a tensor on it is loaded."""
+
+    def __init__(self, path: str, member: str, dtype: torch.dtype):
+        self.path, self.member, self.dtype = path, member, dtype
+
+    def read(self) -> torch.Tensor:
+        with zipfile.ZipFile(self.path) as z:
+            raw = bytearray(z.read(self.member))
+        return torch.frombuffer(raw, dtype=self.dtype) if raw else torch.empty(0, dtype=self.dtype)
+
+
+class _StorageType:
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+
+
+def _lazy_rebuild(storage: _StorageRef, offset: int, size, stride, *_rest) -> LazyTensor:
+    def load() -> torch.Tensor:
+        flat = storage.read()
+        return torch.as_strided(flat, tuple(size), tuple(stride), offset).clone()
+    return LazyTensor(tuple(size), storage.dtype, load)
+
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16, "DoubleStorage": torch.float64,
+    "LongStorage": torch.int64, "IntStorage": torch.int32, "ShortStorage": torch.int16, "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+
+
+def _open_torch_zip(path: str) -> Optional[dict]:
+    """The state dict of a zip-format torch.save file with LazyTensors for tensors; None for other files."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as z:
+        pkl = [n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(pkl) != 1:
+            return None
+        prefix = pkl[0][: -len("data.pkl")]
+        data = z.read(pkl[0])
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                return _lazy_rebuild
+            if module == "torch" and name in _STORAGE_DTYPES:
+                return _StorageType(_STORAGE_DTYPES[name])
+            if module == "collections" and name == "OrderedDict":
+                return OrderedDict
+            if module.startswith("torch"):
+                # Parameters, hooks and the like: not in a plain state dict; load the file whole.
+                raise CheckpointError(f"unsupported object {module}.{name}")
+            return super().find_class(module, name)
+
+        def persistent_load(self, pid):
+            kind, storage_type, key, _location, _numel = pid
+            if kind != "storage":
+                raise CheckpointError(f"unsupported persistent id {kind}")
+            dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else getattr(storage_type, "dtype", None)
+            if dtype is None:
+                raise CheckpointError(f"unsupported storage type {storage_type}")
+            return _StorageRef(path, f"{prefix}data/{key}", dtype)
+
+    import io
+
+    try:
+        return Unpickler(io.BytesIO(data)).load()
+    except (CheckpointError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
+        return None
+
+
+def _open_torch(path: str) -> Dict[str, Union[torch.Tensor, LazyTensor]]:
+    obj = _open_torch_zip(path)
+    if obj is None:
+        obj = torch.load(path, map_location="cpu")  # the legacy format, or objects the lazy reader does not know: whole
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(v, (torch.Tensor, LazyTensor)) for v in obj.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
     return obj
 
 
-def load_weight_file(path: str) -> StateDict:
+def _load_torch(path: str) -> StateDict:
+    return {k: materialize(v) for k, v in _open_torch(path).items()}
+
+
+def open_weight_file(path: str) -> Dict[str, Union[torch.Tensor, LazyTensor]]:
     if path.endswith(".safetensors"):
-        return read_safetensors(path)
-    return _load_torch(path)
+        return open_safetensors(path)
+    return _open_torch(path)
+
+
+def load_weight_file(path: str) -> StateDict:
+    return {k: materialize(v) for k, v in open_weight_file(path).items()}
 
 
 def read_onnx_weights(folder: str) -> StateDict:
@@ -147,7 +288,7 @@ def is_uit_folder(folder: str) -> bool:
     return not any(os.path.isfile(os.path.join(folder, n)) for n in hf)
 
 
-def load_folder_weights(folder: str) -> StateDict:
+def open_folder_weights(folder: str) -> Dict[str, Union[torch.Tensor, LazyTensor]]:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         p = os.path.join(folder, index_name)
         if os.path.isfile(p):
@@ -155,10 +296,9 @@ def load_folder_weights(folder: str) -> StateDict:
                 weight_map = json.load(f).get("weight_map")
             if not isinstance(weight_map, dict):
                 raise CheckpointError(f"{p}: no weight_map")
-            sd: StateDict = {}
+            sd: Dict[str, Union[torch.Tensor, LazyTensor]] = {}
             for shard in sorted(set(weight_map.values())):
-                part = load_weight_file(os.path.join(folder, shard))
-                sd.update(part)
+                sd.update(open_weight_file(os.path.join(folder, shard)))
             missing = [k for k in weight_map if k not in sd]
             if missing:
                 raise CheckpointError(f"{p}: tensors listed but not in their shard: {_names_list(missing)}")
@@ -166,8 +306,12 @@ def load_folder_weights(folder: str) -> StateDict:
     for name in ("model.safetensors", "pytorch_model.bin"):
         p = os.path.join(folder, name)
         if os.path.isfile(p):
-            return load_weight_file(p)
+            return open_weight_file(p)
     raise CheckpointError(f"{folder}: no model.safetensors, pytorch_model.bin or *.index.json")
+
+
+def load_folder_weights(folder: str) -> StateDict:
+    return {k: materialize(v) for k, v in open_folder_weights(folder).items()}
 
 
 # ---------------------------------------------------------------- names
@@ -197,7 +341,7 @@ _MC_TOP = {
 }
 
 
-def is_modelcenter(sd: StateDict) -> bool:
+def is_modelcenter(sd: Weights) -> bool:
     return "input_embedding.weight" in sd or any(_MC_LAYER.match(k) for k in sd)
 
 
@@ -207,12 +351,12 @@ def _names_list(names: Iterable[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
-def modelcenter_to_hf(sd: StateDict) -> StateDict:
+def modelcenter_to_hf(sd: Weights) -> Dict[str, Union[torch.Tensor, LazyTensor]]:
     """Rename ModelCenter GPT-J tensors to HF names. Unknown names are an error
     (listed); the FFN LayerNorm must equal the attention one (GPT-J has one)."""
-    out: StateDict = {}
+    out: Dict[str, Union[torch.Tensor, LazyTensor]] = {}
     unknown: List[str] = []
-    ffn_ln: Dict[str, Tuple[str, torch.Tensor]] = {}
+    ffn_ln: Dict[str, Tuple[str, Union[torch.Tensor, LazyTensor]]] = {}
     for k, v in sd.items():
         k0 = k[len("module."):] if k.startswith("module.") else k
         if k0 in _MC_TOP:
@@ -233,18 +377,18 @@ def modelcenter_to_hf(sd: StateDict) -> StateDict:
         )
     for hf_name, (mc_name, v) in ffn_ln.items():
         if hf_name in out:
-            if not torch.equal(out[hf_name].float(), v.float()):
+            if not torch.equal(materialize(out[hf_name]).float(), materialize(v).float()):
                 raise CheckpointError(f"{mc_name} differs from the attention LayerNorm; GPT-J has one LayerNorm per block (ln_1)")
         else:
             out[hf_name] = v
     return out
 
 
-def normalize_hf_names(sd: StateDict, config: GPTJConfig) -> StateDict:
+def normalize_hf_names(sd: Weights, config: GPTJConfig) -> Dict[str, Union[torch.Tensor, LazyTensor]]:
     """Drop known non-weight buffers, add a missing `transformer.` prefix, and
     check the names against GPTJForCausalLM's: a clear error lists unknown and
-    missing ones. Returns float32 tensors."""
-    out: StateDict = {}
+    missing ones. The tensors are returned as they came (loaded or lazy)."""
+    out: Dict[str, Union[torch.Tensor, LazyTensor]] = {}
     for k, v in sd.items():
         if k.startswith("module."):
             k = k[len("module."):]
@@ -267,7 +411,7 @@ def normalize_hf_names(sd: StateDict, config: GPTJConfig) -> StateDict:
     return {k: out[k] for k in expected}
 
 
-def infer_config(sd: StateDict, base: Optional[dict] = None) -> GPTJConfig:
+def infer_config(sd: Weights, base: Optional[dict] = None) -> GPTJConfig:
     """A GPTJConfig from HF-named tensor shapes. n_head and rotary_dim cannot be
     read from shapes: they come from `base`, or GPT-J 6B's (16, 64) when
     n_embd is 4096."""
@@ -298,8 +442,8 @@ def modelcenter_config_to_hf(d: dict) -> dict:
     return out
 
 
-def load_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[StateDict, GPTJConfig, str]:
-    """(HF-named state dict, config, kind) from a folder or a file."""
+def open_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[Dict[str, Union[torch.Tensor, LazyTensor]], GPTJConfig, str]:
+    """(HF-named tensors, each a LazyTensor where the format allows, config, kind) from a folder or a file."""
     cfg_dict: Optional[dict] = None
     if config_path:
         with open(config_path, encoding="utf-8") as f:
@@ -314,11 +458,11 @@ def load_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[StateD
         if cfg_dict.get("model_type") != "gptj":
             raise CheckpointError(f"{src}: config.json model_type is {cfg_dict.get('model_type')!r}, expected 'gptj'")
         if is_uit_folder(src):
-            sd, kind = read_onnx_weights(src), "uit-folder"
+            sd, kind = read_onnx_weights(src), "uit-folder"  # an exported folder, read back whole
         else:
-            sd, kind = load_folder_weights(src), "hf-folder"
+            sd, kind = open_folder_weights(src), "hf-folder"
     elif os.path.isfile(src):
-        sd = load_weight_file(src)
+        sd = open_weight_file(src)
         kind = "file"
     else:
         raise CheckpointError(f"{src}: no such file or folder")
@@ -332,5 +476,35 @@ def load_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[StateD
     return normalize_hf_names(sd, config), config, kind
 
 
-def normalize_prefix(sd: StateDict) -> StateDict:
+def load_checkpoint(src: str, config_path: Optional[str] = None) -> Tuple[StateDict, GPTJConfig, str]:
+    """(HF-named state dict, config, kind) from a folder or a file, every tensor loaded."""
+    sd, config, kind = open_checkpoint(src, config_path)
+    return {k: materialize(v) for k, v in sd.items()}, config, kind
+
+
+def random_weights(config: GPTJConfig, seed: int, std: Optional[float] = None) -> Dict[str, LazyTensor]:
+    """A random GPT-J, one tensor at a time: GPTJForCausalLM.init_weights(randomize_all=True)'s
+    distributions (matrices N(0, std), biases N(0, std), LayerNorm weight 1 + N(0, 0.1) and bias
+    N(0, 0.1)), each tensor drawn from its own generator seeded by (seed, name), so any tensor can be
+    made alone and in any order, and a 6B model never exists in memory whole."""
+    std = config.initializer_range if std is None else std
+    from gptj import GPTJForCausalLM
+
+    shapes = {n: tuple(p.shape) for n, p in GPTJForCausalLM(config, device=torch.device("meta")).named_parameters()}
+
+    def maker(name: str, shape) -> Callable[[], torch.Tensor]:
+        def load() -> torch.Tensor:
+            digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+            g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+            is_ln = ".ln_" in name or name.startswith("transformer.ln_f")
+            noise = torch.randn(shape, generator=g)
+            if is_ln and name.endswith("weight"):
+                return noise.mul_(0.1).add_(1.0)
+            return noise.mul_(0.1 if is_ln else std)
+        return load
+
+    return {n: LazyTensor(s, torch.float32, maker(n, s)) for n, s in shapes.items()}
+
+
+def normalize_prefix(sd: Weights) -> Weights:
     return {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v for k, v in sd.items()}

@@ -8,14 +8,22 @@ OUT/
   onnx/model.onnx_data   the weights, once, shared by the two graphs
   onnx/parity.json       PyTorch reference outputs on fixed inputs
 
-Steps: build the PyTorch GPT-J (scripts/gptj.py) from a checkpoint or random
-weights; trace it to ONNX in float32 (Debian's torch has no fp16 CPU kernels,
-so fp16 is a graph pass: scripts/onnx_passes.py), once as the optimum
-decoder and once through the module's fast path (three-part attention over
-shared prefix, per-row past and new positions, no KV concatenation); write
-the weights of both graphs to one external data file; run the PyTorch model
-on fixed inputs and write parity.json. (scripts/add-fast-graphs.py makes a
-fast graph without shared inputs for exports this script did not make.)
+Steps, with memory that does not grow with the model (one weight at a time):
+open the checkpoint lazily (scripts/checkpoints.py: every tensor is read when
+it is written), or make random weights tensor by tensor (--random-init); trace
+a skeleton of the PyTorch GPT-J (scripts/gptj.py) whose parameters are
+zero-strided views of one number, in float32 (Debian's torch has no fp16 CPU
+kernels, so fp16 is a graph pass: scripts/onnx_passes.py), once as the
+optimum decoder and once through the module's fast path (three-part attention
+over shared prefix, per-row past and new positions, no KV concatenation);
+with --quantize, turn the linear layers into MatMulNBits / DynamicQuantizeMatMul
+(scripts/quantize_model.py); write the weights of both graphs to one external
+data file, reading, converting and quantizing each tensor as it is written;
+run the PyTorch model on fixed inputs, layer by layer over all the inputs so
+that one block's weights are in memory at a time (with the quantized weights
+dequantized, when quantizing), and write parity.json.
+(scripts/add-fast-graphs.py makes a fast graph without shared inputs for
+exports this script did not make.)
 """
 from __future__ import annotations
 
@@ -31,18 +39,24 @@ import time
 import warnings
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fast_graphs  # noqa: E402
 import onnx_passes as P  # noqa: E402
+import quantize_model as Q  # noqa: E402
 import tokenizer_files as T  # noqa: E402
-from checkpoints import CheckpointError, load_checkpoint  # noqa: E402
-from gptj import GPTJConfig, GPTJForCausalLM  # noqa: E402
+from checkpoints import CheckpointError, materialize, open_checkpoint, random_weights  # noqa: E402
+from gptj import GPTJConfig, GPTJForCausalLM, to_float32  # noqa: E402
 
 DEFAULT_OPSET = 17  # LayerNormalization is one op from 17 (fp16-safe, and ORT runs it fused)
 TOLERANCE = {"fp32": {"atol": 1e-4, "rtol": 1e-4}, "fp16": {"atol": 5e-2, "rtol": 2e-2}}
+# Quantized graphs against PyTorch with the same dequantized weights: what is left is MatMulNBits'
+# int8 activations at accuracy_level 4 and DynamicQuantizeMatMul's uint8 ones (measured on the
+# fixtures: docs/export.md, "Checking a quantized export").
+QUANT_TOLERANCE = {"atol": 0.25, "rtol": 0.05}
 
 
 class ExportError(Exception):
@@ -133,16 +147,33 @@ FAST_TOTAL = "shared_sequence_length + past_sequence_length + sequence_length"
 def _trace(wrapper, args, inputs, outputs, dyn, opset: int, work_dir: str):
     """torch.onnx.export of wrapper to a graph-only ModelProto.
 
-    export_params=False: the trace holds no weights (so no second copy of a
-    24 GB model in memory); the weights are written later, tensor by tensor,
-    straight from the module. No constant folding either, so the parameters
-    keep their names (torch folds Transpose(W) into anonymous copies)."""
+    export_params=False: the trace holds no weights; the weights are written later, tensor by
+    tensor, straight from the checkpoint. No constant folding either, so the parameters keep their
+    names (torch folds Transpose(W) into anonymous copies). Two things torch 1.13's exporter does
+    with every parameter would cost the whole model's size in memory, so they are kept from it:
+    the tracer clones every parameter before tracing (torch.jit._trace.ONNXTracedModule keeps the
+    clones as "inputs", unused here: a full float32 copy of the weights), and ONNX shape inference
+    is given the parameters' values, which it folds into constants (a transposed copy of every
+    Linear weight). The parameters reach the tracer as themselves, and shape inference sees them as
+    typed graph inputs (their shapes, not their values)."""
     raw_dir = tempfile.mkdtemp(prefix="trace-", dir=work_dir)
     raw = os.path.join(raw_dir, "model.onnx")
     extra = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         extra["dynamo"] = False  # newer torch defaults to the dynamo exporter; the markers need the TorchScript one
+    params = {id(p) for p in wrapper.parameters()}
+    clone = torch.Tensor.clone
+    infer = torch._C._jit_pass_onnx_graph_shape_type_inference
+
+    def clone_but_params(self, *a, **k):
+        return self if id(self) in params else clone(self, *a, **k)
+
+    def infer_without_values(graph, params_dict, opset_version):
+        return infer(graph, {}, opset_version)
+
     try:
+        torch.Tensor.clone = clone_but_params
+        torch._C._jit_pass_onnx_graph_shape_type_inference = infer_without_values
         with torch.no_grad(), warnings.catch_warnings():
             # Known and harmless: the uit:: markers have no shape inference (the
             # pass removes them), torch.tensor(finfo.min) is a true constant, and
@@ -158,13 +189,16 @@ def _trace(wrapper, args, inputs, outputs, dyn, opset: int, work_dir: str):
             )
         return P.load_graph_only(raw)
     finally:
+        torch.Tensor.clone = clone
+        torch._C._jit_pass_onnx_graph_shape_type_inference = infer
         shutil.rmtree(raw_dir, ignore_errors=True)
 
 
-def _finish(m, model: GPTJForCausalLM, inputs: List[str], fp16: bool, kv_inputs: List[str], source_keys: Dict[str, object]):
-    """Weights as placeholder initializers, dtype markers resolved, pruned. Returns (to_fp16, sources)."""
+def _finish(m, model: GPTJForCausalLM, weights, inputs: List[str], fp16: bool, kv_inputs: List[str], source_keys: Dict[str, object]):
+    """Weights as placeholder initializers (their data read from `weights` when written), dtype
+    markers resolved, pruned. Returns (to_fp16, sources)."""
     params = dict(model.named_parameters(prefix="model"))
-    arrays = {n: (lambda p: (lambda: p.detach().float().cpu().numpy()))(p) for n, p in params.items()}
+    arrays = {n: (lambda k: (lambda: materialize(weights[k]).float().numpy()))(n[len("model."):]) for n in params}
     sources = P.params_to_initializers(m, arrays, {n: list(p.shape) for n, p in params.items()})
     for n in params:
         source_keys[n] = n
@@ -178,18 +212,47 @@ def _finish(m, model: GPTJForCausalLM, inputs: List[str], fp16: bool, kv_inputs:
     return to_fp16, sources
 
 
-def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, device: str, log=print) -> None:
+def skeleton(cfg: GPTJConfig) -> GPTJForCausalLM:
+    """The module to trace: every parameter a zero-strided view of one float32 number, so the trace
+    sees the real shapes and no weight is in memory (a 6B model's skeleton takes kilobytes; each
+    Linear makes a transient copy of its weight while it runs, one at a time). Each parameter gets
+    another number: torch.onnx merges parameters of equal shape and values into one."""
+    model = GPTJForCausalLM(cfg, device=torch.device("meta"))
+    for i, (name, p) in enumerate(list(model.named_parameters())):
+        module_name, _, leaf = name.rpartition(".")
+        value = torch.full((), (i + 1) * 1e-6, dtype=torch.float32)
+        model.get_submodule(module_name)._parameters[leaf] = torch.nn.Parameter(value.expand(p.shape), requires_grad=False)
+    return model.eval()
+
+
+def export_onnx(model: GPTJForCausalLM, weights, onnx_dir: str, opset: int, fp16: bool, quant: Optional[Q.QuantOptions] = None, log=print) -> List[str]:
     """Trace model.onnx (optimum's contract) and the fast graph model.fast.onnx
     (shared_key_values and num_logprobs inputs, only what the engine needs out)
-    into onnx_dir, both pointing at the same tensors of onnx_dir/model.onnx_data."""
+    into onnx_dir, both pointing at the same tensors of onnx_dir/model.onnx_data.
+    `model` is traced (a skeleton will do), `weights` (HF name -> tensor or
+    LazyTensor) gives the data. Returns the HF names of the weights quantized."""
     cfg = model.config
     H, D, L = cfg.n_head, cfg.head_dim, cfg.n_layer
     b, s, past, shared = 2, 3, 2, 2  # non-empty past and shared, so every part is traced
+    device = "cpu"
     ids = torch.zeros(b, s, dtype=torch.int64, device=device)
     kv = [torch.zeros(b, H, past, D, device=device) for _ in range(2 * L)]
     graphs = []  # (file name, proto, to_fp16, sources)
     source_keys: Dict[str, object] = {}
+    quantizer = Q._Quantizer(quant) if quant else None
+    quantized: List[str] = []
     t0 = time.time()
+
+    def quantize(m, to_fp16, sources, what: str) -> None:
+        if not quant:
+            return
+        plan = Q.quantize_matmuls(m, quant, sources, source_keys, cfg.n_embd, cfg.vocab_size, to_fp16, quantizer)
+        log(f"{what}: {len(plan.quantized)} weights to {quant.op} {quant.scheme}")
+        for name in plan.quantized:
+            key = source_keys[name]
+            param = key[0] if isinstance(key, tuple) else key
+            if param[len("model."):] not in quantized:
+                quantized.append(param[len("model."):])
 
     inputs, outputs = io_names(L)
     dyn: Dict[str, Dict[int, str]] = {
@@ -205,8 +268,9 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     mask = torch.ones(b, past + s, dtype=torch.int64, device=device)
     pos = torch.arange(past, past + s, dtype=torch.int64, device=device).unsqueeze(0).repeat(b, 1)
     m = _trace(_ExportWrapper(model), (ids, mask, pos, *kv), inputs, outputs, dyn, opset, onnx_dir)
-    to_fp16, sources = _finish(m, model, inputs, fp16, inputs[3:], source_keys)
+    to_fp16, sources = _finish(m, model, weights, inputs, fp16, inputs[3:], source_keys)
     _set_io_shapes(m, cfg, fp16)
+    quantize(m, to_fp16, sources, "model.onnx")
     graphs.append(("model.onnx", m, to_fp16, sources))
 
     inputs, outputs = fast_io_names(L)
@@ -229,15 +293,16 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
     inv_t = torch.tensor(1.0, device=device)
     shared_kv = [torch.zeros(1, H, shared, D, device=device) for _ in range(2 * L)]
     m = _trace(_FastWrapper(model), (ids, mask, pos, n, inv_t, *kv, *shared_kv), inputs, outputs, dyn, opset, onnx_dir)
-    to_fp16, sources = _finish(m, model, inputs, fp16, kv_inputs, source_keys)
+    to_fp16, sources = _finish(m, model, weights, inputs, fp16, kv_inputs, source_keys)
     _set_fast_io_shapes(m, cfg, fp16)
     fast_graphs.add_argmax_output(m)  # the trace has probs_last and inv_temperature already
     fast_graphs.add_sample_output(m)
+    quantize(m, to_fp16, sources, fast_graphs.FAST_NAME)
     graphs.append((fast_graphs.FAST_NAME, m, to_fp16, sources))
     log(f"traced in {time.time() - t0:.1f}s")
 
     t0 = time.time()
-    writer = P.ExternalDataWriter(onnx_dir, fast_graphs.DATA_NAME)
+    writer = P.ExternalDataWriter(onnx_dir, fast_graphs.DATA_NAME, progress=P.tenths(log, "writing the weights"))
     try:
         for _, m, to_fp16, sources in graphs:
             writer.add(m, to_fp16, sources, source_keys)
@@ -253,6 +318,7 @@ def export_onnx(model: GPTJForCausalLM, onnx_dir: str, opset: int, fp16: bool, d
         if name != "model.onnx":
             log(f"wrote {path} ({len(m.graph.node)} nodes; outputs logits_last, probs_last, token_sampled, token_logprobs, token_argmax, new_key_values.*; "
                 f"inputs add num_logprobs, inv_temperature, sample_uniform, shared_key_values.*)")
+    return quantized
 
 
 def _set_io_shapes(m, cfg: GPTJConfig, fp16: bool) -> None:
@@ -357,22 +423,41 @@ def _expected(logits: torch.Tensor, ids: torch.Tensor, new_mask: torch.Tensor, p
     }
 
 
-def compute_parity(forward, meta: dict, dtype: str, pad_id: int, device: str) -> dict:
+def compute_parity(forward, meta: dict, dtype: str, pad_id: int, device: str, forward_many=None, tolerance: Optional[dict] = None,
+                   reference: Optional[str] = None) -> dict:
     """Run forward(ids, mask, positions, past) -> (logits, presents) on the
     parity inputs; meta holds vocab_size, n_layer, n_head, head_dim. The
     `shared` steps are computed by one plain forward over shared + chunks, so
-    they check the fast graphs' three-part attention against the plain model."""
+    they check the fast graphs' three-part attention against the plain model.
+    forward_many (instead of forward) takes every call at once, as
+    (ids, mask, positions, index of the call whose presents are the past, or
+    None), and returns their (logits, presents): streamed_forward_many runs them
+    layer by layer."""
     vocab = meta["vocab_size"]
     steps = parity_inputs(vocab, pad_id)
     probe_ids = sorted({0, 1, vocab // 2, vocab - 1})
-    past = None
+    sh = shared_parity_inputs(vocab, pad_id)
+    last = sh["steps"][-1]
+    S = sh["shared_ids"].size(1)
+    full_ids = torch.cat([sh["shared_ids"].repeat(2, 1)] + [st["input_ids"] for st in sh["steps"]], dim=1)
+    full_mask = last["attention_mask"]
+    full_pos = (torch.cumsum(full_mask, dim=1) - 1).masked_fill(full_mask == 0, 1)
+    calls = [(st["input_ids"], st["attention_mask"], st["position_ids"], None if k == 0 else k - 1) for k, st in enumerate(steps)]
+    calls.append((full_ids, full_mask, full_pos, None))
+    calls = [(ids.to(device), mask.to(device), pos.to(device), prev) for ids, mask, pos, prev in calls]
+    if forward_many is None:
+        def forward_many(cs):
+            outs = []
+            with torch.no_grad():
+                for ids, mask, pos, prev in cs:
+                    outs.append(forward(ids, mask, pos, None if prev is None else outs[prev][1]))
+            return outs
+    results = forward_many(calls)
+
     out_steps = []
-    for st in steps:
-        ids, mask, pos = (st[k].to(device) for k in ("input_ids", "attention_mask", "position_ids"))
-        with torch.no_grad():
-            logits, presents = forward(ids, mask, pos, past)
-        past = presents
-        s = ids.size(1)
+    for k, st in enumerate(steps):
+        logits = results[k][0]
+        s = st["input_ids"].size(1)
         new_mask = st["attention_mask"][:, st["attention_mask"].size(1) - s:]
         out_steps.append({
             "input_ids": st["input_ids"].tolist(),
@@ -382,15 +467,7 @@ def compute_parity(forward, meta: dict, dtype: str, pad_id: int, device: str) ->
             "expected": _expected(logits.double().cpu(), st["input_ids"], new_mask, probe_ids),
         })
 
-    sh = shared_parity_inputs(vocab, pad_id)
-    last = sh["steps"][-1]
-    S = sh["shared_ids"].size(1)
-    full_ids = torch.cat([sh["shared_ids"].repeat(2, 1)] + [st["input_ids"] for st in sh["steps"]], dim=1)
-    full_mask = last["attention_mask"]
-    full_pos = (torch.cumsum(full_mask, dim=1) - 1).masked_fill(full_mask == 0, 1)
-    with torch.no_grad():
-        logits, _ = forward(full_ids.to(device), full_mask.to(device), full_pos.to(device), None)
-    logits = logits.double().cpu()
+    logits = results[-1][0].double().cpu()
     shared_steps = []
     start = S
     for st in sh["steps"]:
@@ -407,15 +484,70 @@ def compute_parity(forward, meta: dict, dtype: str, pad_id: int, device: str) ->
     return {
         "format": 2,
         "dtype": dtype,
-        "tolerance": TOLERANCE[dtype],
-        "reference": f"PyTorch {torch.__version__} in float32 on {device}",
+        "tolerance": tolerance or TOLERANCE[dtype],
+        "reference": reference or f"PyTorch {torch.__version__} in float32 on {device}",
         "model": meta,
         "pad_token_id": pad_id,
         "steps": out_steps,
-        # Fast graphs with shared_key_values.* inputs: run shared_ids once (batch 1) as the
+        # Fast graphs with shared_key_values inputs: run shared_ids once (batch 1) as the
         # shared prefix, then the steps on top of it (attention_mask covers shared + past + new).
         "shared": {"shared_ids": sh["shared_ids"].tolist(), "steps": shared_steps},
     }
+
+
+def streamed_forward_many(cfg: GPTJConfig, weights, device: str, quant: Optional[Q.QuantOptions] = None, quantized=(), log=None):
+    """forward_many for compute_parity that holds one block's weights at a time: every call is
+    embedded, then each layer's weights are loaded and run over every call (a call's past is an
+    earlier call's presents of the same layer, so layer-major order gives the same numbers), then
+    the final LayerNorm and the LM head. The weights named in `quantized` are quantized and
+    dequantized first (quant), so the reference computes with what the graphs hold."""
+    model = GPTJForCausalLM(cfg, device=torch.device("meta"))
+    for mod in model.modules():  # the rotary tables and matrices (made on the CPU) to the device
+        for k, buf in list(mod._buffers.items()):
+            if buf is not None and buf.device.type != "meta":
+                mod._buffers[k] = buf.to(device)
+    tr = model.transformer
+    quantized = set(quantized)
+
+    def load(module: torch.nn.Module, prefix: str) -> None:
+        for name, p in list(module.named_parameters()):
+            full = prefix + name
+            t = materialize(weights[full]).float()
+            if full in quantized and full == "transformer.wte.weight":
+                t = torch.from_numpy(np.ascontiguousarray(Q.fake_quantize_embedding(t.numpy(), quant)))  # rows as GatherBlockQuantized reads them
+            elif full in quantized:
+                # The graph holds W^T [in, out], quantized along `in` per output column.
+                t = torch.from_numpy(Q.fake_quantize(t.t().contiguous().numpy(), quant)).t()
+            mod_name, _, leaf = name.rpartition(".")
+            sub = module.get_submodule(mod_name) if mod_name else module
+            sub._parameters[leaf] = torch.nn.Parameter(t.contiguous().to(device), requires_grad=False)
+
+    def unload(module: torch.nn.Module) -> None:
+        for name, p in list(module.named_parameters()):
+            mod_name, _, leaf = name.rpartition(".")
+            sub = module.get_submodule(mod_name) if mod_name else module
+            sub._parameters[leaf] = torch.nn.Parameter(torch.empty(p.shape, device="meta"), requires_grad=False)
+
+    def run(calls):
+        with torch.no_grad():
+            load(tr.wte, "transformer.wte.")
+            states = [list(tr._embed(ids, mask, pos)) for ids, mask, pos, _ in calls]  # [h, visible, sin, cos]
+            unload(tr.wte)
+            presents = [[] for _ in calls]
+            for i, block in enumerate(tr.h):
+                load(block, f"transformer.h.{i}.")
+                for c, (_, _, _, prev) in enumerate(calls):
+                    h, visible, sin, cos = states[c]
+                    states[c][0], present = block(h, sin, cos, visible, None if prev is None else presents[prev][i])
+                    presents[c].append(present)
+                unload(block)
+                if log and (i + 1) % 8 == 0:
+                    log(f"parity reference: {i + 1}/{len(tr.h)} layers")
+            load(tr.ln_f, "transformer.ln_f.")
+            load(model.lm_head, "lm_head.")
+            return [(to_float32(model.lm_head(tr.ln_f(st[0]))), presents[c]) for c, st in enumerate(states)]
+
+    return run
 
 
 def check_hf(model: GPTJForCausalLM, cfg: GPTJConfig, parity: dict, device: str) -> dict:
@@ -447,19 +579,13 @@ def check_hf(model: GPTJForCausalLM, cfg: GPTJConfig, parity: dict, device: str)
 
 # ---------------------------------------------------------------- main
 
-def build_model(args) -> tuple:
+def open_weights(args) -> tuple:
+    """(HF name -> tensor or LazyTensor, config, kind): nothing is read yet where the format allows."""
     if args.random_init:
         cfg = GPTJConfig.from_json_file(args.random_init)
-        model = GPTJForCausalLM(cfg)
-        gen = torch.Generator().manual_seed(args.seed)
-        model.init_weights(std=args.init_std, randomize_all=True, generator=gen)
-        return model, cfg, "random-init"
-    sd, cfg, kind = load_checkpoint(args.src, args.config)
-    try:
-        model = GPTJForCausalLM.from_state_dict(cfg, sd)
-    except ValueError as e:
-        raise CheckpointError(str(e)) from e
-    return model, cfg, kind
+        return random_weights(cfg, args.seed, args.init_std), cfg, "random-init"
+    weights, cfg, kind = open_checkpoint(args.src, args.config)
+    return weights, cfg, kind
 
 
 def export(args, log=print) -> str:
@@ -469,23 +595,19 @@ def export(args, log=print) -> str:
         raise ExportError("give SRC (a GPT-J folder or checkpoint file) or --random-init CONFIG_JSON")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ExportError("--device cuda: torch sees no CUDA device")
+    quant = Q.options_from_args(args)
     out = os.path.abspath(args.out)
     if os.path.exists(out) and os.listdir(out) and not args.force:
         raise ExportError(f"{out} exists and is not empty (use --force to replace it)")
-    model, cfg, kind = build_model(args)
+    weights, cfg, kind = open_weights(args)
     if args.max_seq:
-        cfg.n_positions = args.max_seq
-        # Rotary tables follow n_positions; rebuild the model around the same tensors.
-        model = GPTJForCausalLM.from_state_dict(cfg, dict(model.named_parameters()))
-    model.eval().to(args.device)
+        cfg.n_positions = args.max_seq  # rotary tables follow n_positions; no weight depends on it
+    model = skeleton(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
     log(f"GPT-J ({kind}): {cfg.n_layer} layers, n_embd {cfg.n_embd}, {cfg.n_head} heads, rotary_dim {cfg.rot_dim}, "
-        f"vocab {cfg.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+        f"vocab {cfg.vocab_size}, {n_params / 1e6:.2f}M parameters" + (f"; weights to {quant.scheme}" if quant else ""))
 
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
-    os.chmod(work, 0o755)
-    try:
+    with P.staged_folder(out) as work:
         onnx_dir = os.path.join(work, "onnx")
         os.makedirs(onnx_dir)
         # Tokenizer first: it gives eos and the pad id for the parity inputs.
@@ -503,12 +625,28 @@ def export(args, log=print) -> str:
         if args.random_init and eos is not None:
             cfg.bos_token_id = cfg.eos_token_id = eos
         fp16 = args.dtype == "fp16"
-        export_onnx(model, onnx_dir, args.opset, fp16, args.device, lambda msg: log(msg.replace(work, out)))
+        quantized = export_onnx(model, weights, onnx_dir, args.opset, fp16, quant, lambda msg: log(msg.replace(work, out)))
         pad_id = cfg.eos_token_id if 0 <= cfg.eos_token_id < cfg.vocab_size else 0
         meta = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size}
-        parity = compute_parity(model, meta, args.dtype, pad_id, args.device)
+        t0 = time.time()
+        forward_many = streamed_forward_many(cfg, weights, args.device, quant, quantized, log if cfg.n_layer >= 16 else None)
+        reference = f"PyTorch {torch.__version__} in float32 on {args.device}"
+        tolerance = None
+        if quant:
+            reference += f", with the {quant.scheme} weights dequantized"
+            # MatMulNBits at accuracy_level 0 computes in float32 with the dequantized weights: the
+            # unquantized tolerance holds; int8 activations (level 4, DynamicQuantizeMatMul) need more.
+            exact = quant.op == "MatMulNBits" and quant.accuracy_level == 0
+            if not exact:
+                tolerance = QUANT_TOLERANCE if not fp16 else {k: max(v, TOLERANCE["fp16"][k]) for k, v in QUANT_TOLERANCE.items()}
+        parity = compute_parity(None, meta, args.dtype, pad_id, args.device, forward_many=forward_many, tolerance=tolerance, reference=reference)
+        if quant:
+            parity["quantization"] = {**quant.record(), "reference": "dequantized"}
+        log(f"computed the parity reference in {time.time() - t0:.1f}s")
         if args.check_hf:
-            parity["hf_check"] = check_hf(model, cfg, parity, args.device)
+            full = GPTJForCausalLM.from_state_dict(cfg, {k: materialize(v) for k, v in weights.items()}).eval().to(args.device)
+            parity["hf_check"] = check_hf(full, cfg, parity, args.device)
+            del full
             log(f"--check-hf: {parity['hf_check']}")
         T.write_json(os.path.join(onnx_dir, "parity.json"), parity)
         hf_cfg = cfg.to_hf_dict()
@@ -516,14 +654,10 @@ def export(args, log=print) -> str:
         # No "dtype" here even for fp16: transformers.js would then look for
         # onnx/model_fp16.onnx; the graph's own input types say fp16.
         hf_cfg["transformers.js_config"] = {"use_external_data_format": True}
+        if quant:
+            hf_cfg["uit_quantization"] = quant.record()
         T.write_json(os.path.join(work, "config.json"), hf_cfg)
         T.write_json(os.path.join(work, "generation_config.json"), {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id})
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     log(f"wrote {out}")
     return out
 
@@ -537,7 +671,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         epilog="examples:\n"
         "  /usr/bin/python3 scripts/export-gptj.py ~/models/gpt-j-6b out/gpt-j-6b-onnx --dtype fp16\n"
         "  /usr/bin/python3 scripts/export-gptj.py uit-gptj.pt out/uit-gptj --tokenizer ~/models/gpt-j-6b --config gptj-config.json\n"
-        "  /usr/bin/python3 scripts/export-gptj.py --random-init tiny.json out/tiny",
+        "  /usr/bin/python3 scripts/export-gptj.py --random-init tiny.json out/tiny\n"
+        "  /usr/bin/python3 scripts/export-gptj.py ~/models/gpt-j-6b out/gpt-j-6b-int4 --quantize int4   # for the CPU",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("src", nargs="?", help="GPT-J folder (config.json + weights + tokenizer) or a weights file")
@@ -547,11 +682,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--init-std", type=float, default=None, help="std of --random-init weights (default: config initializer_range)")
     ap.add_argument("--config", help="config.json for a checkpoint file (HF GPTJConfig, or ModelCenter keys)")
     ap.add_argument("--tokenizer", help="folder with the tokenizer files (default: SRC when it is a folder)")
-    ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32", help="weights and KV cache type (logits stay float32)")
+    ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32",
+                    help="weights and KV cache type (logits stay float32); fp16 for GPUs: on the CPU onnxruntime widens fp16 weights to float32 when it loads them")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device for tracing and the parity reference")
     ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}; 14 to 17 work)")
     ap.add_argument("--max-seq", type=int, default=None, help="longest sequence (sets n_positions, the rotary table size)")
     ap.add_argument("--check-hf", action="store_true", help="also compare with transformers' GPTJForCausalLM (needs transformers)")
+    Q.add_arguments(ap, with_scheme_required=False)
     ap.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = ap.parse_args(argv)
     if args.random_init and args.out is None:
@@ -561,7 +698,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(min(torch.get_num_threads(), int(os.environ.get("UIT_TORCH_THREADS", torch.get_num_threads()))))
     try:
         export(args)
-    except (ExportError, CheckpointError, fast_graphs.GraphPassError, FileNotFoundError, ValueError) as e:
+    except (ExportError, CheckpointError, fast_graphs.GraphPassError, Q.QuantizeError, FileNotFoundError, ValueError) as e:
         print(f"export-gptj: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, Dict, Iterable, List, Optional, Set
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set
 
 import numpy as np
 import onnx
@@ -42,6 +45,24 @@ def save_proto_atomic(model: onnx.ModelProto, path: str) -> None:
     with open(tmp, "wb") as f:
         f.write(model.SerializeToString())
     os.replace(tmp, path)
+
+
+@contextmanager
+def staged_folder(out: str) -> Iterator[str]:
+    """A temporary folder beside `out` to write a model folder into: renamed to `out` (replacing it)
+    when the block ends, removed if it raises, so `out` is never half written."""
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    os.chmod(work, 0o755)
+    try:
+        yield work
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -338,6 +359,20 @@ def read_tensor_bytes(t: onnx.TensorProto, base_dir: str) -> bytes:
     return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
 
 
+def tenths(log: Callable[[str], None], what: str) -> Callable[[int, int], None]:
+    """An ExternalDataWriter progress callback that logs each tenth of the first graph's tensors once
+    (a later graph's tensors are mostly written already, and say nothing)."""
+    said: Set[int] = set()
+
+    def report(done: int, total: int) -> None:
+        tenth = 10 * done // max(1, total)
+        if total >= 50 and 0 < tenth < 10 and not said.intersection(range(tenth, 10)):
+            said.add(tenth)
+            log(f"{what}: {done}/{total} tensors")
+
+    return report
+
+
 class ExternalDataWriter:
     """Writes the initializers of one or more graphs into ONE external data
     file (base_dir/data_name) and points each proto at it. Identical tensors
@@ -350,10 +385,13 @@ class ExternalDataWriter:
     friendly) and 64 for small ones; tensors under min_bytes stay embedded.
     The file appears (renamed into place) on close()."""
 
-    def __init__(self, base_dir: str, data_name: str = "model.onnx_data", min_bytes: int = 1024):
+    def __init__(self, base_dir: str, data_name: str = "model.onnx_data", min_bytes: int = 1024,
+                 progress: Optional[Callable[[int, int], None]] = None):
+        """progress(done, total): called after each initializer of a graph given to add()."""
         self.base_dir = base_dir
         self.data_name = data_name
         self.min_bytes = min_bytes
+        self.progress = progress
         self.tmp_path = os.path.join(base_dir, f"{data_name}.tmp-{os.getpid()}")
         self.out = open(self.tmp_path, "wb")
         self.pos = 0
@@ -371,7 +409,10 @@ class ExternalDataWriter:
         to_fp16 = set(to_fp16)
         sources = sources or {}
         source_keys = source_keys or {}
-        for t in model.graph.initializer:
+        total = len(model.graph.initializer)
+        for done, t in enumerate(model.graph.initializer, 1):
+            if self.progress:
+                self.progress(done - 1, total)
             if t.data_location == TensorProto.EXTERNAL:
                 self.old_files.add(_external_info(t)["location"])
             fp16 = t.name in to_fp16 and t.data_type == FLOAT
@@ -389,19 +430,23 @@ class ExternalDataWriter:
                 arr = sources[t.name]()
                 if list(arr.shape) != list(t.dims):
                     raise ValueError(f"source of {t.name} has shape {list(arr.shape)}, the graph says {list(t.dims)}")
-                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+                # A little-endian contiguous view, no copy where there is nothing to change: a
+                # weight's bytes are hashed and written from the array itself.
+                data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).reshape(-1).view(np.uint8)
             else:
-                data = read_tensor_bytes(t, self.base_dir)
+                data = np.frombuffer(read_tensor_bytes(t, self.base_dir), dtype=np.uint8)
             if fp16:
-                data = np.frombuffer(data, dtype="<f4").astype("<f2").tobytes()
+                data = data.view("<f4").astype("<f2").view(np.uint8)
                 t.data_type = FLOAT16
             _clear_data(t)
             if len(data) < self.min_bytes:
-                t.raw_data = data
+                t.raw_data = data.tobytes()
                 if skey is not None:
-                    self.seen_keys[skey] = (t.data_type, data, None)
+                    self.seen_keys[skey] = (t.data_type, t.raw_data, None)
                 continue
-            key = hashlib.sha256(bytes([t.data_type]) + data).digest()
+            h = hashlib.sha256(bytes([t.data_type]))
+            h.update(memoryview(data))
+            key = h.digest()
             if key not in self.seen:
                 align = 4096 if len(data) >= 65536 else 64
                 pad = (-self.pos) % align
@@ -409,7 +454,7 @@ class ExternalDataWriter:
                     self.out.write(b"\0" * pad)
                     self.pos += pad
                 self.seen[key] = (self.pos, len(data))
-                self.out.write(data)
+                self.out.write(memoryview(data))
                 self.pos += len(data)
             self._point(t, *self.seen[key])
             if skey is not None:

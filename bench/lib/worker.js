@@ -60,7 +60,13 @@ const handlers = {
       });
       state.padId = cfg.eos_token_id ?? 0;
     }
-    return { load_s: (performance.now() - t0) / 1000, prompt_tokens: state.promptIds.length, batch_prompt_tokens: state.batchIds.map((x) => x.length), info: state.info ?? null };
+    return {
+      load_s: (performance.now() - t0) / 1000,
+      rss_mib: process.memoryUsage.rss() / 2 ** 20,
+      prompt_tokens: state.promptIds.length,
+      batch_prompt_tokens: state.batchIds.map((x) => x.length),
+      info: state.info ?? null,
+    };
   },
 
   // ------------------------------------------------------------------ generation

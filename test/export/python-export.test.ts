@@ -86,6 +86,21 @@ suite(`Python exports checked from Node${missing ? ` (${REQUIRE ? 'required, mis
     expect(parity.steps.map((s: { input_ids: number[][] }) => s.input_ids[0].length)).toEqual([7, 1, 1, 3]);
   });
 
+  it('exports the same shape quantized on the fly (int4 linear layers and embedding): equal to PyTorch with the dequantized weights', async () => {
+    // accuracy_level 0 computes in float32 with the dequantized weights, so the reference (the same
+    // model with its weights quantized and dequantized in numpy) holds at the float32 tolerance: the
+    // whole graph, MatMulNBits and GatherBlockQuantized included, means what the weights say.
+    const out = join(tmp, 'fresh-int4');
+    py([join(SCRIPTS, 'export-gptj.py'), '--random-init', join(tmp, 'shape.json'), out, '--seed', '11', '--quantize', 'int4', '--block-size', '16', '--asym', '--embeddings', '--lm-head', '--accuracy-level', '0']);
+    const report = await checkParity(out);
+    expectParity(report);
+    expect(report.tolerance).toEqual({ atol: 1e-4, rtol: 1e-4 });
+    expect(report.quantization).toMatchObject({ scheme: 'int4', reference: 'dequantized', embeddings: true, lm_head: true });
+    const ops = readFileSync(join(out, 'onnx', 'model.fast.onnx')).toString('latin1');
+    expect(ops).toContain('MatMulNBits');
+    expect(ops).toContain('GatherBlockQuantized');
+  });
+
   it('exports the same shape in fp16: float16 weights and KV cache, float32 logits, close to PyTorch', async () => {
     const out = join(tmp, 'fresh-fp16');
     py([join(SCRIPTS, 'export-gptj.py'), '--random-init', join(tmp, 'shape.json'), out, '--seed', '11', '--dtype', 'fp16']);
@@ -123,5 +138,20 @@ suite(`Python exports checked from Node${missing ? ` (${REQUIRE ? 'required, mis
     py([join(SCRIPTS, 'add-fast-graphs.py'), out]);
     expect(readdirSync(onnxDir).filter((f) => f !== 'config.json').sort()).toEqual(['model.fast.onnx', 'model.onnx', 'model.onnx_data', 'parity.json']);
     expectParity(await checkParity(out));
+  });
+
+  it.each(['llama', 'gpt2'])('quantizes the %s-like export to int4 (its hidden size read from its embedding): both graphs run and agree', async (kind) => {
+    // The folders of the test above: optimum's names, no hidden size in config.json, gpt2's tied
+    // head a transposed copy of the embedding, its graphs at the top of the folder.
+    const src = join(tmp, `foreign-${kind}`);
+    const out = join(tmp, `foreign-${kind}-int4`);
+    const log = py([join(SCRIPTS, 'quantize-model.py'), src, out, '--quantize', 'int4', '--block-size', '16', '--embeddings']);
+    // every linear layer (fused qkv, out, MLP) and the embedding; the LM head left as it was
+    expect(log).toMatch(kind === 'llama' ? /model\.fast\.onnx: 15 weights to MatMulNBits int4; left as they were: 1 \(.*the LM head/ : /model\.fast\.onnx: 10 weights to MatMulNBits int4; left as they were: 1 \(.*the LM head/);
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'onnx']);
+    const report = await checkParity(out);
+    expect(report.quantization?.reference).toBe('unquantized');
+    for (const d of Object.values(report.consistency)) expect(d.failures).toEqual([]);
+    expect(report.ok).toBe(true);
   });
 });

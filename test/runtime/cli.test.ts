@@ -1,6 +1,6 @@
 // `uit generate` and `uit doctor` through the real binary (bin/uit.js -> dist/).
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, loadModel, providerReport, type Model } from '../../src/runtime/index.js';
@@ -122,6 +122,30 @@ describe('uit generate', () => {
   });
 });
 
+/** A minimal ONNX ModelProto (protobuf wire format) whose one MatMul weight lives in external data. */
+function hugeGraph(): Buffer {
+  const varint = (n: number) => {
+    const out: number[] = [];
+    while (n >= 0x80) {
+      out.push((n % 0x80) | 0x80);
+      n = Math.floor(n / 0x80);
+    }
+    out.push(n);
+    return Buffer.from(out);
+  };
+  const key = (field: number, wire: number) => varint(field * 8 + wire);
+  const int = (field: number, n: number) => Buffer.concat([key(field, 0), varint(n)]);
+  const bytes = (field: number, b: Buffer) => Buffer.concat([key(field, 2), varint(b.length), b]);
+  const str = (field: number, s: string) => bytes(field, Buffer.from(s));
+  const entry = (k: string, v: string) => bytes(13, Buffer.concat([str(1, k), str(2, v)]));
+  const FLOAT16 = 10;
+  const tensor = Buffer.concat([int(1, 2 ** 20), int(1, 2 ** 19), int(2, FLOAT16), str(8, 'w'), entry('location', 'model.onnx_data'), entry('length', String(2 ** 40)), int(14, 1)]);
+  const valueInfo = (name: string) => bytes(1, Buffer.from(name)); // name only: never loaded
+  const node = Buffer.concat([str(1, 'x'), str(1, 'w'), str(2, 'y'), str(4, 'MatMul')]);
+  const graph = Buffer.concat([bytes(1, node), str(2, 'huge'), bytes(5, tensor), bytes(11, valueInfo('x')), bytes(12, valueInfo('y'))]);
+  return Buffer.concat([int(1, 8), bytes(7, graph), bytes(8, int(2, 17))]);
+}
+
 describe('uit doctor', () => {
   it('reports onnxruntime and providers', () => {
     const r = uit('doctor');
@@ -144,6 +168,30 @@ describe('uit doctor', () => {
     expect(byName.files.detail).toMatch(/graphs: model\.onnx, model\.fast\.onnx/);
     expect(byName['smoke run'].ok).toBe(true);
     expect(byName['fast = slow'].ok).toBe(true);
+    expect(byName.memory.ok).toBe(true);
+    expect(byName.memory.detail).toMatch(/^expected \d+ MiB resident with model\.fast\.onnx loaded \(float32: 1 MiB\), \+1 MiB per 1,000 cached tokens; available [\d.]+ GiB; measured \d+ MiB after loading$/);
+    // The checks run in order: the memory is known before anything loads.
+    expect(doc.model.checks.map((c) => c.name).indexOf('memory')).toBeLessThan(doc.model.checks.map((c) => c.name).indexOf('graph'));
+  });
+
+  it('refuses a model the machine cannot hold before loading it, unless --ignore-memory', () => {
+    // A graph that says it holds a [2^20, 2^19] float16 weight in external data: 1 TiB on disk, 2 TiB
+    // once the CPU provider widens it to float32. Its data file does not exist: only --ignore-memory
+    // gets as far as trying to load it.
+    const dir = join(tmp.dir, 'huge');
+    mkdirSync(join(dir, 'onnx'), { recursive: true });
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(FIXTURE, f), join(dir, f));
+    writeFileSync(join(dir, 'onnx', 'model.onnx'), hugeGraph());
+    const r = uit('doctor', '--model', dir, '--json');
+    expect(r.code).toBe(4);
+    const checks = (JSON.parse(r.stdout) as { model: { checks: { name: string; ok: boolean; detail: string }[] } }).model.checks;
+    expect(checks.map((c) => c.name)).toEqual(['files', 'tokenizer', 'memory']);
+    expect(checks[2].ok).toBe(false);
+    expect(checks[2].detail).toMatch(/^expected 2048\.\d\d GiB resident with model\.onnx loaded \(float16 \(widened to float32 on the CPU\): 1048576 MiB\).*not enough to load it.*--ignore-memory/);
+    const forced = uit('doctor', '--model', dir, '--ignore-memory');
+    expect(forced.code).toBe(4);
+    expect(forced.stdout).toMatch(/ok   memory .*--ignore-memory: loading anyway/);
+    expect(forced.stdout).toMatch(/FAIL graph/);
   });
 
   it('a model.onnx that does not load: one FAIL line for it, never a check both ok and FAIL', () => {
