@@ -34,7 +34,7 @@ function encode(value: unknown, path: string): string {
       }
       const proto = Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) {
-        throw new TypeError(`canonicalJson: ${path} is a ${proto?.constructor?.name ?? 'non-plain object'}, not plain JSON`);
+        throw new TypeError(`canonicalJson: ${path} is a ${proto.constructor?.name ?? 'non-plain object'}, not plain JSON`);
       }
       const obj = value as Record<string, unknown>;
       const fields = Object.keys(obj)

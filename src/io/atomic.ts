@@ -8,8 +8,13 @@ import { outputError } from '../errors.js';
 import { trackTemp, untrackTemp } from './live-temps.js';
 import { removeStaleTemps } from './stale.js';
 
+// A per-process counter after the time: two writers for one target in the same millisecond
+// must not share (and truncate) one temp file.
+let tempSeq = 0;
+
 function tempPathFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}.${process.pid}.${Date.now().toString(36)}.tmp`);
+  const stamp = `${Date.now().toString(36)}${(tempSeq++).toString(36)}`;
+  return join(dirname(target), `.${basename(target)}.${process.pid}.${stamp}.tmp`);
 }
 
 export function writeFileAtomic(target: string, data: string | Uint8Array): void {

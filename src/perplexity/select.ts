@@ -25,7 +25,7 @@ export function rankAndSelect(meanCes: readonly (number | null)[], sel: Selectio
   const scored = meanCes
     .map((ce, i) => ({ ce, i }))
     .filter((x): x is { ce: number; i: number } => x.ce !== null)
-    .sort((a, b) => a.ce - b.ce || a.i - b.i);
+    .sort((a, b) => a.ce - b.ce); // sort is stable (ES2019): ties stay in input order
   const out: Ranked[] = meanCes.map(() => ({ rank: null, kept: false }));
   const topK = sel.topK ?? (sel.threshold === undefined ? 1 : Infinity);
   const maxCe = sel.threshold === undefined ? Infinity : Math.log(sel.threshold);

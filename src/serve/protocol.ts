@@ -145,7 +145,7 @@ function common(body: SamplingBody, ctx: ProtocolContext): { n: number; seed: nu
       temperature: greedy ? 0 : temperature,
       greedy,
       ...(body.top_p !== undefined && body.top_p !== null && body.top_p < 1 ? { topP: body.top_p } : {}),
-      ...(body.top_k ? (body.top_k > 0 ? { topK: body.top_k } : {}) : {}),
+      ...(typeof body.top_k === 'number' && body.top_k > 0 ? { topK: body.top_k } : {}),
       ...(body.repetition_penalty !== undefined && body.repetition_penalty !== null && body.repetition_penalty !== 1
         ? { repetitionPenalty: body.repetition_penalty }
         : {}),
@@ -203,7 +203,9 @@ export function parseCompletionRequest(body: unknown, ctx: ProtocolContext): Gen
     throw invalidParam('prompt', `The request has ${prompts.length} prompts; this server allows at most ${ctx.limits.maxPrompts} per request.`);
   }
   checkNotEmpty(prompts, 'prompt', ctx.tokenizer);
-  const maxNewTokens = maxTokensFor(req.max_tokens ?? COMPLETIONS_DEFAULT_MAX_TOKENS, prompts, 'max_tokens', 'prompt', ctx);
+  // OpenAI's default, within this server's limit: a request that sends no max_tokens is never refused for it
+  const maxTokens = req.max_tokens ?? Math.min(COMPLETIONS_DEFAULT_MAX_TOKENS, ctx.limits.maxTokens);
+  const maxNewTokens = maxTokensFor(maxTokens, prompts, 'max_tokens', 'prompt', ctx);
   return { prompts, n: base.n, seed: base.seed, options: { ...base.sampling, maxNewTokens } };
 }
 

@@ -14,6 +14,16 @@ describe('canonicalJson', () => {
     expect(() => canonicalJson([Infinity])).toThrow(/\$\[0\] is Infinity/);
     expect(() => canonicalJson({ d: new Date(0) })).toThrow(/Date/);
     expect(() => canonicalJson({ n: 1n })).toThrow(/bigint/);
+    // the path names the field at any depth; the message names what was found
+    expect(() => canonicalJson({ a: [1, { b: () => 1 }] })).toThrow('canonicalJson: $.a[1].b is a function, not JSON');
+    expect(() => canonicalJson({ x: new (class Foo {})() })).toThrow('canonicalJson: $.x is a Foo, not plain JSON');
+    expect(() => canonicalJson({ x: Object.create(Object.create(null)) })).toThrow('canonicalJson: $.x is a non-plain object, not plain JSON');
+    expect(() => canonicalJson(Symbol('s'))).toThrow('canonicalJson: $ is a symbol, not JSON');
+  });
+
+  it('accepts objects without a prototype (what JSON.parse-like readers build)', () => {
+    const bare = Object.assign(Object.create(null), { b: 1, a: 2 });
+    expect(canonicalJson({ k: bare })).toBe('{"k":{"a":2,"b":1}}');
   });
 });
 
@@ -47,12 +57,29 @@ describe('content keys', () => {
     expect(generationKey({ ...gen, sampleIndex: 1 })).not.toBe(base);
     expect(generationKey({ ...gen, prompt: gen.prompt + ' ' })).not.toBe(base);
     expect(generationKey({ ...gen, modelId: 'b'.repeat(64) })).not.toBe(base);
-    expect(generationKey({ ...gen, params: { ...gen.params, seed: 2 } })).not.toBe(base);
+    // every sampling parameter, one at a time: a key that ignored one would serve another run's texts
+    const variants: Record<string, unknown>[] = [
+      { seed: 2 },
+      { topP: 0.95 },
+      { topP: undefined },
+      { temperature: 0.8 },
+      { stop: ['\n'] },
+      { stop: [] },
+      { maxNewTokens: 65 },
+      { topK: 40 },
+      { repetitionPenalty: 1.1 },
+    ];
+    const keys = variants.map((v) => generationKey({ ...gen, params: { ...gen.params, ...v } as typeof gen.params }));
+    keys.forEach((k, i) => expect(k, JSON.stringify(variants[i])).not.toBe(base));
+    expect(new Set(keys).size).toBe(variants.length);
     expect(() => generationKey({ ...gen, sampleIndex: -1 })).toThrow(/sampleIndex/);
+    expect(() => generationKey({ ...gen, sampleIndex: 0.5 })).toThrow(/sampleIndex/);
   });
 
   it('score keys: params default to {}, and prefix/target boundaries matter', () => {
     const s = { scorerId: 'scorer', prefix: 'Output: ', target: 'yes' };
+    // pinned as generation keys are (python: hashlib.sha256 of the canonical JSON)
+    expect(scoreKey({ ...s, params: { maxContext: 2048 } })).toBe('0f5f19d58a84176af6b558b52760290b045ec9c49fc866849f9a372adba5fa56');
     expect(scoreKey(s)).toBe(scoreKey({ ...s, params: {} }));
     expect(scoreKey({ ...s, params: { maxContext: 2048 } })).not.toBe(scoreKey(s));
     // The same concatenated text split differently is a different score.

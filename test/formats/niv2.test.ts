@@ -2,7 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { materialize, type LazyTask } from '../../src/formats/api.js';
+import { lazyFromTask, materialize, type LazyTask } from '../../src/formats/api.js';
+import type { Task } from '../../src/types.js';
 import { niv2, niv2Writer } from '../../src/formats/niv2.js';
 import { parseLocatedJson } from '../../src/io/located-json.js';
 import { InputError } from '../../src/errors.js';
@@ -57,6 +58,28 @@ describe('Ni-v2 round trip on every shared task file', () => {
       expect(b, f).toEqual(a);
       expect(JSON.stringify(Object.keys(b as object))).toBe(JSON.stringify(Object.keys(a as object)));
     }
+  });
+});
+
+describe('tasks from other formats', () => {
+  it('are written with the released files\' keys, in their order, and their layout', async () => {
+    const task: Task = {
+      id: 'alpaca/demo',
+      source: { format: 'alpaca', file: 'demo.json', extra: { dataset: 'demo' } },
+      definition: 'Answer the question.',
+      positiveExamples: [{ input: 'a?', output: 'b' }],
+      negativeExamples: [],
+      instances: [{ id: 'demo-1', input: 'c?', outputs: ['d'] }],
+    };
+    const out = join(tmp, 'from-alpaca');
+    await writeAll([lazyFromTask(task)], out);
+    const written = readFileSync(join(out, 'alpaca/demo.json'), 'utf8');
+    // every released file: the same key list, json.dump(indent=4) (JSON.stringify's 4-space layout) and a newline
+    const released = readFileSync(join(DATA, 'task003_mctaco_question_generation_event_duration.json'), 'utf8');
+    expect(released).toBe(JSON.stringify(JSON.parse(released), null, 4) + '\n');
+    expect(Object.keys(JSON.parse(written) as object)).toEqual(Object.keys(JSON.parse(released) as object));
+    expect(written).toBe(JSON.stringify(JSON.parse(written), null, 4) + '\n');
+    expect(written.split('\n', 3)).toEqual(['{', '    "Contributors": [],', '    "Source": [']);
   });
 });
 

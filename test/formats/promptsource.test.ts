@@ -252,7 +252,7 @@ describe.skipIf(!python && !requireDeps)('PromptSource rendering equals Python j
       '{{ " x ".strip() }}|{{ "xxhixx".strip("x") }}|{{ s.startswith(("he", "no")) }}', '{{ ys | round(1) }} {{ 2.5 | round }} {{ 3.5 | round }}',
       '{{ ((xs | length) > 2 and s is string and 3 is number and none is none) }}', '{{ xs[-1] }} {{ xs[1:] }} {{ s[::-1] }}',
       '{% for a in xs %}{{ loop.index }}{{ loop.first }}{{ loop.last }} {% endfor %}', '{{ xs | reverse | list }} {{ s | reverse }}',
-      '{{ d.get("zz", "no") }} {{ d.keys() | list }} {{ d.values() | list }}', '{{ "x" ~ 1 ~ none }}', '{{ xs | join(", ") | wordcount }}',
+      '{{ d.get("zz", "no") }} {{ d.keys() | list }} {{ d.values() | list }}', '{{ "x" ~ 1 ~ none }}', '{{ xs | join(", ") | wordcount }}', '{{ xs | join }}',
     ];
     againstPython('extra', exprs, { xs: ['a', 'b', 'c'], ys: [1.25, 3, 2], s: 'hello', t: 'one\n\ntwo\n', d: { b: 2, a: 1 } });
   });
@@ -300,6 +300,13 @@ describe('Jinja2 details', () => {
       `None|True|2.5|['x', "y'z"]|{'k': 1}`,
     );
     expect(one('{{ x }} {{ x / 2 }}', parseRow('{"x": 4.0}') as Record<string, unknown>)).toBe('4.0 2.0');
+  });
+
+  it('joins with no separator by default, as Jinja2 does', () => {
+    expect(one("{{ ['a', 'b'] | join }}")).toBe('ab');
+    expect(one("{{ ['a', 'b'] | join(', ') }}")).toBe('a, b');
+    expect(one("{{ ['a', 'b'] | join(d='-') }}")).toBe('a-b');
+    expect(one('{{ xs | join(attribute="k") }}', { xs: [{ k: 1 }, { k: 2 }] })).toBe('12');
   });
 
   it('keeps whitespace around blocks (no trim_blocks / lstrip_blocks)', () => {

@@ -51,8 +51,11 @@ afterAll(async () => {
 describe('uitSetup', () => {
   it('picks the same instances for the same seed and task, different ones for another seed', () => {
     const ids = (seed: number, m = 32) => uitSetup(TASK, { seed, instances: m }).instances.map((x) => x.id);
-    expect(ids(0)).toEqual(ids(0));
-    expect(ids(7)).toEqual(ids(7));
+    // the shuffle's order (pinned below) applied to the task's instances, not a second call of the same code
+    const pos = (seed: number) => shuffled(TASK.instances.map((_, i) => i), instanceRng(seed, TASK.id));
+    expect(pos(0)).toEqual([11, 4, 0, 2, 1, 19, 6, 18, 8, 9, 15, 13, 3, 17, 5, 10, 7, 12, 14, 16]);
+    expect(ids(0)).toEqual(pos(0).map((i) => TASK.instances[i].id));
+    expect(ids(7)).toEqual(pos(7).map((i) => TASK.instances[i].id));
     expect(ids(7)).not.toEqual(ids(0));
     expect(ids(0)).toHaveLength(20); // M = 32 > 20 instances: all of them, shuffled
     expect(new Set(ids(0))).toEqual(new Set(TASK.instances.map((x) => x.id)));
@@ -64,12 +67,20 @@ describe('uitSetup', () => {
 
   it('pins the shuffle: xoshiro128** seeded from sha256, Fisher-Yates', () => {
     // If this changes, every cached UIT score keyed by its prompts stops matching: change on purpose only.
-    expect(shuffled([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], instanceRng(0, 'task'))).toEqual(
-      shuffled([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], instanceRng(0, 'task')),
-    );
-    const first = instanceRng(42, 'task1147_country_currency').nextUint32();
-    expect(first).toBe(instanceRng(42, 'task1147_country_currency').nextUint32());
+    // The literals come from an independent Python implementation of the recipe in shuffle.ts
+    // (hashlib.sha256, xoshiro128** with 32-bit masks, j = floor(u * (i + 1))).
+    expect(shuffled([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], instanceRng(0, 'task'))).toEqual([6, 8, 0, 3, 9, 5, 1, 2, 7, 4]);
+    const rng = instanceRng(42, 'task1147_country_currency');
+    expect([rng.nextUint32(), rng.nextUint32(), rng.nextUint32()]).toEqual([1100948695, 890213107, 2661800146]);
+    // the seed and the task id both reach the digest, separated (no "1" + "2x" = "12" + "x")
+    expect(instanceRng(1, '2x').nextUint32()).not.toBe(instanceRng(12, 'x').nextUint32());
     expect(() => instanceRng(1.5, 't')).toThrow(RangeError);
+    expect(() => instanceRng(2 ** 53, 't')).toThrow(/safe integer/);
+    // a one-item and an empty list come back as copies
+    const one = [5];
+    expect(shuffled(one, instanceRng(0, 't'))).toEqual([5]);
+    expect(shuffled(one, instanceRng(0, 't'))).not.toBe(one);
+    expect(shuffled([], instanceRng(0, 't'))).toEqual([]);
   });
 
   it('uses the first two positive examples', () => {
@@ -151,8 +162,13 @@ describe('rankAndSelect', () => {
     expect(rankAndSelect(ces, { topK: 2 }).map((r) => r.kept)).toEqual([false, true, false, true]);
     expect(rankAndSelect(ces, { threshold: 8, topK: 5 }).map((r) => r.kept)).toEqual([false, true, false, true]);
     expect(rankAndSelect(ces, { threshold: 2 }).map((r) => r.kept)).toEqual([false, false, false, false]);
-    expect(() => rankAndSelect(ces, { topK: 0 })).toThrow(RangeError);
+    expect(() => rankAndSelect(ces, { topK: 0 })).toThrow('topK must be an integer >= 1, got 0');
+    expect(() => rankAndSelect(ces, { topK: 1.5 })).toThrow(RangeError);
     expect(() => rankAndSelect(ces, { threshold: -1 })).toThrow(RangeError);
+    expect(() => rankAndSelect(ces, { threshold: 0 })).toThrow('threshold must be a perplexity > 0, got 0');
+    // the boundaries themselves are allowed: topK 1, and a threshold equal to a candidate's perplexity keeps it
+    expect(rankAndSelect(ces, { topK: 1 }).map((r) => r.kept)).toEqual([false, true, false, false]);
+    expect(rankAndSelect([Math.log(4)], { threshold: 4 })[0].kept).toBe(true);
   });
 });
 

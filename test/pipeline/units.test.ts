@@ -1,9 +1,9 @@
 // The pipeline's small parts: shard assignment, sample runs, output-side paths, cleanup of killed
 // runs' leftovers, seed files, and the Definition list of a written task.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UitError } from '../../src/errors.js';
+import { ExitCode, UitError } from '../../src/errors.js';
 import { lazyFromTask } from '../../src/formats/api.js';
 import { emitNiv2, RELEASED_STYLE } from '../../src/formats/niv2.js';
 import { contiguousRuns } from '../../src/transfer/candidates.js';
@@ -13,7 +13,7 @@ import { inShard, parseShard, shardOf } from '../../src/transfer/shard.js';
 import { removeStaleTemps } from '../../src/io/stale.js';
 import { errorsPathFor } from '../../src/transfer/task-errors.js';
 import type { Task } from '../../src/types.js';
-import { tempDir } from './helpers.js';
+import { NIV2_FILES, tempDir } from './helpers.js';
 
 const tmp = tempDir('uit-pipeline-units-');
 afterAll(() => tmp.cleanup());
@@ -22,7 +22,23 @@ describe('shards', () => {
   it('parses k/n (0-based) and rejects the rest', () => {
     expect(parseShard('3/8')).toEqual({ index: 3, count: 8 });
     expect(parseShard(' 0 / 1 ')).toEqual({ index: 0, count: 1 });
-    for (const bad of ['8/8', '-1/2', '1', '1/0', 'x/y', '1.5/2']) expect(() => parseShard(bad)).toThrow(UitError);
+    for (const bad of ['8/8', '-1/2', '1', '1/0', 'x/y', '1.5/2', '1/2x', 'x1/2']) expect(() => parseShard(bad)).toThrow(UitError);
+    expect(parseShard('12/16')).toEqual({ index: 12, count: 16 });
+    expect(parseShard('0/1000000')).toEqual({ index: 0, count: 1_000_000 });
+    // each refusal says what is wrong, with the usage exit code
+    const why = (text: string) => {
+      try {
+        parseShard(text);
+      } catch (err) {
+        expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(why('1/2x')).toBe('--shard "1/2x": expected k/n, e.g. 0/4 (k counts from 0)');
+    expect(why('0/0')).toBe('--shard 0/0: n must be between 1 and 1000000');
+    expect(why('0/1000001')).toBe('--shard 0/1000001: n must be between 1 and 1000000');
+    expect(why('8/8')).toBe('--shard 8/8: k must be below n (shards are numbered 0..7)');
   });
 
   it('every id lands in exactly one shard, by a hash that does not change between releases', () => {
@@ -109,24 +125,67 @@ describe('the written task', () => {
     const { task: prepared } = prepareNiv2(lazyFromTask(task), 2);
     let s = '';
     await emitNiv2(withDefinitions(prepared, definitions), (c) => (s += c), RELEASED_STYLE);
-    return JSON.parse(s) as Record<string, unknown>;
+    return s;
   };
+  // Every released Ni-v2 file has these keys in this order (all 180 in ../shared/data), and is
+  // json.dump(indent=4, ensure_ascii=False): the layout a task from another format must get.
+  const released = readFileSync(NIV2_FILES[0], 'utf8');
+  const releasedKeys = Object.keys(JSON.parse(released) as object);
 
   it('borrows two instances as Positive Examples and lists several Definitions in the released layout', async () => {
     const one = await text(['Say if the review is positive.']);
     const three = await text(['Say if the review is positive.', 'Classify the review.', 'Answer yes or no.']);
-    expect(one.Definition).toEqual(['Say if the review is positive.']);
-    expect(three.Definition).toEqual(['Say if the review is positive.', 'Classify the review.', 'Answer yes or no.']);
-    expect(Object.keys(three)).toEqual(Object.keys(one));
-    expect({ ...three, Definition: null }).toEqual({ ...one, Definition: null });
-    expect(one['Positive Examples']).toEqual([
-      { input: 'in 1', output: 'out 1' },
-      { input: 'in 2', output: 'out 2' },
-    ]);
-    expect(one.Instances).toEqual([
-      { id: 'demo-3', input: 'in 3', output: ['out 3'] },
-      { id: 'demo-4', input: 'in 4', output: ['out 4'] },
-    ]);
+    const list = (xs: string[]) => (xs.length ? `[\n${xs.map((x) => `        ${JSON.stringify(x)}`).join(',\n')}\n    ]` : '[]');
+    const expected = (definitions: string[]) =>
+      [
+        '{',
+        '    "Contributors": [],',
+        `    "Source": ${list(['demo'])},`,
+        '    "URL": [],',
+        '    "Categories": [],',
+        '    "Reasoning": [],',
+        `    "Definition": ${list(definitions)},`,
+        '    "Input_language": [],',
+        '    "Output_language": [],',
+        '    "Instruction_language": [],',
+        '    "Domains": [],',
+        '    "Positive Examples": [',
+        '        {',
+        '            "input": "in 1",',
+        '            "output": "out 1"',
+        '        },',
+        '        {',
+        '            "input": "in 2",',
+        '            "output": "out 2"',
+        '        }',
+        '    ],',
+        '    "Negative Examples": [],',
+        '    "Instances": [',
+        '        {',
+        '            "id": "demo-3",',
+        '            "input": "in 3",',
+        '            "output": [',
+        '                "out 3"',
+        '            ]',
+        '        },',
+        '        {',
+        '            "id": "demo-4",',
+        '            "input": "in 4",',
+        '            "output": [',
+        '                "out 4"',
+        '            ]',
+        '        }',
+        '    ],',
+        '    "Instance License": []',
+        '}',
+      ].join('\n');
+    expect(one).toBe(expected(['Say if the review is positive.']));
+    expect(three).toBe(expected(['Say if the review is positive.', 'Classify the review.', 'Answer yes or no.']));
+    // the literal above is the released files' layout, key for key
+    expect(Object.keys(JSON.parse(one) as object)).toEqual(releasedKeys);
+    expect(Object.keys(JSON.parse(three) as object)).toEqual(releasedKeys);
+    expect(released).toBe(JSON.stringify(JSON.parse(released), null, 4) + '\n');
+    expect(one + '\n').toBe(JSON.stringify(JSON.parse(one), null, 4) + '\n');
   });
 
   it('replaces every Definition of a Ni-v2 source, keeping the rest of its layout', async () => {

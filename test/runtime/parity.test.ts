@@ -44,8 +44,7 @@ describe('KV-cached decoding', () => {
         if (t + 1 < ids.length) out = await step(model.backend, cache, [ids[t + 1]], 1, 'last');
       }
       expect(cache.used).toBe(ids.length);
-      expect(worst).toBeLessThan(1e-4);
-      expect(worst).toBeGreaterThanOrEqual(0);
+      expect(worst).toBeLessThan(1e-4); // NaN fails here too
     });
   }
 

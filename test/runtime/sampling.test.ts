@@ -17,6 +17,7 @@ import {
   topPProbs,
 } from '../../src/runtime/index.js';
 import { kthLargest } from '../../src/runtime/generation/processors.js';
+import { Rng } from '../../src/runtime/generation/prng.js';
 
 const ctx = (tokens: number[] = []) => ({ tokens });
 
@@ -36,7 +37,14 @@ describe('seeded streams', () => {
       const rng = sampleRng(seed, sample);
       return Array.from({ length: 5 }, () => rng.nextFloat());
     };
-    expect(draw(42, 3)).toEqual(draw(42, 3));
+    // Pinned: cached generations are keyed by (seed, sample index), so the stream must not drift.
+    // The literals come from an independent Python implementation of prng.ts (fmix32, the
+    // splitmix-style expansion, xoshiro128**, 53-bit floats).
+    expect(draw(42, 3).slice(0, 3)).toEqual([0.8845943724077541, 0.23413811527058204, 0.7668332038817883]);
+    const big = sampleRng(2 ** 40, 0);
+    expect([big.nextUint32(), big.nextUint32()]).toEqual([346669688, 4243942165]);
+    const salted = sampleRng(42, 3, 7);
+    expect([salted.nextUint32(), salted.nextUint32()]).toEqual([918327778, 3639593468]);
     expect(draw(42, 3)).not.toEqual(draw(42, 4));
     expect(draw(42, 3)).not.toEqual(draw(43, 3));
     // seeds beyond 32 bits are distinct too
@@ -57,6 +65,14 @@ describe('seeded streams', () => {
     expect(lo).toBeGreaterThanOrEqual(0);
     expect(hi).toBeLessThan(1);
     for (const b of bins) expect(Math.abs(b - 2000)).toBeLessThan(200);
+  });
+
+  it('are xoshiro128** (its reference output for the state 1, 2, 3, 4)', () => {
+    const rng = new Rng([1, 2, 3, 4]);
+    expect(Array.from({ length: 6 }, () => rng.nextUint32())).toEqual([11520, 0, 5927040, 70819200, 2031721883, 1637235492]);
+    // an all-zero state would give zeros forever
+    const zero = new Rng([0, 0, 0, 0]);
+    expect([zero.nextUint32(), zero.nextUint32(), zero.nextUint32()].some((x) => x !== 0)).toBe(true);
   });
 
   it('reject seeds that are not safe integers', () => {
@@ -99,6 +115,22 @@ describe('logits processors (transformers semantics)', () => {
     l = mk();
     topP(0.9)(l, ctx());
     expect(Array.from(l).map(Number.isFinite)).toEqual([true, true, true, false]);
+  });
+
+  it('top-p stops as soon as the kept mass reaches p exactly (transformers keeps no token past p)', () => {
+    // Equal logits give probabilities that are exact binary fractions: 1/2 and 1/4.
+    let l = Float32Array.from([0, 0]);
+    topP(0.5)(l, ctx());
+    expect(Array.from(l)).toEqual([0, -Infinity]); // ties: the lower id first
+    l = Float32Array.from([0, 0, 0, 0]);
+    topP(0.5)(l, ctx());
+    expect(Array.from(l)).toEqual([0, 0, -Infinity, -Infinity]);
+    const q = Float32Array.from([0.5, 0.25, 0.25]);
+    topPProbs(0.5)(q);
+    expect(Array.from(q)).toEqual([0.5, 0, 0]);
+    const r = Float32Array.from([0.25, 0.5, 0.25]);
+    topPProbs(0.75)(r);
+    expect(Array.from(r)).toEqual([0.25, 0.5, 0]);
   });
 
   it('top-p finds the nucleus in a flat 50k vocabulary (below the first probability floor)', () => {

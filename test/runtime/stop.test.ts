@@ -15,6 +15,12 @@ describe('StopMatcher', () => {
     expect(m.find(text, text.length - 1)).toBe(13);
     // and nothing when only older text is searched again
     expect(new StopMatcher(['zz']).find('zz abc', 6)).toBe(-1);
+    // the window is exact: a match that ends at the first new character counts, one that ends
+    // just before it was seen in the earlier call; the longest stop string sets the window
+    const zz = new StopMatcher(['x', 'zz']);
+    expect(zz.find('abzz', 3)).toBe(2);
+    expect(zz.find('abzzc', 4)).toBe(-1);
+    expect(zz.find('abzzcx', 5)).toBe(5);
   });
 
   it('ignores empty stop strings', () => {

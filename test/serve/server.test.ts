@@ -341,8 +341,14 @@ describe('errors', () => {
     expect((await post('/completions', { model: NAME, prompt: 'x', max_tokens: 512 })).status).toBe(200);
     const n = await post('/completions', { model: NAME, prompt: 'x', n: 17 });
     expect([n.status, n.json.error.param]).toEqual([400, 'n']);
+    expect(n.json.error.message).toContain('at most 16');
+    // the limits themselves are allowed
+    const atN = await post('/completions', { model: NAME, prompt: 'x', n: 16, max_tokens: 1 });
+    expect([atN.status, atN.json.choices?.length]).toEqual([200, 16]);
     const many = await post('/completions', { model: NAME, prompt: Array(33).fill('x') });
     expect([many.status, many.json.error.param]).toEqual([400, 'prompt']);
+    const atPrompts = await post('/completions', { model: NAME, prompt: Array(32).fill('x'), max_tokens: 1 });
+    expect([atPrompts.status, atPrompts.json.choices?.length]).toEqual([200, 32]);
     // The fixture takes 2048 positions and its tokenizer is byte-level: 2100 characters are 2100 tokens.
     const long = await post('/completions', { model: NAME, prompt: 'y'.repeat(2100), max_tokens: 1 });
     expect([long.status, long.json.error.param, long.json.error.code]).toEqual([400, 'prompt', 'context_length_exceeded']);
@@ -388,8 +394,20 @@ describe('bearer token', () => {
       const body = { model: NAME, prompt: 'x', max_tokens: 2 };
       const missing = await post('/completions', body, undefined, locked);
       expect([missing.status, missing.json.error.code, missing.headers['www-authenticate']]).toEqual([401, 'missing_api_key', 'Bearer']);
+      expect(missing.json.error.message).toBe("You didn't provide an API key. Send it in the header 'Authorization: Bearer <key>'.");
       const wrong = await post('/completions', body, { authorization: 'Bearer sk-local-124' }, locked);
-      expect([wrong.status, wrong.json.error.code]).toEqual([401, 'invalid_api_key']);
+      expect([wrong.status, wrong.json.error.code, wrong.headers['www-authenticate']]).toEqual([401, 'invalid_api_key', 'Bearer']);
+      expect(wrong.json.error.message).toBe('Incorrect API key provided.');
+      // the scheme must come first: a header that only contains it somewhere is no bearer token
+      const inside = await post('/completions', body, { authorization: 'NotBearer sk-local-123' }, locked);
+      expect([inside.status, inside.json.error.code]).toEqual([401, 'missing_api_key']);
+      // spaces after the scheme are not part of the key
+      expect((await post('/completions', body, { authorization: 'Bearer    sk-local-123' }, locked)).status).toBe(200);
+      // only the whole key: not a prefix of it, not the key with more after it, not another case
+      for (const token of ['sk-local-12', 's', 'sk-local-1234', 'SK-LOCAL-123', 'sk-local-123x']) {
+        const r = await post('/completions', body, { authorization: `Bearer ${token}` }, locked);
+        expect([r.status, r.json.error?.code], token).toEqual([401, 'invalid_api_key']);
+      }
       const notBearer = await post('/completions', body, { authorization: 'Basic c2stbG9jYWwtMTIz' }, locked);
       expect(notBearer.status).toBe(401);
       expect((await call(`${locked.baseUrl}/models`)).status).toBe(401);
