@@ -3,14 +3,11 @@
 // no adapter, what is missing and how to install it. Its own module so the rest of doctor stays
 // about models and providers.
 import type { WebGpuReport } from '../runtime/index.js';
+import { formatBytes } from '../runtime/memory.js';
 
 export async function webgpuReport(): Promise<WebGpuReport> {
   const { probeWebGpu } = await import('../runtime/index.js');
   return probeWebGpu();
-}
-
-function gib(bytes: number): string {
-  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`;
 }
 
 /** The report's lines, aligned with doctor's other sections. */
@@ -21,7 +18,7 @@ export function formatWebGpu(r: WebGpuReport): string[] {
   if (a) {
     lines.push(`${pad('webgpu')}adapter ${a.description || a.device} (${a.software ? 'software: slower than the CPU provider; --device auto does not pick it' : 'hardware'})`);
     lines.push(`${pad('')}vendor ${a.vendor || '?'}, architecture ${a.architecture || '?'}, device ${a.device || '?'}, backend ${a.backend}`);
-    lines.push(`${pad('')}largest buffer ${gib(a.limits.maxBufferSize)}, largest storage binding ${gib(a.limits.maxStorageBufferBindingSize)} (each weight tensor must fit)`);
+    lines.push(`${pad('')}largest buffer ${formatBytes(a.limits.maxBufferSize, 1)}, largest storage binding ${formatBytes(a.limits.maxStorageBufferBindingSize, 1)} (each weight tensor must fit)`);
   } else lines.push(`${pad('webgpu')}no adapter${r.probed ? '' : ' report'}`);
   const v = r.vulkan;
   lines.push(`${pad('vulkan')}loader ${v.loader ?? 'libvulkan.so.1 not found'}; drivers: ${v.drivers.map((d) => `${d.library} (${d.file})`).join(', ') || 'none'}`);

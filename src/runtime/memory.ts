@@ -126,6 +126,7 @@ export function availableMemory(): number {
   return freemem();
 }
 
-export function formatBytes(n: number): string {
-  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / MIB).toFixed(0)} MiB`;
+/** A size in GiB (to `gibDigits` decimals) from 1 GiB up, else in whole MiB. */
+export function formatBytes(n: number, gibDigits = 2): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(gibDigits)} GiB` : `${(n / MIB).toFixed(0)} MiB`;
 }
