@@ -261,7 +261,7 @@ function fitInputs(
   const unfit = setup.instances.map(() => false);
   const levels: number[] = [];
   setup.instances.forEach((_, i) => {
-    if (!scored[i] || over[i] <= 0) return;
+    if (over[i] <= 0) return; // an unscored instance is never over
     // a target that cannot fit with one token of context is the scorer's error to report
     if (targetTokens[i] >= max) return;
     const level = waterLevel([...exLen, xLen[i]], exTotal + xLen[i] - over[i], marker);
@@ -274,7 +274,7 @@ function fitInputs(
   const examples = setup.examples.map((e, j) => (exLen[j] > exCap ? { ...e, input: cutText(e.input, exCap, count) } : e));
   const exNow = examples.reduce((a, e) => a + count(e.input), 0);
   const inputs = setup.instances.map((x, i) => {
-    if (!scored[i] || targetTokens[i] >= max) return x.input;
+    if (targetTokens[i] >= max) return x.input; // (an unscored instance is never over: its budget holds it whole)
     if (unfit[i]) return BARE_MARKER;
     // what the (maybe further cut) examples leave is this input's budget
     const budget = exTotal + xLen[i] - over[i] - exNow;
