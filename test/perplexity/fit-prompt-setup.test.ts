@@ -116,6 +116,28 @@ describe('fitUitSetup: the shared fit (water-filling, examples cut once per task
     });
   });
 
+  it('cuts only the examples when they are the long inputs, to the lower level of the two instances', () => {
+    // context 800: x0 is 133 over, its inputs may take 517 = 50 + 2 * 233 + 1; x1 is 102 over, 518 = 20 + 2 * 249
+    const Ex = setupOf(
+      [
+        [digits(300), 'Yes'],
+        [digits(300), 'No'],
+      ],
+      [
+        [digits(50), ['Yes']],
+        [digits(20), ['No']],
+      ],
+    );
+    const fit = fitUitSetup(Ex, ['Yes or No?'], { count, maxPositions: 800 });
+    expect(fit.shortenedExamples).toEqual([0, 1]);
+    expect(shape(fit.setups[0])).toEqual({ examples: [233, 233], instances: [50, 20] });
+    expect(fit.setups[0].instances[0]).toBe(Ex.instances[0]);
+    expect(fit.setups[0].instances[1]).toBe(Ex.instances[1]);
+    expect(fit.shortened).toEqual([[true, true]]);
+    expect(fit.alone).toEqual([false]);
+    expect(promptTokens(def(128), fit.setups[0], 0)).toBe(800 - 4 - 1);
+  });
+
   it('leaves an example whose length is the level whole, and cuts only the instance', () => {
     // context 583: x0's inputs may take 583 - 148 - 132 - 3 = 300 = 100 + 100 + 100: level 100, the examples' own length
     const E = setupOf(
