@@ -33,6 +33,12 @@ function setupOf(examples: [string, string][], instances: [string, string[]][]):
   };
 }
 
+/** Two examples of `a` and `b` digits, outputs "Yes" and "No" (the prompt frame is then 148 tokens). */
+const examples = (a: number, b: number): [string, string][] => [
+  [digits(a), 'Yes'],
+  [digits(b), 'No'],
+];
+
 /** Token counts of a setup's inputs: what the fit cut, and to how much. */
 const shape = (s: UitSetup) => ({ examples: s.examples.map((e) => count(e.input)), instances: s.instances.map((x) => count(x.input)) });
 /** Tokens of instance i's prompt for Definition d, gold output included. */
@@ -53,10 +59,7 @@ function counted(): { count: (s: string) => number; calls: () => number } {
 describe('fitUitSetup: the shared fit (water-filling, examples cut once per task)', () => {
   // x0 needs a cut; x1 fits; x2 and x3 have no gold output (scored null) and are never cut, however long
   const W = setupOf(
-    [
-      [digits(40), 'Yes'],
-      [digits(300), 'No'],
-    ],
+    examples(40, 300),
     [
       [digits(500), ['Yes']],
       [digits(90), ['No']],
@@ -119,10 +122,7 @@ describe('fitUitSetup: the shared fit (water-filling, examples cut once per task
   it('cuts only the examples when they are the long inputs, to the lower level of the two instances', () => {
     // context 800: x0 is 133 over, its inputs may take 517 = 50 + 2 * 233 + 1; x1 is 102 over, 518 = 20 + 2 * 249
     const Ex = setupOf(
-      [
-        [digits(300), 'Yes'],
-        [digits(300), 'No'],
-      ],
+      examples(300, 300),
       [
         [digits(50), ['Yes']],
         [digits(20), ['No']],
@@ -141,10 +141,7 @@ describe('fitUitSetup: the shared fit (water-filling, examples cut once per task
   it('leaves an example whose length is the level whole, and cuts only the instance', () => {
     // context 583: x0's inputs may take 583 - 148 - 132 - 3 = 300 = 100 + 100 + 100: level 100, the examples' own length
     const E = setupOf(
-      [
-        [digits(100), 'Yes'],
-        [digits(100), 'No'],
-      ],
+      examples(100, 100),
       [
         [digits(300), ['Yes']],
         [digits(10), ['No']],
@@ -164,10 +161,7 @@ describe('fitUitSetup: the shared fit (water-filling, examples cut once per task
 describe('fitUitSetup: the Definition reserve', () => {
   // context 401: the default reserve is 401/4 = 100; x0: 148 + 440 + 104 + 3 = 695, inputs may take 146 = 40 + 2 * 53
   const R = setupOf(
-    [
-      [digits(40), 'Yes'],
-      [digits(100), 'No'],
-    ],
+    examples(40, 100),
     [[digits(300), ['Yes']]],
   );
 
@@ -262,10 +256,7 @@ describe('fitUitSetup: prompts that the shared fit cannot make fit', () => {
     // context 400, reserve 100. x1's gold output is 150 tokens: 148 + 3 * 5 + 104 + 150 > 400, so in the shared fit it
     // is cut to the marker, and x0 sets the examples' level (48 = 145 / 3)
     const U = setupOf(
-      [
-        [digits(50), 'Yes'],
-        [digits(60), 'No'],
-      ],
+      examples(50, 60),
       [
         [digits(200), ['Yes']],
         [digits(30), ['N'.repeat(150)]],
@@ -293,10 +284,7 @@ describe('fitUitSetup: prompts that the shared fit cannot make fit', () => {
     // context 600, reserve 128. x0 (gold output 306 tokens) is 136 over with 150 of inputs: not even 3 * 5 fits, so it
     // is cut to the marker; x1 is exactly full (0 over) and x2 has no gold output: neither sets a level
     const U2 = setupOf(
-      [
-        [digits(50), 'Yes'],
-        [digits(60), 'No'],
-      ],
+      examples(50, 60),
       [
         [digits(40), ['y'.repeat(306)]],
         [digits(208), ['No']],
@@ -320,10 +308,7 @@ describe('fitUitSetup: prompts that the shared fit cannot make fit', () => {
   it('leaves alone an instance whose gold output takes the whole context (the scorer reports it), not one a token shorter', () => {
     const task = (target: number) =>
       setupOf(
-        [
-          [digits(50), 'Yes'],
-          [digits(60), 'No'],
-        ],
+        examples(50, 60),
         [[digits(40), ['y'.repeat(target)]]],
       );
     // 300 tokens of gold output in 300 positions: nothing can help, nothing is cut
@@ -349,7 +334,7 @@ describe('fitUitSetup: the exact check of a candidate fitted alone (BPE merges a
   const bpe = (s: string) => tiny.encode(s).length;
   const reviews = readFileSync(IMDB, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { prompt: string }).prompt);
   const d = 'Decide whether the reviewer of the movie enjoyed it, from the words of the review. '.repeat(2);
-  const examples: [string, string][] = [
+  const fewWords: [string, string][] = [
     ['A fine film.', 'Yes'],
     ['Dull.', 'No'],
   ];
@@ -358,7 +343,7 @@ describe('fitUitSetup: the exact check of a candidate fitted alone (BPE merges a
     // 400 characters of a real review from its 147th, 6 positions of room for the input: the planned cut,
     // "marrie ... icture", takes one token more in the prompt than alone, so it is cut once more
     const input = reviews[12].slice(147, 547);
-    const S = setupOf(examples, [[input, ['Yes']]]);
+    const S = setupOf(fewWords, [[input, ['Yes']]]);
     const max = bpe(buildScoringPrefix(d, S.examples, '')) + bpe('Yes') + 6;
     const fit = fitUitSetup(S, [d], { count: bpe, maxPositions: max });
     expect(fit.alone).toEqual([true]);
