@@ -238,6 +238,14 @@ describe('fitUitSetup: the byte bound decides without the tokenizer', () => {
     expect(fit.setups[0]).toBe(Bd);
   });
 
+  it('gives a short candidate the shared cut, even where its own prompts would fit whole by the bound', () => {
+    // context 300: with the reserve x0 is 253 + 54 + 3 - 300 = 10 over, cut from 100 to 90; "Say yes." alone would fit
+    // (bound 254 + 9 + 4 = 267), but it is scored on the task's shared evidence
+    const fit = fitUitSetup(Bd, ['Say yes.'], { count, maxPositions: 300, bound, reserve: 50 });
+    expect(shape(fit.setups[0])).toEqual({ examples: [3, 2], instances: [90, 10, 5000] });
+    expect(fit).toMatchObject({ shortened: [[true, false, false]], alone: [false], shortenedExamples: [] });
+  });
+
   it("decides each candidate by its own bound, then by its exact count: over the reserve, it is alone only when cut", () => {
     // 55 bytes: bound 254 + 56 + 4 = 314 > 312, exact 253 + 55 + 3 = 311 fits; 57 bytes: 313, one over
     const fit = fitUitSetup(Bd, [def(55), def(57)], { count, maxPositions: 312, bound, reserve: 50 });
