@@ -13,10 +13,8 @@ export type LogitsProcessor = (logits: Float32Array, ctx: ProcessContext) => voi
 export function repetitionPenalty(penalty: number): LogitsProcessor {
   if (!(penalty > 0)) throw new RangeError(`repetition penalty must be > 0, got ${penalty}`);
   return (logits, ctx) => {
-    const seen = new Set<number>();
-    for (const t of ctx.tokens) {
-      if (seen.has(t) || t < 0 || t >= logits.length) continue;
-      seen.add(t);
+    // An id outside the vocabulary reads undefined from the typed array, and its write is dropped.
+    for (const t of new Set(ctx.tokens)) {
       const v = logits[t];
       logits[t] = v < 0 ? v * penalty : v / penalty;
     }
