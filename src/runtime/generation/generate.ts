@@ -172,7 +172,7 @@ export async function generate(model: Model, requests: readonly GenerateRequest[
       index: row.sample,
       text: finalText(model, row, stop),
       tokenIds: row.generated,
-      finishReason: row.finish ?? 'length',
+      finishReason: row.finish!, // every row ends with a reason (accept sets it)
     });
   }
   timings.totalMs = performance.now() - t0;
@@ -275,7 +275,7 @@ class Engine {
     try {
       await this.runGroup(group, prompts, promptOf, budget, budgetOf, caches, tp);
     } finally {
-      for (const c of caches.reverse()) c.dispose();
+      for (const c of caches) c.dispose(); // each frees only its own buffers: any order
     }
   }
 
@@ -330,7 +330,7 @@ class Engine {
     const roomy = this.backend.fast.generation && this.backend.hasPositionIds;
     const cache = track(await promptCache.gather(promptOf, roomy ? restLen + Math.min(budget, growthStep(restLen)) : restLen));
     cache.growthChunk = this.backend.hasPositionIds ? MIN_GROWTH : 1;
-    let live = group.slice();
+    let live = group; // replaced, never changed in place
     // Every live row's next-token logits, or its distribution when the graph computes it (this.probs).
     let scores: Float32Array = new Float32Array(group.length * vocab);
     const first = this.probs ? pre!.probs! : pre!.last!;
@@ -427,7 +427,8 @@ class Engine {
     if (!this.stop.empty) {
       const before = row.text.length;
       row.text += row.decoder.push(token);
-      if (row.text.length > before && this.stop.find(row.text, before) !== -1) {
+      // (no new text finds nothing: a match in the old text ended the row when it came)
+      if (this.stop.find(row.text, before) !== -1) {
         row.finish = 'stop';
         return;
       }

@@ -1,0 +1,152 @@
+// generate() pinned: exact ids and texts from the committed models, the counters it reports, the
+// progress calls it makes, and the errors it gives (issue 26: every one of these was a mutant that
+// no test saw). The literals come from the code at the time; the sampled ones are fixed by the
+// seeded streams (sampling.test.ts pins those against an independent implementation).
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode, UitError } from '../../src/errors.js';
+import { generate, loadModel, type GenerateOptions, type GenerateResult, type Model } from '../../src/runtime/index.js';
+import { FIXTURE, copyFixture, tempDir } from './helpers.js';
+
+let fixture: Model;
+let tiny: Model;
+beforeAll(async () => {
+  fixture = await loadModel(FIXTURE, { threads: 1 });
+  tiny = await loadModel('models/uit-tiny', { threads: 1 });
+});
+afterAll(async () => {
+  await fixture.dispose();
+  await tiny.dispose();
+});
+
+const SAMPLED: GenerateOptions = { maxNewTokens: 8, temperature: 0.9, topK: 50, topP: 0.95, seed: 7 };
+const ids = (r: GenerateResult) => r.outputs.map((o) => o.samples.map((s) => s.tokenIds));
+const counters = ({ promptTokens, newTokens, steps, draftedTokens, acceptedTokens }: GenerateResult['timings']) => ({ promptTokens, newTokens, steps, draftedTokens, acceptedTokens });
+
+describe('generate, pinned', () => {
+  it('sampled ids, sample indices and counters on the fixture', async () => {
+    const before = performance.now();
+    const r = await generate(fixture, [{ prompt: 'Input: x', numSamples: 2 }, { prompt: 'ab', firstSample: 3 }], { ...SAMPLED, batchSize: 2 });
+    const wall = performance.now() - before;
+    expect(ids(r)).toEqual([
+      [
+        [74, 21, 147, 151, 225, 14, 180, 48],
+        [158, 232, 234, 222, 110, 42, 8, 48],
+      ],
+      [[79, 222, 238, 238, 3, 73, 222, 81]],
+    ]);
+    expect(r.outputs.map((o) => o.samples.map((s) => s.index))).toEqual([[0, 1], [3]]);
+    expect(r.outputs.map((o) => o.promptTokens)).toEqual([8, 2]);
+    expect(r.outputs.flatMap((o) => o.samples.map((s) => s.finishReason))).toEqual(['length', 'length', 'length']);
+    // two batches (the two samples of 'Input: x', then 'ab'), each prompt prefilled once: three
+    // rows of eight tokens, seven steps a batch
+    expect(counters(r.timings)).toEqual({ promptTokens: 10, newTokens: 24, steps: 14, draftedTokens: 0, acceptedTokens: 0 });
+    const { prefillMs, decodeMs, totalMs } = r.timings;
+    expect(prefillMs).toBeGreaterThan(0);
+    expect(decodeMs).toBeGreaterThan(0);
+    expect(totalMs).toBeGreaterThanOrEqual(prefillMs + decodeMs);
+    expect(totalMs).toBeLessThanOrEqual(wall);
+  });
+
+  it("a request's seed overrides the options' seed, and the seed defaults to 0", async () => {
+    const one = async (seed: number | undefined, reqSeed?: number) => ids(await generate(fixture, [{ prompt: 'ab', seed: reqSeed }], { ...SAMPLED, seed }))[0][0];
+    const seven = await one(7);
+    expect(await one(8, 7)).toEqual(seven);
+    expect(await one(7, 8)).toEqual(await one(8));
+    expect(await one(7, 8)).not.toEqual(seven);
+    expect(await one(undefined)).toEqual(await one(0));
+    expect(await one(undefined)).not.toEqual(seven);
+  });
+
+  it('the repetition penalty counts the prompt tokens, not only the generated ones', async () => {
+    const prompt = 'Definition: In this task, you are given a question. Answer it.\nInput:';
+    const plain = await generate(tiny, [{ prompt }], { maxNewTokens: 12, greedy: true });
+    const penal = await generate(tiny, [{ prompt }], { maxNewTokens: 12, greedy: true, repetitionPenalty: 1.3 });
+    expect(plain.outputs[0].samples[0].text).toBe(' The task is to generate the correct answer to the question.');
+    expect(penal.outputs[0].samples[0].text).toBe(' The Bestan is an incorrectly to the ben');
+  });
+
+  it('greedy drafting: the draft schedule and the progress calls, kept drafts and refused ones', async () => {
+    const calls: number[] = [];
+    const loop = await generate(fixture, [{ prompt: 'abc abc abc abc abc abc abc' }], { maxNewTokens: 30, greedy: true, onTokens: (n) => calls.push(n) });
+    expect(loop.outputs[0].samples[0].tokenIds).toEqual([238, ...new Array<number>(29).fill(169)]);
+    // a 2-token match first appears after four tokens; then drafts of 8, 8 and the 7 the budget leaves
+    expect(calls).toEqual([1, 1, 1, 1, 8, 1, 8, 1, 7, 1]);
+    expect(counters(loop.timings)).toEqual({ promptTokens: 27, newTokens: 30, steps: 6, draftedTokens: 23, acceptedTokens: 23 });
+
+    calls.length = 0;
+    const prose = await generate(tiny, [{ prompt: 'Definition: In this task, you are given a question. Answer it.\nInput:' }], { maxNewTokens: 30, greedy: true, onTokens: (n) => calls.push(n) });
+    const s = prose.outputs[0].samples[0];
+    expect(s.text).toBe(' The task is to generate the correct answer to the question.\nOutput: Yes');
+    expect(s.finishReason).toBe('eos');
+    expect(s.tokenIds.at(-1)).toBe(4095);
+    // every draft refused: no progress call for them, and each refusal shortens the next draft
+    expect(calls).toEqual(new Array<number>(18).fill(1));
+    expect(counters(prose.timings)).toEqual({ promptTokens: 18, newTokens: 18, steps: 17, draftedTokens: 15, acceptedTokens: 0 });
+  });
+
+  it('numSamples 0 gives no samples; a bad count is refused', async () => {
+    const r = await generate(fixture, [{ prompt: 'ab', numSamples: 0 }, { prompt: 'x', numSamples: 1 }], SAMPLED);
+    expect(r.outputs.map((o) => o.samples.length)).toEqual([0, 1]);
+    for (const numSamples of [-1, 1.5]) {
+      const err = await generate(fixture, [{ prompt: 'x' }, { prompt: 'ab', numSamples }], SAMPLED).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UitError);
+      expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+      expect((err as Error).message).toBe('request 1: numSamples must be a non-negative integer');
+    }
+  });
+
+  it('names the bad option in its usage error', async () => {
+    const cases: [Partial<GenerateOptions>, string][] = [
+      [{ maxNewTokens: 0 }, 'max new tokens must be a positive integer, got 0'],
+      [{ maxNewTokens: 2.5 }, 'max new tokens must be a positive integer, got 2.5'],
+      [{ batchSize: 0 }, 'batch size must be a positive integer'],
+      [{ batchSize: 1.5 }, 'batch size must be a positive integer'],
+      [{ seed: 0.5 }, 'seed must be an integer, got 0.5'],
+      [{ seed: 2 ** 53 }, `seed must be an integer, got ${2 ** 53}`],
+      [{ draftTokens: -1 }, 'draft tokens must be a non-negative integer'],
+      [{ draftTokens: 0.5 }, 'draft tokens must be a non-negative integer'],
+      [{ topK: 0.5 }, 'top-k must be a positive integer, got 0.5'],
+      [{ repetitionPenalty: 0 }, 'repetition penalty must be > 0, got 0'],
+    ];
+    for (const [bad, message] of cases) {
+      const err = await generate(fixture, [{ prompt: 'x' }], { maxNewTokens: 2, ...bad }).catch((e: unknown) => e);
+      expect(err, message).toBeInstanceOf(UitError);
+      expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+      expect((err as Error).message).toBe(message);
+    }
+    // and the edges that are allowed
+    const ok = await generate(fixture, [{ prompt: 'x' }], { maxNewTokens: 1, greedy: true, batchSize: 1, seed: 2 ** 53 - 1, draftTokens: 0 });
+    expect(ok.outputs[0].samples[0].tokenIds).toHaveLength(1);
+  });
+
+  it('an empty prompt starts from BOS, or is refused when the tokenizer has none', async () => {
+    const fromBos = await generate(fixture, [{ prompt: '' }], { maxNewTokens: 3, greedy: true });
+    expect(fromBos.outputs[0].samples[0].tokenIds).toEqual((await generate(fixture, [{ promptIds: [256] }], { maxNewTokens: 3, greedy: true })).outputs[0].samples[0].tokenIds);
+    const tmp = tempDir();
+    try {
+      const dir = copyFixture(tmp.dir);
+      writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 256 }));
+      const cfg = JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(join(dir, 'config.json'), 'utf8'))) as Record<string, unknown>;
+      delete cfg.bos_token_id;
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+      for (const f of ['tokenizer_config.json', 'special_tokens_map.json']) {
+        const j = JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(join(dir, f), 'utf8'))) as Record<string, unknown>;
+        delete j.bos_token;
+        writeFileSync(join(dir, f), JSON.stringify(j));
+      }
+      const m = await loadModel(dir, { threads: 1 });
+      try {
+        expect(m.tokenizer.bosTokenId).toBeUndefined();
+        const err = await generate(m, [{ prompt: 'x' }, { prompt: '' }], { maxNewTokens: 2, greedy: true }).catch((e: unknown) => e);
+        expect((err as UitError).exitCode).toBe(ExitCode.BAD_INPUT);
+        expect((err as Error).message).toBe('request 1: the prompt is empty and the tokenizer has no BOS token to start from');
+      } finally {
+        await m.dispose();
+      }
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
