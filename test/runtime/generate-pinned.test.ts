@@ -2,12 +2,12 @@
 // progress calls it makes, and the errors it gives (issue 26: every one of these was a mutant that
 // no test saw). The literals come from the code at the time; the sampled ones are fixed by the
 // seeded streams (sampling.test.ts pins those against an independent implementation).
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, UitError } from '../../src/errors.js';
-import { generate, loadModel, type GenerateOptions, type GenerateResult, type Model } from '../../src/runtime/index.js';
-import { FIXTURE, copyFixture, tempDir } from './helpers.js';
+import { generate, loadModel, type ForwardInput, type GenerateOptions, type GenerateRequest, type GenerateResult, type Model } from '../../src/runtime/index.js';
+import { FIXTURE, copyFixture, tempDir, withForward } from './helpers.js';
 
 let fixture: Model;
 let tiny: Model;
@@ -57,6 +57,15 @@ describe('generate, pinned', () => {
     expect(await one(7, 8)).not.toEqual(seven);
     expect(await one(undefined)).toEqual(await one(0));
     expect(await one(undefined)).not.toEqual(seven);
+    // prompt ids are the prompt's tokens
+    expect(ids(await generate(fixture, [{ promptIds: fixture.tokenizer.encode('ab') }], SAMPLED))[0][0]).toEqual(seven);
+    // a request's seed is checked as the options' seed is, greedy or not
+    for (const greedy of [false, true]) {
+      const err = await generate(fixture, [{ prompt: 'ab' }, { prompt: 'x', seed: 1.5 }], { ...SAMPLED, greedy }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UitError);
+      expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+      expect((err as Error).message).toBe('request 1: seed must be an integer, got 1.5');
+    }
   });
 
   it('the repetition penalty counts the prompt tokens, not only the generated ones', async () => {
@@ -86,6 +95,82 @@ describe('generate, pinned', () => {
     expect(counters(prose.timings)).toEqual({ promptTokens: 18, newTokens: 18, steps: 17, draftedTokens: 15, acceptedTokens: 0 });
   });
 
+  it('the forwards it runs: shared prefix, padded rest, row buffers grown by chunks, and what each asks of the graph', async () => {
+    // Each forward as "rows seq past shared", then the temperature the graph applies (probs_last),
+    // the numbers it draws with (token_sampled) and the drafts it verifies (token_argmax); in runs.
+    const calls: string[] = [];
+    const rec = withForward(fixture, (next, input: ForwardInput, want, fetchKv) => {
+      const sig = [input.rows, input.seq, input.pastLength, input.shared?.length ?? 0].join(' ');
+      const extra = [input.temperature !== undefined && `t=${input.temperature}`, input.sampleUniform && `u=${input.sampleUniform.length}`, input.argmaxTail && `draft=${input.argmaxTail}`];
+      const c = [sig, ...extra.filter(Boolean)].join(' ');
+      calls.push(c);
+      return next(input, want, fetchKv);
+    });
+    const runs = async (requests: GenerateRequest[], opts: Partial<GenerateOptions>) => {
+      calls.length = 0;
+      await generate(rec, requests, { maxNewTokens: 4, seed: 1, stopOnEos: false, ...opts });
+      const out: [string, number][] = [];
+      for (const c of calls) {
+        if (out.length > 0 && out[out.length - 1][0] === c) out[out.length - 1][1]++;
+        else out.push([c, 1]);
+      }
+      return out;
+    };
+    const two = [{ prompt: 'Input: x', numSamples: 2 }, { prompt: 'Input: yz' }];
+    // 'Input: ' (7 tokens) once, the rests left-padded to 2; the rows' own buffers start with room
+    // for 8 tokens and grow by chunks; plain sampling draws in the graph
+    expect(await runs(two, { temperature: 0.7, maxNewTokens: 70 })).toEqual([
+      ['1 7 0 0 t=0.7', 1],
+      ['2 2 0 7 t=0.7', 1],
+      ['3 1 10 7 t=0.7 u=3', 9],
+      ['3 1 18 7 t=0.7 u=3', 8],
+      ['3 1 26 7 t=0.7 u=3', 8],
+      ['3 1 34 7 t=0.7 u=3', 8],
+      ['3 1 43 7 t=0.7 u=3', 9],
+      ['3 1 54 7 t=0.7 u=3', 11],
+      ['3 1 68 7 t=0.7 u=3', 14],
+      ['3 1 85 7 t=0.7 u=3', 2],
+    ]);
+    // top-k runs in JS on the graph's probabilities; room for only the 4 tokens asked for
+    expect(await runs(two, { temperature: 0.7, topK: 5 })).toEqual([
+      ['1 7 0 0 t=0.7', 1],
+      ['2 2 0 7 t=0.7', 1],
+      ['3 1 6 7 t=0.7', 3],
+    ]);
+    // the repetition penalty needs the logits; one prompt is shared whole
+    expect(await runs([{ prompt: 'Input: x', numSamples: 2 }], { temperature: 0.7, repetitionPenalty: 1.2 })).toEqual([
+      ['1 8 0 0', 1],
+      ['2 1 4 8', 3],
+    ]);
+    // one greedy row verifies its drafts in one forward each
+    expect(await runs([{ prompt: 'abc abc abc abc abc abc abc' }], { greedy: true, maxNewTokens: 30 })).toEqual([
+      ['1 27 0 0', 1],
+      ['1 1 8 27', 3],
+      ['1 9 8 27 draft=8', 1],
+      ['1 9 16 27 draft=8', 1],
+      ['1 8 24 27 draft=7', 1],
+    ]);
+    // rows' buffers are sized for the row that may generate longest (here the short prompt, under a
+    // 40-position model)
+    const tmp = tempDir();
+    try {
+      const dir = copyFixture(tmp.dir);
+      const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, n_positions: 40 }));
+      const m = await loadModel(dir, { threads: 1 });
+      try {
+        calls.length = 0;
+        const r = await generate(withForward(m, (next, input: ForwardInput, want, fetchKv) => (calls.push(`${input.rows} ${input.pastLength}`), next(input, want, fetchKv))), [{ prompt: 'x'.repeat(35) }, { prompt: 'short' }], { maxNewTokens: 20, greedy: true });
+        expect(r.outputs.map((o) => o.samples[0].tokenIds.length)).toEqual([5, 20]);
+        expect(calls.slice(0, 3)).toEqual(['2 0', '2 44', '2 44']); // 35 + min(20, a chunk of 9)
+      } finally {
+        await m.dispose();
+      }
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   it('numSamples 0 gives no samples; a bad count is refused', async () => {
     const r = await generate(fixture, [{ prompt: 'ab', numSamples: 0 }, { prompt: 'x', numSamples: 1 }], SAMPLED);
     expect(r.outputs.map((o) => o.samples.length)).toEqual([0, 1]);
@@ -94,6 +179,11 @@ describe('generate, pinned', () => {
       expect(err).toBeInstanceOf(UitError);
       expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
       expect((err as Error).message).toBe('request 1: numSamples must be a non-negative integer');
+    }
+    for (const firstSample of [-1, 0.5]) {
+      const err = await generate(fixture, [{ prompt: 'ab', firstSample }], SAMPLED).catch((e: unknown) => e);
+      expect((err as UitError).exitCode).toBe(ExitCode.USAGE);
+      expect((err as Error).message).toBe('request 0: firstSample must be a non-negative integer');
     }
   });
 
@@ -128,11 +218,11 @@ describe('generate, pinned', () => {
     try {
       const dir = copyFixture(tmp.dir);
       writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 256 }));
-      const cfg = JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(join(dir, 'config.json'), 'utf8'))) as Record<string, unknown>;
+      const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
       delete cfg.bos_token_id;
       writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
       for (const f of ['tokenizer_config.json', 'special_tokens_map.json']) {
-        const j = JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(join(dir, f), 'utf8'))) as Record<string, unknown>;
+        const j = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
         delete j.bos_token;
         writeFileSync(join(dir, f), JSON.stringify(j));
       }

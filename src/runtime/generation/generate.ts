@@ -97,7 +97,7 @@ interface Row {
   request: number;
   sample: number;
   prompt: readonly number[];
-  rng: Rng | undefined;
+  rng: Rng;
   /** Prompt then generated ids, for the repetition penalty. */
   tokens: number[];
   generated: number[];
@@ -141,18 +141,19 @@ export async function generate(model: Model, requests: readonly GenerateRequest[
     return ids;
   });
 
-  const greedy = isGreedy(opts);
   const rows: Row[] = [];
   requests.forEach((r, i) => {
     const n = r.numSamples ?? 1;
     const first = r.firstSample ?? 0;
     if (!Number.isInteger(n) || n < 0) throw new UitError(`request ${i}: numSamples must be a non-negative integer`, ExitCode.USAGE);
+    if (!Number.isInteger(first) || first < 0) throw new UitError(`request ${i}: firstSample must be a non-negative integer`, ExitCode.USAGE);
+    if (r.seed !== undefined && !Number.isSafeInteger(r.seed)) throw new UitError(`request ${i}: seed must be an integer, got ${r.seed}`, ExitCode.USAGE);
     for (let s = first; s < first + n; s++) {
       rows.push({
         request: i,
         sample: s,
         prompt: prompts[i],
-        rng: greedy ? undefined : sampleRng(r.seed ?? opts.seed ?? 0, s),
+        rng: sampleRng(r.seed ?? opts.seed ?? 0, s), // unused by greedy decoding
         tokens: [...prompts[i]],
         generated: [],
         decoder: new IncrementalDecoder(tok, prompts[i]),
@@ -357,10 +358,10 @@ class Engine {
           const rowScores = scores.subarray(r * vocab, (r + 1) * vocab);
           if (this.probs) {
             for (const w of this.probs.warpers) w(rowScores);
-            t = sampleFromProbs(rowScores, row.rng!);
+            t = sampleFromProbs(rowScores, row.rng);
           } else {
             for (const p of this.processors) p(rowScores, row);
-            t = this.greedy ? argmax(rowScores) : sampleMultinomial(rowScores, row.rng!);
+            t = this.greedy ? argmax(rowScores) : sampleMultinomial(rowScores, row.rng);
           }
         }
         next[r] = t;
@@ -383,7 +384,7 @@ class Engine {
         // A row's numbers come from its own generator in the order of its tokens, whether the graph
         // or sampleFromProbs uses them, so both give the same text (but for float32 rounding at a
         // token boundary, a few draws in a million).
-        const sampleUniform = graphDraw ? Float64Array.from(live, (r) => r.rng!.nextFloat()) : undefined;
+        const sampleUniform = graphDraw ? Float64Array.from(live, (r) => r.rng.nextFloat()) : undefined;
         const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last', { temperature: this.probs?.temperature, sampleUniform });
         this.timings.steps++;
         if (graphDraw) drawn = out.sampled!;
