@@ -57,6 +57,10 @@ describe('generate, pinned', () => {
     expect(await one(7, 8)).not.toEqual(seven);
     expect(await one(undefined)).toEqual(await one(0));
     expect(await one(undefined)).not.toEqual(seven);
+    // no temperature is temperature 1
+    const t1 = await generate(fixture, [{ prompt: 'ab' }], { maxNewTokens: 8, seed: 7, temperature: 1 });
+    expect(ids(await generate(fixture, [{ prompt: 'ab' }], { maxNewTokens: 8, seed: 7 }))).toEqual(ids(t1));
+    expect(ids(t1)).not.toEqual([[seven]]);
     // prompt ids are the prompt's tokens
     expect(ids(await generate(fixture, [{ promptIds: fixture.tokenizer.encode('ab') }], SAMPLED))[0][0]).toEqual(seven);
     // a request's seed is checked as the options' seed is, greedy or not
@@ -150,6 +154,15 @@ describe('generate, pinned', () => {
       ['1 9 16 27 draft=8', 1],
       ['1 8 24 27 draft=7', 1],
     ]);
+    // model.onnx (no fast graphs): each step's past is exactly what came before, one slot more a step
+    const slow = await loadModel(FIXTURE, { threads: 1, fastGraphs: false });
+    try {
+      calls.length = 0;
+      await generate(withForward(slow, (next, input: ForwardInput, want, fetchKv) => (calls.push(`${input.rows} ${input.seq} ${input.pastLength}`), next(input, want, fetchKv))), two, { maxNewTokens: 4, temperature: 0.7, seed: 1 });
+      expect(calls).toEqual(['2 9 0', '3 1 9', '3 1 10', '3 1 11']);
+    } finally {
+      await slow.dispose();
+    }
     // rows' buffers are sized for the row that may generate longest (here the short prompt, under a
     // 40-position model)
     const tmp = tempDir();
@@ -174,6 +187,9 @@ describe('generate, pinned', () => {
   it('numSamples 0 gives no samples; a bad count is refused', async () => {
     const r = await generate(fixture, [{ prompt: 'ab', numSamples: 0 }, { prompt: 'x', numSamples: 1 }], SAMPLED);
     expect(r.outputs.map((o) => o.samples.length)).toEqual([0, 1]);
+    const none = await generate(fixture, [{ prompt: 'ab', numSamples: 0 }], SAMPLED);
+    expect(none.outputs).toEqual([{ promptTokens: 2, samples: [] }]);
+    expect(counters(none.timings)).toEqual({ promptTokens: 0, newTokens: 0, steps: 0, draftedTokens: 0, acceptedTokens: 0 });
     for (const numSamples of [-1, 1.5]) {
       const err = await generate(fixture, [{ prompt: 'x' }, { prompt: 'ab', numSamples }], SAMPLED).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UitError);
