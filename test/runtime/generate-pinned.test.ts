@@ -227,6 +227,30 @@ describe('generate, pinned', () => {
     expect(ok.outputs[0].samples[0].tokenIds).toHaveLength(1);
   });
 
+  it("addSpecialTokens adds the tokenizer's template tokens to the prompt", async () => {
+    const tmp = tempDir();
+    try {
+      const dir = copyFixture(tmp.dir);
+      const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+      // a template that starts every text with <|endoftext|> (id 256), as Llama's does with <s>
+      const special = { '<|endoftext|>': { id: '<|endoftext|>', ids: [256], tokens: ['<|endoftext|>'] } };
+      const single = [{ SpecialToken: { id: '<|endoftext|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }];
+      writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ ...tj, post_processor: { type: 'TemplateProcessing', single, pair: single, special_tokens: special } }));
+      const m = await loadModel(dir, { threads: 1 });
+      try {
+        const opts = { maxNewTokens: 3, greedy: true };
+        const withBos = await generate(m, [{ prompt: 'ab' }], { ...opts, addSpecialTokens: true });
+        expect(withBos.outputs[0].promptTokens).toBe(3);
+        expect(withBos.outputs).toEqual((await generate(m, [{ promptIds: [256, 97, 98] }], opts)).outputs);
+        expect((await generate(m, [{ prompt: 'ab' }], opts)).outputs[0].promptTokens).toBe(2);
+      } finally {
+        await m.dispose();
+      }
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   it('an empty prompt starts from BOS, or is refused when the tokenizer has none', async () => {
     const fromBos = await generate(fixture, [{ prompt: '' }], { maxNewTokens: 3, greedy: true });
     expect(fromBos.outputs[0].samples[0].tokenIds).toEqual((await generate(fixture, [{ promptIds: [256] }], { maxNewTokens: 3, greedy: true })).outputs[0].samples[0].tokenIds);
