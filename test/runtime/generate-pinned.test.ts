@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, UitError } from '../../src/errors.js';
 import { generate, loadModel, type ForwardInput, type GenerateOptions, type GenerateRequest, type GenerateResult, type Model } from '../../src/runtime/index.js';
-import { FIXTURE, copyFixture, tempDir, withForward } from './helpers.js';
+import { FIXTURE, withFixtureCopy, withForward } from './helpers.js';
 
 let fixture: Model;
 let tiny: Model;
@@ -165,23 +165,16 @@ describe('generate, pinned', () => {
     }
     // rows' buffers are sized for the row that may generate longest (here the short prompt, under a
     // 40-position model)
-    const tmp = tempDir();
-    try {
-      const dir = copyFixture(tmp.dir);
+    const fortyPositions = (dir: string) => {
       const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
       writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, n_positions: 40 }));
-      const m = await loadModel(dir, { threads: 1 });
-      try {
-        calls.length = 0;
-        const r = await generate(withForward(m, (next, input: ForwardInput, want, fetchKv) => (calls.push(`${input.rows} ${input.pastLength}`), next(input, want, fetchKv))), [{ prompt: 'x'.repeat(35) }, { prompt: 'short' }], { maxNewTokens: 20, greedy: true });
-        expect(r.outputs.map((o) => o.samples[0].tokenIds.length)).toEqual([5, 20]);
-        expect(calls.slice(0, 3)).toEqual(['2 0', '2 44', '2 44']); // 35 + min(20, a chunk of 9)
-      } finally {
-        await m.dispose();
-      }
-    } finally {
-      tmp.cleanup();
-    }
+    };
+    await withFixtureCopy(fortyPositions, async (m) => {
+      calls.length = 0;
+      const r = await generate(withForward(m, (next, input: ForwardInput, want, fetchKv) => (calls.push(`${input.rows} ${input.pastLength}`), next(input, want, fetchKv))), [{ prompt: 'x'.repeat(35) }, { prompt: 'short' }], { maxNewTokens: 20, greedy: true });
+      expect(r.outputs.map((o) => o.samples[0].tokenIds.length)).toEqual([5, 20]);
+      expect(calls.slice(0, 3)).toEqual(['2 0', '2 44', '2 44']); // 35 + min(20, a chunk of 9)
+    });
   });
 
   it('numSamples 0 gives no samples; a bad count is refused', async () => {
@@ -228,55 +221,39 @@ describe('generate, pinned', () => {
   });
 
   it("addSpecialTokens adds the tokenizer's template tokens to the prompt", async () => {
-    const tmp = tempDir();
-    try {
-      const dir = copyFixture(tmp.dir);
+    // a template that starts every text with <|endoftext|> (id 256), as Llama's does with <s>
+    const template = (dir: string) => {
       const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
-      // a template that starts every text with <|endoftext|> (id 256), as Llama's does with <s>
       const special = { '<|endoftext|>': { id: '<|endoftext|>', ids: [256], tokens: ['<|endoftext|>'] } };
       const single = [{ SpecialToken: { id: '<|endoftext|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }];
       writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ ...tj, post_processor: { type: 'TemplateProcessing', single, pair: single, special_tokens: special } }));
-      const m = await loadModel(dir, { threads: 1 });
-      try {
-        const opts = { maxNewTokens: 3, greedy: true };
-        const withBos = await generate(m, [{ prompt: 'ab' }], { ...opts, addSpecialTokens: true });
-        expect(withBos.outputs[0].promptTokens).toBe(3);
-        expect(withBos.outputs).toEqual((await generate(m, [{ promptIds: [256, 97, 98] }], opts)).outputs);
-        expect((await generate(m, [{ prompt: 'ab' }], opts)).outputs[0].promptTokens).toBe(2);
-      } finally {
-        await m.dispose();
-      }
-    } finally {
-      tmp.cleanup();
-    }
+    };
+    await withFixtureCopy(template, async (m) => {
+      const opts = { maxNewTokens: 3, greedy: true };
+      const withBos = await generate(m, [{ prompt: 'ab' }], { ...opts, addSpecialTokens: true });
+      expect(withBos.outputs[0].promptTokens).toBe(3);
+      expect(withBos.outputs).toEqual((await generate(m, [{ promptIds: [256, 97, 98] }], opts)).outputs);
+      expect((await generate(m, [{ prompt: 'ab' }], opts)).outputs[0].promptTokens).toBe(2);
+    });
   });
 
   it('an empty prompt starts from BOS, or is refused when the tokenizer has none', async () => {
     const fromBos = await generate(fixture, [{ prompt: '' }], { maxNewTokens: 3, greedy: true });
     expect(fromBos.outputs[0].samples[0].tokenIds).toEqual((await generate(fixture, [{ promptIds: [256] }], { maxNewTokens: 3, greedy: true })).outputs[0].samples[0].tokenIds);
-    const tmp = tempDir();
-    try {
-      const dir = copyFixture(tmp.dir);
+    const noBos = (dir: string) => {
       writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 256 }));
-      const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-      delete cfg.bos_token_id;
-      writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
-      for (const f of ['tokenizer_config.json', 'special_tokens_map.json']) {
+      for (const f of ['config.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
         const j = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
+        delete j.bos_token_id;
         delete j.bos_token;
         writeFileSync(join(dir, f), JSON.stringify(j));
       }
-      const m = await loadModel(dir, { threads: 1 });
-      try {
-        expect(m.tokenizer.bosTokenId).toBeUndefined();
-        const err = await generate(m, [{ prompt: 'x' }, { prompt: '' }], { maxNewTokens: 2, greedy: true }).catch((e: unknown) => e);
-        expect((err as UitError).exitCode).toBe(ExitCode.BAD_INPUT);
-        expect((err as Error).message).toBe('request 1: the prompt is empty and the tokenizer has no BOS token to start from');
-      } finally {
-        await m.dispose();
-      }
-    } finally {
-      tmp.cleanup();
-    }
+    };
+    await withFixtureCopy(noBos, async (m) => {
+      expect(m.tokenizer.bosTokenId).toBeUndefined();
+      const err = await generate(m, [{ prompt: 'x' }, { prompt: '' }], { maxNewTokens: 2, greedy: true }).catch((e: unknown) => e);
+      expect((err as UitError).exitCode).toBe(ExitCode.BAD_INPUT);
+      expect((err as Error).message).toBe('request 1: the prompt is empty and the tokenizer has no BOS token to start from');
+    });
   });
 });
