@@ -32,6 +32,7 @@ export const MODULES = {
     mutate: ['src/runtime/generation/*.ts'],
     tests: [
       'test/runtime/generate.test.ts',
+      'test/runtime/generate-pinned.test.ts',
       'test/runtime/prompt-lookup.test.ts',
       'test/runtime/sampling.test.ts',
       'test/runtime/shared.test.ts',
