@@ -5,12 +5,15 @@ export const MODULES = {
   perplexity: {
     mutate: ['src/perplexity/**/*.ts', '!src/perplexity/index.ts', '!src/perplexity/select.ts'],
     tests: [
+      'test/perplexity/aggregate.test.ts',
       'test/perplexity/engine.test.ts',
       'test/perplexity/fit-prompt.test.ts',
       'test/perplexity/fit-prompt-setup.test.ts',
       'test/perplexity/plan.test.ts',
       'test/perplexity/scorer.test.ts',
+      'test/perplexity/scoring-prompt.test.ts',
       'test/perplexity/segment-tokenizer.test.ts',
+      'test/perplexity/shuffle.test.ts',
       'test/perplexity/token-bound.test.ts',
       'test/perplexity/uit.test.ts',
     ],

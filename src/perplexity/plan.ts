@@ -36,9 +36,8 @@ export function compareIds(a: readonly number[], b: readonly number[]): number {
 }
 
 export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
-  const n = Math.min(a.length, b.length);
   let i = 0;
-  while (i < n && a[i] === b[i]) i++;
+  while (i < a.length && a[i] === b[i]) i++; // past b's end b[i] is undefined, which no id equals
   return i;
 }
 
@@ -54,7 +53,8 @@ export function planGroups(prefixes: readonly (readonly number[])[], opts: PlanO
   const cost = opts.prefillCost ?? 16;
   const window = Math.max(2, opts.window ?? 1024);
 
-  const order = prefixes.map((_, i) => i).sort((a, b) => compareIds(prefixes[a], prefixes[b]) || a - b);
+  // the sort is stable: equal prefixes keep their input order
+  const order = prefixes.map((_, i) => i).sort((a, b) => compareIds(prefixes[a], prefixes[b]));
   // lcp[k] = common prefix of sorted neighbours k-1 and k (lcp[0] unused).
   const lcp = new Int32Array(n);
   for (let k = 1; k < n; k++) lcp[k] = commonPrefixLength(prefixes[order[k - 1]], prefixes[order[k]]);
@@ -102,14 +102,15 @@ export function planGroups(prefixes: readonly (readonly number[])[], opts: PlanO
 export function planBatches(lengths: readonly number[], maxRows: number, callCost = 16): number[][] {
   const n = lengths.length;
   const rowsCap = Math.max(1, Math.floor(maxRows));
-  for (let i = 1; i < n; i++) if (lengths[i] > lengths[i - 1]) throw new RangeError('planBatches: lengths must be sorted longest first');
+  if (lengths.slice(1).some((l, i) => l > lengths[i])) throw new RangeError('planBatches: lengths must be sorted longest first');
   const cost = new Float64Array(n + 1);
   const from = new Int32Array(n + 1);
   for (let i = 1; i <= n; i++) {
     cost[i] = Infinity;
-    for (let j = Math.max(0, i - rowsCap); j < i; j++) {
+    // last batch j..i-1, from one row up; on a tie the larger last batch (fewer calls) wins
+    for (let j = i - 1; j >= Math.max(0, i - rowsCap); j--) {
       const c = cost[j] + (i - j) * lengths[j] + callCost; // rows j..i-1, padded to lengths[j]
-      if (c < cost[i]) {
+      if (c <= cost[i]) {
         cost[i] = c;
         from[i] = j;
       }

@@ -36,17 +36,8 @@ export function segmentable(tokenizer: Json): boolean {
  * regex engine can disagree about the character being whitespace).
  */
 export function segments(text: string): string[] {
-  const out: string[] = [];
-  let start = 0;
-  for (let i = 1; i + 1 < text.length; i++) {
-    const next = text.charCodeAt(i + 1);
-    if (text.charCodeAt(i) === 10 && next > 32 && next < 127) {
-      out.push(text.slice(start, i));
-      start = i;
-    }
-  }
-  out.push(text.slice(start));
-  return out;
+  // [!-~] is 0x21-0x7E; split makes no cut for a match at index 0 (no empty first piece)
+  return text.split(/(?=\n[!-~])/);
 }
 
 export class SegmentTokenizer {

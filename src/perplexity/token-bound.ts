@@ -12,11 +12,9 @@ import { readFileSync } from 'node:fs';
 type Json = Record<string, unknown>;
 
 function isByteLevel(pre: unknown): boolean {
-  if (!pre || typeof pre !== 'object') return false;
-  const p = pre as Json;
-  if (p.type === 'ByteLevel') return true;
-  if (p.type === 'Sequence' && Array.isArray(p.pretokenizers)) return (p.pretokenizers as unknown[]).some(isByteLevel);
-  return false;
+  const p = pre as Json | null | undefined; // from JSON: a non-object has no `type`
+  if (p?.type === 'ByteLevel') return true;
+  return p?.type === 'Sequence' && Array.isArray(p.pretokenizers) && (p.pretokenizers as unknown[]).some(isByteLevel);
 }
 
 /** `text => max tokens`, or undefined when no safe bound is known for this tokenizer.json. */
@@ -32,6 +30,6 @@ export function tokenBoundFor(tokenizerFile: string): ((text: string) => number)
   try {
     return tokenBoundFromJson(JSON.parse(readFileSync(tokenizerFile, 'utf8')) as Json);
   } catch {
-    return undefined;
+    // unreadable or not JSON: no bound (the function returns undefined)
   }
 }

@@ -68,10 +68,54 @@ describe('planGroups', () => {
     expect(a.filter((g) => g.shared > 0).length).toBeGreaterThan(0);
   });
 
+  it('sorts the prefixes: groups in sorted order after the pool, members in sorted-prefix order', () => {
+    const a = 'Definition: Answer with the capital city of the country.\n\nInput: ';
+    const b = 'Definition: Write the currency of the country, in full.\n\nInput: ';
+    // interleaved, and within each group the later input sorts first
+    const prefixes = [seq(`${b}Peru`), seq(`${a}Peru`), seq(`${b}Chile`), seq(`${a}Chile`), seq('Unrelated: x')];
+    expect(planGroups(prefixes)).toEqual([
+      { shared: 0, members: [4] },
+      { shared: seq(a).length, members: [3, 1] },
+      { shared: seq(b).length, members: [2, 0] },
+    ]);
+    // an empty list is an empty plan in either mode
+    expect(planGroups([], { reuse: false })).toEqual([]);
+  });
+
+  it('a group must save more than the prefill cost: an exact tie runs whole', () => {
+    const prefixes = [seq('Def: a'), seq('Def: b'), seq('Def: c')]; // sharing "Def: " saves 2 x 5 tokens
+    expect(planGroups(prefixes, { prefillCost: 10 })).toEqual([{ shared: 0, members: [0, 1, 2] }]);
+    expect(planGroups(prefixes, { prefillCost: 9 })).toEqual([{ shared: 5, members: [0, 1, 2] }]);
+  });
+
+  it('never makes a group larger than the window', () => {
+    const p = seq('The same long prefix, shared by everyone here. ');
+    expect(planGroups([p, p, p, p, p])).toEqual([{ shared: p.length, members: [0, 1, 2, 3, 4] }]);
+    expect(planGroups([p, p, p, p, p], { window: 2 })).toEqual([
+      { shared: 0, members: [4] },
+      { shared: p.length, members: [0, 1] },
+      { shared: p.length, members: [2, 3] },
+    ]);
+    expect(planGroups([p, p, p, p, p], { window: 3 })).toEqual([
+      { shared: p.length, members: [0, 1, 2] },
+      { shared: p.length, members: [3, 4] },
+    ]);
+  });
+
   it('compareIds orders token sequences lexicographically, a proper prefix first', () => {
     expect(compareIds([1, 2], [1, 2, 0])).toBeLessThan(0);
     expect(compareIds([1, 3], [1, 2, 9])).toBeGreaterThan(0);
+    expect(compareIds([1, 2], [1, 3])).toBeLessThan(0);
     expect(compareIds([4], [4])).toBe(0);
+  });
+
+  it('commonPrefixLength counts the leading ids two sequences share', () => {
+    expect(commonPrefixLength([1, 2, 3], [1, 2, 4])).toBe(2);
+    expect(commonPrefixLength([1, 2], [1, 2, 3])).toBe(2);
+    expect(commonPrefixLength([1, 2, 3], [1, 2])).toBe(2);
+    expect(commonPrefixLength([5, 6], [5, 6])).toBe(2);
+    expect(commonPrefixLength([], [1])).toBe(0);
+    expect(commonPrefixLength([7], [8])).toBe(0);
   });
 });
 
@@ -107,6 +151,18 @@ describe('planBatches', () => {
       }
       expect(cost(planBatches(lengths, maxRows, 16))).toBe(best);
     }
-    expect(() => planBatches([1, 2], 4)).toThrow(RangeError);
+  });
+
+  it('on a tie prefers the larger last batch, so equal rows with no call cost run as one', () => {
+    expect(planBatches([10, 10], 2, 0)).toEqual([[0, 1]]);
+    expect(planBatches([10, 10, 10, 10, 10], 2, 0)).toEqual([[0], [1, 2], [3, 4]]);
+    expect(planBatches([], 4)).toEqual([]);
+  });
+
+  it('refuses lengths that are not sorted longest first', () => {
+    const msg = 'planBatches: lengths must be sorted longest first';
+    expect(() => planBatches([1, 2], 4)).toThrow(new RangeError(msg));
+    expect(() => planBatches([5, 3, 4], 4)).toThrow(new RangeError(msg));
+    expect(planBatches([5, 5, 3], 4, 1000)).toEqual([[0, 1, 2]]);
   });
 });

@@ -32,6 +32,37 @@ describe('SegmentTokenizer', () => {
     expect(segments('Definition: d\n\nPositive Examples 1\nInput: x\nOutput: ')).toEqual(['Definition: d\n', '\nPositive Examples 1', '\nInput: x', '\nOutput: ']);
     expect(segments('a\n b\n\tc\nÉ')).toEqual(['a\n b\n\tc\nÉ']);
     expect(segments('')).toEqual(['']);
+    // the visible ASCII range is exactly '!' (0x21) to '~' (0x7E): not space, not DEL (0x7F)
+    expect(segments('a\n!b\n~c\n\x7fd\n e')).toEqual(['a', '\n!b', '\n~c\n\x7fd\n e']);
+    // never an empty first piece, whatever the text starts with
+    expect(segments('\nA\nB')).toEqual(['\nA', '\nB']);
+    expect(segments('\n\nA')).toEqual(['\n', '\nA']);
+  });
+
+  it('tokenizes each distinct segment once until cleared, and a text whole when not cutting', () => {
+    const tok = loadTokenizer(FIXTURE);
+    const calls: string[] = [];
+    const encode = tok.encode.bind(tok);
+    tok.encode = (text, opts) => {
+      calls.push(text);
+      return encode(text, opts);
+    };
+    const a = 'Definition: d\n\nInput: x\nOutput: ';
+    const b = 'Definition: d\n\nInput: y\nOutput: ';
+    const seg = new SegmentTokenizer(tok, true);
+    expect(seg.encode(a)).toEqual(encode(a));
+    expect(seg.encode(b)).toEqual(encode(b));
+    expect(seg.encode(a)).toEqual(encode(a));
+    expect(calls).toEqual(['Definition: d\n', '\nInput: x', '\nOutput: ', '\nInput: y']);
+    seg.clear();
+    calls.length = 0;
+    expect(seg.encode(a)).toEqual(encode(a));
+    expect(calls).toEqual(['Definition: d\n', '\nInput: x', '\nOutput: ']);
+    calls.length = 0;
+    const whole = new SegmentTokenizer(tok, false);
+    expect(whole.encode(a)).toEqual(encode(a));
+    expect(whole.encode(a)).toEqual(encode(a));
+    expect(calls).toEqual([a, a]);
   });
 
   it('gives exactly the ids of whole-text tokenization on real Ni-v2 prompts (byte-level BPE tokenizers)', () => {
@@ -58,6 +89,9 @@ describe('SegmentTokenizer', () => {
     const base = JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
     const pre = base.pre_tokenizer as Record<string, unknown>;
     expect(segmentable(base)).toBe(true);
+    const { normalizer, ...noNormalizerKey } = base;
+    expect(normalizer).toBeNull();
+    expect(segmentable(noNormalizerKey)).toBe(true); // an absent normalizer is none, as null is
     expect(segmentable({ ...base, normalizer: { type: 'NFC' } })).toBe(false);
     expect(segmentable({ ...base, pre_tokenizer: { ...pre, add_prefix_space: true } })).toBe(false);
     expect(segmentable({ ...base, pre_tokenizer: { ...pre, use_regex: false } })).toBe(false);

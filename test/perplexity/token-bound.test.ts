@@ -1,12 +1,12 @@
 // The text-only bound on token counts that lets a finished job skip the tokenizer: it must hold
 // for every text on the tokenizers it is claimed for, and be refused where it may not hold.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tokenBoundFor, tokenBoundFromJson } from '../../src/perplexity/token-bound.js';
 import { Rng } from '../../src/runtime/index.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
-import { FIXTURE, NIV2_TASKS } from './helpers.js';
+import { FIXTURE, NIV2_TASKS, tempDir } from './helpers.js';
 
 const ALPHABET = ['a', ' ', '\n', 'é', '€', '😀', '\u0000', 'ﷺ', '<|endoftext|>', 'the', '  ', '\t', 'Ω', '日本'];
 
@@ -42,5 +42,23 @@ describe('tokenBoundFor', () => {
     expect(tokenBoundFromJson({ ...base, pre_tokenizer: { type: 'Whitespace' } })).toBeUndefined();
     expect(tokenBoundFromJson({ ...base, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split' }, { type: 'ByteLevel' }] } })).toBeTypeOf('function');
     expect(tokenBoundFor('/nonexistent/tokenizer.json')).toBeUndefined();
+    // an absent normalizer is none, as null is
+    const { normalizer, ...noNormalizerKey } = base;
+    expect(normalizer).toBeNull();
+    expect(tokenBoundFromJson(noNormalizerKey)).toBeTypeOf('function');
+    // odd pre-tokenizer entries are no bound, never a crash
+    for (const pre of [null, undefined, 'ByteLevel', 7, { type: 'Sequence' }, { type: 'Sequence', pretokenizers: [null, 'x', { type: 'Split' }] }])
+      expect(tokenBoundFromJson({ ...base, pre_tokenizer: pre }), JSON.stringify(pre)).toBeUndefined();
+    // only a Sequence's members count
+    expect(tokenBoundFromJson({ ...base, pre_tokenizer: { type: 'Split', pretokenizers: [{ type: 'ByteLevel' }] } })).toBeUndefined();
+    expect(tokenBoundFromJson({ ...base, pre_tokenizer: { type: 'Sequence', pretokenizers: [null, { type: 'Sequence', pretokenizers: [{ type: 'ByteLevel' }] }] } })).toBeTypeOf('function');
+    // a file that is not JSON is no bound either
+    const { dir, cleanup } = tempDir();
+    try {
+      writeFileSync(join(dir, 'tokenizer.json'), '{"model": ');
+      expect(tokenBoundFor(join(dir, 'tokenizer.json'))).toBeUndefined();
+    } finally {
+      cleanup();
+    }
   });
 });
