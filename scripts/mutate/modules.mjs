@@ -7,6 +7,7 @@ export const MODULES = {
     tests: [
       'test/perplexity/engine.test.ts',
       'test/perplexity/fit-prompt.test.ts',
+      'test/perplexity/fit-prompt-cut.test.ts',
       'test/perplexity/plan.test.ts',
       'test/perplexity/scorer.test.ts',
       'test/perplexity/segment-tokenizer.test.ts',
