@@ -93,6 +93,9 @@ describe('cutText, counted in bytes (the fixture tokenizer)', () => {
     // 19: 7 bytes for each end hold one 4-byte character and not half (3 bytes as U+FFFD) of another
     expect(cutText('🎬'.repeat(12), 19, bytes)).toBe('🎬 ... 🎬');
     expect(cutText('🎬'.repeat(12), 21, bytes)).toBe('🎬🎬 ... 🎬🎬');
+    // between one-byte characters: 4 bytes each end hold "🎬" and "x"; 8 hold "🎬x" and "x🎬x"
+    expect(cutText('🎬x'.repeat(6), 13, bytes)).toBe('🎬 ... x');
+    expect(cutText('🎬x'.repeat(6), 21, bytes)).toBe('🎬x ... x🎬x');
     // the edges of the surrogate ranges: U+10000 is \ud800\udc00, U+1F3FF \ud83c\udfff, U+10FFFD \udbff\udffd
     expect(cutText('\u{10000}'.repeat(6) + '\u{1F3FF}'.repeat(6), 19, bytes)).toBe('\u{10000} ... \u{1F3FF}');
     expect(cutText('\u{10FFFD}'.repeat(6) + '\u{10000}'.repeat(6), 19, bytes)).toBe('\u{10FFFD} ... \u{10000}');
