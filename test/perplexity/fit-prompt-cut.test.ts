@@ -96,6 +96,8 @@ describe('cutText, counted in bytes (the fixture tokenizer)', () => {
     // between one-byte characters: 4 bytes each end hold "🎬" and "x"; 8 hold "🎬x" and "x🎬x"
     expect(cutText('🎬x'.repeat(6), 13, bytes)).toBe('🎬 ... x');
     expect(cutText('🎬x'.repeat(6), 21, bytes)).toBe('🎬x ... x🎬x');
+    // a character above the surrogates (the fullwidth "！", U+FF01) is a whole one: 3 bytes hold it
+    expect(cutText('この映画は長いけれど、最後はよかった！', 11, bytes)).toBe('こ ... ！');
     // the edges of the surrogate ranges: U+10000 is \ud800\udc00, U+1F3FF \ud83c\udfff, U+10FFFD \udbff\udffd
     expect(cutText('\u{10000}'.repeat(6) + '\u{1F3FF}'.repeat(6), 19, bytes)).toBe('\u{10000} ... \u{1F3FF}');
     expect(cutText('\u{10FFFD}'.repeat(6) + '\u{10000}'.repeat(6), 19, bytes)).toBe('\u{10FFFD} ... \u{10000}');
