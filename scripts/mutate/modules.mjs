@@ -8,6 +8,7 @@ export const MODULES = {
       'test/perplexity/engine.test.ts',
       'test/perplexity/fit-prompt.test.ts',
       'test/perplexity/fit-prompt-cut.test.ts',
+      'test/perplexity/fit-prompt-setup.test.ts',
       'test/perplexity/plan.test.ts',
       'test/perplexity/scorer.test.ts',
       'test/perplexity/segment-tokenizer.test.ts',
@@ -32,6 +33,7 @@ export const MODULES = {
     mutate: ['src/runtime/generation/*.ts'],
     tests: [
       'test/runtime/generate.test.ts',
+      'test/runtime/generate-pinned.test.ts',
       'test/runtime/prompt-lookup.test.ts',
       'test/runtime/sampling.test.ts',
       'test/runtime/shared.test.ts',

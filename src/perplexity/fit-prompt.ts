@@ -189,7 +189,7 @@ export function fitUitSetup(setup: UitSetup, definitions: readonly string[], ctx
   const targets = setup.instances.map((x) => x.outputs[0] ?? '');
   // An empty gold output is scored null without a model call; its prompt does not matter.
   const scored = targets.map((t) => t !== '');
-  if (definitions.length === 0 || !scored.some(Boolean)) return unfitted(setup, definitions.length);
+  if (definitions.length === 0) return unfitted(setup, 0);
   const reserve = ctx.reserve ?? Math.min(DEFINITION_RESERVE, Math.floor(max / 4));
   const same: Fitted = { examples: setup.examples, inputs: setup.instances.map((x) => x.input) };
 
@@ -200,22 +200,21 @@ export function fitUitSetup(setup: UitSetup, definitions: readonly string[], ctx
     b !== undefined && setup.instances.every((x, i) => !scored[i] || b(buildScoringPrefix('', setup.examples, x.input)) + defBound + b(targets[i]) <= max);
   const count = ctx.count;
   let targetTokens: number[] | undefined;
-  const targetCount = () => (targetTokens ??= targets.map((t) => (t === '' ? 0 : count(t))));
+  const targetCount = () => (targetTokens ??= targets.map((t) => count(t)));
 
-  const sharedFit = fitsByBound(reserve + SLACK) ? same : fitInputs(setup, (ex, input) => count(buildScoringPrefix('', ex, input)) + reserve + SLACK, ctx, scored, targetCount());
-  const shared = toSetup(setup, sharedFit);
+  const sharedFit = fitsByBound(reserve + SLACK) ? same : fitInputs(setup, same, (ex, input) => count(buildScoringPrefix('', ex, input)) + reserve + SLACK, ctx, scored, targetCount());
   const report: FitReport = { setups: [], shortened: [], alone: [], shortenedExamples: changedExamples(setup, sharedFit) };
   definitions.forEach((d) => {
     let fitted: Fitted | null = null;
     if (sharedFit === same && b !== undefined && fitsByBound(b(d))) fitted = same;
-    else if (count(d) <= reserve && fitsAll(d, sharedFit, count, max, scored, targetCount())) fitted = sharedFit;
+    // with nothing cut, any candidate whose prompts fit whole takes them whole, however long
+    else if ((sharedFit === same || count(d) <= reserve) && fitsAll(d, sharedFit, count, max, scored, targetCount())) fitted = sharedFit;
     const alone = fitted === null;
     if (fitted === null) {
-      const own = fitInputs(setup, (ex, input) => count(buildScoringPrefix(d, ex, input)), ctx, scored, targetCount());
+      const own = fitInputs(setup, same, (ex, input) => count(buildScoringPrefix(d, ex, input)), ctx, scored, targetCount());
       fitted = verified(setup, own, d, ctx, scored, targetCount());
     }
-    const s = fitted === sharedFit ? shared : toSetup(setup, fitted);
-    report.setups.push(s);
+    report.setups.push(toSetup(setup, fitted));
     report.alone.push(alone);
     const exCut = fitted.examples.some((e, j) => e.input !== setup.examples[j].input);
     report.shortened.push(setup.instances.map((x, i) => scored[i] && (exCut || fitted.inputs[i] !== x.input)));
@@ -235,15 +234,16 @@ function changedExamples(setup: UitSetup, f: Fitted): number[] {
 
 /** Every prompt of candidate `d` on the fitted texts, tokenized whole, + its gold output fits. */
 function fitsAll(d: string, f: Fitted, count: (s: string) => number, max: number, scored: boolean[], targetTokens: number[]): boolean {
-  return f.inputs.every((input, i) => !scored[i] || targetTokens[i] > max - 1 || count(buildScoringPrefix(d, f.examples, input)) + targetTokens[i] <= max);
+  return f.inputs.every((input, i) => !scored[i] || targetTokens[i] >= max || count(buildScoringPrefix(d, f.examples, input)) + targetTokens[i] <= max);
 }
 
 /**
  * The water-filling fit of the inputs, for prompts whose token count `promptTokens(examples,
- * input)` gives (the gold output's tokens come on top).
+ * input)` gives (the gold output's tokens come on top); `uncut` itself when every prompt fits.
  */
 function fitInputs(
   setup: UitSetup,
+  uncut: Fitted,
   promptTokens: (examples: Example[], input: string) => number,
   ctx: FitContext,
   scored: boolean[],
@@ -251,7 +251,7 @@ function fitInputs(
 ): Fitted {
   const { count, maxPositions: max } = ctx;
   const over = setup.instances.map((x, i) => (scored[i] ? promptTokens(setup.examples, x.input) + targetTokens[i] - max : 0));
-  if (over.every((o) => o <= 0)) return { examples: setup.examples, inputs: setup.instances.map((x) => x.input) };
+  if (over.every((o) => o <= 0)) return uncut;
 
   const marker = count(CUT_MARKER);
   const exLen = setup.examples.map((e) => count(e.input));
@@ -260,9 +260,9 @@ function fitInputs(
   const unfit = setup.instances.map(() => false);
   const levels: number[] = [];
   setup.instances.forEach((_, i) => {
-    if (!scored[i] || over[i] <= 0) return;
+    if (over[i] <= 0) return; // an unscored instance is never over
     // a target that cannot fit with one token of context is the scorer's error to report
-    if (targetTokens[i] > max - 1) return;
+    if (targetTokens[i] >= max) return;
     const level = waterLevel([...exLen, xLen[i]], exTotal + xLen[i] - over[i], marker);
     if (level === null) unfit[i] = true;
     else levels.push(level);
@@ -273,7 +273,7 @@ function fitInputs(
   const examples = setup.examples.map((e, j) => (exLen[j] > exCap ? { ...e, input: cutText(e.input, exCap, count) } : e));
   const exNow = examples.reduce((a, e) => a + count(e.input), 0);
   const inputs = setup.instances.map((x, i) => {
-    if (!scored[i] || targetTokens[i] > max - 1) return x.input;
+    if (targetTokens[i] >= max) return x.input; // (an unscored instance is never over: its budget holds it whole)
     if (unfit[i]) return BARE_MARKER;
     // what the (maybe further cut) examples leave is this input's budget
     const budget = exTotal + xLen[i] - over[i] - exNow;
@@ -292,7 +292,7 @@ function verified(setup: UitSetup, f: Fitted, d: string, ctx: FitContext, scored
   const markerTokens = count(CUT_MARKER);
   const inputs = f.inputs.map((start, i) => {
     let input = start;
-    if (!scored[i] || targetTokens[i] > max - 1) return input;
+    if (!scored[i] || targetTokens[i] >= max) return input;
     for (let round = 0; round < VERIFY_ROUNDS; round++) {
       const excess = count(buildScoringPrefix(d, f.examples, input)) + targetTokens[i] - max;
       if (excess <= 0) break;

@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Model, type Backend } from '../../src/runtime/index.js';
+import { Model, loadModel, type Backend } from '../../src/runtime/index.js';
 
 /** Random GPT-J, byte-level tokenizer, three graphs (test/fixtures/tiny-gptj/README or export docs). */
 export const FIXTURE = resolve('test/fixtures/tiny-gptj');
@@ -54,4 +54,24 @@ export function withForward(inner: Model, forward: (next: Backend['forward'], ..
     dispose: () => b.dispose(),
   };
   return new Model(inner.folder, inner.info, inner.tokenizer, backend);
+}
+
+/**
+ * Runs `fn` on a model loaded from a temp copy of the fixture that `edit` changed (a config file
+ * rewritten, say); the model is disposed and the copy removed afterwards.
+ */
+export async function withFixtureCopy<T>(edit: (dir: string) => void, fn: (m: Model) => Promise<T>): Promise<T> {
+  const tmp = tempDir();
+  try {
+    const dir = copyFixture(tmp.dir);
+    edit(dir);
+    const m = await loadModel(dir, { threads: 1 });
+    try {
+      return await fn(m);
+    } finally {
+      await m.dispose();
+    }
+  } finally {
+    tmp.cleanup();
+  }
 }

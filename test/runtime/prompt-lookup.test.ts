@@ -12,7 +12,20 @@ describe('lookupDraft', () => {
     expect(lookupDraft([4, 1, 2, 3, 9, 4], { maxDraft: 3 })).toEqual([]);
     expect(lookupDraft([4, 1, 2, 3, 9, 4], { maxDraft: 3, minNgram: 1 })).toEqual([1, 2, 3]);
     expect(lookupDraft([1, 2, 3], { maxDraft: 4 })).toEqual([]);
-    expect(lookupDraft([1, 1], { maxDraft: 0 })).toEqual([]);
+    expect(lookupDraft([1, 2, 1, 2], { maxDraft: 0 })).toEqual([]);
+    expect(lookupDraft([1, 2, 1, 2], { maxDraft: 1 })).toEqual([1]);
+  });
+
+  it('falls back to a two-token match, and takes the n-gram lengths it is given', () => {
+    // No earlier "9 1 2", but an earlier "1 2" (followed by 9).
+    expect(lookupDraft([1, 2, 9, 5, 1, 2], { maxDraft: 3 })).toEqual([9, 5, 1]);
+    // "1 2 3" occurred at the start (then 7); "2 3" last occurred later (then 8).
+    const ctx = [1, 2, 3, 7, 0, 2, 3, 8, 1, 2, 3];
+    expect(lookupDraft(ctx, { maxDraft: 2 })).toEqual([7, 0]);
+    expect(lookupDraft(ctx, { maxDraft: 2, maxNgram: 2 })).toEqual([8, 1]);
+    expect(lookupDraft(ctx, { maxDraft: 2, minNgram: 4 })).toEqual([]);
+    // a context of one token has nothing earlier to match, even with one-token matches allowed
+    expect(lookupDraft([5], { maxDraft: 2, minNgram: 1 })).toEqual([]);
   });
 
   it('drafts a loop periodically past the end of the context', () => {

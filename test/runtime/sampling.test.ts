@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   argmax,
   buildProbsWarpers,
+  drawFromProbs,
   buildProcessors,
   isGreedy,
   MIN_SAMPLING_TEMPERATURE,
@@ -268,5 +269,129 @@ describe('warpers on probabilities (graphs with probs_last)', () => {
         if (total > 0) expect(w[got]).toBeGreaterThan(0);
       }
     }
+  });
+});
+
+// Exact outputs on small hand-made vectors, each at an edge a plausible slip would move (issue 26).
+describe('pinned on hand-made vectors', () => {
+  it('repetition penalty: token 0 counts, ids outside the vocabulary are ignored, and 0 or less is refused', () => {
+    const l = Float32Array.from([3, -1, 0.5]);
+    repetitionPenalty(1.5)(l, ctx([0, -1, 3, 7, 0]));
+    expect(Array.from(l)).toEqual([2, -1, 0.5]);
+    for (const bad of [0, -1.2, NaN]) expect(() => repetitionPenalty(bad)).toThrow(`repetition penalty must be > 0, got ${bad}`);
+  });
+
+  it('kthLargest is the k-th of the sorted values for every k, ties and all', () => {
+    const gen = sampleRng(11, 0);
+    for (let trial = 0; trial < 300; trial++) {
+      const n = 1 + (trial % 23);
+      // few distinct values, so ties are common
+      const v = Float32Array.from({ length: n }, () => Math.floor(gen.nextFloat() * (trial % 3 === 0 ? 3 : 50)));
+      const sorted = Array.from(v).sort((a, b) => b - a);
+      for (let k = 1; k <= n; k++) expect(kthLargest(v, k), `${Array.from(v)} k=${k}`).toBe(sorted[k - 1]);
+    }
+  });
+
+  it('top-k with k at or past the vocabulary keeps every token', () => {
+    for (const k of [3, 4]) {
+      const l = Float32Array.from([1, -2, 0.5]);
+      topK(k)(l, ctx());
+      expect(Array.from(l)).toEqual([1, -2, 0.5]);
+      const q = Float32Array.from([0.5, 0.2, 0.3]);
+      topKProbs(k)(q);
+      expect(Array.from(q)).toEqual(Array.from(Float32Array.from([0.5, 0.2, 0.3])));
+    }
+    const q = Float32Array.from([0.25, 0.5, 0.125, 0.125]);
+    topKProbs(2)(q);
+    expect(Array.from(q)).toEqual([0.25, 0.5, 0, 0]);
+  });
+
+  it('top-p 1 is accepted and keeps every token, however unlikely; past 1 or at 0 it is refused', () => {
+    const l = Float32Array.from([0, -200, -Infinity]);
+    topP(1)(l, ctx());
+    expect(Array.from(l)).toEqual([0, -200, -Infinity]);
+    const q = Float32Array.from([0.5, 0.5, 1e-30]);
+    topPProbs(1)(q);
+    expect(Array.from(q)).toEqual(Array.from(Float32Array.from([0.5, 0.5, 1e-30])));
+    for (const bad of [0, -0.5, 1.0000001, NaN]) {
+      expect(() => topP(bad)).toThrow(`top-p must be in (0, 1], got ${bad}`);
+      expect(() => topPProbs(bad)).toThrow(`top-p must be in (0, 1], got ${bad}`);
+    }
+    expect(() => topK(1.5)).toThrow('top-k must be a positive integer, got 1.5');
+    expect(() => topK(0)).toThrow('top-k must be a positive integer, got 0');
+  });
+
+  it('top-p leaves a row whose tokens are all removed as it is', () => {
+    const l = Float32Array.from([-Infinity, -Infinity]);
+    topP(0.5)(l, ctx());
+    expect(Array.from(l)).toEqual([-Infinity, -Infinity]);
+    const q = new Float32Array(3);
+    topPProbs(0.5)(q);
+    expect(Array.from(q)).toEqual([0, 0, 0]);
+  });
+
+  it('top-p on weights that do not sum to 1 keeps the nucleus of the normalised weights, tail below the first floor included', () => {
+    // Two tokens of weight 1 and 1,000 of 2^-10 (under a thousandth of the total each): p = 0.9 of
+    // the total (2.9765625) is 2.67890625, reached by the two and 696 tail tokens (ids 2..697).
+    for (const scale of [1, 2 ** -2]) {
+      const q = Float32Array.from({ length: 1002 }, (_, i) => (i < 2 ? 1 : 2 ** -10) * scale);
+      topPProbs(0.9)(q);
+      const kept = Array.from(q, (x, i) => (x > 0 ? i : -1)).filter((i) => i >= 0);
+      expect(kept).toEqual(Array.from({ length: 698 }, (_, i) => i));
+      expect(q[697]).toBe(2 ** -10 * scale); // kept tokens keep their weight
+    }
+  });
+
+  it('softmax detects an all-removed row and does not overflow on large logits', () => {
+    expect(Array.from(softmax(Float32Array.from([1000, 0, -Infinity])))).toEqual([1, 0, 0]);
+    expect(Array.from(softmax(Float32Array.from([-Infinity, -Infinity])))).toEqual([0, 0]);
+  });
+
+  it('the chain: neutral values add no step, and the steps run in transformers order', () => {
+    for (const neutral of [{ repetitionPenalty: 1 }, { temperature: 1 }, { topK: 0 }, { topP: 1 }, {}]) {
+      expect(buildProcessors(neutral)).toEqual([]);
+      expect(buildProbsWarpers(neutral)).toEqual([]);
+    }
+    // penalty on the seen ids 0 and 1, then temperature 0.5, then top-k 3 (ties kept), then top-p
+    const l = Float32Array.from([4, -1, 1, 1, 0.5]);
+    for (const p of buildProcessors({ repetitionPenalty: 2, temperature: 0.5, topK: 3, topP: 0.8 })) p(l, ctx([0, 1]));
+    // after the penalty [2, -2, 1, 1, 0.5], temperature [4, -4, 2, 2, 1], top-k keeps 4, 2, 2; of
+    // those softmax gives 0.787 to id 0, under 0.8, so id 2 comes in and the mass passes 0.8
+    expect(Array.from(l)).toEqual([4, -Infinity, 2, -Infinity, -Infinity]);
+    const pr = Float32Array.from([0.05, 0.5, 0.2, 0.2, 0.05]);
+    for (const w of buildProbsWarpers({ topK: 3, topP: 0.6 })!) w(pr);
+    expect(Array.from(pr)).toEqual(Array.from(Float32Array.from([0, 0.5, 0.2, 0, 0])));
+  });
+});
+
+describe('samplers, pinned', () => {
+  it('argmax of a row with every token removed is 0; a finite logit beats -Infinity', () => {
+    expect(argmax(Float32Array.from([-Infinity, -Infinity]))).toBe(0);
+    expect(argmax(Float32Array.from([-Infinity, -5]))).toBe(1);
+  });
+
+  it('multinomial draws pinned ids from a seeded stream, and one number even when every token is removed', () => {
+    const logits = Float32Array.from([Math.log(0.7), Math.log(0.2), Math.log(0.1), -Infinity]);
+    const rng = sampleRng(1, 0);
+    expect(Array.from({ length: 16 }, () => sampleMultinomial(logits, rng))).toEqual([0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0]);
+    const a = sampleRng(5, 0);
+    expect(sampleMultinomial(Float32Array.from([-Infinity, -Infinity, -Infinity]), a)).toBe(0);
+    const b = sampleRng(5, 0);
+    b.nextFloat();
+    expect(a.nextFloat()).toBe(b.nextFloat());
+  });
+
+  it('a number on a boundary goes to the next token, and removed tokens are skipped', () => {
+    const w = Float32Array.from([0.25, 0.25, 0.5]);
+    expect([0, 0.2499, 0.25, 0.4999, 0.5, 0.99].map((u) => drawFromProbs(w, u))).toEqual([0, 0, 1, 1, 2, 2]);
+    const z = Float32Array.from([0, 0.5, 0, 0.5, 0]);
+    expect([0, 0.4999, 0.5, 0.9999].map((u) => drawFromProbs(z, u))).toEqual([1, 1, 3, 3]);
+  });
+
+  it('a number that rounding carries past every token lands on the last token of nonzero weight', () => {
+    // The sum over blocks (two running sums) is a little under the token-by-token sum here, so at
+    // u = 1 - 2^-53 the walk runs out of weights; the last token has weight 0 and must not be drawn.
+    const w = Float32Array.from([5.5004149072766925e-17, 4.900604722024582e-7, 4.7312685325096027e-8, 0]);
+    expect(drawFromProbs(w, 1 - 2 ** -53)).toBe(2);
   });
 });

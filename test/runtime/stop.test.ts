@@ -23,6 +23,19 @@ describe('StopMatcher', () => {
     expect(zz.find('abzzcx', 5)).toBe(5);
   });
 
+  it('takes the earliest match whichever stop string it is, and finds none without stop strings', () => {
+    const m = new StopMatcher(['long stop', 'st', 'x']);
+    expect(m.find('a long stop x')).toBe(2);
+    expect(m.find('xa long stop')).toBe(0);
+    expect(m.cut('a long stop x')).toEqual({ text: 'a ', stopped: true });
+    // the window reaches back by the longest stop string: 'long stop' ends in the new text (at 13),
+    // the 'st' at 0 is older than the window
+    expect(m.find('st a long stop', 13)).toBe(5);
+    expect(new StopMatcher().find('anything')).toBe(-1);
+    expect(new StopMatcher().empty).toBe(true);
+    expect(m.empty).toBe(false);
+  });
+
   it('ignores empty stop strings', () => {
     const m = new StopMatcher(['']);
     expect(m.empty).toBe(true);

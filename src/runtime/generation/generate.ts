@@ -97,7 +97,7 @@ interface Row {
   request: number;
   sample: number;
   prompt: readonly number[];
-  rng: Rng | undefined;
+  rng: Rng;
   /** Prompt then generated ids, for the repetition penalty. */
   tokens: number[];
   generated: number[];
@@ -141,18 +141,19 @@ export async function generate(model: Model, requests: readonly GenerateRequest[
     return ids;
   });
 
-  const greedy = isGreedy(opts);
   const rows: Row[] = [];
   requests.forEach((r, i) => {
     const n = r.numSamples ?? 1;
     const first = r.firstSample ?? 0;
     if (!Number.isInteger(n) || n < 0) throw new UitError(`request ${i}: numSamples must be a non-negative integer`, ExitCode.USAGE);
+    if (!Number.isInteger(first) || first < 0) throw new UitError(`request ${i}: firstSample must be a non-negative integer`, ExitCode.USAGE);
+    if (r.seed !== undefined && !Number.isSafeInteger(r.seed)) throw new UitError(`request ${i}: seed must be an integer, got ${r.seed}`, ExitCode.USAGE);
     for (let s = first; s < first + n; s++) {
       rows.push({
         request: i,
         sample: s,
         prompt: prompts[i],
-        rng: greedy ? undefined : sampleRng(r.seed ?? opts.seed ?? 0, s),
+        rng: sampleRng(r.seed ?? opts.seed ?? 0, s), // unused by greedy decoding
         tokens: [...prompts[i]],
         generated: [],
         decoder: new IncrementalDecoder(tok, prompts[i]),
@@ -172,7 +173,7 @@ export async function generate(model: Model, requests: readonly GenerateRequest[
       index: row.sample,
       text: finalText(model, row, stop),
       tokenIds: row.generated,
-      finishReason: row.finish ?? 'length',
+      finishReason: row.finish!, // every row ends with a reason (accept sets it)
     });
   }
   timings.totalMs = performance.now() - t0;
@@ -275,7 +276,7 @@ class Engine {
     try {
       await this.runGroup(group, prompts, promptOf, budget, budgetOf, caches, tp);
     } finally {
-      for (const c of caches.reverse()) c.dispose();
+      for (const c of caches) c.dispose(); // each frees only its own buffers: any order
     }
   }
 
@@ -330,7 +331,7 @@ class Engine {
     const roomy = this.backend.fast.generation && this.backend.hasPositionIds;
     const cache = track(await promptCache.gather(promptOf, roomy ? restLen + Math.min(budget, growthStep(restLen)) : restLen));
     cache.growthChunk = this.backend.hasPositionIds ? MIN_GROWTH : 1;
-    let live = group.slice();
+    let live = group; // replaced, never changed in place
     // Every live row's next-token logits, or its distribution when the graph computes it (this.probs).
     let scores: Float32Array = new Float32Array(group.length * vocab);
     const first = this.probs ? pre!.probs! : pre!.last!;
@@ -357,10 +358,10 @@ class Engine {
           const rowScores = scores.subarray(r * vocab, (r + 1) * vocab);
           if (this.probs) {
             for (const w of this.probs.warpers) w(rowScores);
-            t = sampleFromProbs(rowScores, row.rng!);
+            t = sampleFromProbs(rowScores, row.rng);
           } else {
             for (const p of this.processors) p(rowScores, row);
-            t = this.greedy ? argmax(rowScores) : sampleMultinomial(rowScores, row.rng!);
+            t = this.greedy ? argmax(rowScores) : sampleMultinomial(rowScores, row.rng);
           }
         }
         next[r] = t;
@@ -383,7 +384,7 @@ class Engine {
         // A row's numbers come from its own generator in the order of its tokens, whether the graph
         // or sampleFromProbs uses them, so both give the same text (but for float32 rounding at a
         // token boundary, a few draws in a million).
-        const sampleUniform = graphDraw ? Float64Array.from(live, (r) => r.rng!.nextFloat()) : undefined;
+        const sampleUniform = graphDraw ? Float64Array.from(live, (r) => r.rng.nextFloat()) : undefined;
         const out = await step(this.backend, cache, keep.map((r) => next[r]), 1, 'last', { temperature: this.probs?.temperature, sampleUniform });
         this.timings.steps++;
         if (graphDraw) drawn = out.sampled!;
@@ -427,7 +428,8 @@ class Engine {
     if (!this.stop.empty) {
       const before = row.text.length;
       row.text += row.decoder.push(token);
-      if (row.text.length > before && this.stop.find(row.text, before) !== -1) {
+      // (no new text finds nothing: a match in the old text ended the row when it came)
+      if (this.stop.find(row.text, before) !== -1) {
         row.finish = 'stop';
         return;
       }

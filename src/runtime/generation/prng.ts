@@ -63,10 +63,6 @@ export function sampleRng(seed: number, sampleIndex: number, salt = 0): Rng {
   h = fmix32(h ^ (sampleIndex >>> 0) ^ 0x13198a2e);
   h = fmix32(h ^ (salt >>> 0) ^ 0x03707344);
   // Expand the 32-bit digest to 128 bits of state with a splitmix-style counter.
-  const words: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    h = (h + 0x9e3779b9) >>> 0;
-    words.push(fmix32(h));
-  }
-  return new Rng(words as [number, number, number, number]);
+  const word = () => fmix32((h = (h + 0x9e3779b9) >>> 0));
+  return new Rng([word(), word(), word(), word()]);
 }

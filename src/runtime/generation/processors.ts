@@ -13,10 +13,8 @@ export type LogitsProcessor = (logits: Float32Array, ctx: ProcessContext) => voi
 export function repetitionPenalty(penalty: number): LogitsProcessor {
   if (!(penalty > 0)) throw new RangeError(`repetition penalty must be > 0, got ${penalty}`);
   return (logits, ctx) => {
-    const seen = new Set<number>();
-    for (const t of ctx.tokens) {
-      if (seen.has(t) || t < 0 || t >= logits.length) continue;
-      seen.add(t);
+    // An id outside the vocabulary reads undefined from the typed array, and its write is dropped.
+    for (const t of new Set(ctx.tokens)) {
       const v = logits[t];
       logits[t] = v < 0 ? v * penalty : v / penalty;
     }
@@ -193,14 +191,14 @@ export interface SamplingParams {
 
 /** The processor chain for a set of sampling parameters, in transformers' order. */
 export function buildProcessors(params: SamplingParams): LogitsProcessor[] {
+  // A value that changes nothing adds no step: no penalty at 1, temperature 1, top-k 0, top-p 1.
+  const { repetitionPenalty: penalty = 1, temperature: t = 1, topK: k = 0, topP: p = 1 } = params;
   const chain: LogitsProcessor[] = [];
-  if (params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1) {
-    chain.push(repetitionPenalty(params.repetitionPenalty));
-  }
+  if (penalty !== 1) chain.push(repetitionPenalty(penalty));
   if (isGreedy(params)) return chain;
-  if (params.temperature !== undefined && params.temperature !== 1) chain.push(temperature(params.temperature));
-  if (params.topK !== undefined && params.topK > 0) chain.push(topK(params.topK));
-  if (params.topP !== undefined && params.topP < 1) chain.push(topP(params.topP));
+  if (t !== 1) chain.push(temperature(t));
+  if (k > 0) chain.push(topK(k));
+  if (p < 1) chain.push(topP(p));
   return chain;
 }
 
@@ -209,12 +207,12 @@ export function buildProcessors(params: SamplingParams): LogitsProcessor[] {
  * (`probs_last`); undefined when a step needs the logits (the repetition penalty) or for greedy.
  */
 export function buildProbsWarpers(params: SamplingParams): ProbsWarper[] | undefined {
-  if (isGreedy(params)) return undefined;
-  if (params.repetitionPenalty !== undefined && params.repetitionPenalty !== 1) return undefined;
-  if (params.temperature !== undefined) checkTemperature(params.temperature); // the graph applies it
+  const { repetitionPenalty: penalty = 1, temperature: t = 1, topK: k = 0, topP: p = 1 } = params;
+  if (isGreedy(params) || penalty !== 1) return undefined;
+  checkTemperature(t); // the graph applies it
   const chain: ProbsWarper[] = [];
-  if (params.topK !== undefined && params.topK > 0) chain.push(topKProbs(params.topK));
-  if (params.topP !== undefined && params.topP < 1) chain.push(topPProbs(params.topP));
+  if (k > 0) chain.push(topKProbs(k));
+  if (p < 1) chain.push(topPProbs(p));
   return chain;
 }
 
@@ -223,6 +221,6 @@ export function buildProbsWarpers(params: SamplingParams): ProbsWarper[] | undef
  * path (generate's JS chain and its graph sampling, serve, transfer, the API backend) asks here.
  */
 export function isGreedy(params: SamplingParams): boolean {
-  const t = params.temperature;
-  return params.greedy === true || (t !== undefined && t >= 0 && t < MIN_SAMPLING_TEMPERATURE);
+  const t = params.temperature ?? 1;
+  return params.greedy === true || (t >= 0 && t < MIN_SAMPLING_TEMPERATURE);
 }

@@ -26,9 +26,8 @@ export function lookupDraft(context: readonly number[], opts: LookupOptions): nu
   const maxNgram = opts.maxNgram ?? 3;
   const minNgram = opts.minNgram ?? 2;
   const len = context.length;
-  if (opts.maxDraft < 1) return [];
-  for (let n = Math.min(maxNgram, len - 1); n >= minNgram; n--) {
-    // Start positions i of an earlier copy of context[len-n .. len-1], latest first.
+  for (let n = maxNgram; n >= minNgram; n--) {
+    // Start positions i of an earlier copy of context[len-n .. len-1], latest first (none when n >= len).
     for (let i = len - n - 1; i >= 0; i--) {
       let j = 0;
       while (j < n && context[i + j] === context[len - n + j]) j++;

@@ -91,11 +91,10 @@ function draw(weights: Float32Array | Float64Array, n: number, target: number): 
   const blocks = Math.ceil(n / BLOCK);
   let b = 0;
   for (; b < blocks && !(target < blockSums[b]); b++) target -= blockSums[b];
-  // Rounding may carry the walk past its block; it then goes on into the next ones.
+  // Rounding may carry the walk past its block; it then goes on into the next ones. A removed
+  // token (weight 0) leaves the target >= 0, so it is never the one returned.
   for (let i = Math.min(b, blocks - 1) * BLOCK; i < n; i++) {
-    const w = weights[i];
-    if (w === 0) continue;
-    target -= w;
+    target -= weights[i];
     if (target < 0) return i;
   }
   for (let i = n - 1; i >= 0; i--) if (weights[i] !== 0) return i; // a sliver left: the last possible token

@@ -19,7 +19,6 @@ export class StopMatcher {
    * begins: only matches that end at or after it are looked for, so streaming checks stay O(new text).
    */
   find(text: string, newFrom = 0): number {
-    if (this.maxLength === 0) return -1;
     const from = Math.max(0, newFrom - this.maxLength + 1);
     let best = -1;
     for (const s of this.stops) {
