@@ -8,6 +8,7 @@ export const MODULES = {
       'test/perplexity/aggregate.test.ts',
       'test/perplexity/engine.test.ts',
       'test/perplexity/fit-prompt.test.ts',
+      'test/perplexity/fit-prompt-cut.test.ts',
       'test/perplexity/fit-prompt-setup.test.ts',
       'test/perplexity/plan.test.ts',
       'test/perplexity/scorer.test.ts',

@@ -101,7 +101,8 @@ export function cutText(text: string, maxTokens: number, count: (s: string) => n
   };
   let rest = maxTokens - markerTokens;
   let tailShare = Math.floor(rest / 2);
-  for (let round = 0; round < VERIFY_ROUNDS && rest >= 0; round++) {
+  // (a share below zero cuts both ends to nothing: the bare marker, below)
+  for (let round = 0; round < VERIFY_ROUNDS; round++) {
     const headShare = rest - tailShare;
     const headChars = longestFit(text.length, (c) => count(text.slice(0, wholeEnd(text, c))) <= headShare);
     const head = text.slice(0, wordEnd(text, wholeEnd(text, headChars)));
@@ -113,11 +114,9 @@ export function cutText(text: string, maxTokens: number, count: (s: string) => n
     const excess = count(out) - maxTokens;
     if (excess <= 0) return out;
     // tokens merged differently across the joins: take the excess from the tail, then the head
-    if (tailShare >= excess) tailShare -= excess;
-    else {
-      rest -= excess - tailShare;
-      tailShare = 0;
-    }
+    const fromTail = Math.min(tailShare, excess);
+    tailShare -= fromTail;
+    rest -= excess - fromTail;
   }
   return BARE_MARKER;
 }
@@ -151,18 +150,18 @@ function wordEnd(text: string, end: number): number {
 /** `start` moved forward to a whitespace when one is near, so the tail starts with a whole word. */
 function wordStart(text: string, start: number): number {
   if (start <= 0 || /\s/u.test(text[start - 1])) return start;
-  for (let i = start; i < text.length && i <= start + WORD_SLACK; i++) if (/\s/u.test(text[i])) return i;
-  return start;
+  const ahead = text.slice(start, start + WORD_SLACK + 1).search(/\s/u);
+  return ahead === -1 ? start : start + ahead;
 }
 
-/** `end` moved back so that text.slice(0, end) does not end inside a surrogate pair. */
+/** `end` moved back so that text.slice(0, end) does not end inside a surrogate pair (at 0 charCodeAt gives NaN: no move). */
 function wholeEnd(text: string, end: number): number {
-  return end > 0 && isHighSurrogate(text.charCodeAt(end - 1)) ? end - 1 : end;
+  return isHighSurrogate(text.charCodeAt(end - 1)) ? end - 1 : end;
 }
 
-/** `start` moved forward so that text.slice(start) does not begin inside a surrogate pair. */
+/** `start` moved forward so that text.slice(start) does not begin inside a surrogate pair (at the end charCodeAt gives NaN: no move). */
 function wholeStart(text: string, start: number): number {
-  return start < text.length && isLowSurrogate(text.charCodeAt(start)) ? start + 1 : start;
+  return isLowSurrogate(text.charCodeAt(start)) ? start + 1 : start;
 }
 
 function isLowSurrogate(c: number): boolean {

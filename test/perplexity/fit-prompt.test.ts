@@ -88,7 +88,8 @@ describe('UIT prompts longer than the context', () => {
   it('shorten the inputs instead of the Definition, so candidates no longer tie', async () => {
     // the old behaviour: cut on the left, every Definition gone, every candidate the same number
     const left = await scoreCandidates(new Scorer(model, { scorerId: 'test', maxPositions: CONTEXT }), task, CANDIDATES, { ...opts, fitInputs: false });
-    expect(left.candidates.every((c) => c.truncatedInstances === 4)).toBe(true);
+    // (nothing shortened, nothing fitted alone: the inputs are left as they are)
+    expect(left.candidates.map((c) => [c.truncatedInstances, c.shortenedInstances, c.fittedAlone])).toEqual(CANDIDATES.map(() => [4, 0, false]));
     expect(new Set(left.candidates.map((c) => c.meanCe)).size).toBe(1);
 
     const scorer = new Scorer(model, { scorerId: 'test', maxPositions: CONTEXT });
