@@ -16,7 +16,8 @@
 //   evidence, and its prompts depend on the task and on itself only, never on which other
 //   candidates are scored with it (so adding candidates to a task leaves the cached scores of the
 //   others valid). A candidate longer than the reserve, or whose prompt still does not fit, is
-//   fitted on its own (shorter inputs for it alone; `alone` says so);
+//   fitted on its own when its prompts do not fit whole (shorter inputs for it alone; `alone`
+//   says so); a long candidate whose uncut prompts fit takes them uncut and is not `alone`;
 // - a prompt that cannot fit even with every input cut to the marker (a Definition + outputs
 //   longer than the context) is left to the scorer's overflow policy, which reports it.
 // The result is a pure function of the task's texts, the candidate, the tokenizer and the context
@@ -50,7 +51,7 @@ export interface FitReport {
   setups: UitSetup[];
   /** Per candidate, per scored instance (setup order): the prompt holds a shortened input. */
   shortened: boolean[][];
-  /** Per candidate: fitted on its own (its Definition is longer than the reserve, or did not fit the shared fit). */
+  /** Per candidate: inputs cut for it alone (its Definition is longer than the reserve, or did not fit the shared fit, and its uncut prompts do not fit). */
   alone: boolean[];
   /** Indices of the examples the shared fit shortened (empty when nothing was cut). */
   shortenedExamples: number[];
