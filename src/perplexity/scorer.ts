@@ -214,9 +214,9 @@ export class Scorer {
     }
 
     // 1. tokens, overflow, keys; distinct work by key
-    const results: (PairScore | undefined)[] = new Array(pairs.length);
+    const results: PairScore[] = [];
     const byKey = new Map<string, Work>();
-    const slotOf: (Work | undefined)[] = new Array(pairs.length);
+    const slotOf: (Work | undefined)[] = [];
     pairs.forEach((pair, i) => {
       const targetIds = this.tokens.encode(pair.target);
       if (targetIds.length === 0) {
@@ -238,7 +238,7 @@ export class Scorer {
     const works = [...byKey.values()];
 
     // 2. cached rows (keys looked up in step 0 are not asked again)
-    if (cache && works.length > 0) {
+    if (cache) {
       const found = cache.getScores(works.filter((w) => !looked.has(w.key)).map((w) => w.key));
       for (const w of works) {
         const hit = looked.get(w.key) ?? found.get(w.key);
@@ -261,7 +261,7 @@ export class Scorer {
       if (w) results[i] = w.result!;
     });
     this.stats.ms += performance.now() - t0;
-    return results as PairScore[];
+    return results;
   }
 
   /**
@@ -343,8 +343,8 @@ export class Scorer {
     const prefix = shared > 0 ? await prefill(this.backend, members[0].prefixIds.slice(0, shared)) : undefined;
     if (prefix) this.stats.prefills++;
     // One call for the group: the prefix's KV cache is copied into the batch rows once, not per
-    // batch; the engine runs exactly the planned batches that are not cached.
-    let next = 0;
+    // batch; the engine runs exactly the planned batches that are not cached, in order, and names
+    // each batch's members (forward.ts, ScoreOptions.batches).
     let t0 = performance.now();
     // The prefix's cache is freed when the group is done (on a GPU device, now rather than at GC).
     try {
@@ -356,11 +356,7 @@ export class Scorer {
           batches: todo,
           // Only the targets' log-probs are used: the fast graph runs its LM head on those alone.
           tails: members.map((w) => w.targetIds.length),
-          onBatch: (indices, lps) => {
-            const batch = todo[next++];
-            if (!batch || indices.length !== batch.length || indices.some((k, j) => k !== batch[j])) {
-              throw new Error('scoring batches differ from the plan');
-            }
+          onBatch: (batch, lps) => {
             const ms = (performance.now() - t0) / batch.length;
             this.stats.batches++;
             const fresh: Work[] = [];
@@ -407,7 +403,6 @@ export class Scorer {
     } finally {
       prefix?.kv.dispose();
     }
-    if (next !== todo.length) throw new Error('scoring batches differ from the plan');
   }
 }
 
