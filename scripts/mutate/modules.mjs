@@ -5,6 +5,7 @@ export const MODULES = {
   perplexity: {
     mutate: ['src/perplexity/**/*.ts', '!src/perplexity/index.ts', '!src/perplexity/select.ts'],
     tests: [
+      'test/perplexity/definition-scorer.test.ts',
       'test/perplexity/engine.test.ts',
       'test/perplexity/fit-prompt.test.ts',
       'test/perplexity/plan.test.ts',
