@@ -593,6 +593,11 @@ describe('Scorer with the cache, pinned', () => {
       ]);
       await expectMatchesReference(fast, [other, ...pairs], res);
       expect(cache.counters.scores.writes).toBe(2 + 3);
+      // now the group is cached whole: a new pair beside it runs alone, with no prefill for the group
+      const next = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 4 });
+      const more = await next.score([...pairs, { prefix: 'New: ', target: 'pair' }]);
+      expect(more.map((r) => r.cached)).toEqual([true, true, true, true, false]);
+      expect(next.stats).toMatchObject({ cacheHits: 4, computed: 1, prefills: 0, batches: 1, modelCalls: 1, positions: 9 });
     } finally {
       cache.close();
     }

@@ -474,8 +474,10 @@ describe('the reference scoring mode, pinned', () => {
     const longest = Math.max(...lengths);
     const second = Math.max(...lengths.filter((l) => l !== longest));
     // one long prompt among 25 short ones: the candidate is over the context
-    const over = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: second }), task, ['Copy.'], { scoring: 'reference' });
+    const overScorer = new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: second });
+    const over = await scoreCandidates(overScorer, task, ['Copy.'], { scoring: 'reference' });
     expect(over.candidates[0].unscored).toBe('prompt-over-context');
+    expect(overScorer.stats.pairs).toBe(0); // found before the scorer: no pair of it reached the model
     expect(over.scored[0]).toBe(over.setup); // nothing was cut
     expect(over.candidates[0].shortenedInstances).toBe(0);
     const exact = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: longest }), task, ['Copy.'], { scoring: 'reference' });
@@ -490,8 +492,10 @@ describe('the reference scoring mode, pinned', () => {
     const pairs = uitPairs(uitSetup(task, { scoring: 'reference' }), 'Copy.', 'x', 'reference');
     const p3 = pairs.find((p) => p.target === gold)!;
     const max = probe.countTokens(p3.prefix) + 59; // the prefix fits, and so does the target alone
-    const res = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: max }), task, ['Copy.'], { scoring: 'reference' });
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: max });
+    const res = await scoreCandidates(scorer, task, ['Copy.'], { scoring: 'reference' });
     expect(res.candidates[0].unscored).toBe('prompt-over-context');
+    expect(scorer.stats.pairs).toBe(0);
   });
 
   it('with no context length known, no prompt is over it', async () => {
