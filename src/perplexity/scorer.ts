@@ -328,8 +328,8 @@ export class Scorer {
 
   private async runGroup(scorerId: string, shared: number, members: Work[]): Promise<void> {
     const conts = members.map((w) => [...w.prefixIds.slice(shared), ...w.targetIds]);
-    // Longest first (ties by plan order) so a batch pads little; fixed whatever is cached.
-    const order = members.map((_, i) => i).sort((a, b) => conts[b].length - conts[a].length || a - b);
+    // Longest first (ties in plan order: the sort is stable) so a batch pads little; fixed whatever is cached.
+    const order = members.map((_, i) => i).sort((a, b) => conts[b].length - conts[a].length);
     const batches = planBatches(
       order.map((i) => conts[i].length),
       this.batchSize,
