@@ -6,7 +6,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { openCache, scoreKey, type JsonObject } from '../../src/cache/index.js';
+import { openCache, scoreKey, type Cache, type JsonObject } from '../../src/cache/index.js';
 import { ExitCode, InputError } from '../../src/errors.js';
 import { Scorer, type BatchProgress, type PairScore, type ScorePair } from '../../src/perplexity/index.js';
 import { loadModel, type Model } from '../../src/runtime/index.js';
@@ -294,6 +294,16 @@ function fixtureWithSpecials(into: string, name: string, bos: number | undefined
   return dst;
 }
 
+/** Runs `fn` on a new cache file in the temp folder, closed after. */
+async function withCache(name: string, fn: (cache: Cache) => Promise<void>): Promise<void> {
+  const cache = openCache(join(tmp.dir, name));
+  try {
+    await fn(cache);
+  } finally {
+    cache.close();
+  }
+}
+
 describe('Scorer options', () => {
   it('refuses an unknown overflow policy and a context under 2 positions, naming the value', () => {
     expect(() => new Scorer(fast, { overflow: 'drop' as never })).toThrow(new RangeError('overflow must be one of truncate-left, error'));
@@ -443,28 +453,25 @@ describe('Scorer batching, pinned', () => {
   });
 
   it('times itself: ms and the cached rows\' durations fit in the wall time of the call', async () => {
-    const cache = openCache(join(tmp.dir, 'durations.sqlite'));
-    try {
-      const scorer = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 4 });
-      const t0 = performance.now();
-      await scorer.score(GROUP);
-      const wall = performance.now() - t0;
-      expect(scorer.stats.ms).toBeGreaterThan(0);
-      expect(scorer.stats.ms).toBeLessThanOrEqual(wall);
-      const rows = [...cache.exportRows('scores')] as { duration_ms: number }[];
-      expect(rows).toHaveLength(4);
-      const total = rows.reduce((a, r) => a + r.duration_ms, 0);
-      expect(rows.every((r) => r.duration_ms > 0)).toBe(true);
-      expect(total).toBeLessThanOrEqual(wall);
-      // a fully cached rerun is timed too
-      const again = new Scorer(fast, { scorerId: SCORER_ID, cache });
-      const t1 = performance.now();
-      await again.score(GROUP);
-      expect(again.stats.ms).toBeGreaterThan(0);
-      expect(again.stats.ms).toBeLessThanOrEqual(performance.now() - t1);
-    } finally {
-      cache.close();
-    }
+    await withCache('durations.sqlite', async (cache) => {
+    const scorer = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 4 });
+    const t0 = performance.now();
+    await scorer.score(GROUP);
+    const wall = performance.now() - t0;
+    expect(scorer.stats.ms).toBeGreaterThan(0);
+    expect(scorer.stats.ms).toBeLessThanOrEqual(wall);
+    const rows = [...cache.exportRows('scores')] as { duration_ms: number }[];
+    expect(rows).toHaveLength(4);
+    const total = rows.reduce((a, r) => a + r.duration_ms, 0);
+    expect(rows.every((r) => r.duration_ms > 0)).toBe(true);
+    expect(total).toBeLessThanOrEqual(wall);
+    // a fully cached rerun is timed too
+    const again = new Scorer(fast, { scorerId: SCORER_ID, cache });
+    const t1 = performance.now();
+    await again.score(GROUP);
+    expect(again.stats.ms).toBeGreaterThan(0);
+    expect(again.stats.ms).toBeLessThanOrEqual(performance.now() - t1);
+    });
   });
 });
 
@@ -502,105 +509,90 @@ describe('Scorer with the cache, pinned', () => {
   });
 
   it('a finished job with empty targets counts them, and answers every field', async () => {
-    const cache = openCache(join(tmp.dir, 'finished-empty.sqlite'));
-    try {
-      const pairs = [
-        { prefix: 'Q: ', target: '' },
-        { prefix: 'Q: ', target: 'ok' },
-        { prefix: 'R: ', target: '' },
-      ];
-      const a = await new Scorer(fast, { scorerId: SCORER_ID, cache }).score(pairs);
-      const again = new Scorer(fast, { scorerId: SCORER_ID, cache });
-      const b = await again.score(pairs);
-      expect(again.stats).toMatchObject({ pairs: 3, empty: 2, cacheHits: 1, computed: 0, modelCalls: 0 });
-      expect(b[0]).toEqual(a[0]);
-      expect(b[2]).toEqual(a[2]);
-      expect({ ...b[1] }).toEqual({ ...a[1], logprobs: b[1].logprobs, cached: true });
-      expect(Array.from(b[1].logprobs!)).toEqual(Array.from(a[1].logprobs!));
-    } finally {
-      cache.close();
-    }
+    await withCache('finished-empty.sqlite', async (cache) => {
+    const pairs = [
+      { prefix: 'Q: ', target: '' },
+      { prefix: 'Q: ', target: 'ok' },
+      { prefix: 'R: ', target: '' },
+    ];
+    const a = await new Scorer(fast, { scorerId: SCORER_ID, cache }).score(pairs);
+    const again = new Scorer(fast, { scorerId: SCORER_ID, cache });
+    const b = await again.score(pairs);
+    expect(again.stats).toMatchObject({ pairs: 3, empty: 2, cacheHits: 1, computed: 0, modelCalls: 0 });
+    expect(b[0]).toEqual(a[0]);
+    expect(b[2]).toEqual(a[2]);
+    expect({ ...b[1] }).toEqual({ ...a[1], logprobs: b[1].logprobs, cached: true });
+    expect(Array.from(b[1].logprobs!)).toEqual(Array.from(a[1].logprobs!));
+    });
   });
 
   it('a truncated pair is stored under its truncation (policy and context), not as the whole pair', async () => {
-    const cache = openCache(join(tmp.dir, 'truncated-key.sqlite'));
-    try {
-      const pair = { prefix: 'Input: the small triangle hides\nOutput: ', target: 'why?' };
-      const [t] = await new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 20 }).score([pair]);
-      expect(t.truncatedPrefixTokens).toBe(pair.prefix.length + 4 - 20);
-      const key = (params: JsonObject) => scoreKey({ scorerId: SCORER_ID, ...pair, params });
-      const found = cache.getScores([key({ overflow: 'truncate-left', max_positions: 20 }), key({})]);
-      expect([...found.keys()]).toEqual([key({ overflow: 'truncate-left', max_positions: 20 })]);
-      expect(found.values().next().value!.sumCe).toBe(t.sumCe);
-    } finally {
-      cache.close();
-    }
+    await withCache('truncated-key.sqlite', async (cache) => {
+    const pair = { prefix: 'Input: the small triangle hides\nOutput: ', target: 'why?' };
+    const [t] = await new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 20 }).score([pair]);
+    expect(t.truncatedPrefixTokens).toBe(pair.prefix.length + 4 - 20);
+    const key = (params: JsonObject) => scoreKey({ scorerId: SCORER_ID, ...pair, params });
+    const found = cache.getScores([key({ overflow: 'truncate-left', max_positions: 20 }), key({})]);
+    expect([...found.keys()]).toEqual([key({ overflow: 'truncate-left', max_positions: 20 })]);
+    expect(found.values().next().value!.sumCe).toBe(t.sumCe);
+    });
   });
 
   it('a pair scored whole before is not taken for a truncated one (the quick answer needs a certain fit)', async () => {
-    const cache = openCache(join(tmp.dir, 'whole-then-truncated.sqlite'));
-    try {
-      const pair = { prefix: `${'x'.repeat(30)}: `, target: 'abc' }; // 32 + 3 tokens; bound 33 + 4
-      const [whole] = await new Scorer(fast, { scorerId: SCORER_ID, cache }).score([pair]);
-      const small = new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 34 });
-      const [t] = await small.score([pair]);
-      expect([t.truncatedPrefixTokens, t.cached, small.stats.computed]).toEqual([1, false, 1]);
-      expect(t.sumCe).not.toBe(whole.sumCe);
-    } finally {
-      cache.close();
-    }
+    await withCache('whole-then-truncated.sqlite', async (cache) => {
+    const pair = { prefix: `${'x'.repeat(30)}: `, target: 'abc' }; // 32 + 3 tokens; bound 33 + 4
+    const [whole] = await new Scorer(fast, { scorerId: SCORER_ID, cache }).score([pair]);
+    const small = new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 34 });
+    const [t] = await small.score([pair]);
+    expect([t.truncatedPrefixTokens, t.cached, small.stats.computed]).toEqual([1, false, 1]);
+    expect(t.sumCe).not.toBe(whole.sumCe);
+    });
   });
 
   it('a finished job is answered without tokenizing when the bound fits the context exactly', async () => {
-    const cache = openCache(join(tmp.dir, 'bound-edge.sqlite'));
+    await withCache('bound-edge.sqlite', async (cache) => {
+    const pair = { prefix: 'Q: ', target: 'ok' }; // bound (3 + 1) + (2 + 1) = 7
+    await new Scorer(fast, { scorerId: SCORER_ID, cache }).score([pair]);
+    const encode = vi.spyOn(fast.tokenizer, 'encode'); // calls through: counts, does not replace
     try {
-      const pair = { prefix: 'Q: ', target: 'ok' }; // bound (3 + 1) + (2 + 1) = 7
-      await new Scorer(fast, { scorerId: SCORER_ID, cache }).score([pair]);
-      const encode = vi.spyOn(fast.tokenizer, 'encode'); // calls through: counts, does not replace
-      try {
-        const [s] = await new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 7 }).score([pair]);
-        expect(s.cached).toBe(true);
-        expect(encode).not.toHaveBeenCalled();
-        const [u] = await new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 6 }).score([pair]);
-        expect([u.cached, u.truncatedPrefixTokens]).toEqual([true, 0]); // fits (5 tokens), but only tokenizing knows
-        expect(encode).toHaveBeenCalled();
-      } finally {
-        encode.mockRestore();
-      }
+      const [s] = await new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 7 }).score([pair]);
+      expect(s.cached).toBe(true);
+      expect(encode).not.toHaveBeenCalled();
+      const [u] = await new Scorer(fast, { scorerId: SCORER_ID, cache, maxPositions: 6 }).score([pair]);
+      expect([u.cached, u.truncatedPrefixTokens]).toEqual([true, 0]); // fits (5 tokens), but only tokenizing knows
+      expect(encode).toHaveBeenCalled();
     } finally {
-      cache.close();
+      encode.mockRestore();
     }
+    });
   });
 
   it('a batch with cached and missing pairs is computed whole, the cached numbers win, and fully cached batches are reported', async () => {
-    const cache = openCache(join(tmp.dir, 'mixed-batch.sqlite'));
-    try {
-      const S = 'Shared by every pair of this test: ';
-      const pairs = ['one', 'two', 'six', 'ten'].map((t) => ({ prefix: `${S}${t}? `, target: t })); // one group, equal lengths
-      const other = { prefix: 'Alone: ', target: 'solo' };
-      const [first] = await new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 1 }).score([pairs[2]]);
-      await new Scorer(fast, { scorerId: SCORER_ID, cache }).score([other]);
-      const seen: BatchProgress[] = [];
-      const scorer = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 4, onBatch: (p) => seen.push(p) });
-      const res = await scorer.score([other, ...pairs]);
-      expect(res.map((r) => r.cached)).toEqual([true, false, false, true, false]);
-      expect(res[3].sumCe).toBe(first.sumCe);
-      expect(scorer.stats).toMatchObject({ cacheHits: 2, computed: 3, prefills: 1, batches: 1, modelCalls: 2, targetTokens: 9 });
-      // the pool of pairs with nothing shared (the cached "Alone") first, then the group's one batch
-      expect(seen).toEqual([
-        { pairs: 1, computed: false, targetTokens: 4 },
-        { pairs: 4, computed: true, targetTokens: 12 },
-      ]);
-      await expectMatchesReference(fast, [other, ...pairs], res);
-      expect(cache.counters.scores.writes).toBe(2 + 3);
-      // now the group is cached whole: a new pair beside it runs alone, with no prefill for the group
-      const next = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 4 });
-      const more = await next.score([...pairs, { prefix: 'New: ', target: 'pair' }]);
-      expect(more.map((r) => r.cached)).toEqual([true, true, true, true, false]);
-      expect(next.stats).toMatchObject({ cacheHits: 4, computed: 1, prefills: 0, batches: 1, modelCalls: 1, positions: 9 });
-    } finally {
-      cache.close();
-    }
+    await withCache('mixed-batch.sqlite', async (cache) => {
+    const S = 'Shared by every pair of this test: ';
+    const pairs = ['one', 'two', 'six', 'ten'].map((t) => ({ prefix: `${S}${t}? `, target: t })); // one group, equal lengths
+    const other = { prefix: 'Alone: ', target: 'solo' };
+    const [first] = await new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 1 }).score([pairs[2]]);
+    await new Scorer(fast, { scorerId: SCORER_ID, cache }).score([other]);
+    const seen: BatchProgress[] = [];
+    const scorer = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 4, onBatch: (p) => seen.push(p) });
+    const res = await scorer.score([other, ...pairs]);
+    expect(res.map((r) => r.cached)).toEqual([true, false, false, true, false]);
+    expect(res[3].sumCe).toBe(first.sumCe);
+    expect(scorer.stats).toMatchObject({ cacheHits: 2, computed: 3, prefills: 1, batches: 1, modelCalls: 2, targetTokens: 9 });
+    // the pool of pairs with nothing shared (the cached "Alone") first, then the group's one batch
+    expect(seen).toEqual([
+      { pairs: 1, computed: false, targetTokens: 4 },
+      { pairs: 4, computed: true, targetTokens: 12 },
+    ]);
+    await expectMatchesReference(fast, [other, ...pairs], res);
+    expect(cache.counters.scores.writes).toBe(2 + 3);
+    // now the group is cached whole: a new pair beside it runs alone, with no prefill for the group
+    const next = new Scorer(fast, { scorerId: SCORER_ID, cache, batchSize: 4 });
+    const more = await next.score([...pairs, { prefix: 'New: ', target: 'pair' }]);
+    expect(more.map((r) => r.cached)).toEqual([true, true, true, true, false]);
+    expect(next.stats).toMatchObject({ cacheHits: 4, computed: 1, prefills: 0, batches: 1, modelCalls: 1, positions: 9 });
+    });
   });
 });
 
