@@ -12,7 +12,7 @@
 //      batch's new scores in one cache transaction. Cached numbers win over recomputed ones.
 import type { Cache, CachedScore, JsonObject } from '../cache/index.js';
 import { scoreKey } from '../cache/index.js';
-import { InputError, type InputLocation } from '../errors.js';
+import { InputError, ModelError, type InputLocation } from '../errors.js';
 import { prefill, scoreContinuations, type Model } from '../runtime/index.js';
 import { CountingBackend } from './counting-backend.js';
 import { planBatches, planGroups } from './plan.js';
@@ -367,7 +367,11 @@ export class Scorer {
               let sum = 0;
               for (const lp of logprobs) sum -= lp;
               if (!Number.isFinite(sum)) {
-                throw new Error(`scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))}`);
+                // broken weights or an overflowing export: the model's fault, not the data's
+                throw new ModelError(
+                  `${this.model.info.dir}: scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))} ` +
+                    '(`uit doctor --model` checks its numbers)',
+                );
               }
               w.result = {
                 tokens: logprobs.length,

@@ -2,12 +2,12 @@
 // make them trustworthy: reuse = no reuse, fast graph = slow graph, batch size does not matter,
 // empty targets are null, overflow follows its policy, and the cache returns the same numbers
 // without running the model.
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openCache, scoreKey, type Cache, type JsonObject } from '../../src/cache/index.js';
-import { ExitCode, InputError } from '../../src/errors.js';
+import { ExitCode, InputError, ModelError } from '../../src/errors.js';
 import { Scorer, type BatchProgress, type PairScore, type ScorePair } from '../../src/perplexity/index.js';
 import { loadModel, type Model } from '../../src/runtime/index.js';
 import { FIXTURE, Reference, fixtureWithContext, maxAbsDiff, tempDir } from './helpers.js';
@@ -593,6 +593,30 @@ describe('Scorer with the cache, pinned', () => {
     expect(more.map((r) => r.cached)).toEqual([true, true, true, true, false]);
     expect(next.stats).toMatchObject({ cacheHits: 4, computed: 1, prefills: 0, batches: 1, modelCalls: 1, positions: 9 });
     });
+  });
+});
+
+describe('a broken model', () => {
+  it('whose numbers are not finite fails as a model error naming the folder and the target, storing nothing', async () => {
+    const dir = join(tmp.dir, 'nan-weights');
+    cpSync(FIXTURE, dir, { recursive: true });
+    const data = join(dir, 'onnx', 'model.onnx_data');
+    writeFileSync(data, Buffer.from(new Float32Array(statSync(data).size / 4).fill(NaN).buffer));
+    const m = await loadModel(dir, { threads: 1 });
+    try {
+      await withCache('nan.sqlite', async (cache) => {
+        const target = 'a target longer than the forty characters the message shows';
+        const err = await new Scorer(m, { scorerId: SCORER_ID, cache }).score([{ prefix: 'Q: ', target }]).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ModelError);
+        expect((err as ModelError).exitCode).toBe(ExitCode.MODEL);
+        expect((err as Error).message).toBe(
+          `${m.info.dir}: scoring produced a non-finite cross-entropy (NaN) for "a target longer than the forty character" (\`uit doctor --model\` checks its numbers)`,
+        );
+        expect(cache.count('scores')).toBe(0);
+      });
+    } finally {
+      await m.dispose();
+    }
   });
 });
 
