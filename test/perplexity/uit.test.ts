@@ -2,7 +2,8 @@
 // empty gold outputs, the token-weighted aggregate, and selection.
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { openCache } from '../../src/cache/index.js';
 import {
   REFERENCE_MIN_INSTANCES,
   Scorer,
@@ -10,6 +11,7 @@ import {
   instanceRng,
   referenceChunks,
   type PairScore,
+  type ScorePair,
   rankAndSelect,
   scoreCandidates,
   shuffled,
@@ -496,6 +498,31 @@ describe('the reference scoring mode, pinned', () => {
     const res = await scoreCandidates(scorer, task, ['Copy.'], { scoring: 'reference' });
     expect(res.candidates[0].unscored).toBe('prompt-over-context');
     expect(scorer.stats.pairs).toBe(0);
+  });
+
+  it("a finished job is answered without tokenizing, even where a prompt's byte bound is the context exactly", async () => {
+    const task = ref25({ input: (i) => (i === 4 ? 'the longest input of them all' : `in${i}`) });
+    const pairs = uitPairs(uitSetup(task, { scoring: 'reference' }), 'Copy.', 'x', 'reference');
+    // byte-level BPE: at most one token per byte, plus one (token-bound.ts)
+    const bound = (p: ScorePair) => Buffer.byteLength(p.prefix) + 1 + Buffer.byteLength(p.target) + 1;
+    const max = Math.max(...pairs.map(bound));
+    const cache = openCache(join(tmpDirForUit.dir, 'reference-rerun.sqlite'));
+    try {
+      const first = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj', cache, maxPositions: max }), task, ['Copy.'], { scoring: 'reference' });
+      expect(first.candidates[0].unscored).toBeNull();
+      const encode = vi.spyOn(model.tokenizer, 'encode'); // calls through: counts, does not replace
+      try {
+        const rerun = new Scorer(model, { scorerId: 'test:tiny-gptj', cache, maxPositions: max });
+        const again = await scoreCandidates(rerun, task, ['Copy.'], { scoring: 'reference' });
+        expect(encode).not.toHaveBeenCalled();
+        expect(rerun.stats).toMatchObject({ cacheHits: 25, modelCalls: 0 });
+        expect(again.candidates[0].meanCe).toBe(first.candidates[0].meanCe);
+      } finally {
+        encode.mockRestore();
+      }
+    } finally {
+      cache.close();
+    }
   });
 
   it('with no context length known, no prompt is over it', async () => {
