@@ -6,6 +6,7 @@ export const MODULES = {
     mutate: ['src/perplexity/**/*.ts', '!src/perplexity/index.ts', '!src/perplexity/select.ts'],
     tests: [
       'test/perplexity/aggregate.test.ts',
+      'test/perplexity/definition-scorer.test.ts',
       'test/perplexity/engine.test.ts',
       'test/perplexity/fit-prompt.test.ts',
       'test/perplexity/fit-prompt-cut.test.ts',

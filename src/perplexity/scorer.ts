@@ -12,7 +12,7 @@
 //      batch's new scores in one cache transaction. Cached numbers win over recomputed ones.
 import type { Cache, CachedScore, JsonObject } from '../cache/index.js';
 import { scoreKey } from '../cache/index.js';
-import { InputError, type InputLocation } from '../errors.js';
+import { InputError, ModelError, type InputLocation } from '../errors.js';
 import { prefill, scoreContinuations, type Model } from '../runtime/index.js';
 import { CountingBackend } from './counting-backend.js';
 import { planBatches, planGroups } from './plan.js';
@@ -214,9 +214,9 @@ export class Scorer {
     }
 
     // 1. tokens, overflow, keys; distinct work by key
-    const results: (PairScore | undefined)[] = new Array(pairs.length);
+    const results: PairScore[] = [];
     const byKey = new Map<string, Work>();
-    const slotOf: (Work | undefined)[] = new Array(pairs.length);
+    const slotOf: (Work | undefined)[] = [];
     pairs.forEach((pair, i) => {
       const targetIds = this.tokens.encode(pair.target);
       if (targetIds.length === 0) {
@@ -238,7 +238,7 @@ export class Scorer {
     const works = [...byKey.values()];
 
     // 2. cached rows (keys looked up in step 0 are not asked again)
-    if (cache && works.length > 0) {
+    if (cache) {
       const found = cache.getScores(works.filter((w) => !looked.has(w.key)).map((w) => w.key));
       for (const w of works) {
         const hit = looked.get(w.key) ?? found.get(w.key);
@@ -261,7 +261,7 @@ export class Scorer {
       if (w) results[i] = w.result!;
     });
     this.stats.ms += performance.now() - t0;
-    return results as PairScore[];
+    return results;
   }
 
   /**
@@ -328,8 +328,8 @@ export class Scorer {
 
   private async runGroup(scorerId: string, shared: number, members: Work[]): Promise<void> {
     const conts = members.map((w) => [...w.prefixIds.slice(shared), ...w.targetIds]);
-    // Longest first (ties by plan order) so a batch pads little; fixed whatever is cached.
-    const order = members.map((_, i) => i).sort((a, b) => conts[b].length - conts[a].length || a - b);
+    // Longest first (ties in plan order: the sort is stable) so a batch pads little; fixed whatever is cached.
+    const order = members.map((_, i) => i).sort((a, b) => conts[b].length - conts[a].length);
     const batches = planBatches(
       order.map((i) => conts[i].length),
       this.batchSize,
@@ -343,8 +343,8 @@ export class Scorer {
     const prefix = shared > 0 ? await prefill(this.backend, members[0].prefixIds.slice(0, shared)) : undefined;
     if (prefix) this.stats.prefills++;
     // One call for the group: the prefix's KV cache is copied into the batch rows once, not per
-    // batch; the engine runs exactly the planned batches that are not cached.
-    let next = 0;
+    // batch; the engine runs exactly the planned batches that are not cached, in order, and names
+    // each batch's members (forward.ts, ScoreOptions.batches).
     let t0 = performance.now();
     // The prefix's cache is freed when the group is done (on a GPU device, now rather than at GC).
     try {
@@ -356,11 +356,7 @@ export class Scorer {
           batches: todo,
           // Only the targets' log-probs are used: the fast graph runs its LM head on those alone.
           tails: members.map((w) => w.targetIds.length),
-          onBatch: (indices, lps) => {
-            const batch = todo[next++];
-            if (!batch || indices.length !== batch.length || indices.some((k, j) => k !== batch[j])) {
-              throw new Error('scoring batches differ from the plan');
-            }
+          onBatch: (batch, lps) => {
             const ms = (performance.now() - t0) / batch.length;
             this.stats.batches++;
             const fresh: Work[] = [];
@@ -371,7 +367,11 @@ export class Scorer {
               let sum = 0;
               for (const lp of logprobs) sum -= lp;
               if (!Number.isFinite(sum)) {
-                throw new Error(`scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))}`);
+                // broken weights or an overflowing export: the model's fault, not the data's
+                throw new ModelError(
+                  `${this.model.info.dir}: scoring produced a non-finite cross-entropy (${sum}) for ${JSON.stringify(w.pair.target.slice(0, 40))} ` +
+                    '(`uit doctor --model` checks its numbers)',
+                );
               }
               w.result = {
                 tokens: logprobs.length,
@@ -407,7 +407,6 @@ export class Scorer {
     } finally {
       prefix?.kv.dispose();
     }
-    if (next !== todo.length) throw new Error('scoring batches differ from the plan');
   }
 }
 

@@ -79,17 +79,16 @@ export function uitSetup(task: Task, opts: UitOptions = {}): UitSetup {
   const borrow = (opts.scoring ?? DEFAULT_SCORING) === 'uit';
   // Never the last instance with a gold output: a one-record task (most Alpaca data) is scored on
   // that record, with fewer examples in the prompt, rather than left with nothing to score.
+  // `gold` counts the gold instances in pool[0..i], so `gold > 1` also stops the loop before i < 0.
   let gold = pool.filter((x) => (x.outputs[0] ?? '') !== '').length;
-  for (let i = pool.length - 1; borrow && i >= 0 && examples.length + borrowed.length < EXAMPLES_IN_PROMPT && gold > 1; i--) {
+  for (let i = pool.length - 1; borrow && examples.length + borrowed.length < EXAMPLES_IN_PROMPT && gold > 1; i--) {
     if ((pool[i].outputs[0] ?? '') !== '') {
       borrowed.push(pool[i]);
       gold--;
     }
   }
-  if (borrowed.length > 0) {
-    pool = pool.filter((x) => !borrowed.includes(x));
-    examples.push(...borrowed.map((x) => ({ input: x.input, output: x.outputs[0] })));
-  }
+  pool = pool.filter((x) => !borrowed.includes(x));
+  examples.push(...borrowed.map((x) => ({ input: x.input, output: x.outputs[0] })));
   return {
     taskId: task.id,
     examples,

@@ -1,8 +1,9 @@
 // UIT candidate scoring: the exact prompt, the seeded choice of instances, borrowed examples,
 // empty gold outputs, the token-weighted aggregate, and selection.
-import { readFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { openCache } from '../../src/cache/index.js';
 import {
   REFERENCE_MIN_INSTANCES,
   Scorer,
@@ -10,6 +11,7 @@ import {
   instanceRng,
   referenceChunks,
   type PairScore,
+  type ScorePair,
   rankAndSelect,
   scoreCandidates,
   shuffled,
@@ -18,7 +20,9 @@ import {
 } from '../../src/perplexity/index.js';
 import { loadModel, type Model } from '../../src/runtime/index.js';
 import type { Task } from '../../src/types.js';
-import { FIXTURE, NIV2_TASKS } from './helpers.js';
+import { FIXTURE, NIV2_TASKS, tempDir } from './helpers.js';
+
+const tmpDirForUit = tempDir('uit-perplexity-uit-');
 
 /** A real Ni-v2 task (20 instances, 2+ positive examples), read here without the formats module. */
 function realTask(name: string): Task {
@@ -46,6 +50,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await model.dispose();
+  tmpDirForUit.cleanup();
 });
 
 describe('uitSetup', () => {
@@ -309,5 +314,231 @@ describe('candidates with their own Positive Examples', () => {
     // the same numbers as scoring it alone on a task whose examples are its own
     const alone = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj' }), { ...task, positiveExamples: mine }, ['Own examples.'], { seed: 2 });
     expect(Math.abs(res.candidates[1].meanCe! - alone.candidates[0].meanCe!)).toBeLessThan(1e-6);
+  });
+});
+
+// ---- pinned edges: uitSetup's fields and errors, borrowing, what scoreCandidates returns ----
+
+/** A small hand-made task: `n` instances x{i} with outputs y{i} (or those given), two examples unless told. */
+function smallTask(n: number, opts: { examples?: number; outputs?: (i: number) => string[]; input?: (i: number) => string } = {}): Task {
+  return {
+    id: 'small',
+    source: { format: 'niv2', file: 'small.json', extra: {} },
+    definition: 'Copy.',
+    positiveExamples: [
+      { input: 'e1', output: 'f1' },
+      { input: 'e2', output: 'f2' },
+    ].slice(0, opts.examples ?? 2),
+    negativeExamples: [],
+    instances: Array.from({ length: n }, (_, i) => ({ id: `x${i}`, input: opts.input?.(i) ?? `in${i}`, outputs: opts.outputs?.(i) ?? [`y${i}`] })),
+  };
+}
+
+describe('uitSetup, pinned', () => {
+  it('refuses an instance count that is not an integer >= 1, and takes exactly M', () => {
+    for (const bad of [0, -1, 1.5, NaN]) {
+      expect(() => uitSetup(TASK, { instances: bad })).toThrow(new RangeError(`instances must be an integer >= 1, got ${bad}`));
+    }
+    const one = uitSetup(TASK, { instances: 1, seed: 4 });
+    expect(one).toEqual({
+      taskId: TASK.id,
+      examples: TASK.positiveExamples.slice(0, 2),
+      examplesFromInstances: [],
+      instances: [uitSetup(TASK, { seed: 4 }).instances[0]],
+    });
+    expect(uitSetup(TASK).instances).toHaveLength(20); // default M = 32 > 20
+  });
+
+  it('borrows past instances with an empty or no output, and counts them as no gold', () => {
+    const pos = shuffled([0, 1, 2, 3, 4], instanceRng(0, 'small'));
+    // the last two of the shuffle have no gold output: an empty one, and none at all
+    const noGold = new Map([
+      [pos[4], [] as string[]],
+      [pos[3], ['']],
+    ]);
+    const task = smallTask(5, { examples: 0, outputs: (i) => noGold.get(i) ?? [`y${i}`] });
+    const s = uitSetup(task);
+    expect(s.examplesFromInstances).toEqual([`x${pos[2]}`, `x${pos[1]}`]);
+    expect(s.examples).toEqual([
+      { input: `in${pos[2]}`, output: `y${pos[2]}` },
+      { input: `in${pos[1]}`, output: `y${pos[1]}` },
+    ]);
+    expect(s.instances.map((x) => x.id)).toEqual([pos[0], pos[3], pos[4]].map((i) => `x${i}`));
+    // only one gold instance (the others empty or without outputs): nothing is borrowed
+    const lone = smallTask(3, { examples: 0, outputs: (i) => (i === 0 ? ['y0'] : i === 1 ? [] : ['']) });
+    expect(uitSetup(lone)).toMatchObject({ examples: [], examplesFromInstances: [] });
+    expect(uitSetup(lone).instances).toHaveLength(3);
+  });
+});
+
+describe('scoreCandidates, pinned', () => {
+  it('returns every field: the setup, each candidate as scored, ranks, the best', async () => {
+    const task = smallTask(3);
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const res = await scoreCandidates(scorer, task, ['Copy the input.', 'Say anything at all, however long it takes.'], { seed: 2 });
+    const setup = uitSetup(task, { seed: 2 });
+    expect(res.taskId).toBe('small');
+    expect(res.scoring).toBe('uit');
+    expect(res.setup).toEqual(setup);
+    expect(res.scored).toEqual([setup, setup]);
+    expect(res.shortenedExamples).toEqual([]);
+    for (const [k, c] of res.candidates.entries()) {
+      expect(c).toMatchObject({ index: k, ownExamples: false, shortenedInstances: 0, fittedAlone: false, instances: 3, emptyInstances: 0 });
+      expect(c.perplexity).toBe(Math.exp(c.meanCe!));
+    }
+    expect(res.candidates.map((c) => c.definition)).toEqual(['Copy the input.', 'Say anything at all, however long it takes.']);
+    const order = res.candidates[0].meanCe! < res.candidates[1].meanCe! ? [1, 2] : [2, 1];
+    expect(res.candidates.map((c) => c.rank)).toEqual(order);
+    expect(res.candidates.map((c) => c.kept)).toEqual(order.map((r) => r === 1));
+    expect(res.best).toBe(order.indexOf(1));
+  });
+
+  it('the best is the best-ranked of those kept, wherever it is in the list', async () => {
+    const task = smallTask(3);
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const defs = ['zzzz qqqq', 'Copy the input.', 'xj vk', 'Copy.'];
+    const all = await scoreCandidates(scorer, task, defs, { topK: 4 });
+    expect(all.candidates.every((c) => c.kept)).toBe(true);
+    const first = all.candidates.find((c) => c.rank === 1)!;
+    expect(all.best).toBe(first.index);
+    // the best-ranked one, not the first in the list, for every placement of it
+    for (const rot of [1, 2, 3]) {
+      const rotated = [...defs.slice(rot), ...defs.slice(0, rot)];
+      const r = await scoreCandidates(scorer, task, rotated, { topK: 4 });
+      expect(rotated[r.best!]).toBe(first.definition);
+    }
+    // nothing under the threshold: ranks stay, nothing is kept, no best
+    const none = await scoreCandidates(scorer, task, defs, { threshold: Math.exp(Math.min(...all.candidates.map((c) => c.meanCe!))) * 0.999 });
+    expect(none.candidates.map((c) => c.rank)).toEqual(all.candidates.map((c) => c.rank));
+    expect(none.candidates.some((c) => c.kept)).toBe(false);
+    expect(none.best).toBeNull();
+  });
+
+  it('an instance with no outputs at all is scored null, as an empty one is', async () => {
+    const task = smallTask(3, { outputs: (i) => (i === 1 ? [] : [`y${i}`]) });
+    const res = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj' }), task, ['Copy.']);
+    expect(res.candidates[0]).toMatchObject({ instances: 2, emptyInstances: 1 });
+    const nulls = res.setup.instances.map((x, i) => (res.candidates[0].instanceMeanCe[i] === null ? x.id : null)).filter(Boolean);
+    expect(nulls).toEqual(['x1']);
+  });
+
+  it("a candidate's own examples: the first two, none borrowed, in uit mode even when it has only one", async () => {
+    const task = smallTask(4, { examples: 1 }); // the task borrows one instance
+    const three = [
+      { input: 'o1', output: 'p1' },
+      { input: 'o2', output: 'p2' },
+      { input: 'o3', output: 'p3' },
+    ];
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const res = await scoreCandidates(scorer, task, ['Task.', { definition: 'Three.', positiveExamples: three }, { definition: 'One.', positiveExamples: three.slice(0, 1) }]);
+    expect(res.setup.examplesFromInstances).toHaveLength(1);
+    expect(res.scored[1]).toEqual({ ...res.setup, examples: three.slice(0, 2), examplesFromInstances: [] });
+    expect(res.scored[2]).toEqual({ ...res.setup, examples: three.slice(0, 1), examplesFromInstances: [] });
+    expect(res.candidates.map((c) => c.ownExamples)).toEqual([false, true, true]);
+    expect(res.candidates.every((c) => c.meanCe !== null)).toBe(true);
+  });
+
+  it("reports the task's shortened examples, not those of a candidate's own", async () => {
+    const long = 'a long example input that does not fit the small context at all '.repeat(3);
+    const task: Task = { ...smallTask(3), positiveExamples: [{ input: long, output: 'f1' }, { input: long, output: 'f2' }] };
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: 300 });
+    const own = { definition: 'Own.', positiveExamples: [{ input: 's1', output: 't1' }, { input: 's2', output: 't2' }] };
+    const res = await scoreCandidates(scorer, task, ['Task.', own]);
+    expect(res.shortenedExamples).toEqual([0, 1]);
+    expect(res.candidates.map((c) => c.shortenedInstances)).toEqual([3, 0]);
+    const ownFirst = await scoreCandidates(scorer, task, [own, 'Task.']);
+    expect(ownFirst.shortenedExamples).toEqual([0, 1]);
+    // a candidate's own long examples, the task's short: the task reports none
+    const shortTask = smallTask(3);
+    const ownLong = { definition: 'Own.', positiveExamples: task.positiveExamples };
+    const r2 = await scoreCandidates(scorer, shortTask, ['Task.', ownLong]);
+    expect(r2.shortenedExamples).toEqual([]);
+    expect(r2.candidates.map((c) => c.shortenedInstances)).toEqual([0, 3]);
+  });
+});
+
+describe('the reference scoring mode, pinned', () => {
+  const ref25 = (opts: Parameters<typeof smallTask>[1] = {}) => ({ ...smallTask(25, opts), id: 'ref25' });
+
+  it('25 instances are enough: the candidate is scored', async () => {
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const res = await scoreCandidates(scorer, ref25(), ['Copy.'], { scoring: 'reference' });
+    expect(res.candidates[0].unscored).toBeNull();
+    expect(res.candidates[0].meanCe).not.toBeNull();
+    expect(scorer.stats.pairs).toBe(25);
+  });
+
+  it('never shortens inputs to fit: a prompt over the context is unscored, one exactly at it is scored', async () => {
+    const task = ref25({ input: (i) => (i === 7 ? 'a much longer input than all the others' : `in${i}`) });
+    const probe = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const pairs = uitPairs(uitSetup(task, { scoring: 'reference' }), 'Copy.', 'x', 'reference');
+    const lengths = pairs.map((p) => probe.countTokens(p.prefix) + probe.countTokens(p.target));
+    const longest = Math.max(...lengths);
+    const second = Math.max(...lengths.filter((l) => l !== longest));
+    // one long prompt among 25 short ones: the candidate is over the context
+    const overScorer = new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: second });
+    const over = await scoreCandidates(overScorer, task, ['Copy.'], { scoring: 'reference' });
+    expect(over.candidates[0].unscored).toBe('prompt-over-context');
+    expect(overScorer.stats.pairs).toBe(0); // found before the scorer: no pair of it reached the model
+    expect(over.scored[0]).toBe(over.setup); // nothing was cut
+    expect(over.candidates[0].shortenedInstances).toBe(0);
+    const exact = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: longest }), task, ['Copy.'], { scoring: 'reference' });
+    expect(exact.candidates[0].unscored).toBeNull();
+    expect(exact.candidates[0].truncatedInstances).toBe(0);
+  });
+
+  it('a long gold output counts against the context too (prefix and target together)', async () => {
+    const gold = 'g'.repeat(60);
+    const task = ref25({ outputs: (i) => [i === 3 ? gold : `y${i}`] });
+    const probe = new Scorer(model, { scorerId: 'test:tiny-gptj' });
+    const pairs = uitPairs(uitSetup(task, { scoring: 'reference' }), 'Copy.', 'x', 'reference');
+    const p3 = pairs.find((p) => p.target === gold)!;
+    const max = probe.countTokens(p3.prefix) + 59; // the prefix fits, and so does the target alone
+    const scorer = new Scorer(model, { scorerId: 'test:tiny-gptj', maxPositions: max });
+    const res = await scoreCandidates(scorer, task, ['Copy.'], { scoring: 'reference' });
+    expect(res.candidates[0].unscored).toBe('prompt-over-context');
+    expect(scorer.stats.pairs).toBe(0);
+  });
+
+  it("a finished job is answered without tokenizing, even where a prompt's byte bound is the context exactly", async () => {
+    const task = ref25({ input: (i) => (i === 4 ? 'the longest input of them all' : `in${i}`) });
+    const pairs = uitPairs(uitSetup(task, { scoring: 'reference' }), 'Copy.', 'x', 'reference');
+    // byte-level BPE: at most one token per byte, plus one (token-bound.ts)
+    const bound = (p: ScorePair) => Buffer.byteLength(p.prefix) + 1 + Buffer.byteLength(p.target) + 1;
+    const max = Math.max(...pairs.map(bound));
+    const cache = openCache(join(tmpDirForUit.dir, 'reference-rerun.sqlite'));
+    try {
+      const first = await scoreCandidates(new Scorer(model, { scorerId: 'test:tiny-gptj', cache, maxPositions: max }), task, ['Copy.'], { scoring: 'reference' });
+      expect(first.candidates[0].unscored).toBeNull();
+      const encode = vi.spyOn(model.tokenizer, 'encode'); // calls through: counts, does not replace
+      try {
+        const rerun = new Scorer(model, { scorerId: 'test:tiny-gptj', cache, maxPositions: max });
+        const again = await scoreCandidates(rerun, task, ['Copy.'], { scoring: 'reference' });
+        expect(encode).not.toHaveBeenCalled();
+        expect(rerun.stats).toMatchObject({ cacheHits: 25, modelCalls: 0 });
+        expect(again.candidates[0].meanCe).toBe(first.candidates[0].meanCe);
+      } finally {
+        encode.mockRestore();
+      }
+    } finally {
+      cache.close();
+    }
+  });
+
+  it('with no context length known, no prompt is over it', async () => {
+    const dir = join(tmpDirForUit.dir, 'no-context');
+    cpSync(FIXTURE, dir, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    delete cfg.n_positions;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const m = await loadModel(dir, { threads: 1 });
+    try {
+      const scorer = new Scorer(m, { scorerId: 'test:tiny-gptj' });
+      expect(scorer.contextLength).toBeUndefined();
+      const res = await scoreCandidates(scorer, ref25(), ['Copy.'], { scoring: 'reference' });
+      expect(res.candidates[0].unscored).toBeNull();
+    } finally {
+      await m.dispose();
+    }
   });
 });
