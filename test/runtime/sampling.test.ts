@@ -394,4 +394,14 @@ describe('samplers, pinned', () => {
     const w = Float32Array.from([5.5004149072766925e-17, 4.900604722024582e-7, 4.7312685325096027e-8, 0]);
     expect(drawFromProbs(w, 1 - 2 ** -53)).toBe(2);
   });
+
+  it('a row that is not a distribution (NaN from a broken graph) draws the first token, like an all-zero row, and top-p leaves it as it is', () => {
+    const nan = Float32Array.from([0.25, Number.NaN, 0.75]);
+    expect([0, 0.5, 0.99].map((u) => drawFromProbs(nan, u))).toEqual([0, 0, 0]);
+    expect(drawFromProbs(new Float32Array(3), 0.5)).toBe(0);
+    // top-p does not turn the NaN row into a plausible one: it is left for the draw above
+    const row = Float32Array.from([Number.NaN, 0.5, 0.5]);
+    topPProbs(0.5)(row);
+    expect(Array.from(row)).toEqual([Number.NaN, 0.5, 0.5]);
+  });
 });

@@ -163,10 +163,11 @@ export async function generate(model: Model, requests: readonly GenerateRequest[
   });
 
   const timings: GenerationTimings = { prefillMs: 0, decodeMs: 0, totalMs: 0, promptTokens: 0, newTokens: 0, steps: 0, draftedTokens: 0, acceptedTokens: 0 };
-  const engine = new Engine(model, opts, timings);
+  // one matcher for the streaming check and the final cut
+  const stop = new StopMatcher(opts.stop ?? []);
+  const engine = new Engine(model, opts, stop, timings);
   for (const group of groupRows(rows, opts.batchSize ?? 16, model.backend.hasPositionIds)) await engine.run(group);
 
-  const stop = new StopMatcher(opts.stop ?? []);
   const outputs: GenerationOutput[] = prompts.map((p) => ({ promptTokens: p.length, samples: [] }));
   for (const row of rows) {
     outputs[row.request].samples.push({
@@ -216,7 +217,8 @@ const DEFAULT_DRAFT_TOKENS = 8;
 
 /** Length of the longest common prefix of the token sequences. */
 function commonPrefix(seqs: readonly (readonly number[])[]): number {
-  let n = Math.min(...seqs.map((s) => s.length));
+  // past a shorter sequence's end it reads undefined, which no id equals
+  let n = seqs[0].length;
   for (const s of seqs) {
     let i = 0;
     while (i < n && s[i] === seqs[0][i]) i++;
@@ -235,13 +237,13 @@ class Engine {
    */
   private readonly probs?: { warpers: ProbsWarper[]; temperature: number };
   private readonly greedy: boolean;
-  private readonly stop: StopMatcher;
   /** Tokens to draft per step for a lone greedy row (0: no drafting). */
   private readonly draft: number;
 
   constructor(
     private readonly model: Model,
     private readonly opts: GenerateOptions,
+    private readonly stop: StopMatcher,
     private readonly timings: GenerationTimings,
   ) {
     this.backend = model.backend;
@@ -249,7 +251,6 @@ class Engine {
     this.greedy = isGreedy(opts);
     const warpers = this.backend.fast.generation && this.backend.fast.probs === true ? buildProbsWarpers(opts) : undefined;
     if (warpers) this.probs = { warpers, temperature: opts.temperature ?? 1 };
-    this.stop = new StopMatcher(opts.stop ?? []);
     // A processor (the repetition penalty) changes the argmax, which the graph's token_argmax
     // does not see; the slow path has no token_argmax.
     const canDraft = this.greedy && this.processors.length === 0 && this.backend.fast.generation && this.backend.fast.argmax === true && this.backend.hasPositionIds;
